@@ -1,0 +1,114 @@
+//! What analyzers learn about a flow, in the form the classifier judges.
+//! This is the contract between protocol analysis and egress policy.
+
+use crate::time::Timestamp;
+use serde::Serialize;
+
+/// Facts about one flow's application layer.
+#[derive(Clone, Debug, Default)]
+pub struct AppFacts {
+    /// `app_proto` as identified by bytes (`None` while unknown).
+    pub app_proto: Option<&'static str>,
+    /// Bumped whenever a fact changes, so the classifier re-judges the flow
+    /// only when there is something new.
+    pub revision: u32,
+    /// A name the client itself asked for: TLS SNI or HTTP Host.
+    pub server_name: Option<String>,
+    pub ssh: Option<SshFacts>,
+    pub mining: Option<MiningFacts>,
+}
+
+impl AppFacts {
+    pub fn new(app_proto: &'static str) -> Self {
+        AppFacts {
+            app_proto: Some(app_proto),
+            revision: 1,
+            ..AppFacts::default()
+        }
+    }
+
+    /// Marks the facts as changed.
+    pub fn touch(&mut self) {
+        self.revision = self.revision.wrapping_add(1);
+    }
+}
+
+/// What an inference rests on: a short statement and the packets (their
+/// 1-based input positions) and times it was drawn from.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Evidence {
+    pub summary: String,
+    /// Packet indices, at most [`Evidence::MAX_PACKETS`].
+    pub packets: Vec<u64>,
+    pub first_ts: Timestamp,
+    pub last_ts: Timestamp,
+}
+
+impl Evidence {
+    pub const MAX_PACKETS: usize = 16;
+
+    pub fn new(
+        summary: impl Into<String>,
+        packets: &[u64],
+        first_ts: Timestamp,
+        last_ts: Timestamp,
+    ) -> Self {
+        let packets = packets.iter().copied().take(Self::MAX_PACKETS).collect();
+        Evidence {
+            summary: summary.into(),
+            packets,
+            first_ts,
+            last_ts,
+        }
+    }
+}
+
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthOutcome {
+    #[default]
+    Unknown,
+    Success,
+    Failure,
+}
+
+/// SSH facts (issue: SSH analysis). Banners and fingerprints identify the
+/// software; the `Option<Evidence>` fields are inferences, `Some` once made.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct SshFacts {
+    /// Full identification lines, e.g. `SSH-2.0-OpenSSH_9.2p1 Debian-2`.
+    pub client_banner: Option<String>,
+    pub server_banner: Option<String>,
+    pub hassh: Option<String>,
+    pub hassh_server: Option<String>,
+    /// The TCP originator acts as the SSH server (reverse-SSH implant).
+    pub role_reversed: Option<Evidence>,
+    pub auth: AuthOutcome,
+    pub auth_evidence: Option<Evidence>,
+    /// `tcpip-forward` (`ssh -R`) requested after login.
+    pub remote_forward: Option<Evidence>,
+    /// An inner SSH session whose server is on the originator's side.
+    pub reverse_session: Option<Evidence>,
+    pub reverse_login: AuthOutcome,
+    /// Keystrokes arriving from the responder, echoed by the originator.
+    pub reverse_interactive: Option<Evidence>,
+    /// Client-first inner handshake (ProxyJump): not a reverse tunnel.
+    pub nested_forward: Option<Evidence>,
+    pub forward_interactive: Option<Evidence>,
+    /// Bulk transfer; the summary names the direction.
+    pub file_transfer: Option<Evidence>,
+    /// Only keepalives after login.
+    pub keepalive_only: Option<Evidence>,
+    /// Why packet sizes cannot be trusted (gaps, coalescing, compression).
+    pub sizes_unreliable: Option<String>,
+}
+
+/// Mining protocol facts (issue: app-layer identification).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MiningFacts {
+    /// `stratum`, `xmrig-login`, `ethproxy`, `pool-name`.
+    pub protocol: &'static str,
+    pub wallet: Option<String>,
+    pub agent: Option<String>,
+    pub evidence: Evidence,
+}

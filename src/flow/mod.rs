@@ -1,0 +1,3 @@
+//! Bidirectional flow tracking.
+
+pub mod key;

@@ -1,0 +1,15 @@
+//! egresswatch: a network egress flow analyzer.
+//!
+//! Packets come from a [`source`] (capture files or a live interface), are
+//! decoded by [`decode`], tracked as bidirectional flows by [`flow`], handed
+//! to protocol [`analyzer`]s, judged by the egress policy, and written as
+//! Suricata-EVE-compatible JSON lines by [`eve`]. Everything from `decode` on
+//! is a pure core: no I/O, no clock (time is the packet's timestamp), no
+//! globals, no panics on any input. See `docs/ARCHITECTURE.md`.
+
+pub mod analyzer;
+pub mod community_id;
+pub mod decode;
+pub mod flow;
+pub mod source;
+pub mod time;

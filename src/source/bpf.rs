@@ -1,0 +1,1 @@
+//! BPF filters compiled and run by libpcap.

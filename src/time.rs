@@ -1,0 +1,140 @@
+//! Packet time. The core never reads a clock: every instant it sees is the
+//! timestamp of a captured packet, so a replay and a live capture of the same
+//! packets behave identically.
+
+use std::fmt;
+
+/// Nanoseconds since the Unix epoch, taken from a capture record.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(u64);
+
+/// A span of packet time in nanoseconds.
+pub type Nanos = u64;
+
+pub const NANOS_PER_SEC: u64 = 1_000_000_000;
+
+impl Timestamp {
+    pub const fn from_nanos(nanos: u64) -> Self {
+        Self(nanos)
+    }
+
+    pub const fn from_secs(secs: u64) -> Self {
+        Self(secs.saturating_mul(NANOS_PER_SEC))
+    }
+
+    /// From a seconds field and a sub-second fraction counted in units of
+    /// `units_per_sec` (1e6 for classic pcap, 1e9 for nanosecond pcap).
+    pub fn from_parts(secs: u64, frac: u64, units_per_sec: u64) -> Self {
+        let frac_nanos = if units_per_sec == 0 {
+            0
+        } else {
+            (u128::from(frac) * u128::from(NANOS_PER_SEC) / u128::from(units_per_sec)) as u64
+        };
+        Self(
+            secs.saturating_mul(NANOS_PER_SEC)
+                .saturating_add(frac_nanos),
+        )
+    }
+
+    pub const fn as_nanos(self) -> u64 {
+        self.0
+    }
+
+    pub const fn as_secs(self) -> u64 {
+        self.0 / NANOS_PER_SEC
+    }
+
+    /// Packet time elapsed since `earlier`, zero if `earlier` is later
+    /// (captures are not always in order).
+    pub const fn since(self, earlier: Timestamp) -> Nanos {
+        self.0.saturating_sub(earlier.0)
+    }
+
+    pub const fn add_nanos(self, nanos: Nanos) -> Timestamp {
+        Timestamp(self.0.saturating_add(nanos))
+    }
+
+    /// Seconds as a float, for EVE's `age` style fields and human output.
+    pub fn secs_f64(nanos: Nanos) -> f64 {
+        nanos as f64 / NANOS_PER_SEC as f64
+    }
+
+    /// RFC 3339 in UTC with microseconds and an explicit offset, the form
+    /// Suricata writes in EVE (`2024-01-02T03:04:05.123456+0000`).
+    pub fn eve(self) -> EveTime {
+        EveTime(self)
+    }
+}
+
+/// Display adapter for [`Timestamp::eve`]; formats without allocating.
+pub struct EveTime(Timestamp);
+
+impl fmt::Display for EveTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let nanos = self.0.as_nanos();
+        let secs = nanos / NANOS_PER_SEC;
+        let micros = (nanos % NANOS_PER_SEC) / 1_000;
+        let (year, month, day) = civil_from_days((secs / 86_400) as i64);
+        let rem = secs % 86_400;
+        write!(
+            f,
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{micros:06}+0000",
+            rem / 3600,
+            (rem / 60) % 60,
+            rem % 60
+        )
+    }
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's
+/// `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eve_format_matches_suricata() {
+        let ts = Timestamp::from_parts(1_700_000_000, 123_456, 1_000_000);
+        assert_eq!(ts.eve().to_string(), "2023-11-14T22:13:20.123456+0000");
+        assert_eq!(
+            Timestamp::default().eve().to_string(),
+            "1970-01-01T00:00:00.000000+0000"
+        );
+        let leap = Timestamp::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(leap.eve().to_string(), "2000-02-29T00:00:00.000000+0000");
+    }
+
+    #[test]
+    fn nanosecond_fractions_are_kept() {
+        let ts = Timestamp::from_parts(1, 5, 1_000_000_000);
+        assert_eq!(ts.as_nanos(), 1_000_000_005);
+        assert_eq!(Timestamp::from_parts(1, 5, 0).as_nanos(), 1_000_000_000);
+    }
+
+    #[test]
+    fn since_saturates_on_reordered_packets() {
+        let a = Timestamp::from_secs(10);
+        let b = Timestamp::from_secs(12);
+        assert_eq!(b.since(a), 2 * NANOS_PER_SEC);
+        assert_eq!(a.since(b), 0);
+    }
+}
+
+impl serde::Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.eve())
+    }
+}

@@ -97,7 +97,6 @@ impl Engine {
             && pkt.ts.since(flow.period_start) >= self.cfg.flow.active_seconds * NANOS_PER_SEC;
         if interim {
             flow.period_start = pkt.ts;
-            flow.interims += 1;
         }
         let flow = &*flow;
         write_app_events(
@@ -181,8 +180,9 @@ impl Engine {
     }
 
     fn end_flow(&mut self, mut flow: Flow, reason: EndReason, sink: &mut dyn EventSink) {
+        let last = flow.last();
         if let Some(app) = flow.app.as_mut() {
-            app.finish(flow.last, &mut self.emit);
+            app.finish(last, &mut self.emit);
         }
         write_app_events(
             &mut self.emit,

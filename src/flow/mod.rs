@@ -79,8 +79,10 @@ pub struct Flow {
     /// The canonical side that originated the flow.
     pub orig: Side,
     pub basis: OriginBasis,
-    pub start: Timestamp,
-    pub last: Timestamp,
+    /// Payload was seen and no protocol claimed it.
+    pub app_unknown: bool,
+    /// The table's expiry list this flow is linked into.
+    pub(crate) class: TimeoutClass,
     /// Start of the current reporting period (active timeout).
     pub period_start: Timestamp,
     /// Packets toserver (index 0) and toclient (index 1).
@@ -89,10 +91,9 @@ pub struct Flow {
     /// Protocol analysis; `None` until the flow carries payload, and again
     /// once no protocol claimed it.
     pub app: Option<Box<AppSlot>>,
-    /// Payload was seen and no protocol claimed it.
-    pub app_unknown: bool,
-    /// Interim records written so far.
-    pub interims: u32,
+    /// The table's links: neighbours in last-activity order.
+    pub(crate) prev: u32,
+    pub(crate) next: u32,
 }
 
 impl Flow {
@@ -105,14 +106,14 @@ impl Flow {
             id: flow_id(&key, pkt.ts),
             orig,
             basis,
-            start: pkt.ts,
-            last: pkt.ts,
+            app_unknown: false,
+            class: TimeoutClass::Other,
             period_start: pkt.ts,
             dirs: [DirStats::default(); 2],
             tcp: TcpState::default(),
             app: None,
-            app_unknown: false,
-            interims: 0,
+            prev: u32::MAX,
+            next: u32::MAX,
         }
     }
 
@@ -139,7 +140,20 @@ impl Flow {
     /// Counts a packet sent in `dir`.
     pub fn count(&mut self, dir: Dir, pkt: &Packet<'_>) {
         self.dirs[dir.index()].add(pkt);
-        self.last = self.last.max(pkt.ts);
+    }
+
+    /// Time of the first packet.
+    pub fn start(&self) -> Timestamp {
+        match (self.dirs[0].pkts, self.dirs[1].pkts) {
+            (0, _) => self.dirs[1].first,
+            (_, 0) => self.dirs[0].first,
+            _ => self.dirs[0].first.min(self.dirs[1].first),
+        }
+    }
+
+    /// Time of the latest packet.
+    pub fn last(&self) -> Timestamp {
+        self.dirs[0].last.max(self.dirs[1].last)
     }
 
     pub fn packets(&self) -> u64 {

@@ -12,14 +12,6 @@ use hashbrown::HashTable;
 
 const NIL: u32 = u32::MAX;
 
-#[derive(Debug)]
-struct Node {
-    flow: Flow,
-    prev: u32,
-    next: u32,
-    class: TimeoutClass,
-}
-
 #[derive(Copy, Clone, Debug)]
 struct List {
     head: u32,
@@ -35,7 +27,7 @@ const EMPTY: List = List {
 pub struct FlowTable {
     index: HashTable<u32>,
     hasher: ahash::RandomState,
-    slots: Vec<Option<Node>>,
+    slots: Vec<Option<Flow>>,
     free: Vec<u32>,
     lists: [List; TimeoutClass::COUNT],
     capacity: usize,
@@ -108,14 +100,8 @@ impl FlowTable {
         }
     }
 
-    fn insert(&mut self, hash: u64, flow: Flow) -> u32 {
-        let class = flow.timeout_class();
-        let node = Node {
-            flow,
-            prev: NIL,
-            next: NIL,
-            class,
-        };
+    fn insert(&mut self, hash: u64, node: Flow) -> u32 {
+        let class = node.timeout_class();
         let index = match self.free.pop() {
             Some(i) => {
                 self.slots[i as usize] = Some(node);
@@ -139,19 +125,16 @@ impl FlowTable {
     }
 
     pub fn get_mut(&mut self, index: u32) -> Option<&mut Flow> {
-        self.slots
-            .get_mut(index as usize)?
-            .as_mut()
-            .map(|n| &mut n.flow)
+        self.slots.get_mut(index as usize)?.as_mut()
     }
 
     /// Records activity: the flow moves to the back of its (possibly new)
     /// class list. Call after updating the flow.
     pub fn touch(&mut self, index: u32) {
-        let Some(node) = self.slots.get(index as usize).and_then(Option::as_ref) else {
+        let Some(flow) = self.get(index) else {
             return;
         };
-        let class = node.flow.timeout_class();
+        let class = flow.timeout_class();
         self.unlink(index);
         self.link_tail(index, class);
     }
@@ -164,9 +147,9 @@ impl FlowTable {
             entry.remove();
         }
         self.unlink(index);
-        let node = self.slots.get_mut(index as usize)?.take()?;
+        let flow = self.slots.get_mut(index as usize)?.take()?;
         self.free.push(index);
-        Some(node.flow)
+        Some(flow)
     }
 
     /// Removes and returns one flow of `class` idle for at least
@@ -178,7 +161,7 @@ impl FlowTable {
         idle_nanos: u64,
     ) -> Option<Flow> {
         let head = self.lists[class.index()].head;
-        let last = self.get(head)?.last;
+        let last = self.get(head)?.last();
         if now.since(last) >= idle_nanos {
             self.remove(head)
         } else {
@@ -191,7 +174,7 @@ impl FlowTable {
         let oldest = self
             .lists
             .iter()
-            .filter_map(|l| self.get(l.head).map(|f| (f.last, l.head)))
+            .filter_map(|l| self.get(l.head).map(|f| (f.last(), l.head)))
             .min()?;
         self.remove(oldest.1)
     }
@@ -240,8 +223,8 @@ impl FlowTable {
     }
 }
 
-fn flow_at(slots: &[Option<Node>], index: u32) -> Option<&Flow> {
-    slots.get(index as usize)?.as_ref().map(|n| &n.flow)
+fn flow_at(slots: &[Option<Flow>], index: u32) -> Option<&Flow> {
+    slots.get(index as usize)?.as_ref()
 }
 
 #[cfg(test)]

@@ -10,17 +10,21 @@ use crate::decode::{TcpFlags, TcpInfo};
 pub struct TcpDir {
     /// Union of the flags this side sent.
     pub flags: u8,
-    /// Whether `next_seq` holds a real value yet.
-    seq_known: bool,
+    /// Which of `next_seq` and `isn` hold real values ([`KNOWN_SEQ`],
+    /// [`KNOWN_ISN`]).
+    known: u8,
     /// One past the highest sequence number this side has sent.
     next_seq: u32,
-    /// Sequence number of this side's SYN, if seen.
-    isn: Option<u32>,
+    /// Sequence number of this side's SYN.
+    isn: u32,
     /// The latest hole `[start, end)` left by a segment that jumped ahead.
     hole: (u32, u32),
     pub retransmitted: u32,
     pub out_of_order: u32,
 }
+
+const KNOWN_SEQ: u8 = 1;
+const KNOWN_ISN: u8 = 2;
 
 /// What a segment was, relative to what this side sent before.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -103,7 +107,8 @@ impl TcpState {
     /// Sequence number of the first data byte of `dir`, when its SYN was
     /// seen.
     pub fn data_start(&self, dir: Dir) -> Option<u32> {
-        self.dirs[dir.index()].isn.map(|isn| isn.wrapping_add(1))
+        let d = &self.dirs[dir.index()];
+        (d.known & KNOWN_ISN != 0).then(|| d.isn.wrapping_add(1))
     }
 
     pub fn history(&self) -> &str {
@@ -168,10 +173,11 @@ impl TcpDir {
             .wrapping_add(u32::from(tcp.flags.fin()));
         let end = tcp.seq.wrapping_add(span);
         if tcp.flags.syn() {
-            self.isn = Some(tcp.seq);
+            self.isn = tcp.seq;
+            self.known |= KNOWN_ISN;
         }
-        if !self.seq_known || tcp.flags.syn() {
-            self.seq_known = true;
+        if self.known & KNOWN_SEQ == 0 || tcp.flags.syn() {
+            self.known |= KNOWN_SEQ;
             self.next_seq = end;
             self.hole = (end, end);
             return SegmentKind::InOrder;
@@ -223,10 +229,11 @@ pub fn seq_le(a: u32, b: u32) -> bool {
 }
 
 /// Zeek's connection history: each event letter once per direction, in the
-/// order first seen, upper case for the originator.
+/// order first seen, upper case for the originator. Seven letters (s h a d
+/// f r t) per direction fit.
 #[derive(Copy, Clone, Debug, Default)]
 struct History {
-    letters: [u8; 18],
+    letters: [u8; 14],
     len: u8,
 }
 

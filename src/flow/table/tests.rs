@@ -36,7 +36,7 @@ fn insert(t: &mut FlowTable, port: u16, secs: u64) -> (u32, Vec<Flow>) {
     let mut evicted = Vec::new();
     let slot = t.find_or_insert(&key, || Flow::new(key, side, &p), &mut |f| evicted.push(f));
     if let Some(f) = t.get_mut(slot.index) {
-        f.last = p.ts;
+        f.count(crate::analyzer::Dir::ToServer, &p);
     }
     t.touch(slot.index);
     (slot.index, evicted)
@@ -123,4 +123,13 @@ proptest::proptest! {
         let want: Vec<u16> = model.keys().copied().collect();
         proptest::prop_assert_eq!(left, want);
     }
+}
+
+/// Memory per tracked flow without analysis state: the slab node plus the
+/// index entry (4 bytes and a control byte). Kept at or under 256 bytes.
+#[test]
+fn flow_memory_budget() {
+    let per_flow = std::mem::size_of::<Option<Flow>>() + 5;
+    eprintln!("{per_flow} bytes per tracked flow");
+    assert!(per_flow <= 256, "{per_flow} bytes per flow");
 }

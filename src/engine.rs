@@ -74,6 +74,9 @@ impl Engine {
             self.stats.first_fragments += 1;
         }
         self.advance(pkt.ts, sink);
+        if self.count_icmp_error(pkt) {
+            return;
+        }
         let (key, side) = pkt.flow_key();
         let slot = self.lookup(&key, side, pkt, sink);
         let Some(flow) = self.table.get_mut(slot) else {
@@ -115,6 +118,25 @@ impl Engine {
             ))));
         }
         self.table.touch(slot);
+    }
+
+    /// Counts an ICMP error toward the flow of the packet it quotes (as
+    /// Suricata does), sent back toward that packet's sender. False when
+    /// there is no such flow: the error is then a flow of its own.
+    fn count_icmp_error(&mut self, pkt: &Packet<'_>) -> bool {
+        let Some((src, dst, proto)) = pkt.icmp_inner else {
+            return false;
+        };
+        let (key, side) = crate::flow::key::FlowKey::new(src, dst, proto, false);
+        let Some(slot) = self.table.find(&key) else {
+            return false;
+        };
+        if let Some(flow) = self.table.get_mut(slot) {
+            let dir = flow.dir_of(side).reverse();
+            flow.count(dir, pkt);
+        }
+        self.table.touch(slot);
+        true
     }
 
     /// The slot of the packet's flow, created (and a full table or a reused

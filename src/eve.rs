@@ -120,7 +120,7 @@ impl Serialize for FlowJson<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let r = self.0;
         let mut m = s.serialize_map(None)?;
-        header(&mut m, r.end, "flow", &r.meta)?;
+        header(&mut m, r.start, "flow", &r.meta)?;
         m.serialize_entry("flow", &FlowBody(r))?;
         if let Some(tcp) = &r.tcp {
             m.serialize_entry("tcp", &TcpBody(tcp))?;

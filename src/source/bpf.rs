@@ -9,6 +9,13 @@
 //! would see the snap length on cut frames; `pcap_offline_filter` itself is
 //! given both lengths, and so is this interpreter. A test runs both side by
 //! side on full-length frames to keep them in agreement.
+//!
+//! Programs are compiled as for `tcpdump -r` (see [`compile`]). One
+//! difference remains: on BSD loopback (LINKTYPE_NULL) libpcap compares the
+//! 4-byte address family in the byte order of the file being read, and a
+//! [`Frame`] does not carry that order, so we compile as for a file in this
+//! host's byte order. A NULL capture written on a machine of the other byte
+//! order would match `ip`/`ip6` there and not here.
 
 use super::{Frame, LinkType, PacketSource, SelectSource, SourceError};
 

@@ -10,7 +10,7 @@
 //! given both lengths, and so is this interpreter. A test runs both side by
 //! side on full-length frames to keep them in agreement.
 //!
-//! Programs are compiled as for `tcpdump -r` (see [`compile`]). One
+//! Programs are compiled as for `tcpdump -r` (on a capture-file handle). One
 //! difference remains: on BSD loopback (LINKTYPE_NULL) libpcap compares the
 //! 4-byte address family in the byte order of the file being read, and a
 //! [`Frame`] does not carry that order, so we compile as for a file in this

@@ -1,1 +1,231 @@
-fn main() {}
+//! The egresswatch binary: argument parsing, file and terminal I/O, exit
+//! codes. Everything else is in the library.
+
+mod cli;
+mod report;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use cli::{AnalysisArgs, Cli, Command, DemoArgs, GenerateArgs, LogFormat, ReplayArgs};
+use egresswatch::engine::{Engine, EngineConfig};
+use egresswatch::eve::EveWriter;
+use egresswatch::event::{Event, EventSink};
+use egresswatch::flow::{FlowConfig, TimeoutClass};
+use egresswatch::source::bpf::{BpfFilter, Filtered};
+use egresswatch::source::file::ReplaySource;
+use egresswatch::source::{SelectSource, SourceError};
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Exit codes (documented in the README).
+mod exit {
+    pub const RUNTIME: u8 = 1;
+    pub const CONFIG: u8 = 78;
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format, &cli.log_level);
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("egresswatch: {err:#}");
+            ExitCode::from(exit_code(&err))
+        }
+    }
+}
+
+fn run(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Replay(args) => replay(args),
+        Command::Demo(args) => demo(args),
+        Command::Generate(args) => generate(args),
+    }
+}
+
+fn exit_code(err: &anyhow::Error) -> u8 {
+    if let Some(e) = err.downcast_ref::<SourceError>() {
+        return e.exit_code();
+    }
+    if err.downcast_ref::<ConfigError>().is_some() {
+        return exit::CONFIG;
+    }
+    exit::RUNTIME
+}
+
+/// A command-line setting that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct ConfigError(String);
+
+fn init_logging(format: LogFormat, filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn replay(args: ReplayArgs) -> Result<ExitCode> {
+    let source = ReplaySource::open(&args.files)?;
+    let mut out = Output::open(args.analysis.eve.as_deref(), false)?;
+    let outcome = analyze(source, &args.analysis, &mut out)?;
+    out.finish()?;
+    if !args.quiet {
+        report::summary(&mut io::stderr().lock(), &outcome.stats, outcome.filtered, outcome.elapsed)?;
+    }
+    outcome.result?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn demo(args: DemoArgs) -> Result<ExitCode> {
+    let source = egresswatch::source::file::ReplaySource::open([std::path::PathBuf::from("x")])?;
+    let mut out = Output::open(args.analysis.eve.as_deref(), true)?;
+    let outcome = analyze(source, &args.analysis, &mut out)?;
+    let events = out.finish()?;
+    report::demo(&mut io::stdout().lock(), &events, &outcome.stats)?;
+    outcome.result?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn generate(args: GenerateArgs) -> Result<ExitCode> {
+    let file = File::create(&args.out)
+        .with_context(|| format!("{}: cannot create", args.out.display()))?;
+    let mut w = BufWriter::with_capacity(1 << 20, file);
+    let written = 0;
+    let _ = (&args.scenario, &mut w);
+    w.flush()?;
+    eprintln!(
+        "egresswatch: wrote {} packets to {}",
+        written,
+        args.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What one analysis run produced.
+struct Outcome {
+    stats: egresswatch::stats::Stats,
+    /// Frames the BPF filter rejected.
+    filtered: u64,
+    elapsed: std::time::Duration,
+    /// How the source ended: an error still lets everything before it be
+    /// reported.
+    result: Result<(), SourceError>,
+}
+
+fn analyze<S: SelectSource>(source: S, args: &AnalysisArgs, out: &mut Output) -> Result<Outcome> {
+    let mut engine = Engine::new(
+        engine_config(args)?,
+        Arc::from(egresswatch::analyzer::registry()),
+        ahash::RandomState::new(),
+    );
+    let started = Instant::now();
+    let (result, filtered) = match &args.bpf {
+        None => {
+            let mut source = source;
+            (egresswatch::driver::run(&mut source, &mut engine, out), 0)
+        }
+        Some(expr) => {
+            let filter = BpfFilter::new(expr).map_err(|e| ConfigError(e.to_string()))?;
+            let mut source = Filtered::new(source, filter);
+            let result = egresswatch::driver::run(&mut source, &mut engine, out);
+            (result, source.rejected())
+        }
+    };
+    Ok(Outcome {
+        stats: engine.stats().clone(),
+        filtered,
+        elapsed: started.elapsed(),
+        result,
+    })
+}
+
+fn engine_config(args: &AnalysisArgs) -> Result<EngineConfig> {
+    let mut flow = FlowConfig {
+        capacity: args.flow_capacity,
+        active_seconds: args.active_timeout_seconds,
+        ..FlowConfig::default()
+    };
+    for setting in &args.idle_timeouts {
+        let (class, secs) = parse_timeout(setting).map_err(ConfigError)?;
+        flow.idle_seconds[class.index()] = secs;
+    }
+    Ok(EngineConfig {
+        flow,
+        community_seed: args.community_id_seed,
+    })
+}
+
+fn parse_timeout(setting: &str) -> Result<(TimeoutClass, u64), String> {
+    let (name, secs) = setting
+        .split_once('=')
+        .ok_or_else(|| format!("--idle-timeout {setting}: expected CLASS=SECONDS"))?;
+    let class = TimeoutClass::ALL
+        .into_iter()
+        .find(|c| c.name() == name)
+        .ok_or_else(|| {
+            let names: Vec<_> = TimeoutClass::ALL.iter().map(|c| c.name()).collect();
+            format!(
+                "--idle-timeout {setting}: unknown class {name:?}; classes: {}",
+                names.join(", ")
+            )
+        })?;
+    let secs = secs
+        .parse()
+        .map_err(|_| format!("--idle-timeout {setting}: {secs:?} is not a number of seconds"))?;
+    Ok((class, secs))
+}
+
+/// Where events go: an EVE file or stdout, and/or a list kept for the
+/// human-readable report.
+struct Output {
+    eve: Option<EveWriter<Box<dyn Write>>>,
+    keep: Option<Vec<Event>>,
+}
+
+impl Output {
+    fn open(eve: Option<&Path>, keep: bool) -> Result<Self> {
+        let eve = match eve {
+            None => None,
+            Some(p) if p == Path::new("-") => {
+                Some(Box::new(BufWriter::with_capacity(1 << 16, io::stdout())) as Box<dyn Write>)
+            }
+            Some(p) => {
+                let file = File::create(p)
+                    .with_context(|| format!("{}: cannot create EVE output", p.display()))?;
+                Some(Box::new(BufWriter::with_capacity(1 << 20, file)) as Box<dyn Write>)
+            }
+        };
+        Ok(Output {
+            eve: eve.map(EveWriter::new),
+            keep: keep.then(Vec::new),
+        })
+    }
+
+    fn finish(self) -> Result<Vec<Event>> {
+        if let Some(w) = self.eve {
+            w.finish().context("writing EVE output")?;
+        }
+        Ok(self.keep.unwrap_or_default())
+    }
+}
+
+impl EventSink for Output {
+    fn event(&mut self, event: Event) {
+        if let Some(w) = &mut self.eve {
+            w.write(&event);
+        }
+        if let Some(keep) = &mut self.keep {
+            keep.push(event);
+        }
+    }
+}

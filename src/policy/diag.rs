@@ -350,8 +350,8 @@ mod tests {
         let text = "a = 1\nbé = \"x\"\n";
         assert_eq!(line_col(text, 0), LineCol { line: 1, col: 1 });
         assert_eq!(line_col(text, 6), LineCol { line: 2, col: 1 });
-        // byte 11 is the quote after "bé = " (é is two bytes)
-        assert_eq!(line_col(text, 11), LineCol { line: 2, col: 6 });
+        // byte 12 is the quote after "bé = " (é is two bytes)
+        assert_eq!(line_col(text, 12), LineCol { line: 2, col: 6 });
         assert_eq!(line_col(text, 999), LineCol { line: 3, col: 1 });
     }
 

@@ -3,18 +3,34 @@
 //!
 //! Like the rest of the core this module does no I/O (except
 //! [`load_dir`], which reads a rules directory), reads no clock (time is
-//! the packet's [`Timestamp`](crate::time::Timestamp)), and never panics on
-//! any input.
+//! the packet's [`Timestamp`](crate::time::Timestamp); allow-entry expiry
+//! is judged against it), holds no globals and never panics on any input.
+//!
+//! The engine's side:
+//! - [`load_dir`] / [`reload`] build an immutable [`RuleSet`] (keep it in an
+//!   `ArcSwap`; a failed reload leaves the old one in force);
+//! - per flow, fill a [`FlowSubject`] and call [`RuleSet::classify`] with
+//!   the flow's [`AlertState`] and the worker's [`SuppressionWindow`];
+//! - write each [`Alert`] with [`Alert::to_eve`] and [`Alert::line`];
+//! - `check-rules` and `explain` are [`check_rules`] and [`explain()`].
 
+pub mod alert;
 pub mod cidr;
+pub mod classify;
 pub mod detection;
 pub mod diag;
+pub mod explain;
 pub mod load;
 pub mod names;
 mod parse;
 pub mod schema;
+pub mod suppress;
 
+pub use alert::{Alert, AlertState, AllowRef, Classified};
+pub use classify::{Considered, Direction, EntryStatus, Finding, FlowSubject, Stage, Verdict};
 pub use detection::{Detection, DetectionSettings, Permission, Permissions, Severity};
 pub use diag::{Diagnostic, Diagnostics, Level, SourceFile};
+pub use explain::{check_rules, explain, summary, CheckReport, ExplainQuery, EX_CONFIG};
 pub use load::{load_dir, load_sources, reload, Loaded};
 pub use schema::{AllowEntry, AppProto, EgressMode, PortRange, ProtoMatch, RuleSet, Transport, Zone};
+pub use suppress::{SuppressKey, SuppressionWindow};

@@ -94,7 +94,10 @@ pub fn load_sources(sources: Vec<SourceFile>, now: Option<Timestamp>) -> Loaded 
         .enumerate()
         .map(|(i, src)| parse_file(i, &src.text, now, &mut diags))
         .collect();
-    let rules = Merger::new(&sources, &mut diags).build(raws);
+    // A file that failed to parse may hold the missing parts: only report
+    // what is missing overall when every file was read.
+    let complete = !diags.iter().any(|d| d.kind == Kind::Syntax);
+    let rules = Merger::new(&sources, &mut diags, complete).build(raws);
     let mut diagnostics = Diagnostics {
         items: diags,
         sources,
@@ -122,14 +125,19 @@ pub fn reload(
 struct Merger<'a> {
     sources: &'a [SourceFile],
     diags: &'a mut Vec<Diagnostic>,
+    complete: bool,
 }
 
 /// Where something was defined: file index and span.
 type Place = (usize, Range<usize>);
 
 impl<'a> Merger<'a> {
-    fn new(sources: &'a [SourceFile], diags: &'a mut Vec<Diagnostic>) -> Self {
-        Merger { sources, diags }
+    fn new(sources: &'a [SourceFile], diags: &'a mut Vec<Diagnostic>, complete: bool) -> Self {
+        Merger {
+            sources,
+            diags,
+            complete,
+        }
     }
 
     fn file_name(&self, file: usize) -> Arc<str> {
@@ -236,7 +244,7 @@ impl<'a> Merger<'a> {
         for (net, _) in &cluster.internal {
             map.insert(*net, ());
         }
-        if map.is_empty() {
+        if map.is_empty() && self.complete {
             self.diags.push(
                 Diagnostic::error(Kind::MissingKey, "no internal address ranges")
                     .note("add `[cluster] internal = [\"10.0.0.0/8\", ...]` to a rule file; everything outside them is external"),
@@ -452,4 +460,489 @@ fn index_allows(allows: &[AllowEntry]) -> (CidrMap<Vec<usize>>, NameIndex<usize>
         }
     }
     (cidrs, names, host_entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::{diagnostics, rules, sources};
+    use super::*;
+
+    const CLUSTER: &str = r#"
+[cluster]
+internal = ["10.0.0.0/8", "fd00::/8"]
+
+[[zone]]
+name = "gpu"
+cidrs = ["10.10.0.0/16"]
+egress = "default-deny"
+"#;
+
+    #[test]
+    fn files_merge_into_one_rule_set() {
+        let allow = r#"
+[cluster]
+internal = ["192.168.0.0/16"]
+
+[[allow]]
+name = "git"
+zones = ["gpu"]
+cidrs = ["10.20.0.10/32"]
+ports = [22, "2200-2299"]
+protocol = "ssh"
+reason = "internal git"
+expires = 2030-01-01
+
+[detections.ssh-long-lived]
+long_lived_hours = [0.5, 2]
+severity = "high"
+
+[mining_pools]
+hosts = ["*.nanopool.org"]
+"#;
+        let r = rules(&[("a.toml", CLUSTER), ("b.toml", allow)]);
+        let internal: Vec<String> = r.internal_ranges().iter().map(|n| n.to_string()).collect();
+        assert_eq!(internal, ["10.0.0.0/8", "192.168.0.0/16", "fd00::/8"]);
+        assert_eq!(r.zones().len(), 1);
+        assert_eq!(r.zone_of("10.10.3.4".parse().unwrap()).map(|z| &*z.name), Some("gpu"));
+        let a = &r.allows()[0];
+        assert_eq!((a.label(), &*a.file, a.line), ("git".to_string(), "b.toml", 5));
+        assert_eq!(a.zones, vec![0]);
+        assert_eq!(a.ports.len(), 2);
+        assert!(a.ports[1].contains(2250));
+        // 2030-01-01 lasts through that day, UTC.
+        let exp = a.expires.as_ref().unwrap();
+        assert_eq!(exp.at, Timestamp::from_secs(1_893_542_400));
+        let ll = r.settings(Detection::SshLongLived);
+        assert_eq!(ll.long_lived_seconds, vec![1800, 7200]);
+        assert_eq!(ll.severity, crate::policy::Severity::HIGH);
+        assert_eq!(r.settings(Detection::SshToExternal).suppress_seconds, 3600);
+        assert!(r.mining_pool("xmr-eu1.nanopool.org").is_some());
+        assert_eq!(r.files().len(), 2);
+    }
+
+    #[test]
+    fn unknown_keys_are_reported_with_suggestions() {
+        let text = r#"[cluster]
+internal = ["10.0.0.0/8"]
+intenral = ["10.1.0.0/16"]
+
+[[zone]]
+name = "gpu"
+cidrs = ["10.10.0.0/16"]
+egres = "default-deny"
+colour = "blue"
+"#;
+        assert_eq!(
+            diagnostics(&[("rules/c.toml", text)], None),
+            r#"error[unknown-key]: unknown key `intenral` in `[cluster]`
+ --> rules/c.toml:3:1
+  |
+3 | intenral = ["10.1.0.0/16"]
+  | ^^^^^^^^ did you mean `internal`?
+
+error[unknown-key]: unknown key `egres` in `[[zone]]`
+ --> rules/c.toml:8:1
+  |
+8 | egres = "default-deny"
+  | ^^^^^ did you mean `egress`?
+
+error[unknown-key]: unknown key `colour` in `[[zone]]`
+ --> rules/c.toml:9:1
+  |
+9 | colour = "blue"
+  | ^^^^^^
+  = note: expected one of: name, cidrs, egress, description
+
+3 errors, 0 warnings
+"#
+        );
+    }
+    /// 2025-06-15, wall time of a `check-rules` run.
+    const NOW_2025: u64 = 1_750_000_000;
+
+    #[test]
+    fn zone_and_cidr_problems_are_all_reported() {
+        let files = [
+            ("rules/zones.toml", r#"[cluster]
+internal = ["10.0.0.0/8", "10.0.0.256/8", "fd00::/129", "10.1.2.3/16"]
+
+[[zone]]
+name = "gpu"
+cidrs = ["10.10.0.0/16"]
+egress = "default-deny"
+
+[[zone]]
+name = "gpu"
+cidrs = ["10.11.0.0/16"]
+
+[[zone]]
+name = "ci"
+cidrs = ["10.10.5.0/24", "192.168.1.0/24"]
+egress = "deny"
+"#),
+        ];
+        assert_eq!(diagnostics(&files, Some(NOW_2025)), r#"error[bad-cidr]: invalid CIDR `10.0.0.256/8`
+ --> rules/zones.toml:2:27
+  |
+2 | internal = ["10.0.0.0/8", "10.0.0.256/8", "fd00::/129", "10.1.2.3/16"]
+  |                           ^^^^^^^^^^^^^^ `10.0.0.256` is not an IP address
+
+error[bad-cidr]: invalid CIDR `fd00::/129`
+ --> rules/zones.toml:2:43
+  |
+2 | internal = ["10.0.0.0/8", "10.0.0.256/8", "fd00::/129", "10.1.2.3/16"]
+  |                                           ^^^^^^^^^^^^ prefix length 129 is more than 128
+
+warning[suspicious]: `10.1.2.3/16` has host bits set
+ --> rules/zones.toml:2:57
+  |
+2 | internal = ["10.0.0.0/8", "10.0.0.256/8", "fd00::/129", "10.1.2.3/16"]
+  |                                                         ^^^^^^^^^^^^^ read as `10.1.0.0/16`
+
+error[duplicate-zone]: zone `gpu` is defined twice
+  --> rules/zones.toml:10:8
+   |
+10 | name = "gpu"
+   |        ^^^^^
+   = note: first defined at rules/zones.toml:5:8
+
+error[overlapping-zones]: zone `ci` overlaps zone `gpu`
+  --> rules/zones.toml:15:10
+   |
+15 | cidrs = ["10.10.5.0/24", "192.168.1.0/24"]
+   |          ^^^^^^^^^^^^^^ 10.10.5.0/24 overlaps 10.10.0.0/16
+   = note: `gpu` has 10.10.0.0/16 at rules/zones.toml:6:10
+   = note: an address must belong to at most one zone
+
+warning[suspicious]: zone `ci` has 192.168.1.0/24, which is outside the internal ranges
+  --> rules/zones.toml:15:26
+   |
+15 | cidrs = ["10.10.5.0/24", "192.168.1.0/24"]
+   |                          ^^^^^^^^^^^^^^^^ hosts here count as external, so this zone's egress rules never apply
+
+error[bad-value]: unknown egress mode `deny`
+  --> rules/zones.toml:16:10
+   |
+16 | egress = "deny"
+   |          ^^^^^^ expected `default-deny` or `monitor`
+
+5 errors, 2 warnings
+"#);
+    }
+
+    #[test]
+    fn allow_entry_problems_are_all_reported() {
+        let files = [
+            ("rules/allow.toml", r#"[[allow]]
+name = "git"
+zones = ["gpu", "gpu-trainig"]
+cidrs = ["10.20.0.10/32", "10.20.0.0/33"]
+ports = [22, 0, 70000, "9000-8000", "http"]
+protocol = "sftp"
+transport = "sctp"
+hosts = ["*.ok.example", "bad..name", "*bad.example"]
+hassh = ["xyz"]
+reason = "git"
+expires = 2024-01-31
+
+[[allow]]
+cidrs = ["1.2.3.4"]
+allow_remote_forward = "yes"
+expires = "2024-13-01"
+
+[[allow]]
+name = "nowhere"
+reason = "forgot the destination"
+
+[zone]
+name = "oops"
+"#),
+            ("rules/c.toml", r#"[cluster]
+internal = ["10.0.0.0/8"]
+[[zone]]
+name = "gpu"
+cidrs = ["10.10.0.0/16"]
+"#),
+        ];
+        assert_eq!(diagnostics(&files, Some(NOW_2025)), r#"error[unknown-zone]: allow entry refers to unknown zone `gpu-trainig`
+ --> rules/allow.toml:3:17
+  |
+3 | zones = ["gpu", "gpu-trainig"]
+  |                 ^^^^^^^^^^^^^
+  = note: zones: gpu
+
+error[bad-cidr]: invalid CIDR `10.20.0.0/33`
+ --> rules/allow.toml:4:27
+  |
+4 | cidrs = ["10.20.0.10/32", "10.20.0.0/33"]
+  |                           ^^^^^^^^^^^^^^ prefix length 33 is more than 32
+
+error[bad-port]: invalid port
+ --> rules/allow.toml:5:14
+  |
+5 | ports = [22, 0, 70000, "9000-8000", "http"]
+  |              ^ port 0 is not a valid port
+
+error[bad-port]: invalid port
+ --> rules/allow.toml:5:17
+  |
+5 | ports = [22, 0, 70000, "9000-8000", "http"]
+  |                 ^^^^^ port 70000 is not between 1 and 65535
+
+error[bad-port]: invalid port
+ --> rules/allow.toml:5:24
+  |
+5 | ports = [22, 0, 70000, "9000-8000", "http"]
+  |                        ^^^^^^^^^^^ range `9000-8000` runs backwards
+
+error[bad-port]: invalid port
+ --> rules/allow.toml:5:37
+  |
+5 | ports = [22, 0, 70000, "9000-8000", "http"]
+  |                                     ^^^^^^ `http` is not a port number
+
+error[bad-value]: unknown protocol `sftp`
+ --> rules/allow.toml:6:12
+  |
+6 | protocol = "sftp"
+  |            ^^^^^^ expected one of ssh, tls, http, dns, stratum, any
+
+error[bad-value]: unknown transport `sctp`
+ --> rules/allow.toml:7:13
+  |
+7 | transport = "sctp"
+  |             ^^^^^^ expected `tcp`, `udp` or `any`
+
+error[bad-host]: invalid host name `bad..name`
+ --> rules/allow.toml:8:26
+  |
+8 | hosts = ["*.ok.example", "bad..name", "*bad.example"]
+  |                          ^^^^^^^^^^^ empty label (two dots in a row, or a leading dot)
+
+error[bad-host]: invalid host name `*bad.example`
+ --> rules/allow.toml:8:39
+  |
+8 | hosts = ["*.ok.example", "bad..name", "*bad.example"]
+  |                                       ^^^^^^^^^^^^^^ `*` is only allowed as a leading `*.` (e.g. `*.example.com`)
+
+error[bad-value]: invalid fingerprint `xyz`
+ --> rules/allow.toml:9:10
+  |
+9 | hassh = ["xyz"]
+  |          ^^^^^ expected 32 hex digits (an MD5 HASSH)
+
+warning[expired]: allow entry expired on 2024-01-31
+  --> rules/allow.toml:11:11
+   |
+11 | expires = 2024-01-31
+   |           ^^^^^^^^^^ this entry no longer allows anything
+
+error[missing-key]: allow entry has no `reason`
+  --> rules/allow.toml:13:1
+   |
+13 | [[allow]]
+   | ^^^^^^^^^ every allow entry says why it exists
+
+error[wrong-type]: `allow_remote_forward` must be true or false, found string
+  --> rules/allow.toml:15:24
+   |
+15 | allow_remote_forward = "yes"
+   |                        ^^^^^
+
+error[bad-date]: invalid date `2024-13-01`
+  --> rules/allow.toml:16:11
+   |
+16 | expires = "2024-13-01"
+   |           ^^^^^^^^^^^^ expected a date like 2026-01-31
+
+error[missing-key]: allow entry names no destination
+  --> rules/allow.toml:18:1
+   |
+18 | [[allow]]
+   | ^^^^^^^^^ add `cidrs` and/or `hosts`
+
+error[wrong-type]: `zone` must be an array of tables, found table
+  --> rules/allow.toml:22:1
+   |
+22 | [zone]
+   | ^^^^^^ write each one as `[[zone]]`
+
+16 errors, 1 warning
+"#);
+    }
+
+    #[test]
+    fn detection_settings_and_duplicates_are_reported() {
+        let files = [
+            ("rules/d1.toml", r#"[cluster]
+internal = ["10.0.0.0/8"]
+default_egress = "monitor"
+
+[detections.ssh-long-lived]
+long_lived_hours = [4, 1, -2]
+suppress_seconds = -5
+severity = 2
+
+[detections.ssh-revers-forward]
+severity = 5
+
+[detections.crypto-mining]
+severity = 4
+long_lived_hours = [1]
+"#),
+            ("rules/d2.toml", r#"[cluster]
+default_egress = "default-deny"
+
+[detections.ssh-long-lived]
+severity = 1
+"#),
+        ];
+        assert_eq!(diagnostics(&files, Some(NOW_2025)), r#"error[bad-value]: thresholds must increase
+ --> rules/d1.toml:6:24
+  |
+6 | long_lived_hours = [4, 1, -2]
+  |                        ^ each threshold must be larger than the one before
+
+error[bad-value]: invalid threshold
+ --> rules/d1.toml:6:27
+  |
+6 | long_lived_hours = [4, 1, -2]
+  |                           ^^ must be more than 0 hours
+
+error[bad-value]: invalid `suppress_seconds`
+ --> rules/d1.toml:7:20
+  |
+7 | suppress_seconds = -5
+  |                    ^^ must be 0 or more
+
+error[unknown-detection]: unknown detection `ssh-revers-forward`
+  --> rules/d1.toml:10:13
+   |
+10 | [detections.ssh-revers-forward]
+   |             ^^^^^^^^^^^^^^^^^^ did you mean `ssh-reverse-forward`?
+
+error[bad-value]: invalid severity
+  --> rules/d1.toml:14:12
+   |
+14 | severity = 4
+   |            ^ expected 1 (high), 2 (medium) or 3 (low)
+
+error[unknown-key]: unknown key `long_lived_hours` in `[detections.crypto-mining]`
+  --> rules/d1.toml:15:1
+   |
+15 | long_lived_hours = [1]
+   | ^^^^^^^^^^^^^^^^
+   = note: expected one of: enabled, severity, suppress_seconds
+
+error[duplicate]: `cluster.default_egress` is set twice
+ --> rules/d2.toml:2:18
+  |
+2 | default_egress = "default-deny"
+  |                  ^^^^^^^^^^^^^^
+  = note: first set at rules/d1.toml:3:18
+
+error[duplicate]: `detections.ssh-long-lived.severity` is set twice
+ --> rules/d2.toml:5:1
+  |
+5 | severity = 1
+  | ^^^^^^^^
+  = note: first set at rules/d1.toml:8:1
+
+8 errors, 0 warnings
+"#);
+    }
+
+    #[test]
+    fn syntax_errors_point_at_the_spot_and_other_files_still_report() {
+        let files = [
+            ("rules/a.toml", "[cluster]\ninternal = [\"10.0.0.0/8\"\n"),
+            ("rules/b.toml", "[[zone]]\nname = \"x\"\ncidrs = [\"10.1.0.0/16\"]\nbogus = 1\n"),
+        ];
+        assert_eq!(
+            diagnostics(&files, None),
+            r#"error[syntax]: TOML syntax error: unclosed array, expected `]`
+ --> rules/a.toml:2:25
+  |
+2 | internal = ["10.0.0.0/8"
+  |                         ^
+
+error[unknown-key]: unknown key `bogus` in `[[zone]]`
+ --> rules/b.toml:4:1
+  |
+4 | bogus = 1
+  | ^^^^^
+  = note: expected one of: name, cidrs, egress, description
+
+2 errors, 0 warnings
+"#
+        );
+    }
+
+    #[test]
+    fn expiry_warnings_need_a_time_and_do_not_block_loading() {
+        let text = r#"
+[cluster]
+internal = ["10.0.0.0/8"]
+
+[[allow]]
+cidrs = ["198.51.100.0/24"]
+reason = "temporary"
+expires = 2025-01-31T12:00:00Z
+"#;
+        let files = [("a.toml", text)];
+        let late = Timestamp::from_secs(NOW_2025);
+        let loaded = load_sources(sources(&files), Some(late));
+        assert_eq!(loaded.diagnostics.warning_count(), 1);
+        let (r, warnings) = loaded.into_result().unwrap();
+        assert!(warnings.render().contains("warning[expired]"));
+        assert_eq!(r.allows()[0].expires.as_ref().unwrap().at, Timestamp::from_secs(1_738_324_800));
+        let quiet = load_sources(sources(&files), None);
+        assert!(quiet.diagnostics.is_empty());
+    }
+
+    #[test]
+    fn a_broken_reload_keeps_the_current_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.toml");
+        std::fs::write(&path, CLUSTER).unwrap();
+        let current = Arc::new(load_dir(dir.path(), None).into_result().unwrap().0);
+        std::fs::write(&path, "[cluster]\ninternal = [\"10.0.0.0/99\"]\n").unwrap();
+        let (kept, diags, replaced) = reload(&current, dir.path(), None);
+        assert!(!replaced);
+        assert!(Arc::ptr_eq(&kept, &current));
+        assert!(diags.render().contains("error[bad-cidr]"));
+        std::fs::write(&path, CLUSTER.replace("10.10.0.0/16", "10.11.0.0/16")).unwrap();
+        let (fresh, _, replaced) = reload(&current, dir.path(), None);
+        assert!(replaced);
+        assert!(fresh.zone_of("10.11.0.1".parse().unwrap()).is_some());
+        assert!(current.zone_of("10.11.0.1".parse().unwrap()).is_none());
+    }
+
+    #[test]
+    fn empty_or_missing_directories_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("README.md"), "not rules").unwrap();
+        let empty = load_dir(dir.path(), None);
+        assert!(empty.rules.is_none());
+        assert_eq!(empty.diagnostics.items[0].kind, Kind::NoFiles);
+        let missing = load_dir(&dir.path().join("nope"), None);
+        assert!(missing.rules.is_none());
+        assert_eq!(missing.diagnostics.items[0].kind, Kind::Io);
+    }
+
+    #[test]
+    fn shipped_rules_and_lab_rules_load_cleanly() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        for dir in ["rules", "tests/rules/lab"] {
+            let loaded = load_dir(&root.join(dir), Some(Timestamp::from_secs(NOW_2025)));
+            assert!(loaded.diagnostics.is_empty(), "{dir}:\n{}", loaded.diagnostics.render());
+            assert!(loaded.rules.is_some());
+        }
+        let shipped = load_dir(&root.join("rules"), None).rules.unwrap();
+        let gpu = shipped.zone_of("10.10.1.2".parse().unwrap()).unwrap();
+        assert_eq!((&*gpu.name, gpu.egress), ("gpu-training", EgressMode::DefaultDeny));
+        assert!(shipped.is_internal("fd12::1".parse().unwrap()));
+        assert!(shipped.mining_pool("pool.supportxmr.com").is_some());
+        assert!(shipped.mining_pool_count() >= 30);
+    }
 }

@@ -34,3 +34,35 @@ pub use explain::{check_rules, explain, summary, CheckReport, ExplainQuery, EX_C
 pub use load::{load_dir, load_sources, reload, Loaded};
 pub use schema::{AllowEntry, AppProto, EgressMode, PortRange, ProtoMatch, RuleSet, Transport, Zone};
 pub use suppress::{SuppressKey, SuppressionWindow};
+
+/// Helpers for the policy tests.
+#[cfg(test)]
+pub(crate) mod testutil {
+    use super::*;
+
+    /// Loads rule files given as (name, text); panics with the rendered
+    /// diagnostics on error.
+    pub fn rules(files: &[(&str, &str)]) -> RuleSet {
+        let loaded = load_sources(sources(files), None);
+        match loaded.into_result() {
+            Ok((rules, _)) => rules,
+            Err(diags) => panic!("rules failed to load:\n{}", diags.render()),
+        }
+    }
+
+    pub fn sources(files: &[(&str, &str)]) -> Vec<SourceFile> {
+        files
+            .iter()
+            .map(|(name, text)| SourceFile {
+                name: (*name).into(),
+                text: (*text).into(),
+            })
+            .collect()
+    }
+
+    /// The rendered diagnostics of loading `files` at `now_secs`.
+    pub fn diagnostics(files: &[(&str, &str)], now_secs: Option<u64>) -> String {
+        let now = now_secs.map(crate::time::Timestamp::from_secs);
+        load_sources(sources(files), now).diagnostics.render()
+    }
+}

@@ -307,3 +307,271 @@ impl Alert {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::classify::Stage;
+    use super::super::testutil::{ep, rules, test_rules};
+    use super::*;
+    use crate::analyzer::facts::SshFacts;
+    use crate::flow::key::proto;
+    use crate::time::NANOS_PER_SEC;
+
+    const START: u64 = 1_750_000_000;
+
+    fn at(secs: u64) -> Timestamp {
+        Timestamp::from_secs(START + secs)
+    }
+
+    fn ev(summary: &str, pkt: u64) -> Option<Evidence> {
+        Some(Evidence::new(summary, &[pkt], at(pkt), at(pkt)))
+    }
+
+    fn subject<'a>(client: &str, server: &str, ssh: &'a SshFacts, now: u64) -> FlowSubject<'a> {
+        let mut s = FlowSubject::new(42, ep(client), ep(server), proto::TCP, at(0));
+        s.app_proto = Some("ssh");
+        s.stage = Stage::Identified;
+        s.ssh = Some(ssh);
+        s.now = at(now);
+        s
+    }
+
+    /// A flow that starts at `now`.
+    fn fresh<'a>(client: &str, server: &str, ssh: &'a SshFacts, now: u64) -> FlowSubject<'a> {
+        let mut s = subject(client, server, ssh, now);
+        s.first_ts = s.now;
+        s
+    }
+
+    fn ids(c: &Classified) -> Vec<&'static str> {
+        c.alerts.iter().map(|a| a.detection.id()).collect()
+    }
+
+    #[test]
+    fn alert_state_is_small() {
+        assert!(std::mem::size_of::<AlertState>() <= 16);
+    }
+
+    #[test]
+    fn one_alert_per_flow_and_detection_with_escalations_separate() {
+        let rules = test_rules();
+        let mut state = AlertState::default();
+        let mut window = SuppressionWindow::new(64);
+        let mut facts = SshFacts::default();
+        let (c, s) = ("10.10.0.10:40000", "10.20.0.10:22");
+
+        let first = rules.classify(&subject(c, s, &facts, 1), &mut state, &mut window);
+        assert!(first.alerts.is_empty(), "allowlisted git");
+
+        facts.remote_forward = ev("tcpip-forward", 20);
+        let fwd = rules.classify(&subject(c, s, &facts, 2), &mut state, &mut window);
+        assert_eq!(ids(&fwd), ["ssh-reverse-forward"]);
+        let again = rules.classify(&subject(c, s, &facts, 3), &mut state, &mut window);
+        assert!(again.alerts.is_empty());
+        assert_eq!(again.suppressed, 0, "dedup is not suppression");
+
+        facts.reverse_session = ev("inner handshake", 30);
+        let sess = rules.classify(&subject(c, s, &facts, 4), &mut state, &mut window);
+        assert_eq!(ids(&sess), ["ssh-reverse-session"]);
+
+        facts.reverse_interactive = ev("keystrokes from outside", 40);
+        let typing = rules.classify(&subject(c, s, &facts, 5), &mut state, &mut window);
+        assert_eq!(ids(&typing), ["ssh-reverse-interactive"]);
+        assert_eq!(
+            state.raised().collect::<Vec<_>>(),
+            [
+                Detection::SshReverseForward,
+                Detection::SshReverseSession,
+                Detection::SshReverseInteractive
+            ]
+        );
+    }
+
+    #[test]
+    fn suppression_window_spans_flows_of_the_same_pair() {
+        let rules = test_rules();
+        let mut window = SuppressionWindow::new(64);
+        let facts = SshFacts::default();
+        let (c, s) = ("10.11.0.10:40000", "198.51.100.10:22");
+        let mut st1 = AlertState::default();
+        let a = rules.classify(&fresh(c, s, &facts, 0), &mut st1, &mut window);
+        assert_eq!(ids(&a), ["ssh-to-external"]);
+        // A reconnect ten minutes later: a new flow, same pair.
+        let mut st2 = AlertState::default();
+        let b = rules.classify(&fresh("10.11.0.10:40001", s, &facts, 600), &mut st2, &mut window);
+        assert!(b.alerts.is_empty());
+        assert_eq!(b.suppressed, 1);
+        assert!(st2.has_raised(Detection::SshToExternal), "not retried on the same flow");
+        // Another destination is not suppressed.
+        let mut st3 = AlertState::default();
+        let d = rules.classify(&fresh(c, "198.51.100.11:22", &facts, 600), &mut st3, &mut window);
+        assert_eq!(ids(&d), ["ssh-to-external"]);
+        // After the window (3600 s) the pair alerts again.
+        let mut st4 = AlertState::default();
+        let e = rules.classify(&fresh("10.11.0.10:40002", s, &facts, 3601), &mut st4, &mut window);
+        assert_eq!(ids(&e), ["ssh-to-external"]);
+    }
+
+    #[test]
+    fn long_lived_thresholds_cross_one_by_one() {
+        let rules = test_rules();
+        let mut state = AlertState::default();
+        let mut window = SuppressionWindow::new(64);
+        let facts = SshFacts::default();
+        let (c, s) = ("10.11.0.10:40000", "198.51.100.10:22");
+        let h = 3600;
+        let first = rules.classify(&subject(c, s, &facts, 10), &mut state, &mut window);
+        assert_eq!(ids(&first), ["ssh-to-external"]);
+        assert_eq!(first.next_check, Some(at(h)));
+        let early = rules.classify(&subject(c, s, &facts, h - 1), &mut state, &mut window);
+        assert!(early.alerts.is_empty());
+        let mut seen = Vec::new();
+        for (now, next) in [(h, 4 * h), (4 * h + 5, 8 * h), (8 * h, 12 * h), (13 * h, 0)] {
+            let out = rules.classify(&subject(c, s, &facts, now), &mut state, &mut window);
+            assert_eq!(ids(&out), ["ssh-long-lived"], "at {now}");
+            assert_eq!(out.next_check, (next > 0).then(|| at(next)));
+            seen.push(out.alerts[0].threshold_hours.clone().unwrap());
+            let repeat = rules.classify(&subject(c, s, &facts, now + 1), &mut state, &mut window);
+            assert!(repeat.alerts.is_empty(), "repeat at {now}");
+        }
+        assert_eq!(seen, ["1", "4", "8", "12"]);
+        assert_eq!(state.long_lived_level(), 4);
+    }
+
+    #[test]
+    fn a_late_first_look_raises_only_the_highest_threshold() {
+        let rules = test_rules();
+        let mut state = AlertState::default();
+        let mut window = SuppressionWindow::new(64);
+        let facts = SshFacts::default();
+        let out = rules.classify(
+            &subject("10.11.0.10:40000", "198.51.100.10:22", &facts, 5 * 3600),
+            &mut state,
+            &mut window,
+        );
+        assert_eq!(ids(&out), ["ssh-to-external", "ssh-long-lived"]);
+        assert_eq!(out.alerts[1].threshold_hours.as_deref(), Some("4"));
+        assert_eq!(out.next_check, Some(at(8 * 3600)));
+    }
+
+    #[test]
+    fn settings_change_severity_and_disable_detections() {
+        let text = r#"
+[cluster]
+internal = ["10.0.0.0/8"]
+[detections.ssh-to-external]
+severity = "low"
+[detections.ssh-nonstandard-port]
+enabled = false
+"#;
+        let rules = rules(&[("a.toml", text)]);
+        let mut state = AlertState::default();
+        let mut window = SuppressionWindow::new(8);
+        let facts = SshFacts::default();
+        let out = rules.classify(
+            &subject("10.1.0.1:40000", "198.51.100.10:443", &facts, 0),
+            &mut state,
+            &mut window,
+        );
+        assert_eq!(ids(&out), ["ssh-to-external"]);
+        assert_eq!(out.alerts[0].severity, Severity::LOW);
+    }
+
+    fn forward_alert() -> Alert {
+        let rules = test_rules();
+        let mut state = AlertState::default();
+        let mut window = SuppressionWindow::new(8);
+        let facts = SshFacts {
+            server_banner: Some("SSH-2.0-OpenSSH_9.2p1".into()),
+            remote_forward: ev("tcpip-forward request answered with REQUEST_SUCCESS", 21),
+            ..SshFacts::default()
+        };
+        let mut s = subject("10.10.0.10:40000", "10.20.0.10:22", &facts, 21);
+        s.community_id = Some("1:wCb3OG7yAFWelaUydu0D+125CLM=");
+        let mut out = rules.classify(&s, &mut state, &mut window);
+        assert_eq!(out.alerts.len(), 1);
+        out.alerts.remove(0)
+    }
+
+    #[test]
+    fn eve_record_matches_suricata_alert_layout() {
+        let alert = forward_alert();
+        let expected = serde_json::json!({
+            "timestamp": "2025-06-15T15:07:01.000000+0000",
+            "flow_id": 42,
+            "event_type": "alert",
+            "src_ip": "10.10.0.10",
+            "src_port": 40000,
+            "dest_ip": "10.20.0.10",
+            "dest_port": 22,
+            "proto": "TCP",
+            "community_id": "1:wCb3OG7yAFWelaUydu0D+125CLM=",
+            "app_proto": "ssh",
+            "alert": {
+                "action": "allowed",
+                "gid": 1,
+                "signature_id": 1_750_003,
+                "rev": 1,
+                "signature": "EGRESSWATCH SSH remote port forwarding requested (ssh -R)",
+                "category": "A Network Trojan was detected",
+                "severity": 1
+            },
+            "egresswatch": {
+                "detection": "ssh-reverse-forward",
+                "direction": "internal",
+                "zone": "gpu",
+                "allow": {
+                    "file": "rules/test.toml",
+                    "line": 16,
+                    "name": "internal-git",
+                    "reason": "internal git",
+                    "status": "permits",
+                    "detail": "does not set `allow_remote_forward = true`"
+                },
+                "mitre": ["T1572"],
+                "evidence": {
+                    "summary": "tcpip-forward request answered with REQUEST_SUCCESS",
+                    "packets": [21],
+                    "first_ts": "2025-06-15T15:07:01.000000+0000",
+                    "last_ts": "2025-06-15T15:07:01.000000+0000"
+                }
+            }
+        });
+        assert_eq!(alert.to_eve(), expected);
+    }
+
+    #[test]
+    fn human_line_has_everything_on_one_line() {
+        assert_eq!(
+            forward_alert().line(),
+            "2025-06-15T15:07:01.000000+0000 [1:1750003:1] high ssh-reverse-forward \
+             10.10.0.10:40000 -> 10.20.0.10:22 TCP zone=gpu \
+             allow=internal-git(permits: does not set `allow_remote_forward = true`): \
+             tcpip-forward request answered with REQUEST_SUCCESS [T1572]"
+        );
+    }
+
+    #[test]
+    fn alerts_without_an_allow_entry_say_null_and_none() {
+        let rules = test_rules();
+        let mut state = AlertState::default();
+        let mut window = SuppressionWindow::new(8);
+        let facts = SshFacts::default();
+        let out = rules.classify(
+            &subject("10.11.0.10:40000", "198.51.100.10:22", &facts, 4 * 3600),
+            &mut state,
+            &mut window,
+        );
+        let long = &out.alerts[1];
+        let eve = long.to_eve();
+        assert_eq!(eve["egresswatch"]["allow"], serde_json::Value::Null);
+        assert_eq!(eve["egresswatch"]["threshold_hours"], "4");
+        assert_eq!(
+            eve["alert"]["signature"],
+            "EGRESSWATCH Long-lived SSH session to an external host (over 4 h)"
+        );
+        assert!(long.line().contains(" ssh-long-lived >4h "), "{}", long.line());
+        assert!(long.line().contains("allow=none:"), "{}", long.line());
+        assert_eq!(long.ts.since(at(0)), 4 * 3600 * NANOS_PER_SEC);
+    }
+}

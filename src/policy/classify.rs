@@ -606,3 +606,158 @@ pub fn proto_name(p: u8) -> String {
         other => format!("{other:03}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::{ep, test_rules};
+    use super::*;
+
+    /// 2025-06-15 and 2023-06-15 in packet time.
+    const T2025: u64 = 1_750_000_000;
+    const T2023: u64 = 1_686_800_000;
+
+    fn ev() -> Option<Evidence> {
+        Some(Evidence::new("seen", &[7, 9], Timestamp::from_secs(T2025), Timestamp::from_secs(T2025)))
+    }
+
+    #[derive(Default)]
+    struct Case {
+        name: &'static str,
+        client: &'static str,
+        server: &'static str,
+        udp: bool,
+        app: Option<&'static str>,
+        probing: bool,
+        ended: bool,
+        names: &'static [&'static str],
+        /// role, forward, session, interactive
+        reverse: [bool; 4],
+        hassh: Option<&'static str>,
+        mining: bool,
+        at: u64,
+        expect: &'static [&'static str],
+    }
+
+    fn run(c: &Case) -> Verdict {
+        let rules = test_rules();
+        let ssh = SshFacts {
+            hassh: c.hassh.map(str::to_string),
+            role_reversed: if c.reverse[0] { ev() } else { None },
+            remote_forward: if c.reverse[1] { ev() } else { None },
+            reverse_session: if c.reverse[2] { ev() } else { None },
+            reverse_interactive: if c.reverse[3] { ev() } else { None },
+            ..SshFacts::default()
+        };
+        let mining = MiningFacts {
+            protocol: "stratum",
+            wallet: Some("4Abc".into()),
+            agent: Some("cpuminer/2.5.1".into()),
+            evidence: Evidence::new("mining.subscribe / mining.notify", &[4, 6], Timestamp::from_secs(c.at), Timestamp::from_secs(c.at)),
+        };
+        let at = Timestamp::from_secs(if c.at == 0 { T2025 } else { c.at });
+        let proto = if c.udp { proto::UDP } else { proto::TCP };
+        let mut s = FlowSubject::new(1, ep(c.client), ep(c.server), proto, at);
+        s.app_proto = c.app;
+        s.stage = match (c.probing, c.ended) {
+            (true, _) => Stage::Probing,
+            (_, true) => Stage::Ended,
+            _ => Stage::Identified,
+        };
+        s.names = c.names;
+        s.ssh = (c.app == Some("ssh")).then_some(&ssh);
+        s.mining = c.mining.then_some(&mining);
+        rules.judge(&s)
+    }
+
+    const GPU: &str = "10.10.0.10:40000";
+    const LAB: &str = "10.11.0.10:40000";
+    const SSH: Option<&str> = Some("ssh");
+    const PIN: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn every_detection_fires_exactly_where_the_policy_says() {
+        let cases = [
+            Case { name: "allowlisted git over SSH: no alert", client: GPU, server: "10.20.0.10:22", app: SSH, expect: &[], ..Case::default() },
+            Case { name: "internal SSH is not egress", client: GPU, server: "10.30.0.5:22", app: SSH, expect: &[], ..Case::default() },
+            Case { name: "internal SSH on 2222", client: GPU, server: "10.30.0.5:2222", app: SSH, expect: &["ssh-nonstandard-port"], ..Case::default() },
+            Case { name: "SSH out of a default-deny zone", client: GPU, server: "198.51.100.10:22", app: SSH, expect: &["ssh-to-external", "egress-not-allowed"], ..Case::default() },
+            Case { name: "SSH out of a monitor zone", client: LAB, server: "198.51.100.10:22", app: SSH, expect: &["ssh-to-external"], ..Case::default() },
+            Case { name: "SSH out on 443", client: LAB, server: "198.51.100.10:443", app: SSH, expect: &["ssh-to-external", "ssh-nonstandard-port"], ..Case::default() },
+            Case { name: "allowlisted by DNS name on 443", client: GPU, server: "140.82.112.36:443", app: SSH, names: &["ssh.github.com"], expect: &[], ..Case::default() },
+            Case { name: "name entry scoped to another zone", client: LAB, server: "140.82.112.36:443", app: SSH, names: &["ssh.github.com"], expect: &["ssh-to-external", "ssh-nonstandard-port"], ..Case::default() },
+            Case { name: "reverse tunnel to an allowlisted host still alerts", client: GPU, server: "10.20.0.10:22", app: SSH, reverse: [false, true, false, false], expect: &["ssh-reverse-forward"], ..Case::default() },
+            Case { name: "explicit allow_remote_forward", client: GPU, server: "203.0.113.7:22", app: SSH, reverse: [false, true, false, false], expect: &[], ..Case::default() },
+            Case { name: "forward permission does not cover a session back", client: GPU, server: "203.0.113.7:22", app: SSH, reverse: [false, true, true, true], expect: &["ssh-reverse-session", "ssh-reverse-interactive"], ..Case::default() },
+            Case { name: "implant: inside host is the SSH server", client: LAB, server: "198.51.100.10:443", app: SSH, reverse: [true, false, false, false], expect: &["ssh-to-external", "ssh-nonstandard-port", "ssh-reverse-role"], ..Case::default() },
+            Case { name: "expired allow entry no longer allows", client: GPU, server: "198.51.100.80:80", app: Some("http"), expect: &["egress-not-allowed"], ..Case::default() },
+            Case { name: "allow entry before its expiry", client: GPU, server: "198.51.100.80:80", app: Some("http"), at: T2023, expect: &[], ..Case::default() },
+            Case { name: "TLS by SNI to an allowed name", client: GPU, server: "151.101.0.223:443", app: Some("tls"), names: &["pypi.org"], expect: &[], ..Case::default() },
+            Case { name: "TLS to another name", client: GPU, server: "151.101.0.223:443", app: Some("tls"), names: &["example.com"], expect: &["egress-not-allowed"], ..Case::default() },
+            Case { name: "probing on 443 waits for the SNI", client: GPU, server: "151.101.0.223:443", probing: true, expect: &[], ..Case::default() },
+            Case { name: "probing on a port no entry allows", client: GPU, server: "151.101.0.223:6667", probing: true, expect: &["egress-not-allowed"], ..Case::default() },
+            Case { name: "ended without a name", client: GPU, server: "151.101.0.223:443", ended: true, expect: &["egress-not-allowed"], ..Case::default() },
+            Case { name: "Stratum from a monitor zone", client: LAB, server: "198.51.100.33:3333", app: Some("stratum"), mining: true, expect: &["crypto-mining"], ..Case::default() },
+            Case { name: "TLS to a pool name", client: LAB, server: "198.51.100.34:443", app: Some("tls"), names: &["xmr-eu1.nanopool.org"], expect: &["crypto-mining"], ..Case::default() },
+            Case { name: "pool from a default-deny zone", client: GPU, server: "198.51.100.34:443", app: Some("tls"), names: &["xmr-eu1.nanopool.org"], expect: &["crypto-mining", "egress-not-allowed"], ..Case::default() },
+            Case { name: "pinned HASSH matches", client: GPU, server: "198.51.100.22:22", app: SSH, hassh: Some(PIN), expect: &[], ..Case::default() },
+            Case { name: "pinned HASSH differs", client: GPU, server: "198.51.100.22:22", app: SSH, hassh: Some("ffffffffffffffffffffffffffffffff"), expect: &["ssh-to-external", "egress-not-allowed"], ..Case::default() },
+            Case { name: "HASSH not seen yet", client: GPU, server: "198.51.100.22:22", app: SSH, expect: &[], ..Case::default() },
+            Case { name: "HASSH never seen", client: GPU, server: "198.51.100.22:22", app: SSH, ended: true, expect: &["ssh-to-external", "egress-not-allowed"], ..Case::default() },
+            Case { name: "inbound SSH is not egress", client: "203.0.113.50:50000", server: "10.10.0.10:22", app: SSH, expect: &[], ..Case::default() },
+            Case { name: "inbound SSH on 2222", client: "203.0.113.50:50000", server: "10.10.0.10:2222", app: SSH, expect: &["ssh-nonstandard-port"], ..Case::default() },
+            Case { name: "DNS to a public resolver", client: GPU, server: "8.8.8.8:53", udp: true, app: Some("dns"), expect: &["egress-not-allowed"], ..Case::default() },
+            Case { name: "IPv6 SSH out", client: "[fd00:10::5]:40000", server: "[2001:db8::1]:22", app: SSH, expect: &["ssh-to-external", "egress-not-allowed"], ..Case::default() },
+            Case { name: "IPv4-mapped client", client: "[::ffff:10.10.0.10]:40000", server: "198.51.100.10:22", app: SSH, expect: &["ssh-to-external", "egress-not-allowed"], ..Case::default() },
+            Case { name: "host outside zones uses default egress", client: "10.99.0.1:40000", server: "198.51.100.10:80", app: Some("http"), expect: &[], ..Case::default() },
+        ];
+        for c in &cases {
+            let v = run(c);
+            let got: Vec<&str> = v.findings.iter().map(|f| f.detection.id()).collect();
+            assert_eq!(got, c.expect, "case: {}", c.name);
+        }
+    }
+
+    #[test]
+    fn verdict_names_zone_direction_and_considered_entry() {
+        let rules = test_rules();
+        let c = Case { client: GPU, server: "10.20.0.10:2222", app: SSH, ..Case::default() };
+        let v = run(&c);
+        assert_eq!(v.direction, Direction::Internal);
+        assert_eq!(v.zone.map(|z| &*rules.zones()[z].name), Some("gpu"));
+        let considered = v.considered.unwrap();
+        assert_eq!(rules.allows()[considered.entry].label(), "internal-git");
+        assert_eq!(considered.status, EntryStatus::NotMatching("port 2222 is not in 22".into()));
+
+        let expired = run(&Case { client: GPU, server: "198.51.100.80:80", app: Some("http"), ..Case::default() });
+        assert_eq!(expired.considered.unwrap().status, EntryStatus::Expired);
+        assert!(!expired.permitted);
+
+        let pending = run(&Case { client: GPU, server: "198.51.100.22:22", app: SSH, ..Case::default() });
+        assert!(pending.pending);
+        assert_eq!(
+            pending.considered.unwrap().status,
+            EntryStatus::Undecided("waiting for the client HASSH".into())
+        );
+
+        let bastion = run(&Case { client: GPU, server: "203.0.113.7:22", app: SSH, ..Case::default() });
+        assert!(bastion.permitted);
+        assert!(bastion.permissions.has(Permission::RemoteForward));
+        assert_eq!(bastion.egress_mode, Some(EgressMode::DefaultDeny));
+    }
+
+    #[test]
+    fn evidence_comes_from_the_facts() {
+        let v = run(&Case { client: GPU, server: "10.20.0.10:22", app: SSH, reverse: [false, true, false, false], ..Case::default() });
+        assert_eq!(v.findings[0].evidence.packets, vec![7, 9]);
+        let m = run(&Case { client: LAB, server: "198.51.100.33:3333", app: Some("stratum"), mining: true, ..Case::default() });
+        assert_eq!(
+            m.findings[0].evidence.summary,
+            "stratum: mining.subscribe / mining.notify; wallet 4Abc; agent cpuminer/2.5.1"
+        );
+        let ext = run(&Case { client: LAB, server: "198.51.100.10:22", app: SSH, ..Case::default() });
+        assert_eq!(
+            ext.findings[0].evidence.summary,
+            "SSH (identified by bytes) from 10.11.0.10:40000 to external 198.51.100.10:22"
+        );
+    }
+}

@@ -40,6 +40,87 @@ pub use suppress::{SuppressKey, SuppressionWindow};
 pub(crate) mod testutil {
     use super::*;
 
+    /// The policy most classifier tests use.
+    pub const TEST_RULES: &str = r#"
+[cluster]
+internal = ["10.0.0.0/8", "fd00::/8"]
+default_egress = "monitor"
+
+[[zone]]
+name = "gpu"
+cidrs = ["10.10.0.0/16", "fd00:10::/32"]
+egress = "default-deny"
+
+[[zone]]
+name = "lab"
+cidrs = ["10.11.0.0/16"]
+egress = "monitor"
+
+[[allow]]
+name = "internal-git"
+cidrs = ["10.20.0.10/32"]
+ports = [22]
+protocol = "ssh"
+reason = "internal git"
+
+[[allow]]
+name = "github"
+zones = ["gpu"]
+hosts = ["github.com", "ssh.github.com"]
+ports = [22, 443]
+protocol = "ssh"
+reason = "git over ssh"
+
+[[allow]]
+name = "vendor-tunnel"
+cidrs = ["203.0.113.7/32"]
+ports = [22]
+protocol = "ssh"
+allow_remote_forward = true
+reason = "vendor support tunnel"
+
+[[allow]]
+name = "pypi"
+zones = ["gpu"]
+hosts = ["pypi.org"]
+ports = [443]
+protocol = "tls"
+reason = "packages"
+
+[[allow]]
+name = "old-mirror"
+cidrs = ["198.51.100.80/32"]
+reason = "retired mirror"
+expires = 2024-01-31
+
+[[allow]]
+name = "pinned"
+zones = ["gpu"]
+cidrs = ["198.51.100.22/32"]
+protocol = "ssh"
+hassh = ["0123456789abcdef0123456789abcdef"]
+reason = "pinned client"
+
+[detections.ssh-long-lived]
+long_lived_hours = [1, 4, 8, 12]
+suppress_seconds = 60
+
+[mining_pools]
+hosts = ["*.nanopool.org"]
+"#;
+
+    pub fn test_rules() -> RuleSet {
+        rules(&[("rules/test.toml", TEST_RULES)])
+    }
+
+    pub fn ep(s: &str) -> crate::flow::key::Endpoint {
+        let sa: std::net::SocketAddr = s.parse().unwrap();
+        crate::flow::key::Endpoint {
+            addr: sa.ip(),
+            port: sa.port(),
+        }
+    }
+
     /// Loads rule files given as (name, text); panics with the rendered
     /// diagnostics on error.
     pub fn rules(files: &[(&str, &str)]) -> RuleSet {

@@ -11,6 +11,6 @@ pub mod analyzer;
 pub mod community_id;
 pub mod decode;
 pub mod flow;
+pub mod policy;
 pub mod source;
 pub mod time;
-pub mod policy;

@@ -135,7 +135,8 @@ impl RuleSet {
                 out.suppressed = out.suppressed.saturating_add(1);
                 continue;
             }
-            out.alerts.push(self.alert(s, &verdict, d, finding.level, &finding.evidence));
+            out.alerts
+                .push(self.alert(s, &verdict, d, finding.level, &finding.evidence));
         }
         out
     }
@@ -151,7 +152,10 @@ impl RuleSet {
         let threshold_hours = (d == Detection::SshLongLived)
             .then(|| {
                 let idx = usize::from(level).checked_sub(1)?;
-                self.settings(d).long_lived_seconds.get(idx).map(|t| fmt_hours(*t))
+                self.settings(d)
+                    .long_lived_seconds
+                    .get(idx)
+                    .map(|t| fmt_hours(*t))
             })
             .flatten();
         Alert {
@@ -166,7 +170,10 @@ impl RuleSet {
             severity: self.settings(d).severity,
             threshold_hours,
             direction: v.direction,
-            zone: v.zone.and_then(|z| self.zones.get(z)).map(|z| z.name.clone()),
+            zone: v
+                .zone
+                .and_then(|z| self.zones.get(z))
+                .map(|z| z.name.clone()),
             allow: v.considered.as_ref().and_then(|c| self.allow_ref(c, d)),
             evidence: evidence.clone(),
         }
@@ -398,17 +405,32 @@ mod tests {
         assert_eq!(ids(&a), ["ssh-to-external"]);
         // A reconnect ten minutes later: a new flow, same pair.
         let mut st2 = AlertState::default();
-        let b = rules.classify(&fresh("10.11.0.10:40001", s, &facts, 600), &mut st2, &mut window);
+        let b = rules.classify(
+            &fresh("10.11.0.10:40001", s, &facts, 600),
+            &mut st2,
+            &mut window,
+        );
         assert!(b.alerts.is_empty());
         assert_eq!(b.suppressed, 1);
-        assert!(st2.has_raised(Detection::SshToExternal), "not retried on the same flow");
+        assert!(
+            st2.has_raised(Detection::SshToExternal),
+            "not retried on the same flow"
+        );
         // Another destination is not suppressed.
         let mut st3 = AlertState::default();
-        let d = rules.classify(&fresh(c, "198.51.100.11:22", &facts, 600), &mut st3, &mut window);
+        let d = rules.classify(
+            &fresh(c, "198.51.100.11:22", &facts, 600),
+            &mut st3,
+            &mut window,
+        );
         assert_eq!(ids(&d), ["ssh-to-external"]);
         // After the window (3600 s) the pair alerts again.
         let mut st4 = AlertState::default();
-        let e = rules.classify(&fresh("10.11.0.10:40002", s, &facts, 3601), &mut st4, &mut window);
+        let e = rules.classify(
+            &fresh("10.11.0.10:40002", s, &facts, 3601),
+            &mut st4,
+            &mut window,
+        );
         assert_eq!(ids(&e), ["ssh-to-external"]);
     }
 
@@ -570,7 +592,11 @@ enabled = false
             eve["alert"]["signature"],
             "EGRESSWATCH Long-lived SSH session to an external host (over 4 h)"
         );
-        assert!(long.line().contains(" ssh-long-lived >4h "), "{}", long.line());
+        assert!(
+            long.line().contains(" ssh-long-lived >4h "),
+            "{}",
+            long.line()
+        );
         assert!(long.line().contains("allow=none:"), "{}", long.line());
         assert_eq!(long.ts.since(at(0)), 4 * 3600 * NANOS_PER_SEC);
     }

@@ -152,7 +152,10 @@ mod tests {
         m.insert(net("10.0.0.0/8"), "a");
         m.insert(net("10.20.0.0/16"), "b");
         m.insert(net("fd00::/8"), "c");
-        assert_eq!(m.longest(ip("10.20.0.10")), Some((net("10.20.0.0/16"), &"b")));
+        assert_eq!(
+            m.longest(ip("10.20.0.10")),
+            Some((net("10.20.0.0/16"), &"b"))
+        );
         assert_eq!(m.longest(ip("10.1.0.1")), Some((net("10.0.0.0/8"), &"a")));
         assert_eq!(m.longest(ip("11.0.0.1")), None);
         assert_eq!(m.longest(ip("fd12::1")), Some((net("fd00::/8"), &"c")));
@@ -209,9 +212,8 @@ mod tests {
         prop_oneof![
             (0u32..16, any::<u32>())
                 .prop_map(|(hi, lo)| IpAddr::from(std::net::Ipv4Addr::from(hi << 28 | (lo >> 4)))),
-            (0u128..16, any::<u128>()).prop_map(|(hi, lo)| IpAddr::from(
-                std::net::Ipv6Addr::from(hi << 124 | (lo >> 4))
-            )),
+            (0u128..16, any::<u128>())
+                .prop_map(|(hi, lo)| IpAddr::from(std::net::Ipv6Addr::from(hi << 124 | (lo >> 4)))),
         ]
     }
 

@@ -272,7 +272,10 @@ impl RuleSet {
                 EntryStatus::Undecided(_) => undecided = true,
                 _ => {}
             }
-            if best.as_ref().is_none_or(|b| status.rank() < b.status.rank()) {
+            if best
+                .as_ref()
+                .is_none_or(|b| status.rank() < b.status.rank())
+            {
                 best = Some(Considered { entry: idx, status });
             }
         }
@@ -373,9 +376,9 @@ fn protocol_status(want: ProtoMatch, s: &FlowSubject<'_>) -> Option<EntryStatus>
             "protocol is {p}, entry allows {}",
             want.name()
         ))),
-        None if s.stage == Stage::Probing => Some(EntryStatus::Undecided(
-            "protocol not identified yet".into(),
-        )),
+        None if s.stage == Stage::Probing => {
+            Some(EntryStatus::Undecided("protocol not identified yet".into()))
+        }
         None => Some(EntryStatus::NotMatching(format!(
             "protocol not identified, entry allows {}",
             want.name()
@@ -394,7 +397,9 @@ fn fingerprint_status(
     }
     match seen {
         Some(h) if allowed.iter().any(|a| a.eq_ignore_ascii_case(h)) => None,
-        Some(h) => Some(EntryStatus::NotMatching(format!("{what} {h} is not allowed"))),
+        Some(h) => Some(EntryStatus::NotMatching(format!(
+            "{what} {h} is not allowed"
+        ))),
         None if stage == Stage::Ended => {
             Some(EntryStatus::NotMatching(format!("{what} was not seen")))
         }
@@ -587,8 +592,12 @@ fn banner_note(ssh: Option<&SshFacts>) -> String {
     }
 }
 
-/// `addr:port`, with brackets for IPv6.
+/// `addr:port`, with brackets for IPv6; just the address when the port is
+/// 0 (protocols without ports, and `explain`'s unknown client port).
 pub(crate) fn ep(e: Endpoint) -> String {
+    if e.port == 0 {
+        return e.addr.to_string();
+    }
     match e.addr {
         IpAddr::V4(a) => format!("{a}:{}", e.port),
         IpAddr::V6(a) => format!("[{a}]:{}", e.port),
@@ -617,7 +626,12 @@ mod tests {
     const T2023: u64 = 1_686_800_000;
 
     fn ev() -> Option<Evidence> {
-        Some(Evidence::new("seen", &[7, 9], Timestamp::from_secs(T2025), Timestamp::from_secs(T2025)))
+        Some(Evidence::new(
+            "seen",
+            &[7, 9],
+            Timestamp::from_secs(T2025),
+            Timestamp::from_secs(T2025),
+        ))
     }
 
     #[derive(Default)]
@@ -652,7 +666,12 @@ mod tests {
             protocol: "stratum",
             wallet: Some("4Abc".into()),
             agent: Some("cpuminer/2.5.1".into()),
-            evidence: Evidence::new("mining.subscribe / mining.notify", &[4, 6], Timestamp::from_secs(c.at), Timestamp::from_secs(c.at)),
+            evidence: Evidence::new(
+                "mining.subscribe / mining.notify",
+                &[4, 6],
+                Timestamp::from_secs(c.at),
+                Timestamp::from_secs(c.at),
+            ),
         };
         let at = Timestamp::from_secs(if c.at == 0 { T2025 } else { c.at });
         let proto = if c.udp { proto::UDP } else { proto::TCP };
@@ -677,38 +696,282 @@ mod tests {
     #[test]
     fn every_detection_fires_exactly_where_the_policy_says() {
         let cases = [
-            Case { name: "allowlisted git over SSH: no alert", client: GPU, server: "10.20.0.10:22", app: SSH, expect: &[], ..Case::default() },
-            Case { name: "internal SSH is not egress", client: GPU, server: "10.30.0.5:22", app: SSH, expect: &[], ..Case::default() },
-            Case { name: "internal SSH on 2222", client: GPU, server: "10.30.0.5:2222", app: SSH, expect: &["ssh-nonstandard-port"], ..Case::default() },
-            Case { name: "SSH out of a default-deny zone", client: GPU, server: "198.51.100.10:22", app: SSH, expect: &["ssh-to-external", "egress-not-allowed"], ..Case::default() },
-            Case { name: "SSH out of a monitor zone", client: LAB, server: "198.51.100.10:22", app: SSH, expect: &["ssh-to-external"], ..Case::default() },
-            Case { name: "SSH out on 443", client: LAB, server: "198.51.100.10:443", app: SSH, expect: &["ssh-to-external", "ssh-nonstandard-port"], ..Case::default() },
-            Case { name: "allowlisted by DNS name on 443", client: GPU, server: "140.82.112.36:443", app: SSH, names: &["ssh.github.com"], expect: &[], ..Case::default() },
-            Case { name: "name entry scoped to another zone", client: LAB, server: "140.82.112.36:443", app: SSH, names: &["ssh.github.com"], expect: &["ssh-to-external", "ssh-nonstandard-port"], ..Case::default() },
-            Case { name: "reverse tunnel to an allowlisted host still alerts", client: GPU, server: "10.20.0.10:22", app: SSH, reverse: [false, true, false, false], expect: &["ssh-reverse-forward"], ..Case::default() },
-            Case { name: "explicit allow_remote_forward", client: GPU, server: "203.0.113.7:22", app: SSH, reverse: [false, true, false, false], expect: &[], ..Case::default() },
-            Case { name: "forward permission does not cover a session back", client: GPU, server: "203.0.113.7:22", app: SSH, reverse: [false, true, true, true], expect: &["ssh-reverse-session", "ssh-reverse-interactive"], ..Case::default() },
-            Case { name: "implant: inside host is the SSH server", client: LAB, server: "198.51.100.10:443", app: SSH, reverse: [true, false, false, false], expect: &["ssh-to-external", "ssh-nonstandard-port", "ssh-reverse-role"], ..Case::default() },
-            Case { name: "expired allow entry no longer allows", client: GPU, server: "198.51.100.80:80", app: Some("http"), expect: &["egress-not-allowed"], ..Case::default() },
-            Case { name: "allow entry before its expiry", client: GPU, server: "198.51.100.80:80", app: Some("http"), at: T2023, expect: &[], ..Case::default() },
-            Case { name: "TLS by SNI to an allowed name", client: GPU, server: "151.101.0.223:443", app: Some("tls"), names: &["pypi.org"], expect: &[], ..Case::default() },
-            Case { name: "TLS to another name", client: GPU, server: "151.101.0.223:443", app: Some("tls"), names: &["example.com"], expect: &["egress-not-allowed"], ..Case::default() },
-            Case { name: "probing on 443 waits for the SNI", client: GPU, server: "151.101.0.223:443", probing: true, expect: &[], ..Case::default() },
-            Case { name: "probing on a port no entry allows", client: GPU, server: "151.101.0.223:6667", probing: true, expect: &["egress-not-allowed"], ..Case::default() },
-            Case { name: "ended without a name", client: GPU, server: "151.101.0.223:443", ended: true, expect: &["egress-not-allowed"], ..Case::default() },
-            Case { name: "Stratum from a monitor zone", client: LAB, server: "198.51.100.33:3333", app: Some("stratum"), mining: true, expect: &["crypto-mining"], ..Case::default() },
-            Case { name: "TLS to a pool name", client: LAB, server: "198.51.100.34:443", app: Some("tls"), names: &["xmr-eu1.nanopool.org"], expect: &["crypto-mining"], ..Case::default() },
-            Case { name: "pool from a default-deny zone", client: GPU, server: "198.51.100.34:443", app: Some("tls"), names: &["xmr-eu1.nanopool.org"], expect: &["crypto-mining", "egress-not-allowed"], ..Case::default() },
-            Case { name: "pinned HASSH matches", client: GPU, server: "198.51.100.22:22", app: SSH, hassh: Some(PIN), expect: &[], ..Case::default() },
-            Case { name: "pinned HASSH differs", client: GPU, server: "198.51.100.22:22", app: SSH, hassh: Some("ffffffffffffffffffffffffffffffff"), expect: &["ssh-to-external", "egress-not-allowed"], ..Case::default() },
-            Case { name: "HASSH not seen yet", client: GPU, server: "198.51.100.22:22", app: SSH, expect: &[], ..Case::default() },
-            Case { name: "HASSH never seen", client: GPU, server: "198.51.100.22:22", app: SSH, ended: true, expect: &["ssh-to-external", "egress-not-allowed"], ..Case::default() },
-            Case { name: "inbound SSH is not egress", client: "203.0.113.50:50000", server: "10.10.0.10:22", app: SSH, expect: &[], ..Case::default() },
-            Case { name: "inbound SSH on 2222", client: "203.0.113.50:50000", server: "10.10.0.10:2222", app: SSH, expect: &["ssh-nonstandard-port"], ..Case::default() },
-            Case { name: "DNS to a public resolver", client: GPU, server: "8.8.8.8:53", udp: true, app: Some("dns"), expect: &["egress-not-allowed"], ..Case::default() },
-            Case { name: "IPv6 SSH out", client: "[fd00:10::5]:40000", server: "[2001:db8::1]:22", app: SSH, expect: &["ssh-to-external", "egress-not-allowed"], ..Case::default() },
-            Case { name: "IPv4-mapped client", client: "[::ffff:10.10.0.10]:40000", server: "198.51.100.10:22", app: SSH, expect: &["ssh-to-external", "egress-not-allowed"], ..Case::default() },
-            Case { name: "host outside zones uses default egress", client: "10.99.0.1:40000", server: "198.51.100.10:80", app: Some("http"), expect: &[], ..Case::default() },
+            Case {
+                name: "allowlisted git over SSH: no alert",
+                client: GPU,
+                server: "10.20.0.10:22",
+                app: SSH,
+                expect: &[],
+                ..Case::default()
+            },
+            Case {
+                name: "internal SSH is not egress",
+                client: GPU,
+                server: "10.30.0.5:22",
+                app: SSH,
+                expect: &[],
+                ..Case::default()
+            },
+            Case {
+                name: "internal SSH on 2222",
+                client: GPU,
+                server: "10.30.0.5:2222",
+                app: SSH,
+                expect: &["ssh-nonstandard-port"],
+                ..Case::default()
+            },
+            Case {
+                name: "SSH out of a default-deny zone",
+                client: GPU,
+                server: "198.51.100.10:22",
+                app: SSH,
+                expect: &["ssh-to-external", "egress-not-allowed"],
+                ..Case::default()
+            },
+            Case {
+                name: "SSH out of a monitor zone",
+                client: LAB,
+                server: "198.51.100.10:22",
+                app: SSH,
+                expect: &["ssh-to-external"],
+                ..Case::default()
+            },
+            Case {
+                name: "SSH out on 443",
+                client: LAB,
+                server: "198.51.100.10:443",
+                app: SSH,
+                expect: &["ssh-to-external", "ssh-nonstandard-port"],
+                ..Case::default()
+            },
+            Case {
+                name: "allowlisted by DNS name on 443",
+                client: GPU,
+                server: "140.82.112.36:443",
+                app: SSH,
+                names: &["ssh.github.com"],
+                expect: &[],
+                ..Case::default()
+            },
+            Case {
+                name: "name entry scoped to another zone",
+                client: LAB,
+                server: "140.82.112.36:443",
+                app: SSH,
+                names: &["ssh.github.com"],
+                expect: &["ssh-to-external", "ssh-nonstandard-port"],
+                ..Case::default()
+            },
+            Case {
+                name: "reverse tunnel to an allowlisted host still alerts",
+                client: GPU,
+                server: "10.20.0.10:22",
+                app: SSH,
+                reverse: [false, true, false, false],
+                expect: &["ssh-reverse-forward"],
+                ..Case::default()
+            },
+            Case {
+                name: "explicit allow_remote_forward",
+                client: GPU,
+                server: "203.0.113.7:22",
+                app: SSH,
+                reverse: [false, true, false, false],
+                expect: &[],
+                ..Case::default()
+            },
+            Case {
+                name: "forward permission does not cover a session back",
+                client: GPU,
+                server: "203.0.113.7:22",
+                app: SSH,
+                reverse: [false, true, true, true],
+                expect: &["ssh-reverse-session", "ssh-reverse-interactive"],
+                ..Case::default()
+            },
+            Case {
+                name: "implant: inside host is the SSH server",
+                client: LAB,
+                server: "198.51.100.10:443",
+                app: SSH,
+                reverse: [true, false, false, false],
+                expect: &[
+                    "ssh-to-external",
+                    "ssh-nonstandard-port",
+                    "ssh-reverse-role",
+                ],
+                ..Case::default()
+            },
+            Case {
+                name: "expired allow entry no longer allows",
+                client: GPU,
+                server: "198.51.100.80:80",
+                app: Some("http"),
+                expect: &["egress-not-allowed"],
+                ..Case::default()
+            },
+            Case {
+                name: "allow entry before its expiry",
+                client: GPU,
+                server: "198.51.100.80:80",
+                app: Some("http"),
+                at: T2023,
+                expect: &[],
+                ..Case::default()
+            },
+            Case {
+                name: "TLS by SNI to an allowed name",
+                client: GPU,
+                server: "151.101.0.223:443",
+                app: Some("tls"),
+                names: &["pypi.org"],
+                expect: &[],
+                ..Case::default()
+            },
+            Case {
+                name: "TLS to another name",
+                client: GPU,
+                server: "151.101.0.223:443",
+                app: Some("tls"),
+                names: &["example.com"],
+                expect: &["egress-not-allowed"],
+                ..Case::default()
+            },
+            Case {
+                name: "probing on 443 waits for the SNI",
+                client: GPU,
+                server: "151.101.0.223:443",
+                probing: true,
+                expect: &[],
+                ..Case::default()
+            },
+            Case {
+                name: "probing on a port no entry allows",
+                client: GPU,
+                server: "151.101.0.223:6667",
+                probing: true,
+                expect: &["egress-not-allowed"],
+                ..Case::default()
+            },
+            Case {
+                name: "ended without a name",
+                client: GPU,
+                server: "151.101.0.223:443",
+                ended: true,
+                expect: &["egress-not-allowed"],
+                ..Case::default()
+            },
+            Case {
+                name: "Stratum from a monitor zone",
+                client: LAB,
+                server: "198.51.100.33:3333",
+                app: Some("stratum"),
+                mining: true,
+                expect: &["crypto-mining"],
+                ..Case::default()
+            },
+            Case {
+                name: "TLS to a pool name",
+                client: LAB,
+                server: "198.51.100.34:443",
+                app: Some("tls"),
+                names: &["xmr-eu1.nanopool.org"],
+                expect: &["crypto-mining"],
+                ..Case::default()
+            },
+            Case {
+                name: "pool from a default-deny zone",
+                client: GPU,
+                server: "198.51.100.34:443",
+                app: Some("tls"),
+                names: &["xmr-eu1.nanopool.org"],
+                expect: &["crypto-mining", "egress-not-allowed"],
+                ..Case::default()
+            },
+            Case {
+                name: "pinned HASSH matches",
+                client: GPU,
+                server: "198.51.100.22:22",
+                app: SSH,
+                hassh: Some(PIN),
+                expect: &[],
+                ..Case::default()
+            },
+            Case {
+                name: "pinned HASSH differs",
+                client: GPU,
+                server: "198.51.100.22:22",
+                app: SSH,
+                hassh: Some("ffffffffffffffffffffffffffffffff"),
+                expect: &["ssh-to-external", "egress-not-allowed"],
+                ..Case::default()
+            },
+            Case {
+                name: "HASSH not seen yet",
+                client: GPU,
+                server: "198.51.100.22:22",
+                app: SSH,
+                expect: &[],
+                ..Case::default()
+            },
+            Case {
+                name: "HASSH never seen",
+                client: GPU,
+                server: "198.51.100.22:22",
+                app: SSH,
+                ended: true,
+                expect: &["ssh-to-external", "egress-not-allowed"],
+                ..Case::default()
+            },
+            Case {
+                name: "inbound SSH is not egress",
+                client: "203.0.113.50:50000",
+                server: "10.10.0.10:22",
+                app: SSH,
+                expect: &[],
+                ..Case::default()
+            },
+            Case {
+                name: "inbound SSH on 2222",
+                client: "203.0.113.50:50000",
+                server: "10.10.0.10:2222",
+                app: SSH,
+                expect: &["ssh-nonstandard-port"],
+                ..Case::default()
+            },
+            Case {
+                name: "DNS to a public resolver",
+                client: GPU,
+                server: "8.8.8.8:53",
+                udp: true,
+                app: Some("dns"),
+                expect: &["egress-not-allowed"],
+                ..Case::default()
+            },
+            Case {
+                name: "IPv6 SSH out",
+                client: "[fd00:10::5]:40000",
+                server: "[2001:db8::1]:22",
+                app: SSH,
+                expect: &["ssh-to-external", "egress-not-allowed"],
+                ..Case::default()
+            },
+            Case {
+                name: "IPv4-mapped client",
+                client: "[::ffff:10.10.0.10]:40000",
+                server: "198.51.100.10:22",
+                app: SSH,
+                expect: &["ssh-to-external", "egress-not-allowed"],
+                ..Case::default()
+            },
+            Case {
+                name: "host outside zones uses default egress",
+                client: "10.99.0.1:40000",
+                server: "198.51.100.10:80",
+                app: Some("http"),
+                expect: &[],
+                ..Case::default()
+            },
         ];
         for c in &cases {
             let v = run(c);
@@ -720,26 +983,49 @@ mod tests {
     #[test]
     fn verdict_names_zone_direction_and_considered_entry() {
         let rules = test_rules();
-        let c = Case { client: GPU, server: "10.20.0.10:2222", app: SSH, ..Case::default() };
+        let c = Case {
+            client: GPU,
+            server: "10.20.0.10:2222",
+            app: SSH,
+            ..Case::default()
+        };
         let v = run(&c);
         assert_eq!(v.direction, Direction::Internal);
         assert_eq!(v.zone.map(|z| &*rules.zones()[z].name), Some("gpu"));
         let considered = v.considered.unwrap();
         assert_eq!(rules.allows()[considered.entry].label(), "internal-git");
-        assert_eq!(considered.status, EntryStatus::NotMatching("port 2222 is not in 22".into()));
+        assert_eq!(
+            considered.status,
+            EntryStatus::NotMatching("port 2222 is not in 22".into())
+        );
 
-        let expired = run(&Case { client: GPU, server: "198.51.100.80:80", app: Some("http"), ..Case::default() });
+        let expired = run(&Case {
+            client: GPU,
+            server: "198.51.100.80:80",
+            app: Some("http"),
+            ..Case::default()
+        });
         assert_eq!(expired.considered.unwrap().status, EntryStatus::Expired);
         assert!(!expired.permitted);
 
-        let pending = run(&Case { client: GPU, server: "198.51.100.22:22", app: SSH, ..Case::default() });
+        let pending = run(&Case {
+            client: GPU,
+            server: "198.51.100.22:22",
+            app: SSH,
+            ..Case::default()
+        });
         assert!(pending.pending);
         assert_eq!(
             pending.considered.unwrap().status,
             EntryStatus::Undecided("waiting for the client HASSH".into())
         );
 
-        let bastion = run(&Case { client: GPU, server: "203.0.113.7:22", app: SSH, ..Case::default() });
+        let bastion = run(&Case {
+            client: GPU,
+            server: "203.0.113.7:22",
+            app: SSH,
+            ..Case::default()
+        });
         assert!(bastion.permitted);
         assert!(bastion.permissions.has(Permission::RemoteForward));
         assert_eq!(bastion.egress_mode, Some(EgressMode::DefaultDeny));
@@ -747,14 +1033,31 @@ mod tests {
 
     #[test]
     fn evidence_comes_from_the_facts() {
-        let v = run(&Case { client: GPU, server: "10.20.0.10:22", app: SSH, reverse: [false, true, false, false], ..Case::default() });
+        let v = run(&Case {
+            client: GPU,
+            server: "10.20.0.10:22",
+            app: SSH,
+            reverse: [false, true, false, false],
+            ..Case::default()
+        });
         assert_eq!(v.findings[0].evidence.packets, vec![7, 9]);
-        let m = run(&Case { client: LAB, server: "198.51.100.33:3333", app: Some("stratum"), mining: true, ..Case::default() });
+        let m = run(&Case {
+            client: LAB,
+            server: "198.51.100.33:3333",
+            app: Some("stratum"),
+            mining: true,
+            ..Case::default()
+        });
         assert_eq!(
             m.findings[0].evidence.summary,
             "stratum: mining.subscribe / mining.notify; wallet 4Abc; agent cpuminer/2.5.1"
         );
-        let ext = run(&Case { client: LAB, server: "198.51.100.10:22", app: SSH, ..Case::default() });
+        let ext = run(&Case {
+            client: LAB,
+            server: "198.51.100.10:22",
+            app: SSH,
+            ..Case::default()
+        });
         assert_eq!(
             ext.findings[0].evidence.summary,
             "SSH (identified by bytes) from 10.11.0.10:40000 to external 198.51.100.10:22"

@@ -136,9 +136,9 @@ impl Detection {
             | Detection::SshReverseInteractive
             | Detection::SshReverseRole
             | Detection::CryptoMining => Severity::HIGH,
-            Detection::SshToExternal
-            | Detection::SshLongLived
-            | Detection::EgressNotAllowed => Severity::MEDIUM,
+            Detection::SshToExternal | Detection::SshLongLived | Detection::EgressNotAllowed => {
+                Severity::MEDIUM
+            }
             Detection::SshNonstandardPort => Severity::LOW,
         }
     }
@@ -328,7 +328,11 @@ mod tests {
             ("ssh-nonstandard-port", 1_750_002, &["T1571"]),
             ("ssh-reverse-forward", 1_750_003, &["T1572"]),
             ("ssh-reverse-session", 1_750_004, &["T1572", "T1090"]),
-            ("ssh-reverse-interactive", 1_750_005, &["T1572", "T1021.004"]),
+            (
+                "ssh-reverse-interactive",
+                1_750_005,
+                &["T1572", "T1021.004"],
+            ),
             ("ssh-reverse-role", 1_750_006, &["T1572", "T1090"]),
             ("ssh-long-lived", 1_750_007, &["T1572", "T1021.004"]),
             ("crypto-mining", 1_750_008, &["T1496"]),
@@ -356,7 +360,11 @@ mod tests {
             ("3", 3),
         ];
         for (text, level) in table {
-            assert_eq!(text.parse::<Severity>().map(Severity::get), Ok(level), "{text}");
+            assert_eq!(
+                text.parse::<Severity>().map(Severity::get),
+                Ok(level),
+                "{text}"
+            );
         }
         for bad in ["", "0", "4", "critical", "hi"] {
             assert!(bad.parse::<Severity>().is_err(), "{bad}");

@@ -64,11 +64,20 @@ const SUMMARY_ALLOWS: usize = 15;
 pub fn summary(rules: &RuleSet) -> String {
     let mut out = String::new();
     let files: Vec<&str> = rules.files().iter().map(|f| f.as_ref()).collect();
-    let _ = writeln!(out, "rules OK: {} file(s): {}", files.len(), files.join(", "));
+    let _ = writeln!(
+        out,
+        "rules OK: {} file(s): {}",
+        files.len(),
+        files.join(", ")
+    );
     if let Some(name) = rules.cluster_name() {
         let _ = writeln!(out, "cluster: {name}");
     }
-    let internal: Vec<String> = rules.internal_ranges().iter().map(ToString::to_string).collect();
+    let internal: Vec<String> = rules
+        .internal_ranges()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     let _ = writeln!(out, "internal: {}", internal.join(", "));
     let _ = writeln!(
         out,
@@ -78,7 +87,13 @@ pub fn summary(rules: &RuleSet) -> String {
     let _ = writeln!(out, "zones ({}):", rules.zones().len());
     for z in rules.zones() {
         let cidrs: Vec<String> = z.cidrs.iter().map(ToString::to_string).collect();
-        let _ = writeln!(out, "  {:<20} {:<13} {}", z.name, z.egress.name(), cidrs.join(", "));
+        let _ = writeln!(
+            out,
+            "  {:<20} {:<13} {}",
+            z.name,
+            z.egress.name(),
+            cidrs.join(", ")
+        );
     }
     summarize_allows(rules, &mut out);
     let _ = writeln!(out, "detections:");
@@ -182,7 +197,13 @@ pub struct ExplainQuery {
 impl ExplainQuery {
     /// `protocol` is `ssh|tls|http|dns|stratum` (transport follows),
     /// or `tcp|udp|any` for an unidentified flow.
-    pub fn new(src: IpAddr, dst: IpAddr, port: u16, protocol: &str, at: Timestamp) -> Result<Self, String> {
+    pub fn new(
+        src: IpAddr,
+        dst: IpAddr,
+        port: u16,
+        protocol: &str,
+        at: Timestamp,
+    ) -> Result<Self, String> {
         let p = protocol.trim().to_ascii_lowercase();
         let (protocol, transport) = match p.as_str() {
             "tcp" | "any" => (None, proto::TCP),
@@ -239,8 +260,14 @@ pub fn explain(rules: &RuleSet, q: &ExplainQuery) -> String {
     let is_ssh = q.protocol == Some(AppProto::Ssh);
     let mut subject = FlowSubject::new(
         0,
-        Endpoint { addr: q.src, port: 0 },
-        Endpoint { addr: q.dst, port: q.port },
+        Endpoint {
+            addr: q.src,
+            port: 0,
+        },
+        Endpoint {
+            addr: q.dst,
+            port: q.port,
+        },
         q.transport,
         q.at,
     );
@@ -282,14 +309,30 @@ pub fn explain(rules: &RuleSet, q: &ExplainQuery) -> String {
 }
 
 fn explain_flow(rules: &RuleSet, q: &ExplainQuery, v: &Verdict, out: &mut String) {
-    let proto = q.protocol.map_or(if q.transport == proto::UDP { "udp" } else { "tcp" }, AppProto::name);
+    let proto = q.protocol.map_or(
+        if q.transport == proto::UDP {
+            "udp"
+        } else {
+            "tcp"
+        },
+        AppProto::name,
+    );
     let _ = writeln!(
         out,
         "flow: {} -> {} protocol {proto}",
         q.src,
-        ep(Endpoint { addr: q.dst, port: q.port })
+        ep(Endpoint {
+            addr: q.dst,
+            port: q.port
+        })
     );
-    let side = |a: IpAddr| if rules.is_internal(a) { "internal" } else { "external" };
+    let side = |a: IpAddr| {
+        if rules.is_internal(a) {
+            "internal"
+        } else {
+            "external"
+        }
+    };
     let _ = writeln!(
         out,
         "direction: {} ({} is {}, {} is {})",
@@ -311,12 +354,19 @@ fn explain_flow(rules: &RuleSet, q: &ExplainQuery, v: &Verdict, out: &mut String
             let _ = writeln!(out, "zone: none");
         }
     }
-    match v.considered.as_ref().and_then(|c| Some((c, rules.allows().get(c.entry)?))) {
+    match v
+        .considered
+        .as_ref()
+        .and_then(|c| Some((c, rules.allows().get(c.entry)?)))
+    {
         None => {
             let _ = writeln!(out, "allow entry: none covers this destination");
         }
         Some((c, e)) => {
-            let detail = c.status.detail().map_or_else(String::new, |d| format!(": {d}"));
+            let detail = c
+                .status
+                .detail()
+                .map_or_else(String::new, |d| format!(": {d}"));
             let _ = writeln!(
                 out,
                 "allow entry: {} ({}:{}) {}{detail}",
@@ -344,18 +394,33 @@ fn explain_reverse(rules: &RuleSet, q: &ExplainQuery, base: &FlowSubject<'_>, ou
     let mut subject = *base;
     subject.ssh = Some(&facts);
     // Long enough to pass every long-lived threshold.
-    let longest = rules.settings(Detection::SshLongLived).long_lived_seconds.last().copied();
+    let longest = rules
+        .settings(Detection::SshLongLived)
+        .long_lived_seconds
+        .last()
+        .copied();
     if let Some(secs) = longest {
-        subject.now = subject.first_ts.add_nanos(secs.saturating_mul(crate::time::NANOS_PER_SEC));
+        subject.now = subject
+            .first_ts
+            .add_nanos(secs.saturating_mul(crate::time::NANOS_PER_SEC));
     }
     let v = rules.judge(&subject);
     let _ = writeln!(out, "if the SSH analyzer later sees on this flow:");
     let cases = [
         (Detection::SshReverseForward, "remote forwarding (ssh -R)"),
-        (Detection::SshReverseSession, "a session back through the tunnel"),
+        (
+            Detection::SshReverseSession,
+            "a session back through the tunnel",
+        ),
         (Detection::SshReverseInteractive, "typing from the outside"),
-        (Detection::SshReverseRole, "the inside host acting as SSH server"),
-        (Detection::SshLongLived, "a session open past the long-lived thresholds"),
+        (
+            Detection::SshReverseRole,
+            "the inside host acting as SSH server",
+        ),
+        (
+            Detection::SshLongLived,
+            "a session open past the long-lived thresholds",
+        ),
     ];
     for (d, what) in cases {
         let fires = v.findings.iter().any(|f| f.detection == d);
@@ -363,12 +428,175 @@ fn explain_reverse(rules: &RuleSet, q: &ExplainQuery, base: &FlowSubject<'_>, ou
             format!("alert {} ({})", d.id(), rules.settings(d).severity.name())
         } else if !rules.settings(d).enabled {
             format!("no alert ({} is disabled)", d.id())
-        } else if d == Detection::SshLongLived && v.direction != super::classify::Direction::Egress {
+        } else if d == Detection::SshLongLived && v.direction != super::classify::Direction::Egress
+        {
             "no alert (not an egress session)".to_string()
         } else {
             let key = d.permission().map_or("", |p| p.key());
             format!("no alert (allowed by `{key}`)")
         };
         let _ = writeln!(out, "  {what}: {outcome}");
+    }
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::testutil::{sources, test_rules, TEST_RULES};
+
+    const NOW: u64 = 1_750_000_000;
+
+    fn ask(src: &str, dst: &str, port: u16, protocol: &str) -> String {
+        let q = ExplainQuery::new(
+            src.parse().unwrap(),
+            dst.parse().unwrap(),
+            port,
+            protocol,
+            Timestamp::from_secs(NOW),
+        )
+        .unwrap();
+        explain(&test_rules(), &q)
+    }
+
+    #[test]
+    fn clean_rules_exit_zero_with_warnings_and_a_summary() {
+        let r = check_sources(
+            sources(&[("rules/test.toml", TEST_RULES)]),
+            Some(Timestamp::from_secs(NOW)),
+        );
+        assert_eq!(r.exit_code, 0);
+        assert_eq!(
+            r.text,
+            r#"warning[expired]: allow entry expired on 2024-01-31
+  --> rules/test.toml:51:11
+   |
+51 | expires = 2024-01-31
+   |           ^^^^^^^^^^ this entry no longer allows anything
+
+0 errors, 1 warning
+
+rules OK: 1 file(s): rules/test.toml
+internal: 10.0.0.0/8, fd00::/8
+egress of internal hosts outside any zone: monitor
+zones (2):
+  gpu                  default-deny  10.10.0.0/16, fd00:10::/32
+  lab                  monitor       10.11.0.0/16
+allow entries (6: 3 cluster-wide, 3 zone-scoped):
+  internal-git         ssh     10.20.0.10/32 port 22 (cluster-wide)
+  github               ssh     github.com, ssh.github.com port 22,443 (zone gpu)
+  vendor-tunnel        ssh     203.0.113.7/32 port 22 (cluster-wide) [allow_remote_forward]
+  pypi                 tls     pypi.org port 443 (zone gpu)
+  old-mirror           any     198.51.100.80/32 any port (cluster-wide) expires 2024-01-31
+  pinned               ssh     198.51.100.22/32 any port (zone gpu)
+detections:
+  ssh-to-external          medium  sid 1750001  suppress 3600 s
+  ssh-nonstandard-port     low     sid 1750002  suppress 3600 s
+  ssh-reverse-forward      high    sid 1750003  suppress 3600 s
+  ssh-reverse-session      high    sid 1750004  suppress 3600 s
+  ssh-reverse-interactive  high    sid 1750005  suppress 3600 s
+  ssh-reverse-role         high    sid 1750006  suppress 3600 s
+  ssh-long-lived           medium  sid 1750007  suppress 60 s  thresholds 1, 4, 8, 12 h
+  crypto-mining            high    sid 1750008  suppress 3600 s
+  egress-not-allowed       medium  sid 1750009  suppress 3600 s
+mining pool names: 1
+"#
+        );
+    }
+
+    #[test]
+    fn broken_rules_exit_78_with_every_diagnostic() {
+        let files = [
+            ("rules/a.toml", "[cluster]\ninternal = [\"10.0.0.0/8\"]\n[[zone]]\nname = \"x\"\ncidrs = [\"10.1.0.0/99\"]\n"),
+            ("rules/b.toml", "[[allow]]\ncidrs = [\"1.2.3.4\"]\nzones = [\"y\"]\nreason = \"r\"\n"),
+        ];
+        let r = check_sources(sources(&files), None);
+        assert_eq!(r.exit_code, EX_CONFIG);
+        assert_eq!(r.diagnostics.error_count(), 2);
+        assert_eq!(r.text, r.diagnostics.render());
+        assert!(r.text.contains(" --> rules/a.toml:5:10\n"), "{}", r.text);
+        assert!(r.text.contains(" --> rules/b.toml:3:10\n"), "{}", r.text);
+        assert!(!r.text.contains("rules OK"));
+    }
+
+    #[test]
+    fn explain_names_a_permission_that_covers_the_forward_only() {
+        assert_eq!(
+            ask("10.10.0.10", "203.0.113.7", 22, "ssh"),
+            r#"flow: 10.10.0.10 -> 203.0.113.7:22 protocol ssh
+direction: egress (10.10.0.10 is internal, 203.0.113.7 is external)
+zone: gpu (default-deny)
+allow entry: vendor-tunnel (rules/test.toml:31) permits
+  reason: vendor support tunnel
+  permissions: allow_remote_forward
+alerts for this flow:
+  none
+if the SSH analyzer later sees on this flow:
+  remote forwarding (ssh -R): no alert (allowed by `allow_remote_forward`)
+  a session back through the tunnel: alert ssh-reverse-session (high)
+  typing from the outside: alert ssh-reverse-interactive (high)
+  the inside host acting as SSH server: alert ssh-reverse-role (high)
+  a session open past the long-lived thresholds: alert ssh-long-lived (medium)
+verdict: allowed, no alert
+"#
+        );
+    }
+
+    #[test]
+    fn explain_shows_an_expired_entry_and_the_alert() {
+        assert_eq!(
+            ask("10.10.0.10", "198.51.100.80", 80, "http"),
+            r#"flow: 10.10.0.10 -> 198.51.100.80:80 protocol http
+direction: egress (10.10.0.10 is internal, 198.51.100.80 is external)
+zone: gpu (default-deny)
+allow entry: old-mirror (rules/test.toml:47) expired
+  reason: retired mirror
+  expires: 2024-01-31
+alerts for this flow:
+  egress-not-allowed (medium, sid 1750009): TCP flow from 10.10.0.10 (zone gpu) to external 198.51.100.80:80: no allow entry covers it
+verdict: alert: egress-not-allowed
+"#
+        );
+    }
+
+    #[test]
+    fn explain_in_a_monitor_zone_without_entries() {
+        assert_eq!(
+            ask("10.11.0.10", "198.51.100.9", 3333, "tcp"),
+            r#"flow: 10.11.0.10 -> 198.51.100.9:3333 protocol tcp
+direction: egress (10.11.0.10 is internal, 198.51.100.9 is external)
+zone: lab (monitor)
+allow entry: none covers this destination
+alerts for this flow:
+  none
+verdict: allowed, no alert
+"#
+        );
+    }
+
+    #[test]
+    fn explain_allowlisted_git_and_its_tunnel_risk() {
+        let out = ask("10.10.0.10", "10.20.0.10", 22, "ssh");
+        assert!(
+            out.contains("allow entry: internal-git (rules/test.toml:16) permits\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("remote forwarding (ssh -R): alert ssh-reverse-forward (high)\n"),
+            "{out}"
+        );
+        assert!(out.ends_with("verdict: allowed, no alert\n"), "{out}");
+    }
+
+    #[test]
+    fn explain_protocols_parse() {
+        let at = Timestamp::from_secs(NOW);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let dns = ExplainQuery::new(ip("10.0.0.1"), ip("8.8.8.8"), 53, "DNS", at).unwrap();
+        assert_eq!(
+            (dns.protocol, dns.transport),
+            (Some(AppProto::Dns), proto::UDP)
+        );
+        let udp = ExplainQuery::new(ip("10.0.0.1"), ip("8.8.8.8"), 123, "udp", at).unwrap();
+        assert_eq!((udp.protocol, udp.transport), (None, proto::UDP));
+        assert!(ExplainQuery::new(ip("10.0.0.1"), ip("8.8.8.8"), 1, "quic", at).is_err());
     }
 }

@@ -103,7 +103,11 @@ pub fn load_sources(sources: Vec<SourceFile>, now: Option<Timestamp>) -> Loaded 
         sources,
     };
     diagnostics.sort();
-    let rules = if diagnostics.has_errors() { None } else { rules };
+    let rules = if diagnostics.has_errors() {
+        None
+    } else {
+        rules
+    };
     Loaded { rules, diagnostics }
 }
 
@@ -192,7 +196,9 @@ impl<'a> Merger<'a> {
         let (allow_cidrs, allow_names, host_entries) = index_allows(&allows);
         Some(RuleSet {
             cluster_name: cluster.name.map(|(n, _)| n),
-            default_egress: cluster.default_egress.map_or(EgressMode::Monitor, |(m, _)| m),
+            default_egress: cluster
+                .default_egress
+                .map_or(EgressMode::Monitor, |(m, _)| m),
             internal,
             zones,
             zone_map,
@@ -269,9 +275,12 @@ impl<'a> Merger<'a> {
             if let Some(first) = by_name.get(&name) {
                 let note = format!("first defined at {}", self.locate(first));
                 self.diags.push(
-                    Diagnostic::error(Kind::DuplicateZone, format!("zone `{name}` is defined twice"))
-                        .at(file, name_span)
-                        .note(note),
+                    Diagnostic::error(
+                        Kind::DuplicateZone,
+                        format!("zone `{name}` is defined twice"),
+                    )
+                    .at(file, name_span)
+                    .note(note),
                 );
                 continue;
             }
@@ -279,7 +288,16 @@ impl<'a> Merger<'a> {
             let idx = zones.len();
             let mut cidrs = Vec::new();
             for (net, span) in z.cidrs {
-                if !self.zone_cidr_fits(&name, net, (file, span.clone()), idx, &map, &places, &zones, internal) {
+                if !self.zone_cidr_fits(
+                    &name,
+                    net,
+                    (file, span.clone()),
+                    idx,
+                    &map,
+                    &places,
+                    &zones,
+                    internal,
+                ) {
                     continue;
                 }
                 map.insert(net, idx);
@@ -323,11 +341,13 @@ impl<'a> Merger<'a> {
             .at(place.0, place.1.clone())
             .label(format!("{net} overlaps {other_net}"));
             if let Some(p) = places.get(&other_net) {
-                d = d.note(format!("`{other_name}` has {other_net} at {}", self.locate(p)));
+                d = d.note(format!(
+                    "`{other_name}` has {other_net} at {}",
+                    self.locate(p)
+                ));
             }
-            self.diags.push(
-                d.note("an address must belong to at most one zone"),
-            );
+            self.diags
+                .push(d.note("an address must belong to at most one zone"));
             return false;
         }
         let inside = internal
@@ -503,9 +523,15 @@ hosts = ["*.nanopool.org"]
         let internal: Vec<String> = r.internal_ranges().iter().map(|n| n.to_string()).collect();
         assert_eq!(internal, ["10.0.0.0/8", "192.168.0.0/16", "fd00::/8"]);
         assert_eq!(r.zones().len(), 1);
-        assert_eq!(r.zone_of("10.10.3.4".parse().unwrap()).map(|z| &*z.name), Some("gpu"));
+        assert_eq!(
+            r.zone_of("10.10.3.4".parse().unwrap()).map(|z| &*z.name),
+            Some("gpu")
+        );
         let a = &r.allows()[0];
-        assert_eq!((a.label(), &*a.file, a.line), ("git".to_string(), "b.toml", 5));
+        assert_eq!(
+            (a.label(), &*a.file, a.line),
+            ("git".to_string(), "b.toml", 5)
+        );
         assert_eq!(a.zones, vec![0]);
         assert_eq!(a.ports.len(), 2);
         assert!(a.ports[1].contains(2250));
@@ -562,8 +588,9 @@ error[unknown-key]: unknown key `colour` in `[[zone]]`
 
     #[test]
     fn zone_and_cidr_problems_are_all_reported() {
-        let files = [
-            ("rules/zones.toml", r#"[cluster]
+        let files = [(
+            "rules/zones.toml",
+            r#"[cluster]
 internal = ["10.0.0.0/8", "10.0.0.256/8", "fd00::/129", "10.1.2.3/16"]
 
 [[zone]]
@@ -579,9 +606,11 @@ cidrs = ["10.11.0.0/16"]
 name = "ci"
 cidrs = ["10.10.5.0/24", "192.168.1.0/24"]
 egress = "deny"
-"#),
-        ];
-        assert_eq!(diagnostics(&files, Some(NOW_2025)), r#"error[bad-cidr]: invalid CIDR `10.0.0.256/8`
+"#,
+        )];
+        assert_eq!(
+            diagnostics(&files, Some(NOW_2025)),
+            r#"error[bad-cidr]: invalid CIDR `10.0.0.256/8`
  --> rules/zones.toml:2:27
   |
 2 | internal = ["10.0.0.0/8", "10.0.0.256/8", "fd00::/129", "10.1.2.3/16"]
@@ -627,13 +656,16 @@ error[bad-value]: unknown egress mode `deny`
    |          ^^^^^^ expected `default-deny` or `monitor`
 
 5 errors, 2 warnings
-"#);
+"#
+        );
     }
 
     #[test]
     fn allow_entry_problems_are_all_reported() {
         let files = [
-            ("rules/allow.toml", r#"[[allow]]
+            (
+                "rules/allow.toml",
+                r#"[[allow]]
 name = "git"
 zones = ["gpu", "gpu-trainig"]
 cidrs = ["10.20.0.10/32", "10.20.0.0/33"]
@@ -656,15 +688,21 @@ reason = "forgot the destination"
 
 [zone]
 name = "oops"
-"#),
-            ("rules/c.toml", r#"[cluster]
+"#,
+            ),
+            (
+                "rules/c.toml",
+                r#"[cluster]
 internal = ["10.0.0.0/8"]
 [[zone]]
 name = "gpu"
 cidrs = ["10.10.0.0/16"]
-"#),
+"#,
+            ),
         ];
-        assert_eq!(diagnostics(&files, Some(NOW_2025)), r#"error[unknown-zone]: allow entry refers to unknown zone `gpu-trainig`
+        assert_eq!(
+            diagnostics(&files, Some(NOW_2025)),
+            r#"error[unknown-zone]: allow entry refers to unknown zone `gpu-trainig`
  --> rules/allow.toml:3:17
   |
 3 | zones = ["gpu", "gpu-trainig"]
@@ -768,13 +806,16 @@ error[wrong-type]: `zone` must be an array of tables, found table
    | ^^^^^^ write each one as `[[zone]]`
 
 16 errors, 1 warning
-"#);
+"#
+        );
     }
 
     #[test]
     fn detection_settings_and_duplicates_are_reported() {
         let files = [
-            ("rules/d1.toml", r#"[cluster]
+            (
+                "rules/d1.toml",
+                r#"[cluster]
 internal = ["10.0.0.0/8"]
 default_egress = "monitor"
 
@@ -789,15 +830,21 @@ severity = 5
 [detections.crypto-mining]
 severity = 4
 long_lived_hours = [1]
-"#),
-            ("rules/d2.toml", r#"[cluster]
+"#,
+            ),
+            (
+                "rules/d2.toml",
+                r#"[cluster]
 default_egress = "default-deny"
 
 [detections.ssh-long-lived]
 severity = 1
-"#),
+"#,
+            ),
         ];
-        assert_eq!(diagnostics(&files, Some(NOW_2025)), r#"error[bad-value]: thresholds must increase
+        assert_eq!(
+            diagnostics(&files, Some(NOW_2025)),
+            r#"error[bad-value]: thresholds must increase
  --> rules/d1.toml:6:24
   |
 6 | long_lived_hours = [4, 1, -2]
@@ -849,14 +896,18 @@ error[duplicate]: `detections.ssh-long-lived.severity` is set twice
   = note: first set at rules/d1.toml:8:1
 
 8 errors, 0 warnings
-"#);
+"#
+        );
     }
 
     #[test]
     fn syntax_errors_point_at_the_spot_and_other_files_still_report() {
         let files = [
             ("rules/a.toml", "[cluster]\ninternal = [\"10.0.0.0/8\"\n"),
-            ("rules/b.toml", "[[zone]]\nname = \"x\"\ncidrs = [\"10.1.0.0/16\"]\nbogus = 1\n"),
+            (
+                "rules/b.toml",
+                "[[zone]]\nname = \"x\"\ncidrs = [\"10.1.0.0/16\"]\nbogus = 1\n",
+            ),
         ];
         assert_eq!(
             diagnostics(&files, None),
@@ -895,7 +946,10 @@ expires = 2025-01-31T12:00:00Z
         assert_eq!(loaded.diagnostics.warning_count(), 1);
         let (r, warnings) = loaded.into_result().unwrap();
         assert!(warnings.render().contains("warning[expired]"));
-        assert_eq!(r.allows()[0].expires.as_ref().unwrap().at, Timestamp::from_secs(1_738_324_800));
+        assert_eq!(
+            r.allows()[0].expires.as_ref().unwrap().at,
+            Timestamp::from_secs(1_738_324_800)
+        );
         let quiet = load_sources(sources(&files), None);
         assert!(quiet.diagnostics.is_empty());
     }
@@ -935,12 +989,19 @@ expires = 2025-01-31T12:00:00Z
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         for dir in ["rules", "tests/rules/lab"] {
             let loaded = load_dir(&root.join(dir), Some(Timestamp::from_secs(NOW_2025)));
-            assert!(loaded.diagnostics.is_empty(), "{dir}:\n{}", loaded.diagnostics.render());
+            assert!(
+                loaded.diagnostics.is_empty(),
+                "{dir}:\n{}",
+                loaded.diagnostics.render()
+            );
             assert!(loaded.rules.is_some());
         }
         let shipped = load_dir(&root.join("rules"), None).rules.unwrap();
         let gpu = shipped.zone_of("10.10.1.2".parse().unwrap()).unwrap();
-        assert_eq!((&*gpu.name, gpu.egress), ("gpu-training", EgressMode::DefaultDeny));
+        assert_eq!(
+            (&*gpu.name, gpu.egress),
+            ("gpu-training", EgressMode::DefaultDeny)
+        );
         assert!(shipped.is_internal("fd12::1".parse().unwrap()));
         assert!(shipped.mining_pool("pool.supportxmr.com").is_some());
         assert!(shipped.mining_pool_count() >= 30);

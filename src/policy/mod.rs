@@ -32,7 +32,9 @@ pub use detection::{Detection, DetectionSettings, Permission, Permissions, Sever
 pub use diag::{Diagnostic, Diagnostics, Level, SourceFile};
 pub use explain::{check_rules, explain, summary, CheckReport, ExplainQuery, EX_CONFIG};
 pub use load::{load_dir, load_sources, reload, Loaded};
-pub use schema::{AllowEntry, AppProto, EgressMode, PortRange, ProtoMatch, RuleSet, Transport, Zone};
+pub use schema::{
+    AllowEntry, AppProto, EgressMode, PortRange, ProtoMatch, RuleSet, Transport, Zone,
+};
 pub use suppress::{SuppressKey, SuppressionWindow};
 
 /// Helpers for the policy tests.

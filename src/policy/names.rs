@@ -121,7 +121,11 @@ impl<T: Clone> NameIndex<T> {
     }
 
     pub fn len(&self) -> usize {
-        self.exact.values().chain(self.suffix.values()).map(Vec::len).sum()
+        self.exact
+            .values()
+            .chain(self.suffix.values())
+            .map(Vec::len)
+            .sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -184,7 +188,15 @@ mod tests {
 
     #[test]
     fn bad_patterns_are_rejected_with_a_reason() {
-        for bad in ["", "*.", "a..b", "*foo.com", "a.*.com", "sp ace.com", ".lead.com"] {
+        for bad in [
+            "",
+            "*.",
+            "a..b",
+            "*foo.com",
+            "a.*.com",
+            "sp ace.com",
+            ".lead.com",
+        ] {
             assert!(NamePattern::parse(bad).is_err(), "{bad:?} accepted");
         }
         let long = format!("{}.com", "a".repeat(64));

@@ -5,9 +5,7 @@
 //! report every one: unknown keys (the `deny_unknown_fields` rule, with
 //! suggestions), wrong types, bad CIDRs, ports, host names and dates.
 
-use super::detection::{
-    Detection, Permission, Permissions, Severity, MAX_LONG_LIVED_THRESHOLDS,
-};
+use super::detection::{Detection, Permission, Permissions, Severity, MAX_LONG_LIVED_THRESHOLDS};
 use super::diag::{suggest, Diagnostic, Kind};
 use super::names::NamePattern;
 use super::schema::{EgressMode, Expiry, PortRange, ProtoMatch, Transport};
@@ -105,7 +103,12 @@ const ALLOW_KEYS: &[&str] = &[
     "allow_mining",
 ];
 const DETECTION_KEYS: &[&str] = &["enabled", "severity", "suppress_seconds"];
-const LONG_LIVED_KEYS: &[&str] = &["enabled", "severity", "suppress_seconds", "long_lived_hours"];
+const LONG_LIVED_KEYS: &[&str] = &[
+    "enabled",
+    "severity",
+    "suppress_seconds",
+    "long_lived_hours",
+];
 const MINING_KEYS: &[&str] = &["hosts"];
 
 /// Parses one file. `now` (packet or wall time chosen by the caller) makes
@@ -122,8 +125,11 @@ pub(crate) fn parse_file(
         Err(err) => {
             let span = err.span().unwrap_or(0..0);
             p.push(
-                Diagnostic::error(Kind::Syntax, format!("TOML syntax error: {}", err.message()))
-                    .at(file, span),
+                Diagnostic::error(
+                    Kind::Syntax,
+                    format!("TOML syntax error: {}", err.message()),
+                )
+                .at(file, span),
             );
             return RawFile::default();
         }
@@ -200,7 +206,9 @@ impl Parser<'_> {
             );
             match suggest(name, known) {
                 Some(s) => d.label = Some(format!("did you mean `{s}`?")),
-                None => d.notes.push(format!("expected one of: {}", known.join(", "))),
+                None => d
+                    .notes
+                    .push(format!("expected one of: {}", known.join(", "))),
             }
         }
     }
@@ -209,7 +217,10 @@ impl Parser<'_> {
         self.error(
             Kind::WrongType,
             v.span(),
-            format!("{what} must be {expected}, found {}", v.get_ref().type_str()),
+            format!(
+                "{what} must be {expected}, found {}",
+                v.get_ref().type_str()
+            ),
         );
     }
 
@@ -234,7 +245,10 @@ impl Parser<'_> {
             let d = self.error(
                 Kind::WrongType,
                 v.span(),
-                format!("`{name}` must be an array of tables, found {}", v.get_ref().type_str()),
+                format!(
+                    "`{name}` must be an array of tables, found {}",
+                    v.get_ref().type_str()
+                ),
             );
             d.label = Some(format!("write each one as `[[{name}]]`"));
             return Vec::new();
@@ -355,7 +369,9 @@ impl Parser<'_> {
             c.internal = self.cidrs(v, "`internal`");
         }
         if let Some(v) = t.get("default_egress") {
-            c.default_egress = self.egress_mode(v, "`default_egress`").map(|m| (m, v.span()));
+            c.default_egress = self
+                .egress_mode(v, "`default_egress`")
+                .map(|m| (m, v.span()));
         }
         c
     }
@@ -364,7 +380,11 @@ impl Parser<'_> {
         let s = self.string(v, what)?;
         let mode = EgressMode::parse(s);
         if mode.is_none() {
-            let d = self.error(Kind::BadValue, v.span(), format!("unknown egress mode `{s}`"));
+            let d = self.error(
+                Kind::BadValue,
+                v.span(),
+                format!("unknown egress mode `{s}`"),
+            );
             d.label = Some("expected `default-deny` or `monitor`".into());
         }
         mode
@@ -387,7 +407,9 @@ impl Parser<'_> {
             }
         };
         let egress = match t.get("egress") {
-            Some(v) => self.egress_mode(v, "`egress`").unwrap_or(EgressMode::Monitor),
+            Some(v) => self
+                .egress_mode(v, "`egress`")
+                .unwrap_or(EgressMode::Monitor),
             None => EgressMode::Monitor,
         };
         let description = t
@@ -425,7 +447,11 @@ impl Parser<'_> {
         match t.get("reason") {
             Some(v) => a.reason = self.string(v, "`reason`").map(str::to_string),
             None => {
-                let d = self.error(Kind::MissingKey, header.clone(), "allow entry has no `reason`");
+                let d = self.error(
+                    Kind::MissingKey,
+                    header.clone(),
+                    "allow entry has no `reason`",
+                );
                 d.label = Some("every allow entry says why it exists".into());
             }
         }
@@ -487,7 +513,11 @@ impl Parser<'_> {
                     .map(|n| port_number(n).map(|p| PortRange { first: p, last: p })),
                 DeValue::String(s) => Some(parse_port_range(s)),
                 _ => {
-                    self.wrong_type(item, "each entry of `ports`", "a port number or a \"first-last\" range");
+                    self.wrong_type(
+                        item,
+                        "each entry of `ports`",
+                        "a port number or a \"first-last\" range",
+                    );
                     None
                 }
             };
@@ -530,7 +560,11 @@ impl Parser<'_> {
             if ok {
                 out.push(text.to_ascii_lowercase().into());
             } else {
-                let d = self.error(Kind::BadValue, span, format!("invalid fingerprint `{text}`"));
+                let d = self.error(
+                    Kind::BadValue,
+                    span,
+                    format!("invalid fingerprint `{text}`"),
+                );
                 d.label = Some("expected 32 hex digits (an MD5 HASSH)".into());
             }
         }
@@ -772,7 +806,9 @@ fn expiry_instant(dt: &toml::value::Datetime) -> Result<Timestamp, String> {
                 Some(toml::value::Offset::Custom { minutes }) => i64::from(minutes),
                 _ => 0,
             };
-            days * 86_400 + i64::from(t.hour) * 3600 + i64::from(t.minute) * 60
+            days * 86_400
+                + i64::from(t.hour) * 3600
+                + i64::from(t.minute) * 60
                 + i64::from(t.second)
                 - offset_minutes * 60
         }

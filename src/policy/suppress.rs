@@ -132,7 +132,11 @@ mod tests {
         assert!(w.admit(base, t, 60));
         assert!(w.admit(key("10.0.0.2", "198.51.100.1", D), t, 60));
         assert!(w.admit(key("10.0.0.1", "198.51.100.2", D), t, 60));
-        assert!(w.admit(key("10.0.0.1", "198.51.100.1", Detection::CryptoMining), t, 60));
+        assert!(w.admit(
+            key("10.0.0.1", "198.51.100.1", Detection::CryptoMining),
+            t,
+            60
+        ));
         assert!(w.admit(SuppressKey { level: 2, ..base }, t, 60));
         assert!(!w.admit(base, t, 60));
     }
@@ -155,9 +159,17 @@ mod tests {
             assert!(w.len() <= 4);
         }
         // The oldest were evicted, so they alert again.
-        assert!(w.admit(key("10.0.0.0", "198.51.100.1", D), Timestamp::from_secs(11), 3600));
+        assert!(w.admit(
+            key("10.0.0.0", "198.51.100.1", D),
+            Timestamp::from_secs(11),
+            3600
+        ));
         // Everything expires after the longest window.
-        w.admit(key("10.9.9.9", "198.51.100.1", D), Timestamp::from_secs(10_000), 3600);
+        w.admit(
+            key("10.9.9.9", "198.51.100.1", D),
+            Timestamp::from_secs(10_000),
+            3600,
+        );
         assert_eq!(w.len(), 1);
     }
 

@@ -1063,4 +1063,40 @@ mod tests {
             "SSH (identified by bytes) from 10.11.0.10:40000 to external 198.51.100.10:22"
         );
     }
+
+    proptest::proptest! {
+        /// Judging never panics and findings are unique per detection.
+        #[test]
+        fn judging_never_panics(
+            c in proptest::array::uniform4(0u8..=255),
+            d in proptest::array::uniform4(0u8..=255),
+            ports in (0u16..=65535, 0u16..=65535),
+            p in 0u8..=255,
+            stage in 0u8..3,
+            app in proptest::option::of(proptest::sample::select(vec!["ssh", "tls", "http", "dns", "stratum", "weird"])),
+            name in "[a-z.*]{0,20}",
+            first in 0u64..=u64::MAX,
+            now in 0u64..=u64::MAX,
+        ) {
+            let rules = test_rules();
+            let names = [name.as_str(), "x.nanopool.org"];
+            let ssh = SshFacts { remote_forward: ev(), ..SshFacts::default() };
+            let mut s = FlowSubject::new(
+                1,
+                Endpoint { addr: IpAddr::from(c), port: ports.0 },
+                Endpoint { addr: IpAddr::from(d), port: ports.1 },
+                p,
+                Timestamp::from_nanos(first),
+            );
+            s.now = Timestamp::from_nanos(now);
+            s.app_proto = app;
+            s.stage = [Stage::Probing, Stage::Identified, Stage::Ended][usize::from(stage)];
+            s.names = &names;
+            s.ssh = (app == Some("ssh")).then_some(&ssh);
+            let v = rules.judge(&s);
+            let mut ids: Vec<_> = v.findings.iter().map(|f| f.detection).collect();
+            ids.dedup();
+            proptest::prop_assert_eq!(ids.len(), v.findings.len());
+        }
+    }
 }

@@ -1006,4 +1006,25 @@ expires = 2025-01-31T12:00:00Z
         assert!(shipped.mining_pool("pool.supportxmr.com").is_some());
         assert!(shipped.mining_pool_count() >= 30);
     }
+
+    proptest::proptest! {
+        /// Loading and rendering never panic, whatever the text: random
+        /// edits of a valid file and arbitrary strings.
+        #[test]
+        fn loading_never_panics(
+            cut in 0usize..2000,
+            len in 0usize..40,
+            insert in ".{0,12}",
+            junk in ".{0,200}",
+        ) {
+            let base = crate::policy::testutil::TEST_RULES;
+            let mut text: String = base.chars().take(cut).collect();
+            text.push_str(&insert);
+            text.extend(base.chars().skip(cut + len));
+            for t in [text, junk] {
+                let loaded = load_sources(sources(&[("a.toml", &t)]), Some(Timestamp::from_secs(1)));
+                let _ = loaded.diagnostics.render();
+            }
+        }
+    }
 }

@@ -37,6 +37,15 @@ pub use schema::{
 };
 pub use suppress::{SuppressKey, SuppressionWindow};
 
+/// A rule set is shared across worker threads (behind an `ArcSwap`) and
+/// alerts cross channels.
+const _: () = {
+    const fn shareable<T: Send + Sync>() {}
+    shareable::<RuleSet>();
+    shareable::<Alert>();
+    shareable::<SuppressionWindow>();
+};
+
 /// Helpers for the policy tests.
 #[cfg(test)]
 pub(crate) mod testutil {

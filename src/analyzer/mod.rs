@@ -9,7 +9,11 @@
 //! the first to claim it gets an [`Analyzer`] for the rest of the flow. A
 //! flow nobody claims stops costing anything after its first bytes.
 
+pub mod dns;
 pub mod facts;
+pub mod names;
+#[cfg(test)]
+mod testkit;
 
 pub use facts::{AppFacts, AuthOutcome, Evidence, MiningFacts, SshFacts};
 

@@ -14,6 +14,7 @@ pub mod facts;
 pub mod names;
 #[cfg(test)]
 mod testkit;
+pub mod tls;
 
 pub use facts::{AppFacts, AuthOutcome, Evidence, MiningFacts, SshFacts};
 

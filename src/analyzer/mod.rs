@@ -12,6 +12,7 @@
 pub mod dns;
 pub mod facts;
 pub mod names;
+pub mod stratum;
 #[cfg(test)]
 mod testkit;
 pub mod tls;

@@ -9,8 +9,10 @@
 //! the first to claim it gets an [`Analyzer`] for the rest of the flow. A
 //! flow nobody claims stops costing anything after its first bytes.
 
+pub mod applayer;
 pub mod dns;
 pub mod facts;
+pub mod http;
 pub mod names;
 pub mod stratum;
 #[cfg(test)]

@@ -9,11 +9,12 @@
 //! `eth_getWork` run over plain HTTP POSTs. A confirmed exchange sets the
 //! flow's mining facts and writes one `stratum` record, as raw Stratum does.
 
-use super::stratum::MiningDetector;
+use super::stratum::{Family, MiningDetector};
 use super::{
     Analyzer, AppEvent, AppFacts, Chunk, Dir, Emit, FlowContext, PacketView, Probe, Protocol,
 };
 use crate::time::Timestamp;
+use base64::Engine as _;
 use serde_json::{json, Map, Value};
 use std::collections::VecDeque;
 
@@ -108,6 +109,10 @@ pub struct RequestHead {
     pub content_length: Option<u64>,
     pub content_type: Option<String>,
     pub chunked: bool,
+    /// The user of `Authorization: Basic` (getwork miners send the worker).
+    pub basic_user: Option<String>,
+    /// Getwork's `X-Mining-Extensions` header was sent.
+    pub mining_extensions: bool,
 }
 
 /// A parsed response head.
@@ -118,6 +123,9 @@ pub struct ResponseHead {
     pub content_length: Option<u64>,
     pub content_type: Option<String>,
     pub chunked: bool,
+    /// Getwork pool headers present (`x-stratum`, `x-long-polling`,
+    /// `x-roll-ntime`).
+    pub mining_headers: Vec<&'static str>,
 }
 
 /// Header fields common to requests and responses.
@@ -128,6 +136,28 @@ struct Fields {
     content_length: Option<u64>,
     content_type: Option<String>,
     chunked: bool,
+    basic_user: Option<String>,
+    mining_headers: Vec<&'static str>,
+}
+
+/// Headers that only getwork mining clients and pools send.
+const MINING_HEADERS: [&str; 4] = [
+    "x-mining-extensions",
+    "x-stratum",
+    "x-long-polling",
+    "x-roll-ntime",
+];
+
+/// The user name of a `Basic` credential.
+fn basic_user(value: &[u8]) -> Option<String> {
+    let b64 = value
+        .strip_prefix(b"Basic ")
+        .or_else(|| value.strip_prefix(b"basic "))?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim_ascii())
+        .ok()?;
+    let user = decoded.split(|&b| b == b':').next()?;
+    (!user.is_empty()).then(|| text(user))
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -167,6 +197,15 @@ fn fields<'a>(lines: impl Iterator<Item = &'a [u8]>) -> Fields {
                 .to_ascii_lowercase()
                 .windows(7)
                 .any(|w| w == b"chunked");
+        } else if name.eq_ignore_ascii_case(b"authorization") && f.basic_user.is_none() {
+            f.basic_user = basic_user(value);
+        } else if let Some(h) = MINING_HEADERS
+            .iter()
+            .find(|h| name.eq_ignore_ascii_case(h.as_bytes()))
+        {
+            if !f.mining_headers.contains(h) {
+                f.mining_headers.push(h);
+            }
         }
     }
     f
@@ -196,6 +235,8 @@ impl RequestHead {
             content_length: f.content_length,
             content_type: f.content_type,
             chunked: f.chunked,
+            basic_user: f.basic_user,
+            mining_extensions: f.mining_headers.contains(&"x-mining-extensions"),
         })
     }
 }
@@ -216,6 +257,7 @@ impl ResponseHead {
             content_length: f.content_length,
             content_type: f.content_type,
             chunked: f.chunked,
+            mining_headers: f.mining_headers,
         })
     }
 
@@ -428,14 +470,27 @@ impl HttpAnalyzer {
         }
     }
 
-    fn on_request(&mut self, side: &mut Side, head: &[u8], ts: Timestamp) {
+    fn on_request(&mut self, side: &mut Side, head: &[u8], pkt: &PacketView<'_>, out: &mut Emit) {
         let Some(req) = RequestHead::parse(head) else {
             side.stop();
             return;
         };
+        let ts = pkt.ts;
+        self.mining
+            .offer_credentials(req.basic_user.as_deref(), req.user_agent.as_deref());
+        if req.mining_extensions {
+            self.mining
+                .on_client_hint("x-mining-extensions", Family::Getwork, pkt.index, ts);
+            self.sync_mining(ts, out);
+        }
         self.requests += 1;
         if self.facts.server_name.is_none() {
-            if let Some(h) = &req.host {
+            // An address literal is not a name the client asked for.
+            if let Some(h) = req
+                .host
+                .as_ref()
+                .filter(|h| h.parse::<std::net::IpAddr>().is_err())
+            {
                 self.facts.server_name = Some(h.clone());
                 self.facts.touch();
             }
@@ -448,11 +503,18 @@ impl HttpAnalyzer {
         self.open.push_back(Transaction { request: req, ts });
     }
 
-    fn on_response(&mut self, side: &mut Side, head: &[u8], out: &mut Emit) {
+    fn on_response(&mut self, side: &mut Side, head: &[u8], pkt: &PacketView<'_>, out: &mut Emit) {
         let Some(resp) = ResponseHead::parse(head) else {
             side.stop();
             return;
         };
+        for &h in &resp.mining_headers {
+            self.mining
+                .on_server_hint(h, Family::Getwork, pkt.index, pkt.ts);
+        }
+        if !resp.mining_headers.is_empty() {
+            self.sync_mining(pkt.ts, out);
+        }
         if resp.status < 200 && resp.status != 101 {
             return; // interim response: the final one follows
         }
@@ -478,14 +540,24 @@ impl HttpAnalyzer {
         let Ok(v) = serde_json::from_slice::<Value>(body) else {
             return;
         };
-        if self.mining.on_message(dir, &v, pkt.index, pkt.ts) {
-            self.facts.mining = self.mining.facts();
+        self.mining.on_message(dir, &v, pkt.index, pkt.ts);
+        self.sync_mining(pkt.ts, out);
+    }
+
+    /// Copies a new or grown mining verdict into the facts; writes the
+    /// `stratum` record the first time.
+    fn sync_mining(&mut self, ts: Timestamp, out: &mut Emit) {
+        let Some(m) = self.mining.facts() else {
+            return;
+        };
+        if self.facts.mining.as_ref() != Some(&m) {
+            self.facts.mining = Some(m);
             self.facts.touch();
         }
-        if !self.mining_logged && self.mining.confirmed().is_some() {
+        if !self.mining_logged {
             self.mining_logged = true;
             out.push(AppEvent {
-                ts: pkt.ts,
+                ts,
                 event_type: "stratum",
                 body: self.mining.eve(),
                 extra: self
@@ -548,8 +620,8 @@ impl Analyzer for HttpAnalyzer {
                     Item::Head(head) => {
                         // Heads set the body state before more bytes are read.
                         match dir {
-                            Dir::ToServer => self.on_request(s, &head, pkt.ts),
-                            Dir::ToClient => self.on_response(s, &head, out),
+                            Dir::ToServer => self.on_request(s, &head, pkt, out),
+                            Dir::ToClient => self.on_response(s, &head, pkt, out),
                         }
                     }
                     Item::Json(body) => items.push(body),

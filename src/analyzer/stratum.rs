@@ -13,6 +13,10 @@
 //! Suricata type; the layout is ours):
 //! `stratum {protocol, methods, login, agent, confirmed_by}`, with the
 //! evidence (packet indices and times) under `egresswatch.stratum`.
+//! A flow whose client used an unambiguous mining method (`mining.*`,
+//! `eth_*`, getwork) that nothing answered gets the same record at its end
+//! with `confirmed_by: null` (an attempt, e.g. a pool probe) and no
+//! mining facts.
 
 use super::{
     Analyzer, AppEvent, AppFacts, Chunk, Dir, Emit, Evidence, FlowContext, MiningFacts, PacketView,
@@ -344,6 +348,9 @@ pub struct MiningDetector {
     first_ts: Option<Timestamp>,
     last_ts: Timestamp,
     confirmed: Option<Confirmation>,
+    /// The family of the first unambiguous client method (any but the
+    /// CryptoNote names, which benign APIs share).
+    attempt: Option<Family>,
     /// Login or agent learned since the facts were last taken.
     changed: bool,
 }
@@ -368,6 +375,13 @@ impl MiningDetector {
     /// Whether anything mining-like was seen at all.
     pub fn saw_mining_method(&self) -> bool {
         !self.methods.is_empty()
+    }
+
+    /// An unconfirmed but unambiguous attempt: the client used a Stratum,
+    /// ethproxy or getwork method that no pool answered (pool probes,
+    /// unreachable or wrong-protocol pools).
+    pub fn attempted(&self) -> Option<Family> {
+        self.attempt.filter(|_| self.confirmed.is_none())
     }
 
     /// Feeds one JSON value (a message or a batch). Returns true when this
@@ -424,6 +438,59 @@ impl MiningDetector {
         }
     }
 
+    /// A mining signal from the client that is not a JSON-RPC method (for
+    /// example getwork's `X-Mining-Extensions` HTTP header). It counts as a
+    /// distinct client method.
+    pub fn on_client_hint(
+        &mut self,
+        name: &'static str,
+        family: Family,
+        packet: u64,
+        ts: Timestamp,
+    ) {
+        self.note(name, packet, ts);
+        self.add_client_method(name, family);
+    }
+
+    /// A mining signal from the server that is not a JSON-RPC push (for
+    /// example getwork's `X-Stratum` or `X-Long-Polling` headers).
+    pub fn on_server_hint(
+        &mut self,
+        name: &'static str,
+        family: Family,
+        packet: u64,
+        ts: Timestamp,
+    ) {
+        self.on_server_push(name, family, packet, ts);
+    }
+
+    /// Login and agent learned outside JSON-RPC (HTTP Basic user, HTTP
+    /// User-Agent); values from JSON-RPC seen earlier are kept.
+    pub fn offer_credentials(&mut self, login: Option<&str>, agent: Option<&str>) {
+        if let Some(l) = login.filter(|l| !l.is_empty() && self.login.is_none()) {
+            self.login = Some(truncate(l));
+            self.changed = true;
+        }
+        if let Some(a) = agent.filter(|a| !a.is_empty() && self.agent.is_none()) {
+            self.agent = Some(truncate(a));
+            self.changed = true;
+        }
+    }
+
+    fn add_client_method(&mut self, name: &'static str, family: Family) {
+        if family != Family::XmrigLogin {
+            self.attempt.get_or_insert(family);
+        }
+        if !self.client_methods.contains(&name) {
+            self.client_methods.push(name);
+        }
+        if self.client_methods.len() >= 2 {
+            self.confirm(Confirmation::ClientMethods, family);
+        } else if !self.server_methods.is_empty() {
+            self.confirm(Confirmation::ServerPush, family);
+        }
+    }
+
     fn on_client_request(
         &mut self,
         m: ClientMethod,
@@ -434,9 +501,6 @@ impl MiningDetector {
     ) {
         self.note(m.name, packet, ts);
         self.take_credentials(m.name, msg, params);
-        if !self.client_methods.contains(&m.name) {
-            self.client_methods.push(m.name);
-        }
         if let Some(id) = msg.get("id").filter(|id| !id.is_null()) {
             if self.pending.len() == MAX_PENDING {
                 self.pending.remove(0);
@@ -446,11 +510,7 @@ impl MiningDetector {
                 method: m,
             });
         }
-        if self.client_methods.len() >= 2 {
-            self.confirm(Confirmation::ClientMethods, m.family);
-        } else if !self.server_methods.is_empty() {
-            self.confirm(Confirmation::ServerPush, m.family);
-        }
+        self.add_client_method(m.name, m.family);
     }
 
     fn on_server_push(&mut self, name: &'static str, family: Family, packet: u64, ts: Timestamp) {
@@ -544,10 +604,10 @@ impl MiningDetector {
         })
     }
 
-    /// The EVE `stratum` object.
+    /// The EVE `stratum` object; `confirmed_by` is null for an attempt.
     pub fn eve(&self) -> Value {
         json!({
-            "protocol": self.family.map(Family::name),
+            "protocol": self.family.or(self.attempt).map(Family::name),
             "methods": self.methods,
             "login": self.login,
             "agent": self.agent,
@@ -672,6 +732,16 @@ impl Analyzer for StratumAnalyzer {
 
     fn finish(&mut self, last_ts: Timestamp, out: &mut Emit) {
         self.maybe_log(last_ts, out, true);
+        if !self.logged && self.detector.attempted().is_some() {
+            // Worth a record, not a verdict: the facts stay without mining.
+            self.logged = true;
+            out.push(AppEvent {
+                ts: last_ts,
+                event_type: "stratum",
+                body: self.detector.eve(),
+                extra: None,
+            });
+        }
     }
 }
 

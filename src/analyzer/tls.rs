@@ -464,7 +464,10 @@ impl TlsAnalyzer {
     }
 
     fn set_server_name(&mut self, sni: Option<&str>) {
-        let Some(name) = sni.and_then(super::names::normalize) else {
+        let Some(name) = sni
+            .and_then(super::names::normalize)
+            .filter(|n| n.parse::<std::net::IpAddr>().is_err())
+        else {
             return;
         };
         if self.facts.server_name.as_deref() != Some(name.as_str()) {

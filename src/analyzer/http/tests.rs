@@ -26,7 +26,7 @@ fn curl_get_and_response() {
         (Dir::ToClient, PY_RESPONSE.as_bytes()),
     ]);
     assert_eq!(a.facts().app_proto, Some("http"));
-    assert_eq!(a.facts().server_name.as_deref(), Some("203.0.113.81"));
+    assert_eq!(a.facts().server_name, None, "an address is not a name");
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].event_type, "http");
     assert_eq!(
@@ -173,6 +173,44 @@ fn getwork_over_http_is_mining() {
     assert_eq!(a.facts().app_proto, Some("http"));
     let kinds: Vec<&str> = events.iter().map(|e| e.event_type).collect();
     assert_eq!(kinds, ["http", "stratum"]);
+}
+
+#[test]
+fn getwork_headers_count_as_mining_signals() {
+    // cgminer 3.7.2 asking a Stratum-only pool for a block template: the
+    // pool answers with an error and an X-Stratum redirect.
+    let body =
+        r#"{"id": 0, "method": "getblocktemplate", "params": [{"capabilities": ["coinbasetxn"]}]}"#;
+    let req = format!(
+        "POST / HTTP/1.1\r\nAuthorization: Basic Qml0Y29pbjp4\r\nHost: 104.236.136.96:3333\r\nContent-type: application/json\r\nX-Mining-Extensions: longpoll midstate rollntime submitold\r\nContent-Length: {}\r\nUser-Agent: cgminer 3.7.2\r\n\r\n{body}",
+        body.len()
+    );
+    let (a, events) = run(&[(Dir::ToServer, req.as_bytes())]);
+    let m = a.facts().mining.as_ref().expect("header + method");
+    assert_eq!(
+        (m.protocol, m.wallet.as_deref(), m.agent.as_deref()),
+        ("getwork", Some("Bitcoin"), Some("cgminer 3.7.2"))
+    );
+    assert_eq!(
+        events.iter().filter(|e| e.event_type == "stratum").count(),
+        1
+    );
+
+    // The pool's redirect header alone pairs with a bare POST.
+    let plain =
+        "POST / HTTP/1.1\r\nHost: p\r\nX-Mining-Extensions: midstate\r\nContent-Length: 0\r\n\r\n";
+    let reply = "HTTP/1.0 200 OK\r\nX-Stratum: stratum+tcp://pool.example:3333\r\nContent-Length: 0\r\n\r\n";
+    let (a, _) = run(&[
+        (Dir::ToServer, plain.as_bytes()),
+        (Dir::ToClient, reply.as_bytes()),
+    ]);
+    assert_eq!(
+        a.facts().mining.as_ref().map(|m| m.protocol),
+        Some("getwork")
+    );
+    // Neither header alone is a verdict.
+    let (a, _) = run(&[(Dir::ToServer, plain.as_bytes())]);
+    assert!(a.facts().mining.is_none());
 }
 
 #[test]

@@ -222,6 +222,31 @@ fn stratum_found_after_text_chunks_in_later_segment() {
 }
 
 #[test]
+fn unanswered_subscribe_is_an_attempt_not_a_verdict() {
+    // cgminer probing a host that is not a Stratum pool.
+    let msgs = [
+        (
+            Dir::ToServer,
+            "{\"id\": 37, \"method\": \"mining.subscribe\", \"params\": [\"cgminer/3.7.2\"]}\n",
+        ),
+        (
+            Dir::ToClient,
+            "HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n400 Bad Request",
+        ),
+    ];
+    let (a, events) = run(&segs(&msgs));
+    assert!(a.facts().mining.is_none());
+    assert!(a.facts().app_proto.is_none());
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].body["confirmed_by"], Value::Null);
+    assert_eq!(events[0].body["protocol"], "stratum");
+    assert_eq!(events[0].body["agent"], "cgminer/3.7.2");
+    // A lone CryptoNote login is too generic even for that.
+    let (_, events) = run(&segs(&BENIGN_LOGIN[..1]));
+    assert!(events.is_empty());
+}
+
+#[test]
 fn probe_answers() {
     let cases: [(&[u8], Probe); 7] = [
         (CPUMINER[0].1.as_bytes(), Probe::Match),

@@ -8,7 +8,7 @@
 use super::dns::DnsProtocol;
 use super::http::HttpProtocol;
 use super::names::NameCache;
-use super::stratum::StratumProtocol;
+use super::stratum::{PoolList, StratumProtocol};
 use super::tls::TlsProtocol;
 use super::Protocol;
 use ipnet::IpNet;
@@ -20,6 +20,8 @@ pub struct AppLayerConfig {
     /// Learn DNS names only from answers sent by these resolvers (`None`:
     /// from any resolver).
     pub trusted_resolvers: Option<Vec<IpNet>>,
+    /// Mining pool domains: a TLS SNI on the list sets mining facts.
+    pub mining_pools: Option<Arc<PoolList>>,
 }
 
 /// TLS, HTTP, DNS and Stratum, sharing one name cache.
@@ -29,7 +31,7 @@ pub fn protocols(names: Arc<NameCache>, config: &AppLayerConfig) -> Vec<Box<dyn 
         dns = dns.with_trusted_resolvers(nets.clone());
     }
     vec![
-        Box::new(TlsProtocol),
+        Box::new(TlsProtocol::new(config.mining_pools.clone())),
         Box::new(HttpProtocol),
         Box::new(dns),
         Box::new(StratumProtocol),

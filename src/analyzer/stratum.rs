@@ -620,6 +620,103 @@ fn truncate(s: &str) -> String {
     s.chars().take(MAX_FIELD_LEN).collect()
 }
 
+/// Mining pool domains (a user-extendable list shipped in `rules/`): a
+/// TLS SNI, HTTP Host or DNS name on it marks the flow as mining even when
+/// the protocol itself is hidden (Stratum over TLS, xmrig `--tls`).
+///
+/// Text format: one domain per line, `#` starts a comment; an entry matches
+/// the domain itself and every name below it (`*.` or `.` prefixes are
+/// accepted and mean the same).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PoolList {
+    /// Lowercase domains without a trailing dot.
+    domains: std::collections::HashSet<String>,
+}
+
+/// A line of a pool list that is not a domain name.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {text:?} is not a domain name")]
+pub struct PoolListError {
+    pub line: usize,
+    pub text: String,
+}
+
+impl PoolList {
+    pub fn parse(text: &str) -> Result<PoolList, PoolListError> {
+        let mut domains = std::collections::HashSet::new();
+        for (i, raw) in text.lines().enumerate() {
+            let entry = raw.split('#').next().unwrap_or_default().trim();
+            if entry.is_empty() {
+                continue;
+            }
+            let bare = entry
+                .trim_start_matches("*.")
+                .trim_start_matches('.')
+                .trim_end_matches('.');
+            let ok = !bare.is_empty()
+                && bare.split('.').all(|l| {
+                    !l.is_empty()
+                        && l.len() <= 63
+                        && l.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                });
+            if !ok {
+                return Err(PoolListError {
+                    line: i + 1,
+                    text: entry.to_string(),
+                });
+            }
+            domains.insert(bare.to_ascii_lowercase());
+        }
+        Ok(PoolList { domains })
+    }
+
+    pub fn len(&self) -> usize {
+        self.domains.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.domains.is_empty()
+    }
+
+    /// The list entry `name` falls under, if any (the name itself or its
+    /// closest listed parent domain).
+    pub fn matches(&self, name: &str) -> Option<&str> {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        let mut rest = name.as_str();
+        loop {
+            if let Some(hit) = self.domains.get(rest) {
+                return Some(hit.as_str());
+            }
+            rest = rest.split_once('.')?.1;
+        }
+    }
+
+    /// Mining facts for a flow whose `name` (from `source`, e.g. "TLS
+    /// SNI") is on the list.
+    pub fn facts_for(
+        &self,
+        name: &str,
+        source: &str,
+        packets: &[u64],
+        first_ts: Timestamp,
+        last_ts: Timestamp,
+    ) -> Option<MiningFacts> {
+        let entry = self.matches(name)?;
+        Some(MiningFacts {
+            protocol: "pool-name",
+            wallet: None,
+            agent: None,
+            evidence: Evidence::new(
+                format!("{source} {name} is on the mining pool list ({entry})"),
+                packets,
+                first_ts,
+                last_ts,
+            ),
+        })
+    }
+}
+
 /// Per-flow Stratum state.
 pub struct StratumAnalyzer {
     facts: AppFacts,

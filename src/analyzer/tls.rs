@@ -10,6 +10,7 @@
 //! values (RFC 8701) left out. JA4 is not computed: its licence (FoxIO
 //! License 1.1) does not fit this project.
 
+use super::stratum::PoolList;
 use super::{
     Analyzer, AppEvent, AppFacts, Chunk, Dir, Emit, FlowContext, PacketView, Probe, Protocol,
 };
@@ -17,6 +18,7 @@ use crate::time::Timestamp;
 use md5::{Digest, Md5};
 use serde_json::{json, Map, Value};
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 /// Most handshake bytes buffered per direction while waiting for a hello.
 pub const MAX_HELLO_LEN: usize = 32 * 1024;
@@ -36,8 +38,18 @@ mod ext {
 
 /// Claims flows whose first client bytes are a TLS handshake record that
 /// starts a ClientHello (or, for captures that missed the client, whose
-/// first server bytes start a ServerHello).
-pub struct TlsProtocol;
+/// first server bytes start a ServerHello). With a mining pool list, an SNI
+/// on it gives the flow mining facts (`protocol: "pool-name"`).
+#[derive(Default)]
+pub struct TlsProtocol {
+    pools: Option<Arc<PoolList>>,
+}
+
+impl TlsProtocol {
+    pub fn new(pools: Option<Arc<PoolList>>) -> Self {
+        TlsProtocol { pools }
+    }
+}
 
 impl Protocol for TlsProtocol {
     fn name(&self) -> &'static str {
@@ -49,7 +61,7 @@ impl Protocol for TlsProtocol {
     }
 
     fn start(&self, _ctx: &FlowContext) -> Box<dyn Analyzer> {
-        Box::new(TlsAnalyzer::new())
+        Box::new(TlsAnalyzer::with_pools(self.pools.clone()))
     }
 }
 
@@ -403,6 +415,7 @@ pub struct TlsAnalyzer {
     errors: [Option<TlsError>; 2],
     first_ts: Option<Timestamp>,
     logged: bool,
+    pools: Option<Arc<PoolList>>,
 }
 
 impl Default for TlsAnalyzer {
@@ -413,6 +426,10 @@ impl Default for TlsAnalyzer {
 
 impl TlsAnalyzer {
     pub fn new() -> Self {
+        Self::with_pools(None)
+    }
+
+    pub fn with_pools(pools: Option<Arc<PoolList>>) -> Self {
         TlsAnalyzer {
             facts: AppFacts::new("tls"),
             readers: Default::default(),
@@ -421,6 +438,7 @@ impl TlsAnalyzer {
             errors: [None; 2],
             first_ts: None,
             logged: false,
+            pools,
         }
     }
 
@@ -448,11 +466,18 @@ impl TlsAnalyzer {
         }
     }
 
-    fn on_hello(&mut self, dir: Dir, kind: u8, body: &[u8]) -> Result<(), TlsError> {
+    fn on_hello(
+        &mut self,
+        dir: Dir,
+        kind: u8,
+        body: &[u8],
+        pkt: &PacketView<'_>,
+    ) -> Result<(), TlsError> {
         match (dir, kind) {
             (Dir::ToServer, CLIENT_HELLO) => {
                 let hello = ClientHello::parse(body).ok_or(TlsError::Malformed)?;
                 self.set_server_name(hello.sni.as_deref());
+                self.check_pool(pkt);
                 self.client = Some(hello);
             }
             (Dir::ToClient, SERVER_HELLO) => {
@@ -472,6 +497,17 @@ impl TlsAnalyzer {
         };
         if self.facts.server_name.as_deref() != Some(name.as_str()) {
             self.facts.server_name = Some(name);
+            self.facts.touch();
+        }
+    }
+
+    fn check_pool(&mut self, pkt: &PacketView<'_>) {
+        let (Some(pools), Some(name)) = (&self.pools, &self.facts.server_name) else {
+            return;
+        };
+        let first = self.first_ts.unwrap_or(pkt.ts);
+        if let Some(m) = pools.facts_for(name, "TLS SNI", &[pkt.index], first, pkt.ts) {
+            self.facts.mining = Some(m);
             self.facts.touch();
         }
     }
@@ -565,7 +601,7 @@ impl Analyzer for TlsAnalyzer {
             },
         };
         match result.and_then(|msg| match msg {
-            Some((kind, body)) => self.on_hello(dir, kind, &body).map(|_| true),
+            Some((kind, body)) => self.on_hello(dir, kind, &body, pkt).map(|_| true),
             None => Ok(false),
         }) {
             Ok(true) => {

@@ -372,3 +372,46 @@ proptest! {
         prop_assert_eq!(pieces, whole);
     }
 }
+
+#[test]
+fn pool_list_matches_names_and_subdomains() {
+    let list = PoolList::parse(
+        "# pools\nsupportxmr.com\n*.nanopool.org  # all regions\n.2miners.com\n\nMoneroOcean.Stream.\n",
+    )
+    .unwrap();
+    assert_eq!(list.len(), 4);
+    let cases = [
+        ("pool.supportxmr.com", Some("supportxmr.com")),
+        ("SupportXMR.com.", Some("supportxmr.com")),
+        ("xmr-eu1.nanopool.org", Some("nanopool.org")),
+        ("nanopool.org", Some("nanopool.org")),
+        ("gulf.moneroocean.stream", Some("moneroocean.stream")),
+        ("notsupportxmr.com", None),
+        ("nanopool.org.evil.example", None),
+        ("", None),
+    ];
+    for (name, want) in cases {
+        assert_eq!(list.matches(name), want, "{name}");
+    }
+    let f = list
+        .facts_for(
+            "xmr-eu1.nanopool.org",
+            "TLS SNI",
+            &[4],
+            Timestamp::from_secs(1),
+            Timestamp::from_secs(1),
+        )
+        .unwrap();
+    assert_eq!(f.protocol, "pool-name");
+    assert_eq!(
+        f.evidence.summary,
+        "TLS SNI xmr-eu1.nanopool.org is on the mining pool list (nanopool.org)"
+    );
+}
+
+#[test]
+fn pool_list_rejects_bad_lines() {
+    let err = PoolList::parse("ok.example\nnot a domain\n").unwrap_err();
+    assert_eq!(err.line, 2);
+    assert_eq!(PoolList::parse("*.\n").unwrap_err().line, 1);
+}

@@ -39,7 +39,7 @@ fn flow() -> FlowContext {
 fn run(client: &[&[u8]], server: &[&[u8]]) -> (Box<dyn Analyzer>, Emit, Option<u64>) {
     let mut segs: Vec<(Dir, &[u8])> = client.iter().map(|s| (Dir::ToServer, *s)).collect();
     segs.extend(server.iter().map(|s| (Dir::ToClient, *s)));
-    let played = play(&TlsProtocol, &flow(), &segs);
+    let played = play(&TlsProtocol::default(), &flow(), &segs);
     let mut a = played.analyzer.expect("tls claimed the flow");
     let mut events = played.events;
     a.finish(Timestamp::from_secs(2_000), &mut events);
@@ -125,7 +125,7 @@ fn client_hello_split_across_two_records_and_segments() {
 #[test]
 fn client_only_flow_logs_at_the_end() {
     let c = hex(CLIENT_HELLO);
-    let played = play(&TlsProtocol, &flow(), &[(Dir::ToServer, &c)]);
+    let played = play(&TlsProtocol::default(), &flow(), &[(Dir::ToServer, &c)]);
     let mut a = played.analyzer.unwrap();
     assert!(played.events.is_empty(), "waits for the server hello");
     let mut out = Vec::new();
@@ -224,6 +224,24 @@ fn grease_is_left_out_of_ja3() {
     assert_eq!(a.facts().server_name.as_deref(), Some("pool.example.net"));
     assert_eq!(events[0].body["sni"], "Pool.Example.NET.");
     assert_eq!(events[0].body["client_alpns"], json!(["h2"]));
+}
+
+#[test]
+fn sni_on_the_pool_list_is_mining() {
+    let pools =
+        std::sync::Arc::new(crate::analyzer::stratum::PoolList::parse("example.net\n").unwrap());
+    let rec = grease_hello(); // SNI Pool.Example.NET.
+    let played = play(
+        &TlsProtocol::new(Some(pools)),
+        &flow(),
+        &[(Dir::ToServer, &rec)],
+    );
+    let a = played.analyzer.unwrap();
+    let m = a.facts().mining.as_ref().expect("pool SNI");
+    assert_eq!(m.protocol, "pool-name");
+    assert_eq!(m.evidence.packets, [1]);
+    let (a, _, _) = run(&[&hex(CLIENT_HELLO)], &[]);
+    assert!(a.facts().mining.is_none(), "no list, no verdict");
 }
 
 #[test]

@@ -77,7 +77,7 @@ impl Protocol for StratumProtocol {
 /// proxy may say something else first); give up on binary data.
 pub fn probe(data: &[u8]) -> Probe {
     let window = &data[..data.len().min(PROBE_WINDOW)];
-    if window.contains(&b'{') && MARKERS.iter().any(|m| contains(window, m)) {
+    if window.contains(&b'{') && has_marker(window) {
         return Probe::Match;
     }
     let text = window
@@ -91,8 +91,12 @@ pub fn probe(data: &[u8]) -> Probe {
     }
 }
 
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
+/// Whether a marker starts at one of the quotes of `hay`.
+fn has_marker(hay: &[u8]) -> bool {
+    hay.iter()
+        .enumerate()
+        .filter(|&(_, &b)| b == b'"')
+        .any(|(i, _)| MARKERS.iter().any(|m| hay[i..].starts_with(m)))
 }
 
 /// Splits one direction's bytes into JSON values: whitespace-separated or

@@ -9,8 +9,16 @@
 //! the first to claim it gets an [`Analyzer`] for the rest of the flow. A
 //! flow nobody claims stops costing anything after its first bytes.
 
+pub mod applayer;
 pub mod dispatch;
+pub mod dns;
 pub mod facts;
+pub mod http;
+pub mod names;
+pub mod stratum;
+#[cfg(test)]
+mod testkit;
+pub mod tls;
 
 pub use facts::{AppFacts, AuthOutcome, Evidence, MiningFacts, SshFacts};
 

@@ -10,6 +10,7 @@
 //! flow nobody claims stops costing anything after its first bytes.
 
 pub mod facts;
+pub mod ssh;
 
 pub use facts::{AppFacts, AuthOutcome, Evidence, MiningFacts, SshFacts};
 

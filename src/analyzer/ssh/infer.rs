@@ -30,6 +30,9 @@ const RUN_MIN: u32 = 4;
 const TYPING_PAIRS: u32 = 8;
 /// An echo comes within this time of its keystroke.
 const ECHO_NANOS: u64 = 1_500_000_000;
+/// Messages after which the login is assumed done when no success message
+/// was isolated.
+const NO_LOGIN_SEEN: u32 = 40;
 
 pub struct Inference {
     pub model: Model,
@@ -110,12 +113,14 @@ impl Inference {
             self.post_auth_bytes[u.dir.index()] += u64::from(u.size);
         }
         ch.facts |= self.remote_forward(&u, f, trusted);
-        ch.facts |= self.inner_sessions(&u, f, trusted);
+        if self.after_login() {
+            ch.facts |= self.inner_sessions(&u, f, trusted);
+        }
         let m = &self.model;
         let (keystroke, echo) = self.typing.on_unit(&u, m);
         let dm = m.dir(u.dir);
         let keepalive = dm.is_keepalive_req(u.size) || dm.is_keepalive_rep(u.size);
-        if self.setup.as_ref().is_some_and(|s| s.done) || (self.auth.success.is_none() && self.units > 40) {
+        if self.setup.as_ref().is_some_and(|s| s.done) || (self.auth.success.is_none() && self.units > NO_LOGIN_SEEN) {
             self.keepalive.on_unit(&u, m);
             ch.facts |= self.keepalive.update(f, trusted);
         }
@@ -135,6 +140,12 @@ impl Inference {
             ch.facts |= self.typing.verdicts(f, &self.model);
         }
         ch
+    }
+
+    /// Channels exist only after login; without an isolated success
+    /// message, assume login after this many messages.
+    fn after_login(&self) -> bool {
+        self.auth.success.is_some() || self.units > NO_LOGIN_SEEN
     }
 
     fn remote_forward(&mut self, u: &Unit, f: &mut SshFacts, trusted: bool) -> bool {
@@ -224,8 +235,15 @@ impl Inference {
         false
     }
 
+    /// Port forwarding shows as several client-opened channels or any
+    /// server-opened one; bulk data then is not a file transfer.
+    fn forwarding(&self) -> bool {
+        let m = &self.model;
+        self.opens.count[m.client.index()] >= 2 || self.opens.count[m.server().index()] >= 1
+    }
+
     fn on_window(&mut self, class: Class, w: &Window, f: &mut SshFacts) -> bool {
-        if f.file_transfer.is_some() || self.opens.count != [0, 0] {
+        if f.file_transfer.is_some() || self.forwarding() {
             return false;
         }
         let (dir, name) = match class {
@@ -289,7 +307,7 @@ impl Inference {
 
     fn file_transfer_at_end(&self, f: &mut SshFacts) {
         if f.file_transfer.is_some()
-            || self.opens.count != [0, 0]
+            || self.forwarding()
             || f.forward_interactive.is_some()
             || f.reverse_interactive.is_some()
         {
@@ -368,6 +386,7 @@ struct Auth {
     failures: u32,
     pkts: Vec<u64>,
     success: Option<(u64, Timestamp)>,
+    accept_seen: bool,
 }
 
 impl Auth {
@@ -390,7 +409,11 @@ impl Auth {
     }
 
     fn on_server(&mut self, u: &Unit, s: &Suite) -> Option<Evidence> {
-        if self.success.is_some() || self.requests == 0 {
+        if self.success.is_some() {
+            return None;
+        }
+        if self.requests == 0 {
+            self.accept_seen |= u.size == s.wire(SERVICE_REQUEST);
             return None;
         }
         let ok = s.wire(USERAUTH_SUCCESS);
@@ -421,7 +444,10 @@ impl Auth {
             return Some(Evidence::new(summary, &self.pkts, first, u.ts));
         }
         if self.awaiting {
+            let accept = s.wire(SERVICE_REQUEST);
             match self.fail_size {
+                // A SERVICE_ACCEPT that arrived after a pipelined request.
+                None if u.size == accept && !self.accept_seen => self.accept_seen = true,
                 None if u.size <= s.wire(SERVICE_REQUEST + 256) => {
                     self.fail_size = Some(u.size);
                     self.failures = 1;
@@ -434,6 +460,7 @@ impl Auth {
                 _ => {}
             }
         }
+        self.accept_seen |= u.size == s.wire(SERVICE_REQUEST);
         self.awaiting = false;
         None
     }

@@ -356,6 +356,8 @@ impl SshAnalyzer {
                 }
             }
         }
+        self.roles.pkts.sort_unstable();
+        self.roles.pkts.dedup();
         if client == Dir::ToClient {
             let summary = format!(
                 "the TCP originator acts as the SSH server: {}",

@@ -125,7 +125,10 @@ struct Outcome {
 fn analyze<S: SelectSource>(source: S, args: &AnalysisArgs, out: &mut Output) -> Result<Outcome> {
     let mut engine = Engine::new(
         engine_config(args)?,
-        Arc::from(egresswatch::analyzer::registry()),
+        Arc::from(egresswatch::analyzer::registry(
+            Arc::new(egresswatch::analyzer::names::NameCache::default()),
+            &egresswatch::analyzer::applayer::AppLayerConfig::default(),
+        )),
         ahash::RandomState::new(),
     );
     let started = Instant::now();

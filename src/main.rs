@@ -6,14 +6,20 @@ mod report;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use cli::{AnalysisArgs, Cli, Command, DemoArgs, GenerateArgs, LogFormat, ReplayArgs};
+use cli::{
+    AnalysisArgs, CheckRulesArgs, Cli, Command, DemoArgs, ExplainArgs, GenerateArgs, LogFormat,
+    ReplayArgs,
+};
 use egresswatch::engine::{Engine, EngineConfig};
 use egresswatch::eve::EveWriter;
 use egresswatch::event::{Event, EventSink};
 use egresswatch::flow::{FlowConfig, TimeoutClass};
+use egresswatch::judge::{Judge, SharedRules};
+use egresswatch::policy::{self, RuleSet, Severity};
 use egresswatch::source::bpf::{BpfFilter, Filtered};
 use egresswatch::source::file::ReplaySource;
 use egresswatch::source::{SelectSource, SourceError};
+use egresswatch::time::Timestamp;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
@@ -24,6 +30,7 @@ use std::time::Instant;
 /// Exit codes (documented in the README).
 mod exit {
     pub const RUNTIME: u8 = 1;
+    pub const ALERTS: u8 = 3;
     pub const CONFIG: u8 = 78;
 }
 
@@ -44,6 +51,8 @@ fn run(command: Command) -> Result<ExitCode> {
         Command::Replay(args) => replay(args),
         Command::Demo(args) => demo(args),
         Command::Generate(args) => generate(args),
+        Command::CheckRules(args) => check_rules(args),
+        Command::Explain(args) => explain(args),
     }
 }
 
@@ -75,15 +84,87 @@ fn init_logging(format: LogFormat, filter: &str) {
 }
 
 fn replay(args: ReplayArgs) -> Result<ExitCode> {
+    let fail_on = args
+        .fail_on
+        .as_deref()
+        .map(|s| {
+            s.parse::<Severity>()
+                .map_err(|e| ConfigError(format!("--fail-on {s}: {e}")))
+        })
+        .transpose()?;
     let source = ReplaySource::open(&args.files)?;
     let mut out = Output::open(args.analysis.eve.as_deref(), false)?;
+    out.alert_lines = !args.quiet;
     let outcome = analyze(source, &args.analysis, &mut out)?;
+    let worst = out.worst;
     out.finish()?;
     if !args.quiet {
-        report::summary(&mut io::stderr().lock(), &outcome.stats, outcome.filtered, outcome.elapsed)?;
+        report::summary(
+            &mut io::stderr().lock(),
+            &outcome.stats,
+            outcome.filtered,
+            outcome.elapsed,
+        )?;
     }
     outcome.result?;
+    match (fail_on, worst) {
+        (Some(threshold), Some(worst)) if worst.meets(threshold) => {
+            Ok(ExitCode::from(exit::ALERTS))
+        }
+        _ => Ok(ExitCode::SUCCESS),
+    }
+}
+
+fn check_rules(args: CheckRulesArgs) -> Result<ExitCode> {
+    let report = policy::check_rules(&args.dir, Some(wall_clock()));
+    print!("{}", report.text);
+    Ok(ExitCode::from(report.exit_code))
+}
+
+fn explain(args: ExplainArgs) -> Result<ExitCode> {
+    let rules = load_rules(args.rules.as_deref())?;
+    let mut q = policy::ExplainQuery::new(
+        args.from,
+        args.to.ip(),
+        args.to.port(),
+        &args.protocol,
+        wall_clock(),
+    )
+    .map_err(ConfigError)?;
+    q.names = args.names;
+    q.hassh = args.hassh;
+    q.hassh_server = args.hassh_server;
+    print!("{}", policy::explain(&rules, &q));
     Ok(ExitCode::SUCCESS)
+}
+
+/// The one wall-clock read: "now" for rule expiry warnings and `explain`.
+fn wall_clock() -> Timestamp {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Timestamp::from_nanos(since.as_nanos().min(u128::from(u64::MAX)) as u64)
+}
+
+/// Loads a rules directory, or the built-in rules; every problem is
+/// reported (exit 78).
+fn load_rules(dir: Option<&Path>) -> Result<RuleSet> {
+    let loaded = match dir {
+        Some(dir) => policy::load_dir(dir, Some(wall_clock())),
+        None => policy::load_sources(policy::shipped(), Some(wall_clock())),
+    };
+    match loaded.into_result() {
+        Ok((rules, warnings)) => {
+            if !warnings.is_empty() {
+                eprint!("{warnings}");
+            }
+            Ok(rules)
+        }
+        Err(diagnostics) => {
+            eprint!("{diagnostics}");
+            Err(ConfigError("the rules have errors; nothing was analyzed".into()).into())
+        }
+    }
 }
 
 fn demo(args: DemoArgs) -> Result<ExitCode> {
@@ -123,14 +204,18 @@ struct Outcome {
 }
 
 fn analyze<S: SelectSource>(source: S, args: &AnalysisArgs, out: &mut Output) -> Result<Outcome> {
-    let mut engine = Engine::new(
-        engine_config(args)?,
-        Arc::from(egresswatch::analyzer::registry(
-            Arc::new(egresswatch::analyzer::names::NameCache::default()),
-            &egresswatch::analyzer::applayer::AppLayerConfig::default(),
-        )),
-        ahash::RandomState::new(),
+    let config = engine_config(args)?;
+    let rules: SharedRules = Arc::new(arc_swap::ArcSwap::from_pointee(load_rules(
+        args.rules.as_deref(),
+    )?));
+    let names = Arc::new(egresswatch::analyzer::names::NameCache::default());
+    let protocols = egresswatch::analyzer::registry(
+        names.clone(),
+        &egresswatch::analyzer::applayer::AppLayerConfig::default(),
     );
+    let judge = Judge::new(rules, names, config.community_seed);
+    let mut engine =
+        Engine::new(config, Arc::from(protocols), ahash::RandomState::new()).with_judge(judge);
     let started = Instant::now();
     let (result, filtered) = match &args.bpf {
         None => {
@@ -193,6 +278,10 @@ fn parse_timeout(setting: &str) -> Result<(TimeoutClass, u64), String> {
 struct Output {
     eve: Option<EveWriter<Box<dyn Write>>>,
     keep: Option<Vec<Event>>,
+    /// Print each alert as a line on stderr.
+    alert_lines: bool,
+    /// The most severe alert seen (1 is the highest).
+    worst: Option<Severity>,
 }
 
 impl Output {
@@ -211,6 +300,8 @@ impl Output {
         Ok(Output {
             eve: eve.map(EveWriter::new),
             keep: keep.then(Vec::new),
+            alert_lines: false,
+            worst: None,
         })
     }
 
@@ -224,6 +315,14 @@ impl Output {
 
 impl EventSink for Output {
     fn event(&mut self, event: Event) {
+        if let Event::Alert(alert) = &event {
+            if self.worst.is_none_or(|w| alert.severity.meets(w)) {
+                self.worst = Some(alert.severity);
+            }
+            if self.alert_lines {
+                eprintln!("{}", alert.line());
+            }
+        }
         if let Some(w) = &mut self.eve {
             w.write(&event);
         }

@@ -7,7 +7,12 @@ use std::io::{self, Write};
 use std::time::Duration;
 
 /// The summary printed after a replay.
-pub fn summary(w: &mut dyn Write, stats: &Stats, filtered: u64, elapsed: Duration) -> io::Result<()> {
+pub fn summary(
+    w: &mut dyn Write,
+    stats: &Stats,
+    filtered: u64,
+    elapsed: Duration,
+) -> io::Result<()> {
     let secs = elapsed.as_secs_f64().max(1e-9);
     writeln!(
         w,

@@ -11,5 +11,6 @@ pub mod analyzer;
 pub mod community_id;
 pub mod decode;
 pub mod flow;
+pub mod gen;
 pub mod source;
 pub mod time;

@@ -127,10 +127,16 @@ pub struct GenerateArgs {
     /// Output capture file.
     #[arg(long, short)]
     pub out: PathBuf,
-    /// Packets to generate (bench).
-    #[arg(long, default_value_t = 1_000_000)]
-    pub packets: u64,
-    /// PRNG seed (bench).
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
+    /// Packets to generate (bench; default 2,000,000).
+    #[arg(long)]
+    pub packets: Option<u64>,
+    /// Flows to start (bench; default packets / 20).
+    #[arg(long)]
+    pub flows: Option<u64>,
+    /// PRNG seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Write pcapng instead of pcap.
+    #[arg(long)]
+    pub pcapng: bool,
 }

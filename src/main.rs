@@ -167,8 +167,13 @@ fn load_rules(dir: Option<&Path>) -> Result<RuleSet> {
     }
 }
 
+/// The demo capture, made by `egresswatch generate demo` and built into
+/// the binary (a test keeps it equal to what the generator makes).
+const DEMO_PCAP: &[u8] = include_bytes!("gen/demo.pcap");
+
 fn demo(args: DemoArgs) -> Result<ExitCode> {
-    let source = egresswatch::source::file::ReplaySource::open([std::path::PathBuf::from("x")])?;
+    let reader: Box<dyn io::Read + Send> = Box::new(io::Cursor::new(DEMO_PCAP));
+    let source = ReplaySource::from_readers([("demo.pcap".to_string(), reader)]);
     let mut out = Output::open(args.analysis.eve.as_deref(), true)?;
     let outcome = analyze(source, &args.analysis, &mut out)?;
     let events = out.finish()?;
@@ -178,15 +183,29 @@ fn demo(args: DemoArgs) -> Result<ExitCode> {
 }
 
 fn generate(args: GenerateArgs) -> Result<ExitCode> {
-    let file = File::create(&args.out)
-        .with_context(|| format!("{}: cannot create", args.out.display()))?;
-    let mut w = BufWriter::with_capacity(1 << 20, file);
-    let written = 0;
-    let _ = (&args.scenario, &mut w);
-    w.flush()?;
+    use egresswatch::gen::{CaptureFormat, GenOptions, TsPrecision};
+    let defaults = GenOptions::default();
+    let opts = GenOptions {
+        seed: args.seed.unwrap_or(defaults.seed),
+        packets: args.packets,
+        flows: args.flows,
+        format: if args.pcapng {
+            CaptureFormat::Pcapng(TsPrecision::Micro)
+        } else {
+            CaptureFormat::Pcap(TsPrecision::Micro)
+        },
+    };
+    let file = File::create(&args.out).with_context(|| format!("{}: cannot create", args.out.display()))?;
+    let w = BufWriter::with_capacity(1 << 20, file);
+    let summary = egresswatch::gen::generate(&args.scenario, &opts, w).map_err(|e| match e {
+        egresswatch::gen::GenError::UnknownScenario(_) => anyhow::Error::new(ConfigError(e.to_string())),
+        other => anyhow::Error::new(other),
+    })?;
     eprintln!(
-        "egresswatch: wrote {} packets to {}",
-        written,
+        "egresswatch: wrote {} packets ({} bytes, {} flows) to {}",
+        summary.packets,
+        summary.bytes,
+        summary.flows,
         args.out.display()
     );
     Ok(ExitCode::SUCCESS)

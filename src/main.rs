@@ -184,9 +184,8 @@ fn demo(args: DemoArgs) -> Result<ExitCode> {
 
 fn generate(args: GenerateArgs) -> Result<ExitCode> {
     use egresswatch::gen::{CaptureFormat, GenOptions, TsPrecision};
-    let defaults = GenOptions::default();
     let opts = GenOptions {
-        seed: args.seed.unwrap_or(defaults.seed),
+        seed: args.seed,
         packets: args.packets,
         flows: args.flows,
         format: if args.pcapng {
@@ -195,10 +194,13 @@ fn generate(args: GenerateArgs) -> Result<ExitCode> {
             CaptureFormat::Pcap(TsPrecision::Micro)
         },
     };
-    let file = File::create(&args.out).with_context(|| format!("{}: cannot create", args.out.display()))?;
+    let file = File::create(&args.out)
+        .with_context(|| format!("{}: cannot create", args.out.display()))?;
     let w = BufWriter::with_capacity(1 << 20, file);
     let summary = egresswatch::gen::generate(&args.scenario, &opts, w).map_err(|e| match e {
-        egresswatch::gen::GenError::UnknownScenario(_) => anyhow::Error::new(ConfigError(e.to_string())),
+        egresswatch::gen::GenError::UnknownScenario(_) => {
+            anyhow::Error::new(ConfigError(e.to_string()))
+        }
         other => anyhow::Error::new(other),
     })?;
     eprintln!(

@@ -223,7 +223,7 @@ fn originator(pkt: &Packet<'_>) -> (bool, OriginBasis) {
         Transport::Tcp(t) if t.flags.syn() && !t.flags.ack() => (true, OriginBasis::Syn),
         Transport::Tcp(t) if t.flags.syn() => (false, OriginBasis::SynAck),
         Transport::Tcp(_) => (port_says_client(pkt), OriginBasis::PortGuess),
-        Transport::Udp if pkt.src.port < 1024 && pkt.dst.port >= 1024 => {
+        Transport::Udp if service_rank(pkt.src.port) > service_rank(pkt.dst.port) => {
             (false, OriginBasis::PortGuess)
         }
         Transport::Icmp { icmp_type, .. } => (!is_icmp_reply(*icmp_type), OriginBasis::FirstPacket),
@@ -231,10 +231,29 @@ fn originator(pkt: &Packet<'_>) -> (bool, OriginBasis) {
     }
 }
 
-/// Without a handshake, the side with the higher port is the client
-/// (servers listen on low, well-known ports; clients use ephemeral ones).
+/// Without a handshake: the side whose port looks more like a service is
+/// the server (a well-known service port, then any port below 1024); on a
+/// tie the lower port is. Clients use ephemeral ports, but not always high
+/// ones (an NFS client binds a port below 1024 to talk to 2049).
 fn port_says_client(pkt: &Packet<'_>) -> bool {
+    let (src, dst) = (service_rank(pkt.src.port), service_rank(pkt.dst.port));
+    if src != dst {
+        return src < dst;
+    }
     pkt.src.port >= pkt.dst.port
+}
+
+/// How much a port looks like a listening service.
+fn service_rank(port: u16) -> u8 {
+    const SERVICES: [u16; 30] = [
+        22, 25, 53, 80, 110, 123, 143, 389, 443, 445, 465, 587, 636, 853, 993, 995, 1194, 1883,
+        2049, 2222, 3306, 3333, 3389, 5432, 5672, 6379, 6443, 8080, 8443, 9092,
+    ];
+    if SERVICES.contains(&port) {
+        2
+    } else {
+        u8::from(port < 1024)
+    }
 }
 
 fn is_icmp_reply(icmp_type: u8) -> bool {

@@ -86,8 +86,9 @@ pub struct Flow {
     /// The facts revision (low 14 bits) and stage (top 2 bits) the policy
     /// last judged; see [`crate::judge`].
     pub judged: u16,
-    /// Seconds after the start when the policy wants another look (0: no).
-    pub recheck_secs: u32,
+    /// Minutes after the start when the policy wants another look (0: no);
+    /// minutes keep it small, the checks are for hour-long thresholds.
+    pub recheck_minutes: u16,
     /// The table's expiry list this flow is linked into.
     pub(crate) class: TimeoutClass,
     /// Start of the current reporting period (active timeout).
@@ -121,7 +122,7 @@ impl Flow {
             },
             alerts: AlertState::default(),
             judged: 0,
-            recheck_secs: 0,
+            recheck_minutes: 0,
             class: TimeoutClass::Other,
             period_secs: 0,
             dirs: [DirStats::default(); 2],

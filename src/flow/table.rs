@@ -139,12 +139,17 @@ impl FlowTable {
     }
 
     /// Records activity: the flow moves to the back of its (possibly new)
-    /// class list. Call after updating the flow.
+    /// class list, so each list stays in last-activity order and expiry
+    /// and eviction are exact. A flow already at the back (a burst) stays
+    /// put. Call after updating the flow.
     pub fn touch(&mut self, index: u32) {
         let Some(flow) = self.get(index) else {
             return;
         };
         let class = flow.timeout_class();
+        if class == flow.class && self.lists[class.index()].tail == index {
+            return;
+        }
         self.unlink(index);
         self.link_tail(index, class);
     }

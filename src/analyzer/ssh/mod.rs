@@ -192,11 +192,18 @@ impl SshAnalyzer {
         }
     }
 
-    /// Records why sizes cannot be trusted; the first reason is the fact.
+    /// Records why sizes cannot be trusted (capture problems: gaps,
+    /// coalescing, lost framing); the first reason is the fact.
     fn mark_unreliable(&mut self, reason: String) {
         if let Some(inf) = self.infer.as_mut() {
             inf.set_unreliable();
         }
+        self.note_unreliable(reason);
+    }
+
+    /// Records a reason without stopping structural inferences (compressed
+    /// payloads keep message order and pairs, not exact sizes).
+    fn note_unreliable(&mut self, reason: String) {
         if self.unreliable.len() < 8 && !self.unreliable.contains(&reason) {
             self.unreliable.push(reason.clone());
         }
@@ -454,16 +461,20 @@ impl SshAnalyzer {
             return;
         };
         let comp = [n.c2s.compression.as_deref(), n.s2c.compression.as_deref()];
-        if comp.contains(&Some("zlib")) {
-            self.mark_unreliable("zlib compression from the start".into());
+        let zlib = comp.contains(&Some("zlib"));
+        if zlib {
+            self.note_unreliable("zlib compression from the start".into());
         }
         let delayed = comp.contains(&Some("zlib@openssh.com"));
         match (self.suite_of(Dir::ToServer), self.suite_of(Dir::ToClient)) {
             (Some(a), Some(b)) => {
-                let unreliable = self.ssh().sizes_unreliable.is_some();
+                let unreliable = !self.unreliable.is_empty() && !zlib;
                 let mut inf = Inference::new(Model::new([a, b], self.client_dir()), delayed);
                 if unreliable {
                     inf.set_unreliable();
+                }
+                if zlib {
+                    inf.set_compressed();
                 }
                 self.infer = Some(inf);
             }
@@ -580,7 +591,7 @@ impl SshAnalyzer {
             self.facts.touch();
         }
         if ch.compression_started {
-            self.mark_unreliable("zlib@openssh.com compression after login".into());
+            self.note_unreliable("zlib@openssh.com compression after login".into());
         }
     }
 

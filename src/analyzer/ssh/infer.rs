@@ -37,6 +37,9 @@ const NO_LOGIN_SEEN: u32 = 40;
 const MAX_CANDIDATES: usize = 4;
 /// Quiet time for new candidates after an inner handshake was found.
 const COOLDOWN_NANOS: u64 = 10 * NANOS_PER_SEC;
+/// Silence before a server-opened channel for it to count as an incoming
+/// forwarded connection.
+const ISOLATED_NANOS: u64 = 50_000_000;
 
 pub struct Inference {
     pub model: Model,
@@ -64,6 +67,8 @@ pub struct Inference {
     keepalive: Keepalive,
     pub timeline: Timeline,
     units: u32,
+    /// Time of the previous message.
+    last_unit_ts: Option<Timestamp>,
     post_auth_bytes: [u64; 2],
     pub bare_acks: [u32; 2],
 }
@@ -87,6 +92,7 @@ impl Inference {
             keepalive: Keepalive::default(),
             timeline: Timeline::default(),
             units: 0,
+            last_unit_ts: None,
             post_auth_bytes: [0; 2],
             bare_acks: [0; 2],
         }
@@ -114,6 +120,13 @@ impl Inference {
     pub fn on_unit(&mut self, u: Unit, f: &mut SshFacts) -> Changes {
         let mut ch = Changes::default();
         self.units += 1;
+        let ch_out = self.on_unit_inner(&u, f, &mut ch);
+        self.last_unit_ts = Some(u.ts);
+        ch_out
+    }
+
+    fn on_unit_inner(&mut self, u: &Unit, f: &mut SshFacts, ch: &mut Changes) -> Changes {
+        let u = *u;
         let exact_ok = !self.unreliable && !self.compressed;
         let m = &self.model;
         if u.dir == m.client {
@@ -165,7 +178,7 @@ impl Inference {
         if echo && structure_ok {
             ch.facts |= self.typing.verdicts(f, &self.model);
         }
-        ch
+        *ch
     }
 
     /// Channels exist only after login; without an isolated success
@@ -198,14 +211,23 @@ impl Inference {
         let mut changed = false;
         let m = &self.model;
         let allow = u.dir == m.client || self.setup_done();
-        let opened = self.opens.on_unit(u, m, allow);
+        let pause = self.last_unit_ts.map_or(u64::MAX, |t| u.ts.since(t));
+        let opened = self.opens.on_unit(u, m, allow, pause);
         if opened.is_some() {
             self.cooldown = None;
         }
         if let Some(o) = opened {
             let (lo, hi) = o.payload;
-            let forwarded = lo <= inner::FORWARDED_TCPIP.1 && hi >= inner::FORWARDED_TCPIP.0;
-            if o.opener == m.server() && forwarded && exact_ok && f.remote_forward.is_none() {
+            let forwarded = lo >= inner::FORWARDED_TCPIP.0 && hi <= inner::FORWARDED_TCPIP.1;
+            // An incoming connection on a -R listener is unsolicited: the
+            // open does not ride in a burst of other messages.
+            let isolated = o.pause_before >= ISOLATED_NANOS;
+            if o.opener == m.server()
+                && forwarded
+                && isolated
+                && exact_ok
+                && f.remote_forward.is_none()
+            {
                 let summary = format!(
                     "the SSH server opened a channel of forwarded-tcpip size ({} bytes, payload \
                      {lo}..{hi}), confirmed by the client ({} bytes): a connection arrived on a \

@@ -24,7 +24,9 @@ const OPEN_MIN: u32 = 39;
 const OPEN_MAX: u32 = 600;
 /// `forwarded-tcpip` opens: 1 + 4+15 + 12 + 4+addr+4 + 4+orig+4, at least
 /// 48 bytes with empty addresses; agent and X11 opens are smaller.
-pub const FORWARDED_TCPIP: (u32, u32) = (48, 350);
+/// With the connecting peer's address (at least `1.2.3.4`) the payload
+/// is 55 or more; the whole payload range must be at least 44.
+pub const FORWARDED_TCPIP: (u32, u32) = (44, 350);
 /// CHANNEL_OPEN_CONFIRMATION payload.
 const OPEN_CONFIRMATION: u32 = 17;
 /// The confirmation follows its open within this time at a sensor next to
@@ -41,6 +43,8 @@ pub struct Opened {
     pub confirm: (u64, Timestamp),
     /// Payload range of the open message.
     pub payload: (u32, u32),
+    /// Silence before the open message.
+    pub pause_before: u64,
 }
 
 /// Whether `u` can be a CHANNEL_OPEN.
@@ -53,24 +57,32 @@ pub fn open_sized(u: &Unit, m: &Model) -> Option<(u32, u32)> {
 /// pending open of the other side, within [`CONFIRM_NANOS`]).
 #[derive(Debug, Default)]
 pub struct Opens {
-    pending: Vec<(Dir, u64, Timestamp, (u32, u32))>,
+    pending: Vec<(Dir, u64, Timestamp, (u32, u32), u64)>,
     /// Confirmed opens by opener direction.
     pub count: [u32; 2],
 }
 
 impl Opens {
     /// `allow`: whether an open from this message's sender is possible now.
-    pub fn on_unit(&mut self, u: &Unit, m: &Model, allow: bool) -> Option<Opened> {
+    /// `pause`: time since the previous message of either side.
+    pub fn on_unit(&mut self, u: &Unit, m: &Model, allow: bool, pause: u64) -> Option<Opened> {
         self.pending.retain(|p| u.ts.since(p.2) <= CONFIRM_NANOS);
+        // The SSH client confirms a server-opened channel before it sends
+        // anything else.
+        let confirm_now = u.size == m.suite(u.dir).wire(OPEN_CONFIRMATION);
+        if u.dir == m.client && !confirm_now {
+            self.pending.retain(|p| p.0 == u.dir);
+        }
         if u.size == m.suite(u.dir).wire(OPEN_CONFIRMATION) {
             if let Some(i) = self.pending.iter().position(|p| p.0 != u.dir) {
-                let (dir, idx, ts, payload) = self.pending.remove(i);
+                let (dir, idx, ts, payload, pause_before) = self.pending.remove(i);
                 self.count[dir.index()] += 1;
                 return Some(Opened {
                     opener: dir,
                     open: (idx, ts),
                     confirm: (u.idx, u.ts),
                     payload,
+                    pause_before,
                 });
             }
         }
@@ -78,7 +90,7 @@ impl Opens {
             if self.pending.len() >= MAX_PENDING {
                 self.pending.remove(0);
             }
-            self.pending.push((u.dir, u.idx, u.ts, range));
+            self.pending.push((u.dir, u.idx, u.ts, range, pause));
         }
         None
     }

@@ -35,6 +35,8 @@ const ECHO_NANOS: u64 = 1_500_000_000;
 const NO_LOGIN_SEEN: u32 = 40;
 /// Inner-connection candidates followed at once.
 const MAX_CANDIDATES: usize = 4;
+/// Compressed keepalive messages stay below this payload.
+const COMPRESSED_KEEPALIVE_MAX: u32 = 48;
 /// Quiet time for new candidates after an inner handshake was found.
 const COOLDOWN_NANOS: u64 = 10 * NANOS_PER_SEC;
 /// Silence before a server-opened channel for it to count as an incoming
@@ -107,6 +109,7 @@ impl Inference {
     pub fn set_compressed(&mut self) {
         self.compressed = true;
         self.typing.compressed = true;
+        self.keepalive.compressed = true;
     }
 
     pub fn bare_ack(&mut self, dir: Dir) {
@@ -160,8 +163,9 @@ impl Inference {
         let keepalive = dm.is_keepalive_req(u.size) || dm.is_keepalive_rep(u.size);
         let setup_done = self.setup.as_ref().is_some_and(|s| s.done);
         if setup_done || (self.auth.success.is_none() && self.units > NO_LOGIN_SEEN) {
-            self.keepalive.on_unit(&u, m);
-            ch.facts |= self.keepalive.update(f, exact_ok);
+            let pause = self.last_unit_ts.map_or(u64::MAX, |t| u.ts.since(t));
+            self.keepalive.on_unit(&u, m, pause);
+            ch.facts |= self.keepalive.update(f, structure_ok);
         }
         let info = UnitInfo {
             dir: u.dir,
@@ -272,7 +276,7 @@ impl Inference {
             self.candidates.push(Candidate::new(u, m));
         }
         if let Some((ia, reverse)) = self.inner_auth.as_mut() {
-            if let Some(ev) = ia.on_unit(u, &self.model) {
+            if let Some(ev) = ia.on_unit(u, &self.model, self.compressed) {
                 if !*reverse {
                     self.nested_login = AuthOutcome::Success;
                 } else if exact_ok && f.reverse_login == AuthOutcome::Unknown {
@@ -374,9 +378,16 @@ impl Inference {
                 f.auth_evidence = Some(ev);
             }
         }
+        // Typing through the reverse session means its login worked.
+        if f.reverse_session.is_some()
+            && f.reverse_login == AuthOutcome::Unknown
+            && f.reverse_interactive.is_some()
+        {
+            f.reverse_login = AuthOutcome::Success;
+        }
         if let Some((ia, reverse)) = self.inner_auth.as_mut() {
             if let Some(ev) = ia.finish(last) {
-                if *reverse && trusted && f.reverse_login == AuthOutcome::Unknown {
+                if *reverse && !self.unreliable && f.reverse_login == AuthOutcome::Unknown {
                     f.reverse_login = AuthOutcome::Failure;
                     if let Some(rs) = f.reverse_session.as_mut() {
                         rs.summary.push_str("; ");
@@ -387,13 +398,7 @@ impl Inference {
                 }
             }
         }
-        if f.reverse_session.is_some()
-            && f.reverse_login == AuthOutcome::Unknown
-            && f.reverse_interactive.is_some()
-        {
-            f.reverse_login = AuthOutcome::Success;
-        }
-        if trusted && f.keepalive_only.is_none() {
+        if !self.unreliable && f.keepalive_only.is_none() {
             self.keepalive.finish(f);
         }
         self.file_transfer_at_end(f);
@@ -936,6 +941,7 @@ impl Typing {
 /// Keepalive request/reply pairs against everything else after setup.
 #[derive(Debug, Default)]
 struct Keepalive {
+    compressed: bool,
     pending: Option<(Dir, u64, Timestamp)>,
     pairs: u32,
     other: u32,
@@ -945,16 +951,24 @@ struct Keepalive {
 }
 
 impl Keepalive {
-    fn on_unit(&mut self, u: &Unit, m: &Model) {
+    /// `pause`: silence before this message. Compressed payloads: a small
+    /// message after a pause is a request, a small answer the reply.
+    fn on_unit(&mut self, u: &Unit, m: &Model, pause: u64) {
         let d = m.dir(u.dir);
-        if d.is_keepalive_req(u.size) {
+        let (req, rep) = if self.compressed {
+            let small = u.size <= d.suite.wire(COMPRESSED_KEEPALIVE_MAX);
+            (small && pause >= NANOS_PER_SEC, small)
+        } else {
+            (d.is_keepalive_req(u.size), d.is_keepalive_rep(u.size))
+        };
+        if req {
             if self.pending.is_some() {
                 self.other += 1;
             }
             self.pending = Some((u.dir, u.idx, u.ts));
             return;
         }
-        if d.is_keepalive_rep(u.size) {
+        if rep {
             if let Some((dir, idx, ts)) = self.pending {
                 if dir != u.dir && u.ts.since(ts) <= 10 * NANOS_PER_SEC {
                     self.pairs += 1;

@@ -356,7 +356,9 @@ impl InnerAuth {
 
     /// Feeds one outer message; returns the evidence when the inner login
     /// succeeded.
-    pub fn on_unit(&mut self, u: &Unit, m: &Model) -> Option<Evidence> {
+    /// `compressed`: success cannot be told by size; failures still show
+    /// as repeated equal replies.
+    pub fn on_unit(&mut self, u: &Unit, m: &Model, compressed: bool) -> Option<Evidence> {
         if self.outcome != AuthOutcome::Unknown {
             return None;
         }
@@ -386,7 +388,8 @@ impl InnerAuth {
             return None;
         }
         let mask = self.suite_mask();
-        let success = m
+        let success = !compressed
+            && m
             .inner
             .iter()
             .enumerate()

@@ -217,8 +217,14 @@ impl Inference {
         let allow = u.dir == m.client || self.setup_done();
         let pause = self.last_unit_ts.map_or(u64::MAX, |t| u.ts.since(t));
         let opened = self.opens.on_unit(u, m, allow, pause);
-        if opened.is_some() {
+        // A new channel ends whatever was being followed, unless a
+        // handshake is under way (its NEWKEYS can have the size of a
+        // confirmation).
+        let fresh = opened.is_some() && !self.candidates.iter().any(|c| c.in_progress(u.ts));
+        if let (true, Some(o)) = (fresh, &opened) {
             self.cooldown = None;
+            self.candidates.clear();
+            self.candidates.push(Candidate::from_open(o));
         }
         if let Some(o) = opened {
             let (lo, hi) = o.payload;
@@ -249,7 +255,7 @@ impl Inference {
             }
         }
         let mut verdict = None;
-        self.candidates.retain_mut(|c| match c.on_unit(u, m, self.compressed) {
+        self.candidates.retain_mut(|c| fresh || match c.on_unit(u, m, self.compressed) {
             Step::Continue => true,
             Step::Expired => false,
             Step::Decided(v) => {
@@ -266,7 +272,7 @@ impl Inference {
         let cooling = self.cooldown.is_some_and(|c| u.ts < c);
         if allow && !cooling && inner::open_sized(u, m).is_some() {
             if self.candidates.len() >= MAX_CANDIDATES {
-                match self.candidates.iter().position(|c| !c.mid_handshake()) {
+                match self.candidates.iter().position(|c| !c.in_progress(u.ts)) {
                     Some(i) => {
                         self.candidates.remove(i);
                     }

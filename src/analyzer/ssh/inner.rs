@@ -105,6 +105,9 @@ const BANNER_MIN: u32 = 11;
 const BANNER_MAX: u32 = 300;
 /// Large messages of a handshake: two KEXINITs and the server's reply.
 const HANDSHAKE_LARGE: u32 = 3;
+/// Steps of a handshake (key exchange reply, then NEWKEYS) follow within
+/// this time.
+const HANDSHAKE_STEP_NANOS: u64 = 2 * NANOS_PER_SEC;
 /// Give up on a candidate after this many messages or this long.
 const MAX_UNITS: u32 = 48;
 const MAX_NANOS: u64 = 30 * NANOS_PER_SEC;
@@ -137,6 +140,7 @@ pub struct Candidate {
     /// Sender of the last large message, and whether the other side has
     /// sent channel data since.
     last_large: Option<Dir>,
+    last_large_ts: Timestamp,
     answered: bool,
     units: u32,
     pkts: Vec<u64>,
@@ -164,6 +168,7 @@ impl Candidate {
             first_data,
             large: [0; 2],
             last_large: None,
+            last_large_ts: Timestamp::default(),
             answered: false,
             units: 0,
             pkts: vec![u.idx],
@@ -171,10 +176,33 @@ impl Candidate {
         }
     }
 
+    /// A candidate for a confirmed channel: it starts empty after the
+    /// confirmation.
+    pub fn from_open(o: &Opened) -> Candidate {
+        Candidate {
+            start: o.open,
+            start_dir: o.opener,
+            other_seen: true,
+            first_data: [None; 2],
+            large: [0; 2],
+            last_large: None,
+            last_large_ts: Timestamp::default(),
+            answered: false,
+            units: 0,
+            pkts: vec![o.open.0, o.confirm.0],
+            sizes: Vec::new(),
+        }
+    }
+
     /// Both sides have sent large messages: a handshake may be under way,
     /// do not restart on the next open-sized message.
     pub fn mid_handshake(&self) -> bool {
         self.large.iter().all(|&n| n > 0)
+    }
+
+    /// A handshake under way right now: its last large message is recent.
+    pub fn in_progress(&self, now: Timestamp) -> bool {
+        self.mid_handshake() && now.since(self.last_large_ts) <= HANDSHAKE_STEP_NANOS
     }
 
     /// `compressed`: sizes of small messages are not exact; skip the
@@ -202,6 +230,7 @@ impl Candidate {
         if lo >= LARGE {
             self.large[d] += 1;
             self.last_large = Some(u.dir);
+            self.last_large_ts = u.ts;
             self.answered = false;
             self.note(u);
             return Step::Continue;
@@ -217,6 +246,7 @@ impl Candidate {
         let server_large = self.large[u.dir.reverse().index()] >= 2;
         if !(hi <= SMALL
             && reply_to_large
+            && u.ts.since(self.last_large_ts) <= HANDSHAKE_STEP_NANOS
             && server_large
             && self.mid_handshake()
             && self.large.iter().sum::<u32>() >= HANDSHAKE_LARGE

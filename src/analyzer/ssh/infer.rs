@@ -211,7 +211,13 @@ impl Inference {
         self.setup.as_ref().is_none_or(|s| s.done)
     }
 
-    fn inner_sessions(&mut self, u: &Unit, f: &mut SshFacts, exact_ok: bool, structure_ok: bool) -> bool {
+    fn inner_sessions(
+        &mut self,
+        u: &Unit,
+        f: &mut SshFacts,
+        exact_ok: bool,
+        structure_ok: bool,
+    ) -> bool {
         let mut changed = false;
         let m = &self.model;
         let allow = u.dir == m.client || self.setup_done();
@@ -255,13 +261,16 @@ impl Inference {
             }
         }
         let mut verdict = None;
-        self.candidates.retain_mut(|c| fresh || match c.on_unit(u, m, self.compressed) {
-            Step::Continue => true,
-            Step::Expired => false,
-            Step::Decided(v) => {
-                verdict.get_or_insert(v);
-                false
-            }
+        self.candidates.retain_mut(|c| {
+            fresh
+                || match c.on_unit(u, m, self.compressed) {
+                    Step::Continue => true,
+                    Step::Expired => false,
+                    Step::Decided(v) => {
+                        verdict.get_or_insert(v);
+                        false
+                    }
+                }
         });
         if let Some(v) = verdict {
             self.candidates.clear();
@@ -355,7 +364,12 @@ impl Inference {
              no port-forward channels",
             d.bytes, d.units, o.bytes, w.first_pkt, w.last_pkt
         );
-        f.file_transfer = Some(Evidence::new(summary, &[w.first_pkt, w.last_pkt], w.start, w.end));
+        f.file_transfer = Some(Evidence::new(
+            summary,
+            &[w.first_pkt, w.last_pkt],
+            w.start,
+            w.end,
+        ));
         true
     }
 
@@ -537,7 +551,10 @@ impl Auth {
             }
             self.push(u.idx);
             let how = if coalesced {
-                format!("a {}-byte server message holding USERAUTH_SUCCESS ({ok}) and one more message", u.size)
+                format!(
+                    "a {}-byte server message holding USERAUTH_SUCCESS ({ok}) and one more message",
+                    u.size
+                )
             } else {
                 format!("USERAUTH_SUCCESS ({ok} bytes)")
             };
@@ -571,7 +588,12 @@ impl Auth {
     }
 
     /// The outcome at flow end when no success was seen.
-    fn finish(&self, last: Timestamp, units: u32, implied: bool) -> Option<(AuthOutcome, Evidence)> {
+    fn finish(
+        &self,
+        last: Timestamp,
+        units: u32,
+        implied: bool,
+    ) -> Option<(AuthOutcome, Evidence)> {
         if self.success.is_some() || self.requests == 0 {
             return None;
         }
@@ -581,7 +603,10 @@ impl Auth {
                 "no isolated USERAUTH_SUCCESS, but the session went on ({units} encrypted messages{})",
                 if implied { ", channel activity" } else { "" }
             );
-            return Some((AuthOutcome::Success, Evidence::new(summary, &self.pkts, first, last)));
+            return Some((
+                AuthOutcome::Success,
+                Evidence::new(summary, &self.pkts, first, last),
+            ));
         }
         if self.failures >= 2 || (self.failures >= 1 && self.requests >= 2) {
             let summary = format!(
@@ -591,7 +616,10 @@ impl Auth {
                 self.failures,
                 self.fail_size.unwrap_or(0)
             );
-            return Some((AuthOutcome::Failure, Evidence::new(summary, &self.pkts, first, last)));
+            return Some((
+                AuthOutcome::Failure,
+                Evidence::new(summary, &self.pkts, first, last),
+            ));
         }
         None
     }
@@ -1017,7 +1045,12 @@ impl Keepalive {
             "after login only keepalive request/reply pairs ({} pairs, {} other messages)",
             self.pairs, self.other
         );
-        Evidence::new(summary, &self.pkts, self.first.unwrap_or(self.last), self.last)
+        Evidence::new(
+            summary,
+            &self.pkts,
+            self.first.unwrap_or(self.last),
+            self.last,
+        )
     }
 }
 

@@ -103,7 +103,8 @@ impl Sim {
     }
 
     fn finish(&mut self) {
-        self.inf.finish(Timestamp::from_nanos(self.now), &mut self.f);
+        self.inf
+            .finish(Timestamp::from_nanos(self.now), &mut self.f);
     }
 }
 
@@ -121,7 +122,10 @@ fn forward_login_and_typing_for_each_outer_suite() {
         let mut s = Sim::new(outer);
         let success = s.login();
         assert_eq!(s.f.auth, AuthOutcome::Success, "{outer:?}");
-        assert_eq!(s.f.auth_evidence.as_ref().unwrap().packets.last(), Some(&success));
+        assert_eq!(
+            s.f.auth_evidence.as_ref().unwrap().packets.last(),
+            Some(&success)
+        );
         s.msg(C, 24, 2); // session open
         s.msg(S, 17, 2);
         s.typing(C, direct_key, 12);
@@ -175,7 +179,11 @@ fn reverse_tunnel_with_inner_login_and_typing() {
         let nk = s.data(S, 16 + s.inner.wire(17), 5); // NEWKEYS + SERVICE_REQUEST
         let rs = s.f.reverse_session.as_ref().expect("reverse session");
         assert_eq!(rs.packets.last(), Some(&nk), "{inner:?}");
-        assert_eq!(s.f.reverse_login, AuthOutcome::Unknown, "before the inner login");
+        assert_eq!(
+            s.f.reverse_login,
+            AuthOutcome::Unknown,
+            "before the inner login"
+        );
         assert!(s.f.nested_forward.is_none());
         s.inner(C, 17, 1); // SERVICE_ACCEPT
         s.inner(S, 35, 1); // "none"
@@ -363,12 +371,23 @@ fn unreliable_sizes_make_no_verdicts() {
 /// outer suite, not only inner = outer.
 #[test]
 fn tunnelled_keystrokes_for_every_inner_suite() {
-    for outer in [CHACHA, GCM, CTR_SHA2, CTR_ETM, ("aes128-ctr", "hmac-sha1"), ("aes128-ctr", "umac-64-etm@openssh.com")] {
+    for outer in [
+        CHACHA,
+        GCM,
+        CTR_SHA2,
+        CTR_ETM,
+        ("aes128-ctr", "hmac-sha1"),
+        ("aes128-ctr", "umac-64-etm@openssh.com"),
+    ] {
         let m = Model::new([suite(outer), suite(outer)], C);
         for (i, (ic, im)) in INNER_SUITES.iter().enumerate() {
             let inner = suite((ic, im));
             let size = m.suite(C).tunnelled(inner.keystroke());
-            assert_ne!(m.dir(C).key_mask(size) & (1 << (i + 1)), 0, "{outer:?} inner {ic} {im}");
+            assert_ne!(
+                m.dir(C).key_mask(size) & (1 << (i + 1)),
+                0,
+                "{outer:?} inner {ic} {im}"
+            );
         }
     }
 }

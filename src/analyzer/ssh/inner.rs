@@ -53,11 +53,21 @@ pub fn open_sized(u: &Unit, m: &Model) -> Option<(u32, u32)> {
     (lo <= OPEN_MAX && hi >= OPEN_MIN).then_some((lo, hi))
 }
 
+/// A channel-open-sized message awaiting its confirmation.
+#[derive(Copy, Clone, Debug)]
+struct PendingOpen {
+    dir: Dir,
+    idx: u64,
+    ts: Timestamp,
+    payload: (u32, u32),
+    pause_before: u64,
+}
+
 /// Pairs channel-open-sized messages with their confirmation (the oldest
 /// pending open of the other side, within [`CONFIRM_NANOS`]).
 #[derive(Debug, Default)]
 pub struct Opens {
-    pending: Vec<(Dir, u64, Timestamp, (u32, u32), u64)>,
+    pending: Vec<PendingOpen>,
     /// Confirmed opens by opener direction.
     pub count: [u32; 2],
 }
@@ -66,23 +76,23 @@ impl Opens {
     /// `allow`: whether an open from this message's sender is possible now.
     /// `pause`: time since the previous message of either side.
     pub fn on_unit(&mut self, u: &Unit, m: &Model, allow: bool, pause: u64) -> Option<Opened> {
-        self.pending.retain(|p| u.ts.since(p.2) <= CONFIRM_NANOS);
+        self.pending.retain(|p| u.ts.since(p.ts) <= CONFIRM_NANOS);
         // The SSH client confirms a server-opened channel before it sends
         // anything else.
         let confirm_now = u.size == m.suite(u.dir).wire(OPEN_CONFIRMATION);
         if u.dir == m.client && !confirm_now {
-            self.pending.retain(|p| p.0 == u.dir);
+            self.pending.retain(|p| p.dir == u.dir);
         }
         if u.size == m.suite(u.dir).wire(OPEN_CONFIRMATION) {
-            if let Some(i) = self.pending.iter().position(|p| p.0 != u.dir) {
-                let (dir, idx, ts, payload, pause_before) = self.pending.remove(i);
-                self.count[dir.index()] += 1;
+            if let Some(i) = self.pending.iter().position(|p| p.dir != u.dir) {
+                let p = self.pending.remove(i);
+                self.count[p.dir.index()] += 1;
                 return Some(Opened {
-                    opener: dir,
-                    open: (idx, ts),
+                    opener: p.dir,
+                    open: (p.idx, p.ts),
                     confirm: (u.idx, u.ts),
-                    payload,
-                    pause_before,
+                    payload: p.payload,
+                    pause_before: p.pause_before,
                 });
             }
         }
@@ -90,7 +100,13 @@ impl Opens {
             if self.pending.len() >= MAX_PENDING {
                 self.pending.remove(0);
             }
-            self.pending.push((u.dir, u.idx, u.ts, range, pause));
+            self.pending.push(PendingOpen {
+                dir: u.dir,
+                idx: u.idx,
+                ts: u.ts,
+                payload: range,
+                pause_before: pause,
+            });
         }
         None
     }
@@ -419,11 +435,10 @@ impl InnerAuth {
         }
         let mask = self.suite_mask();
         let success = !compressed
-            && m
-            .inner
-            .iter()
-            .enumerate()
-            .any(|(i, s)| mask & (1 << i) != 0 && within(s.wire(1)));
+            && m.inner
+                .iter()
+                .enumerate()
+                .any(|(i, s)| mask & (1 << i) != 0 && within(s.wire(1)));
         if success {
             self.push(u.idx);
             self.outcome = AuthOutcome::Success;

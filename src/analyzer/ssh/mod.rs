@@ -65,6 +65,9 @@ const FULL_SEGMENT_MIN: u32 = 1200;
 /// Payloads above this cannot be one wire segment on a 1500-byte MTU link:
 /// receive offload merged them on the capture host.
 const MAX_WIRE_SEGMENT: u32 = 1460;
+/// Stream bytes missing behind the packets before record walking is given
+/// up for segment sizes.
+const WALK_LAG: u64 = 256 * 1024;
 /// A continuation segment comes within this time.
 const CONTINUATION_NANOS: u64 = 50_000_000;
 
@@ -102,6 +105,14 @@ struct Side {
     hi_seq: Option<u32>,
     /// Largest payload seen.
     max_seg: u32,
+    /// Largest payload seen before NEWKEYS (the handshake's large messages
+    /// are cut at the path MSS, jumbo frames included).
+    handshake_seg: u32,
+    /// Record walking: new bytes seen in packets and bytes fed to the
+    /// walker; when the stream falls far behind the packets, the flow
+    /// tracker stopped delivering (its per-flow stream budget).
+    walk_seen: u64,
+    walk_fed: u64,
     pending: Option<Pending>,
     newkeys: Option<(u64, Timestamp)>,
     kexinit_at: Option<(u64, Timestamp)>,
@@ -116,6 +127,9 @@ impl Side {
             walker: None,
             hi_seq: None,
             max_seg: 0,
+            handshake_seg: 0,
+            walk_seen: 0,
+            walk_fed: 0,
             pending: None,
             newkeys: None,
             kexinit_at: None,
@@ -147,6 +161,9 @@ pub struct SshAnalyzer {
     first_ts: Option<Timestamp>,
     last_ts: Timestamp,
     handshake_done: Option<Timestamp>,
+    /// Record walking gave way to segment sizes (stream no longer
+    /// delivered), by TCP direction.
+    walk_stopped: [bool; 2],
     emitted: bool,
 }
 
@@ -172,6 +189,7 @@ impl SshAnalyzer {
             first_ts: None,
             last_ts: Timestamp::default(),
             handshake_done: None,
+            walk_stopped: [false; 2],
             emitted: false,
         }
     }
@@ -225,6 +243,9 @@ impl SshAnalyzer {
         }
         let side = &mut self.sides[pkt.dir.index()];
         side.max_seg = side.max_seg.max(pkt.payload_len);
+        if matches!(side.phase, Phase::Ident | Phase::Clear) {
+            side.handshake_seg = side.handshake_seg.max(pkt.payload_len);
+        }
         let end = tcp.seq.wrapping_add(pkt.payload_len);
         match side.hi_seq {
             None => {
@@ -511,6 +532,7 @@ impl SshAnalyzer {
 
     fn walk(&mut self, dir: Dir, data: &[u8], pkt: &PacketView<'_>) {
         let d = dir.index();
+        self.sides[d].walk_fed += data.len() as u64;
         let Some(walker) = self.sides[d].walker.as_mut() else {
             return;
         };
@@ -550,7 +572,7 @@ impl SshAnalyzer {
         if hole {
             self.mark_unreliable(format!("{}: capture gap (sequence hole)", dir.name()));
         }
-        if size > MAX_WIRE_SEGMENT {
+        if size > MAX_WIRE_SEGMENT.max(self.sides[dir.index()].handshake_seg) {
             self.mark_unreliable(format!(
                 "{}: {size}-byte segment exceeds the MSS (offload coalescing on the capture host?)",
                 dir.name()
@@ -628,9 +650,10 @@ impl SshAnalyzer {
             infer: self.infer.as_ref(),
             unreliable: &self.unreliable,
             walked: [
-                self.sides[0].walker.is_some(),
-                self.sides[1].walker.is_some(),
+                self.sides[0].walker.is_some() || self.walk_stopped[0],
+                self.sides[1].walker.is_some() || self.walk_stopped[1],
             ],
+            walk_stopped: self.walk_stopped,
             pre_banner_lines: [
                 self.sides[0].lines.pre_banner_lines,
                 self.sides[1].lines.pre_banner_lines,
@@ -652,7 +675,19 @@ impl Analyzer for SshAnalyzer {
             return;
         }
         let (new, hole) = self.track_seq(pkt);
-        if new && self.sides[pkt.dir.index()].phase == Phase::Segments {
+        let d = pkt.dir.index();
+        if new && self.sides[d].phase == Phase::Walk {
+            let side = &mut self.sides[d];
+            side.walk_seen += u64::from(pkt.payload_len);
+            if side.walk_seen > side.walk_fed + WALK_LAG {
+                // The stream stopped (reassembly budget): sizes from
+                // segments from here on.
+                side.walker = None;
+                side.phase = Phase::Segments;
+                self.walk_stopped[d] = true;
+            }
+        }
+        if new && self.sides[d].phase == Phase::Segments {
             self.segment_unit(pkt.dir, pkt.payload_len, pkt, hole);
         }
     }

@@ -159,8 +159,11 @@ pub struct Candidate {
     last_large_ts: Timestamp,
     answered: bool,
     units: u32,
-    pkts: Vec<u64>,
-    sizes: Vec<(Dir, u32)>,
+    /// Evidence: packet indices and sizes, fixed capacity (candidates
+    /// come and go with ordinary traffic; no allocation per message).
+    pkts: [u64; Evidence::MAX_PACKETS],
+    sizes: [(Dir, u32); Evidence::MAX_PACKETS],
+    noted: usize,
 }
 
 /// What one message did to a candidate.
@@ -187,9 +190,16 @@ impl Candidate {
             last_large_ts: Timestamp::default(),
             answered: false,
             units: 0,
-            pkts: vec![u.idx],
-            sizes: vec![(u.dir, u.size)],
+            pkts: [0; Evidence::MAX_PACKETS],
+            sizes: [(Dir::ToServer, 0); Evidence::MAX_PACKETS],
+            noted: 0,
         }
+        .noting(u.idx, u.dir, u.size)
+    }
+
+    fn noting(mut self, idx: u64, dir: Dir, size: u32) -> Candidate {
+        self.push(idx, dir, size);
+        self
     }
 
     /// A candidate for a confirmed channel: it starts empty after the
@@ -205,9 +215,12 @@ impl Candidate {
             last_large_ts: Timestamp::default(),
             answered: false,
             units: 0,
-            pkts: vec![o.open.0, o.confirm.0],
-            sizes: Vec::new(),
+            pkts: [0; Evidence::MAX_PACKETS],
+            sizes: [(Dir::ToServer, 0); Evidence::MAX_PACKETS],
+            noted: 0,
         }
+        .noting(o.open.0, o.opener, 0)
+        .noting(o.confirm.0, o.opener.reverse(), 0)
     }
 
     /// Both sides have sent large messages: a handshake may be under way,
@@ -255,7 +268,7 @@ impl Candidate {
         if self.last_large.is_some_and(|l| l != u.dir) {
             self.answered = true;
         }
-        if self.pkts.len() < 6 {
+        if self.noted < 6 {
             self.note(u);
         }
         // The inner server sent its KEXINIT and its key exchange reply.
@@ -280,9 +293,17 @@ impl Candidate {
     }
 
     fn note(&mut self, u: &Unit) {
-        if self.pkts.len() < Evidence::MAX_PACKETS {
-            self.pkts.push(u.idx);
-            self.sizes.push((u.dir, u.size));
+        self.push(u.idx, u.dir, u.size);
+    }
+
+    fn push(&mut self, idx: u64, dir: Dir, size: u32) {
+        if let (Some(p), Some(s)) = (
+            self.pkts.get_mut(self.noted),
+            self.sizes.get_mut(self.noted),
+        ) {
+            *p = idx;
+            *s = (dir, size);
+            self.noted += 1;
         }
     }
 
@@ -301,8 +322,11 @@ impl Candidate {
         let sizes: Vec<String> = self
             .sizes
             .iter()
+            .take(self.noted)
+            .filter(|(_, s)| *s > 0)
             .map(|(d, s)| format!("{}{}", if *d == Dir::ToServer { '>' } else { '<' }, s))
             .collect();
+        let pkts = self.pkts.get(..self.noted).unwrap_or_default();
         let check = if compressed {
             "compressed session: size not checked"
         } else if suites.1 {
@@ -311,7 +335,10 @@ impl Candidate {
             "NEWKEYS / key exchange init size"
         };
         let summary = format!(
-            "inner SSH handshake in channel data from pkt {}: large messages both ways (KEXINITs,              key exchange), then the {} answered the {}'s last large message (the key exchange              reply) with a {}-byte message ({check}): inner client on the {} side, inner server              on the {} side; sizes (> toserver, < toclient) [{}]",
+            "inner SSH handshake in channel data from pkt {}: large messages both ways \
+             (KEXINITs, key exchange), then the {} answered the {}'s last large message (the key \
+             exchange reply) with a {}-byte message ({check}): inner client on the {} side, inner \
+             server on the {} side; sizes (> toserver, < toclient) [{}]",
             self.start.0,
             side(u.dir),
             side(inner_server),
@@ -322,7 +349,7 @@ impl Candidate {
         );
         Verdict {
             inner_server,
-            evidence: Evidence::new(summary, &self.pkts, self.start.1, u.ts),
+            evidence: Evidence::new(summary, pkts, self.start.1, u.ts),
             suites: suites.0,
             service_request_seen: suites.1,
         }

@@ -113,6 +113,10 @@ struct Side {
     /// tracker stopped delivering (its per-flow stream budget).
     walk_seen: u64,
     walk_fed: u64,
+    /// Reasons already reported, so bulk traffic does not format one per
+    /// packet.
+    hole_noted: bool,
+    oversize_noted: bool,
     pending: Option<Pending>,
     newkeys: Option<(u64, Timestamp)>,
     kexinit_at: Option<(u64, Timestamp)>,
@@ -130,6 +134,8 @@ impl Side {
             handshake_seg: 0,
             walk_seen: 0,
             walk_fed: 0,
+            hole_noted: false,
+            oversize_noted: false,
             pending: None,
             newkeys: None,
             kexinit_at: None,
@@ -569,10 +575,14 @@ impl SshAnalyzer {
 
     /// A new segment of an encrypted direction without walkable records.
     fn segment_unit(&mut self, dir: Dir, size: u32, pkt: &PacketView<'_>, hole: bool) {
-        if hole {
+        let d = dir.index();
+        if hole && !self.sides[d].hole_noted {
+            self.sides[d].hole_noted = true;
             self.mark_unreliable(format!("{}: capture gap (sequence hole)", dir.name()));
         }
-        if size > MAX_WIRE_SEGMENT.max(self.sides[dir.index()].handshake_seg) {
+        let oversize = size > MAX_WIRE_SEGMENT.max(self.sides[d].handshake_seg);
+        if oversize && !self.sides[d].oversize_noted {
+            self.sides[d].oversize_noted = true;
             self.mark_unreliable(format!(
                 "{}: {size}-byte segment exceeds the MSS (offload coalescing on the capture host?)",
                 dir.name()
@@ -580,7 +590,6 @@ impl SshAnalyzer {
         }
         // Messages in flight the other way end here.
         self.flush(dir.reverse());
-        let d = dir.index();
         let full = size >= FULL_SEGMENT_MIN && size >= self.sides[d].max_seg;
         match self.sides[d].pending.as_mut() {
             Some(p) if p.last_full && pkt.ts.since(p.ts) <= CONTINUATION_NANOS => {

@@ -101,6 +101,12 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (year, month, day)
 }
 
+impl serde::Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.eve())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,11 +136,5 @@ mod tests {
         let b = Timestamp::from_secs(12);
         assert_eq!(b.since(a), 2 * NANOS_PER_SEC);
         assert_eq!(a.since(b), 0);
-    }
-}
-
-impl serde::Serialize for Timestamp {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&self.eve())
     }
 }

@@ -10,6 +10,7 @@ pub mod tcp;
 use crate::analyzer::dispatch::AppSlot;
 use crate::analyzer::Dir;
 use crate::decode::{Packet, Transport};
+use crate::policy::AlertState;
 use crate::time::Timestamp;
 use key::{proto, Endpoint, FlowKey, Side};
 use tcp::TcpState;
@@ -73,18 +74,25 @@ impl OriginBasis {
 #[derive(Debug)]
 pub struct Flow {
     pub key: FlowKey,
-    /// EVE `flow_id`: stable for the flow's life, at most 2^53 so JSON
-    /// readers that use doubles keep it exact.
-    pub id: u64,
     /// The canonical side that originated the flow.
     pub orig: Side,
     pub basis: OriginBasis,
     /// Payload was seen and no protocol claimed it.
     pub app_unknown: bool,
+    /// Which direction sent the first packet (its time anchors the id).
+    first_dir: Dir,
+    /// What the policy already alerted on.
+    pub alerts: AlertState,
+    /// The facts revision (low 14 bits) and stage (top 2 bits) the policy
+    /// last judged; see [`crate::judge`].
+    pub judged: u16,
+    /// Seconds after the start when the policy wants another look (0: no).
+    pub recheck_secs: u32,
     /// The table's expiry list this flow is linked into.
     pub(crate) class: TimeoutClass,
     /// Start of the current reporting period (active timeout).
-    pub period_start: Timestamp,
+    /// Seconds after the start at which the current reporting period began.
+    pub period_secs: u32,
     /// Packets toserver (index 0) and toclient (index 1).
     pub dirs: [DirStats; 2],
     pub tcp: TcpState,
@@ -103,18 +111,32 @@ impl Flow {
         let orig = if sender_is_orig { side } else { side.other() };
         Flow {
             key,
-            id: flow_id(&key, pkt.ts),
             orig,
             basis,
             app_unknown: false,
+            first_dir: if sender_is_orig {
+                Dir::ToServer
+            } else {
+                Dir::ToClient
+            },
+            alerts: AlertState::default(),
+            judged: 0,
+            recheck_secs: 0,
             class: TimeoutClass::Other,
-            period_start: pkt.ts,
+            period_secs: 0,
             dirs: [DirStats::default(); 2],
             tcp: TcpState::default(),
             app: None,
             prev: u32::MAX,
             next: u32::MAX,
         }
+    }
+
+    /// EVE `flow_id`: derived from the key and the first packet's time, so
+    /// it is stable for the flow's life and reproduced by replays; at most
+    /// 2^53 so JSON readers that use doubles keep it exact.
+    pub fn id(&self) -> u64 {
+        flow_id(&self.key, self.dirs[self.first_dir.index()].first)
     }
 
     pub fn dir_of(&self, side: Side) -> Dir {
@@ -140,6 +162,11 @@ impl Flow {
     /// Counts a packet sent in `dir`.
     pub fn count(&mut self, dir: Dir, pkt: &Packet<'_>) {
         self.dirs[dir.index()].add(pkt);
+    }
+
+    /// Whole seconds of packet time from the start to `now`.
+    pub fn secs_since_start(&self, now: Timestamp) -> u32 {
+        (now.since(self.start()) / crate::time::NANOS_PER_SEC).min(u64::from(u32::MAX)) as u32
     }
 
     /// Time of the first packet.
@@ -196,7 +223,7 @@ fn originator(pkt: &Packet<'_>) -> (bool, OriginBasis) {
         Transport::Tcp(t) if t.flags.syn() && !t.flags.ack() => (true, OriginBasis::Syn),
         Transport::Tcp(t) if t.flags.syn() => (false, OriginBasis::SynAck),
         Transport::Tcp(_) => (port_says_client(pkt), OriginBasis::PortGuess),
-        Transport::Udp if pkt.src.port < 1024 && pkt.dst.port >= 1024 => {
+        Transport::Udp if service_rank(pkt.src.port) > service_rank(pkt.dst.port) => {
             (false, OriginBasis::PortGuess)
         }
         Transport::Icmp { icmp_type, .. } => (!is_icmp_reply(*icmp_type), OriginBasis::FirstPacket),
@@ -204,10 +231,29 @@ fn originator(pkt: &Packet<'_>) -> (bool, OriginBasis) {
     }
 }
 
-/// Without a handshake, the side with the higher port is the client
-/// (servers listen on low, well-known ports; clients use ephemeral ones).
+/// Without a handshake: the side whose port looks more like a service is
+/// the server (a well-known service port, then any port below 1024); on a
+/// tie the lower port is. Clients use ephemeral ports, but not always high
+/// ones (an NFS client binds a port below 1024 to talk to 2049).
 fn port_says_client(pkt: &Packet<'_>) -> bool {
+    let (src, dst) = (service_rank(pkt.src.port), service_rank(pkt.dst.port));
+    if src != dst {
+        return src < dst;
+    }
     pkt.src.port >= pkt.dst.port
+}
+
+/// How much a port looks like a listening service.
+fn service_rank(port: u16) -> u8 {
+    const SERVICES: [u16; 30] = [
+        22, 25, 53, 80, 110, 123, 143, 389, 443, 445, 465, 587, 636, 853, 993, 995, 1194, 1883,
+        2049, 2222, 3306, 3333, 3389, 5432, 5672, 6379, 6443, 8080, 8443, 9092,
+    ];
+    if SERVICES.contains(&port) {
+        2
+    } else {
+        u8::from(port < 1024)
+    }
 }
 
 fn is_icmp_reply(icmp_type: u8) -> bool {

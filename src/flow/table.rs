@@ -124,7 +124,7 @@ impl FlowTable {
         };
         let (hasher, slots) = (&self.hasher, &self.slots);
         self.index.insert_unique(hash, index, |&i| {
-            flow_at(slots, i).map_or(0, |f| hasher.hash_one(&f.key))
+            flow_at(slots, i).map_or(0, |f| hasher.hash_one(f.key))
         });
         self.link_tail(index, class);
         index

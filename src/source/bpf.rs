@@ -9,6 +9,13 @@
 //! would see the snap length on cut frames; `pcap_offline_filter` itself is
 //! given both lengths, and so is this interpreter. A test runs both side by
 //! side on full-length frames to keep them in agreement.
+//!
+//! Programs are compiled as for `tcpdump -r` (on a capture-file handle). One
+//! difference remains: on BSD loopback (LINKTYPE_NULL) libpcap compares the
+//! 4-byte address family in the byte order of the file being read, and a
+//! [`Frame`] does not carry that order, so we compile as for a file in this
+//! host's byte order. A NULL capture written on a machine of the other byte
+//! order would match `ip`/`ip6` there and not here.
 
 use super::{Frame, LinkType, PacketSource, SelectSource, SourceError};
 
@@ -36,7 +43,7 @@ struct Insn {
 /// A compiled filter expression, with one program per link type seen.
 pub struct BpfFilter {
     expr: String,
-    programs: Vec<(LinkType, Vec<Insn>)>,
+    programs: Vec<(LinkType, Vec<Op>)>,
 }
 
 impl BpfFilter {
@@ -65,7 +72,7 @@ impl BpfFilter {
     }
 
     /// The program for `link`, compiling it on first use.
-    fn program(&mut self, link: LinkType) -> Result<&[Insn], BpfError> {
+    fn program(&mut self, link: LinkType) -> Result<&[Op], BpfError> {
         let index = match self.programs.iter().position(|(l, _)| *l == link) {
             Some(i) => i,
             None => {
@@ -97,7 +104,7 @@ fn dlt(link: LinkType) -> i32 {
 /// of this host's), so the program comes from a handle opened on a
 /// header-only capture file of the link type. If no temporary file can be
 /// written, a dead handle is used instead.
-fn compile(expr: &str, link: LinkType) -> Result<Vec<Insn>, BpfError> {
+fn compile(expr: &str, link: LinkType) -> Result<Vec<Op>, BpfError> {
     let dlt = pcap::Linktype(dlt(link));
     let error = |message: String| BpfError {
         expr: expr.to_string(),
@@ -117,8 +124,8 @@ fn compile(expr: &str, link: LinkType) -> Result<Vec<Insn>, BpfError> {
     program
         .get_instructions()
         .iter()
-        .map(|insn| parse_insn(&insn.to_string()))
-        .collect::<Option<Vec<Insn>>>()
+        .map(|insn| parse_insn(&insn.to_string()).map(decode))
+        .collect::<Option<Vec<Op>>>()
         .ok_or_else(|| error("unreadable compiled instruction".to_string()))
 }
 
@@ -168,128 +175,275 @@ const LEN: u16 = 0x80;
 const MSH: u16 = 0xa0;
 const X: u16 = 0x08;
 const RET_A: u16 = 0x10;
-const TAX: u16 = MISC;
 const TXA: u16 = 0x80;
-const TXA_CODE: u16 = MISC | TXA;
-const SCRATCH: usize = 16;
+const SCRATCH: u32 = 16;
+
+/// The second operand of an ALU or jump instruction.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Operand {
+    K(u32),
+    X,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum AluOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Mod,
+    Or,
+    And,
+    Xor,
+    Lsh,
+    Rsh,
+}
+
+/// An instruction decoded once at compile time, so the per-packet loop
+/// dispatches once per instruction (loads and jumps are flat variants) and
+/// never re-checks operands (scratch indexes and constant divisors are
+/// validated here).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Op {
+    Ret(u32),
+    RetA,
+    LdW(u32),
+    LdH(u32),
+    LdB(u32),
+    LdIndW(u32),
+    LdIndH(u32),
+    LdIndB(u32),
+    LdImm(u32),
+    LdLen,
+    LdMem(u32),
+    LdxImm(u32),
+    LdxLen,
+    LdxMem(u32),
+    /// `X = 4 * (P[k] & 0xf)`: an IPv4 header length.
+    LdxMsh(u32),
+    St(u32),
+    Stx(u32),
+    Alu(AluOp, Operand),
+    Neg,
+    Ja(u32),
+    JeqK(u32, u8, u8),
+    JgtK(u32, u8, u8),
+    JgeK(u32, u8, u8),
+    JsetK(u32, u8, u8),
+    JeqX(u8, u8),
+    JgtX(u8, u8),
+    JgeX(u8, u8),
+    JsetX(u8, u8),
+    Tax,
+    Txa,
+    /// Anything libpcap's interpreter would not run: rejects when reached.
+    Invalid,
+}
+
+fn decode(insn: Insn) -> Op {
+    let k = insn.k;
+    let operand = if insn.code & X != 0 {
+        Operand::X
+    } else {
+        Operand::K(k)
+    };
+    let scratch = |op: fn(u32) -> Op| if k < SCRATCH { op(k) } else { Op::Invalid };
+    match (insn.code & 0x07, insn.code & 0xe0) {
+        (RET, _) if insn.code & 0x18 == RET_A => Op::RetA,
+        (RET, _) => Op::Ret(k),
+        (LD, ABS | IND) => decode_load(insn.code, k),
+        (LD, IMM) => Op::LdImm(k),
+        (LD, LEN) => Op::LdLen,
+        (LD, MEM) => scratch(Op::LdMem),
+        (LDX, IMM) => Op::LdxImm(k),
+        (LDX, LEN) => Op::LdxLen,
+        (LDX, MEM) => scratch(Op::LdxMem),
+        (LDX, MSH) => Op::LdxMsh(k),
+        (ST, _) => scratch(Op::St),
+        (STX, _) => scratch(Op::Stx),
+        (ALU, _) => decode_alu(insn.code & 0xf0, operand),
+        (JMP, _) => decode_jump(insn, operand),
+        (MISC, _) if insn.code == MISC => Op::Tax,
+        (MISC, _) if insn.code == MISC | TXA => Op::Txa,
+        _ => Op::Invalid,
+    }
+}
+
+fn decode_load(code: u16, k: u32) -> Op {
+    match (code & 0xe0 == IND, code & 0x18) {
+        (false, W) => Op::LdW(k),
+        (false, H) => Op::LdH(k),
+        (false, B) => Op::LdB(k),
+        (true, W) => Op::LdIndW(k),
+        (true, H) => Op::LdIndH(k),
+        (true, B) => Op::LdIndB(k),
+        _ => Op::Invalid,
+    }
+}
+
+fn decode_jump(insn: Insn, operand: Operand) -> Op {
+    let (jt, jf) = (insn.jt, insn.jf);
+    match (insn.code & 0xf0, operand) {
+        (0x00, _) => Op::Ja(insn.k),
+        (0x10, Operand::K(k)) => Op::JeqK(k, jt, jf),
+        (0x20, Operand::K(k)) => Op::JgtK(k, jt, jf),
+        (0x30, Operand::K(k)) => Op::JgeK(k, jt, jf),
+        (0x40, Operand::K(k)) => Op::JsetK(k, jt, jf),
+        (0x10, Operand::X) => Op::JeqX(jt, jf),
+        (0x20, Operand::X) => Op::JgtX(jt, jf),
+        (0x30, Operand::X) => Op::JgeX(jt, jf),
+        (0x40, Operand::X) => Op::JsetX(jt, jf),
+        _ => Op::Invalid,
+    }
+}
+
+fn decode_alu(op: u16, operand: Operand) -> Op {
+    let op = match op {
+        0x00 => AluOp::Add,
+        0x10 => AluOp::Sub,
+        0x20 => AluOp::Mul,
+        0x30 => AluOp::Div,
+        0x40 => AluOp::Or,
+        0x50 => AluOp::And,
+        0x60 => AluOp::Lsh,
+        0x70 => AluOp::Rsh,
+        0x80 => return Op::Neg,
+        0x90 => AluOp::Mod,
+        0xa0 => AluOp::Xor,
+        _ => return Op::Invalid,
+    };
+    match (op, operand) {
+        (AluOp::Div | AluOp::Mod, Operand::K(0)) => Op::Invalid,
+        _ => Op::Alu(op, operand),
+    }
+}
 
 /// Runs a program as libpcap's `pcap_filter()` does: the return value is
 /// the number of bytes to keep, 0 to reject. A load beyond the captured
-/// bytes, a division by zero or a malformed instruction rejects.
-fn run(program: &[Insn], packet: &[u8], wire_len: u32) -> u32 {
+/// bytes, a division by zero or an invalid instruction rejects.
+fn run(program: &[Op], packet: &[u8], wire_len: u32) -> u32 {
     let (mut a, mut x) = (0u32, 0u32);
-    let mut mem = [0u32; SCRATCH];
+    let mut mem = [0u32; SCRATCH as usize];
     let mut pc = 0usize;
     loop {
-        let Some(&insn) = program.get(pc) else {
+        let Some(&op) = program.get(pc) else {
             return 0;
         };
         pc += 1;
-        let k = insn.k;
-        match insn.code & 0x07 {
-            RET => {
-                return if insn.code & 0x18 == RET_A { a } else { k };
-            }
-            LD => {
-                a = match load(insn.code, k, x, packet, wire_len, &mem) {
-                    Some(v) => v,
-                    None => return 0,
-                };
-            }
-            LDX => {
-                x = match insn.code & 0xe0 {
-                    IMM => k,
-                    LEN => wire_len,
-                    MEM => match mem.get(k as usize) {
-                        Some(&v) => v,
-                        None => return 0,
-                    },
-                    MSH => match packet.get(k as usize) {
-                        Some(&byte) => u32::from(byte & 0x0f) << 2,
-                        None => return 0,
-                    },
-                    _ => return 0,
-                };
-            }
-            ST | STX => {
-                let value = if insn.code & 0x07 == ST { a } else { x };
-                match mem.get_mut(k as usize) {
-                    Some(slot) => *slot = value,
-                    None => return 0,
-                }
-            }
-            ALU => {
-                let operand = if insn.code & X != 0 { x } else { k };
-                a = match alu(insn.code & 0xf0, a, operand) {
-                    Some(v) => v,
-                    None => return 0,
-                };
-            }
-            JMP => {
-                let operand = if insn.code & X != 0 { x } else { k };
-                let offset = match insn.code & 0xf0 {
-                    0x00 => k as usize, // JA
-                    0x10 => branch(a == operand, insn),
-                    0x20 => branch(a > operand, insn),
-                    0x30 => branch(a >= operand, insn),
-                    0x40 => branch(a & operand != 0, insn),
-                    _ => return 0,
-                };
-                pc = pc.saturating_add(offset);
-            }
-            MISC => match insn.code {
-                TAX => x = a,
-                TXA_CODE => a = x,
-                _ => return 0,
+        match op {
+            Op::Ret(k) => return k,
+            Op::RetA => return a,
+            Op::LdW(k) => match word(packet, k as usize) {
+                Some(v) => a = v,
+                None => return 0,
             },
-            _ => return 0,
+            Op::LdH(k) => match half(packet, k as usize) {
+                Some(v) => a = v,
+                None => return 0,
+            },
+            Op::LdB(k) => match packet.get(k as usize) {
+                Some(&v) => a = u32::from(v),
+                None => return 0,
+            },
+            Op::LdIndW(k) => match x.checked_add(k).and_then(|at| word(packet, at as usize)) {
+                Some(v) => a = v,
+                None => return 0,
+            },
+            Op::LdIndH(k) => match x.checked_add(k).and_then(|at| half(packet, at as usize)) {
+                Some(v) => a = v,
+                None => return 0,
+            },
+            Op::LdIndB(k) => match x.checked_add(k).and_then(|at| packet.get(at as usize)) {
+                Some(&v) => a = u32::from(v),
+                None => return 0,
+            },
+            Op::LdImm(k) => a = k,
+            Op::LdLen => a = wire_len,
+            Op::LdMem(i) => a = scratch(&mem, i),
+            Op::LdxImm(k) => x = k,
+            Op::LdxLen => x = wire_len,
+            Op::LdxMem(i) => x = scratch(&mem, i),
+            Op::LdxMsh(k) => match packet.get(k as usize) {
+                Some(&byte) => x = u32::from(byte & 0x0f) << 2,
+                None => return 0,
+            },
+            Op::St(i) => store(&mut mem, i, a),
+            Op::Stx(i) => store(&mut mem, i, x),
+            Op::Alu(op, operand) => match alu(op, a, value(operand, x)) {
+                Some(v) => a = v,
+                None => return 0,
+            },
+            Op::Neg => a = a.wrapping_neg(),
+            Op::Ja(k) => pc = pc.saturating_add(k as usize),
+            Op::JeqK(k, jt, jf) => pc += branch(a == k, jt, jf),
+            Op::JgtK(k, jt, jf) => pc += branch(a > k, jt, jf),
+            Op::JgeK(k, jt, jf) => pc += branch(a >= k, jt, jf),
+            Op::JsetK(k, jt, jf) => pc += branch(a & k != 0, jt, jf),
+            Op::JeqX(jt, jf) => pc += branch(a == x, jt, jf),
+            Op::JgtX(jt, jf) => pc += branch(a > x, jt, jf),
+            Op::JgeX(jt, jf) => pc += branch(a >= x, jt, jf),
+            Op::JsetX(jt, jf) => pc += branch(a & x != 0, jt, jf),
+            Op::Tax => x = a,
+            Op::Txa => a = x,
+            Op::Invalid => return 0,
         }
     }
 }
 
-fn branch(taken: bool, insn: Insn) -> usize {
-    usize::from(if taken { insn.jt } else { insn.jf })
-}
-
-/// The value an `LD` instruction puts in A; `None` rejects the packet.
 #[inline]
-fn load(code: u16, k: u32, x: u32, packet: &[u8], wire_len: u32, mem: &[u32]) -> Option<u32> {
-    let offset = match code & 0xe0 {
-        IMM => return Some(k),
-        LEN => return Some(wire_len),
-        MEM => return mem.get(k as usize).copied(),
-        ABS => k,
-        IND => x.checked_add(k)?,
-        _ => return None,
-    };
-    let at = offset as usize;
-    match code & 0x18 {
-        W => packet
-            .get(at..at.checked_add(4)?)
-            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])),
-        H => packet
-            .get(at..at.checked_add(2)?)
-            .map(|b| u32::from(u16::from_be_bytes([b[0], b[1]]))),
-        B => packet.get(at).map(|&b| u32::from(b)),
-        _ => None,
+fn value(operand: Operand, x: u32) -> u32 {
+    match operand {
+        Operand::K(k) => k,
+        Operand::X => x,
     }
 }
 
+fn scratch(mem: &[u32; SCRATCH as usize], i: u32) -> u32 {
+    mem.get(i as usize).copied().unwrap_or(0)
+}
+
+fn store(mem: &mut [u32; SCRATCH as usize], i: u32, v: u32) {
+    if let Some(slot) = mem.get_mut(i as usize) {
+        *slot = v;
+    }
+}
+
+#[inline]
+fn branch(taken: bool, jt: u8, jf: u8) -> usize {
+    usize::from(if taken { jt } else { jf })
+}
+
+/// Big-endian loads; `None` (reject) past the captured bytes.
+#[inline]
+fn word(packet: &[u8], at: usize) -> Option<u32> {
+    packet
+        .get(at..at.checked_add(4)?)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map(u32::from_be_bytes)
+}
+
+#[inline]
+fn half(packet: &[u8], at: usize) -> Option<u32> {
+    packet
+        .get(at..at.checked_add(2)?)
+        .and_then(|b| <[u8; 2]>::try_from(b).ok())
+        .map(|b| u32::from(u16::from_be_bytes(b)))
+}
+
 /// An ALU operation on A; `None` (reject) on division by zero.
-fn alu(op: u16, a: u32, v: u32) -> Option<u32> {
+#[inline]
+fn alu(op: AluOp, a: u32, v: u32) -> Option<u32> {
     Some(match op {
-        0x00 => a.wrapping_add(v),
-        0x10 => a.wrapping_sub(v),
-        0x20 => a.wrapping_mul(v),
-        0x30 => a.checked_div(v)?,
-        0x40 => a | v,
-        0x50 => a & v,
-        0x60 => a.checked_shl(v).unwrap_or(0),
-        0x70 => a.checked_shr(v).unwrap_or(0),
-        0x80 => a.wrapping_neg(),
-        0x90 => a.checked_rem(v)?,
-        0xa0 => a ^ v,
-        _ => return None,
+        AluOp::Add => a.wrapping_add(v),
+        AluOp::Sub => a.wrapping_sub(v),
+        AluOp::Mul => a.wrapping_mul(v),
+        AluOp::Div => a.checked_div(v)?,
+        AluOp::Mod => a.checked_rem(v)?,
+        AluOp::Or => a | v,
+        AluOp::And => a & v,
+        AluOp::Xor => a ^ v,
+        AluOp::Lsh => a.checked_shl(v).unwrap_or(0),
+        AluOp::Rsh => a.checked_shr(v).unwrap_or(0),
     })
 }
 
@@ -608,6 +762,7 @@ mod tests {
         ];
         let packet = [0x45u8, 0, 0, 20];
         for (what, program, want) in cases {
+            let program: Vec<Op> = program.into_iter().map(decode).collect();
             assert_eq!(run(&program, &packet, 1500), want, "{what}");
         }
         assert_eq!(parse_insn("40 0 0 12"), Some(insn(40, 0, 0, 12)));

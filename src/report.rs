@@ -1,0 +1,170 @@
+//! Text for people: the end-of-run summary on stderr and the demo report.
+
+use egresswatch::event::Event;
+use egresswatch::flow::EndReason;
+use egresswatch::stats::Stats;
+use std::io::{self, Write};
+use std::time::Duration;
+
+/// The summary printed after a replay.
+pub fn summary(
+    w: &mut dyn Write,
+    stats: &Stats,
+    filtered: u64,
+    elapsed: Duration,
+) -> io::Result<()> {
+    let secs = elapsed.as_secs_f64().max(1e-9);
+    writeln!(
+        w,
+        "egresswatch: {} packets, {} bytes in {:.3} s ({:.2} M packets/s)",
+        stats.packets,
+        stats.bytes,
+        secs,
+        stats.packets as f64 / secs / 1e6
+    )?;
+    if filtered > 0 {
+        writeln!(w, "  filtered out by --bpf {filtered}")?;
+    }
+    write!(
+        w,
+        "  decoded {}, skipped {}",
+        stats.decoded,
+        stats.skipped_total()
+    )?;
+    let skipped: Vec<String> = egresswatch::engine::skip_counts(stats)
+        .filter(|(_, n)| *n > 0)
+        .map(|(name, n)| format!("{name} {n}"))
+        .collect();
+    if !skipped.is_empty() {
+        write!(w, " ({})", skipped.join(", "))?;
+    }
+    writeln!(w)?;
+    let ended: Vec<String> = EndReason::ALL
+        .iter()
+        .filter(|r| stats.ended(**r) > 0)
+        .map(|r| format!("{} {}", r.name(), stats.ended(*r)))
+        .collect();
+    writeln!(
+        w,
+        "  flows {} (records: {}), application records {}",
+        stats.flows_created,
+        ended.join(", "),
+        stats.app_events
+    )
+}
+
+/// The demo's report: what fired, every flow in a line, then what the
+/// analyzers learned, in words.
+pub fn demo(w: &mut dyn Write, events: &[Event], stats: &Stats) -> io::Result<()> {
+    writeln!(
+        w,
+        "egresswatch demo: a GPU training node's traffic, {} packets in {} flows, judged by the built-in rules\n",
+        stats.packets, stats.flows_created
+    )?;
+    alerts(w, events)?;
+    flows(w, events)?;
+    app_records(w, events)?;
+    writeln!(
+        w,
+        "\nThe full records: egresswatch demo --eve - (Suricata EVE JSON lines)"
+    )
+}
+
+fn alerts(w: &mut dyn Write, events: &[Event]) -> io::Result<()> {
+    let alerts: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Alert(a) => Some(a),
+            _ => None,
+        })
+        .collect();
+    writeln!(w, "Alerts ({}):", alerts.len())?;
+    for a in alerts {
+        writeln!(
+            w,
+            "  {:<6} {:<24} {}:{} -> {}:{}",
+            a.severity.name(),
+            a.detection.id(),
+            a.src.addr,
+            a.src.port,
+            a.dst.addr,
+            a.dst.port
+        )?;
+        writeln!(w, "         {}", a.evidence.summary)?;
+    }
+    Ok(())
+}
+
+fn flows(w: &mut dyn Write, events: &[Event]) -> io::Result<()> {
+    writeln!(w, "\nFlows:")?;
+    writeln!(
+        w,
+        "  {:<46} {:<6} {:<8} {:>7} {:>9} {:>8}",
+        "originator -> responder", "proto", "app", "packets", "bytes", "seconds"
+    )?;
+    for e in events {
+        let Event::Flow(f) = e else { continue };
+        let m = &f.meta;
+        let pair = format!("{} -> {}", endpoint(&m.src), endpoint(&m.dest));
+        let app = m
+            .app_proto
+            .unwrap_or(if f.app_unknown { "unknown" } else { "-" });
+        let pkts = f.dirs[0].pkts + f.dirs[1].pkts;
+        let bytes = f.dirs[0].bytes + f.dirs[1].bytes;
+        let secs = egresswatch::time::Timestamp::secs_f64(f.end.since(f.start));
+        let mark = if f.alerted { "!" } else { " " };
+        writeln!(
+            w,
+            "{mark} {pair:<46} {:<6} {app:<8} {pkts:>7} {bytes:>9} {secs:>8.1}",
+            egresswatch::eve::proto_name(m.proto)
+        )?;
+    }
+    Ok(())
+}
+
+/// One line per application record: the few fields a person looks at.
+fn app_records(w: &mut dyn Write, events: &[Event]) -> io::Result<()> {
+    writeln!(w, "\nWhat the analyzers saw:")?;
+    for e in events {
+        let Event::App(a) = e else { continue };
+        let b = &a.event.body;
+        let what = match a.event.event_type {
+            "ssh" => format!(
+                "client {} / server {}, hassh {}",
+                b["client"]["software_version"].as_str().unwrap_or("?"),
+                b["server"]["software_version"].as_str().unwrap_or("?"),
+                b["client"]["hassh"]["hash"].as_str().unwrap_or("?")
+            ),
+            "dns" => {
+                let q = b["queries"][0]["rrname"].as_str().unwrap_or("?");
+                match b["answers"][0]["rdata"].as_str() {
+                    Some(ans) => format!("{q} is {ans}"),
+                    None => continue,
+                }
+            }
+            "tls" => format!("SNI {}", b["sni"].as_str().unwrap_or("-")),
+            "http" => format!(
+                "{} {}",
+                b["hostname"].as_str().unwrap_or("-"),
+                b["url"].as_str().unwrap_or("")
+            ),
+            "stratum" => format!(
+                "{} login {} agent {}",
+                b["protocol"].as_str().unwrap_or("?"),
+                b["login"].as_str().unwrap_or("-"),
+                b["agent"].as_str().unwrap_or("-")
+            ),
+            other => other.to_string(),
+        };
+        let pair = format!("{} -> {}", endpoint(&a.meta.src), endpoint(&a.meta.dest));
+        writeln!(w, "  {:<8} {pair:<46} {what}", a.event.event_type)?;
+    }
+    Ok(())
+}
+
+fn endpoint(e: &egresswatch::flow::key::Endpoint) -> String {
+    match e.addr {
+        std::net::IpAddr::V6(a) => format!("[{a}]:{}", e.port),
+        std::net::IpAddr::V4(a) => format!("{a}:{}", e.port),
+    }
+}

@@ -539,37 +539,25 @@ impl SshAnalyzer {
     fn walk(&mut self, dir: Dir, data: &[u8], pkt: &PacketView<'_>) {
         let d = dir.index();
         self.sides[d].walk_fed += data.len() as u64;
-        let Some(walker) = self.sides[d].walker.as_mut() else {
+        // The walker is taken out while its records are handed on.
+        let Some(mut walker) = self.sides[d].walker.take() else {
             return;
         };
-        let mut sizes: [u32; 32] = [0; 32];
-        let mut n = 0usize;
-        let mut overflow = 0u32;
         let result = walker.push(data, |size| {
-            if let Some(slot) = sizes.get_mut(n) {
-                *slot = size;
-                n += 1;
-            } else {
-                overflow += 1;
-            }
-        });
-        for &size in sizes.iter().take(n) {
             self.emit(Unit {
                 dir,
                 size,
                 idx: pkt.index,
                 ts: pkt.ts,
                 exact: true,
-            });
-        }
-        if overflow > 0 {
-            // More than 32 records in one chunk: only bulk data does that.
-            self.mark_unreliable(format!("{}: over 32 records in one chunk", dir.name()));
-        }
-        if result.is_err() {
-            self.sides[d].walker = None;
-            self.sides[d].phase = Phase::Segments;
-            self.mark_unreliable(format!("{}: record walk lost synchronisation", dir.name()));
+            })
+        });
+        match result {
+            Ok(()) => self.sides[d].walker = Some(walker),
+            Err(_) => {
+                self.sides[d].phase = Phase::Segments;
+                self.mark_unreliable(format!("{}: record walk lost synchronisation", dir.name()));
+            }
         }
     }
 

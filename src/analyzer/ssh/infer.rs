@@ -113,7 +113,7 @@ impl Inference {
     }
 
     pub fn bare_ack(&mut self, dir: Dir) {
-        self.bare_acks[dir.index()] += 1;
+        self.bare_acks[dir.index()] = self.bare_acks[dir.index()].saturating_add(1);
         self.timeline.bare_ack(dir);
         self.typing.bare_ack(dir);
     }
@@ -122,7 +122,7 @@ impl Inference {
     /// `compression` when delayed compression starts.
     pub fn on_unit(&mut self, u: Unit, f: &mut SshFacts) -> Changes {
         let mut ch = Changes::default();
-        self.units += 1;
+        self.units = self.units.saturating_add(1);
         let ch_out = self.on_unit_inner(&u, f, &mut ch);
         self.last_unit_ts = Some(u.ts);
         ch_out
@@ -151,7 +151,8 @@ impl Inference {
         let exact_ok = !self.unreliable && !self.compressed;
         let structure_ok = !self.unreliable;
         if self.auth.success.is_some() {
-            self.post_auth_bytes[u.dir.index()] += u64::from(u.size);
+            self.post_auth_bytes[u.dir.index()] =
+                self.post_auth_bytes[u.dir.index()].saturating_add(u64::from(u.size));
         }
         ch.facts |= self.remote_forward(&u, f, exact_ok);
         if self.after_login() {
@@ -309,7 +310,8 @@ impl Inference {
 
     fn on_verdict(&mut self, v: Verdict, f: &mut SshFacts, trusted: bool) -> bool {
         let reverse = v.inner_server == Dir::ToServer;
-        self.inner_sessions[usize::from(!reverse)] += 1;
+        self.inner_sessions[usize::from(!reverse)] =
+            self.inner_sessions[usize::from(!reverse)].saturating_add(1);
         self.inner_auth = Some((InnerAuth::new(&v, v.evidence.first_ts), reverse));
         if !trusted {
             return false;
@@ -510,7 +512,7 @@ struct Auth {
 
 impl Auth {
     fn on_client(&mut self, u: &Unit, s: &Suite) {
-        self.client_units += 1;
+        self.client_units = self.client_units.saturating_add(1);
         if self.success.is_some() {
             return;
         }
@@ -522,7 +524,7 @@ impl Auth {
                 return;
             }
         }
-        self.requests += 1;
+        self.requests = self.requests.saturating_add(1);
         self.awaiting = true;
         self.last_request = Some((u.idx, u.ts));
     }
@@ -576,7 +578,7 @@ impl Auth {
                     self.push(u.idx);
                 }
                 Some(fs) if fs == u.size => {
-                    self.failures += 1;
+                    self.failures = self.failures.saturating_add(1);
                     self.push(u.idx);
                 }
                 _ => {}
@@ -691,7 +693,7 @@ impl Setup {
         }
         self.last = u.ts;
         if u.dir == m.client {
-            self.client_units += 1;
+            self.client_units = self.client_units.saturating_add(1);
             let in_burst = match self.first {
                 None => true,
                 Some((_, ts, _, _)) => self.after_burst == 0 && u.ts.since(ts) <= BURST_NANOS,
@@ -705,13 +707,13 @@ impl Setup {
                 }
                 Some((_, ts, _, _)) if self.after_burst == 0 && u.ts.since(ts) <= BURST_NANOS => {
                     self.burst_bytes = self.burst_bytes.saturating_add(u.size);
-                    self.burst_units += 1;
+                    self.burst_units = self.burst_units.saturating_add(1);
                 }
                 Some(_) => self.after_burst += 1,
             }
             return None;
         }
-        self.server_units += 1;
+        self.server_units = self.server_units.saturating_add(1);
         let (idx, ts, size, exact) = self.first?;
         let s = m.suite(u.dir);
         if self.reply.is_some() || u.size > s.wire(20) {
@@ -818,7 +820,7 @@ fn burst_needs_forward(bytes: u32, s: &Suite) -> Burst {
             if w > x && one(w - x) {
                 return true;
             }
-            x += s.block;
+            x = x.saturating_add(s.block);
         }
         false
     };
@@ -899,18 +901,18 @@ impl Typing {
 
     fn pair(&mut self, typist: Dir, mask: u16, echo: &Unit, key_idx: u64) {
         let t = typist.index();
-        self.pairs[t] += 1;
+        self.pairs[t] = self.pairs[t].saturating_add(1);
         if self.key_continues && self.run_typist == Some(typist) && self.run > 0 {
-            self.run += 1;
+            self.run = self.run.saturating_add(1);
         } else {
             self.run = 1;
             self.run_typist = Some(typist);
         }
         if self.run == RUN_MIN {
-            self.runs[t] += 1;
-            self.in_runs[t] += RUN_MIN;
+            self.runs[t] = self.runs[t].saturating_add(1);
+            self.in_runs[t] = self.in_runs[t].saturating_add(RUN_MIN);
         } else if self.run > RUN_MIN {
-            self.in_runs[t] += 1;
+            self.in_runs[t] = self.in_runs[t].saturating_add(1);
         }
         self.masks[t] |= mask;
         self.sizes[t] = echo.size;
@@ -925,7 +927,7 @@ impl Typing {
 
     fn bare_ack(&mut self, dir: Dir) {
         if self.last_was_echo == Some(dir) {
-            self.acked_echoes[dir.index()] += 1;
+            self.acked_echoes[dir.index()] = self.acked_echoes[dir.index()].saturating_add(1);
         }
     }
 
@@ -997,7 +999,7 @@ impl Keepalive {
         };
         if req {
             if self.pending.is_some() {
-                self.other += 1;
+                self.other = self.other.saturating_add(1);
             }
             self.pending = Some((u.dir, u.idx, u.ts));
             return;
@@ -1005,7 +1007,7 @@ impl Keepalive {
         if rep {
             if let Some((dir, idx, ts)) = self.pending {
                 if dir != u.dir && u.ts.since(ts) <= 10 * NANOS_PER_SEC {
-                    self.pairs += 1;
+                    self.pairs = self.pairs.saturating_add(1);
                     if self.pkts.len() + 2 <= Evidence::MAX_PACKETS {
                         self.pkts.extend([idx, u.idx]);
                     }
@@ -1017,7 +1019,7 @@ impl Keepalive {
             }
         }
         self.pending = None;
-        self.other += 1;
+        self.other = self.other.saturating_add(1);
     }
 
     /// Sets keepalive-only after 3 clean pairs, withdraws it when other

@@ -86,7 +86,7 @@ impl Opens {
         if u.size == m.suite(u.dir).wire(OPEN_CONFIRMATION) {
             if let Some(i) = self.pending.iter().position(|p| p.dir != u.dir) {
                 let p = self.pending.remove(i);
-                self.count[p.dir.index()] += 1;
+                self.count[p.dir.index()] = self.count[p.dir.index()].saturating_add(1);
                 return Some(Opened {
                     opener: p.dir,
                     open: (p.idx, p.ts),
@@ -237,7 +237,7 @@ impl Candidate {
     /// `compressed`: sizes of small messages are not exact; skip the
     /// handshake-size check.
     pub fn on_unit(&mut self, u: &Unit, m: &Model, compressed: bool) -> Step {
-        self.units += 1;
+        self.units = self.units.saturating_add(1);
         if self.units > MAX_UNITS || u.ts.since(self.start.1) > MAX_NANOS {
             return Step::Expired;
         }
@@ -257,7 +257,7 @@ impl Candidate {
             self.first_data[d] = Some((lo, hi));
         }
         if lo >= LARGE {
-            self.large[d] += 1;
+            self.large[d] = self.large[d].saturating_add(1);
             self.last_large = Some(u.dir);
             self.last_large_ts = u.ts;
             self.answered = false;
@@ -452,7 +452,7 @@ impl InnerAuth {
                 self.service_request_seen = true;
                 return None;
             }
-            self.requests += 1;
+            self.requests = self.requests.saturating_add(1);
             self.awaiting = true;
             self.push(u.idx);
             return None;
@@ -484,7 +484,7 @@ impl InnerAuth {
                     self.push(u.idx);
                 }
                 Some(f) if f == u.size => {
-                    self.failures += 1;
+                    self.failures = self.failures.saturating_add(1);
                     self.push(u.idx);
                 }
                 Some(_) => {}

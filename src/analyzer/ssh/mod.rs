@@ -68,6 +68,8 @@ const MAX_WIRE_SEGMENT: u32 = 1460;
 /// Stream bytes missing behind the packets before record walking is given
 /// up for segment sizes.
 const WALK_LAG: u64 = 256 * 1024;
+/// Segments merged into one unit at most (bulk data is bulk either way).
+const MAX_MERGED: u32 = 1 << 20;
 /// A continuation segment comes within this time.
 const CONTINUATION_NANOS: u64 = 50_000_000;
 
@@ -580,7 +582,11 @@ impl SshAnalyzer {
         self.flush(dir.reverse());
         let full = size >= FULL_SEGMENT_MIN && size >= self.sides[d].max_seg;
         match self.sides[d].pending.as_mut() {
-            Some(p) if p.last_full && pkt.ts.since(p.ts) <= CONTINUATION_NANOS => {
+            Some(p)
+                if p.last_full
+                    && pkt.ts.since(p.ts) <= CONTINUATION_NANOS
+                    && p.size < MAX_MERGED =>
+            {
                 p.size = p.size.saturating_add(size);
                 p.ts = pkt.ts;
                 p.last_full = full;

@@ -423,7 +423,9 @@ class Lab:
             os.unlink(err)
         p = self.spawn(
             "router",
-            ["tcpdump", "-i", CAPTURE_PORT, "-n", "-s", "0", "-U", "-Z", "root", "-w", pcap],
+            # --immediate-mode: without it libpcap hands packets over in blocks
+            # and the last ones (the connection's end) are lost at SIGINT.
+            ["tcpdump", "-i", CAPTURE_PORT, "-n", "-s", "0", "-U", "--immediate-mode", "-Z", "root", "-w", pcap],
             f"{label}.tcpdump",
         )
         end = time.monotonic() + 10
@@ -910,6 +912,10 @@ def run_scenario(lab, sc, timeout):
     problems += check_observed(sc, conn)
     if stats.get("dropped_by_kernel"):
         problems.append(f"tcpdump dropped {stats['dropped_by_kernel']} packets")
+    if stats.get("captured") != stats.get("received_by_filter"):
+        problems.append(f"tcpdump wrote {stats.get('captured')} of {stats.get('received_by_filter')} packets")
+    if conn is not None and not conn.get("closed"):
+        problems.append("outer connection has no FIN or RST in the capture")
     cipher, mac = SUITES[sc["suite"]]
     inner = SUITES.get(sc["inner_suite"]) if sc["inner_suite"] else None
     entry = {
@@ -1105,6 +1111,9 @@ def main():
             entry, problems = run_scenario(lab, sc, args.scenario_timeout)
             if problems:
                 log(f"  FAILED {sc['name']}: {'; '.join(problems)}")
+                # Kept for debugging, out of the way of consumers of the manifest.
+                os.makedirs(os.path.join(outdir, "failed"), exist_ok=True)
+                os.replace(os.path.join(outdir, entry["file"]), os.path.join(outdir, "failed", entry["file"]))
                 failures.append({"scenario": sc["name"], "problems": problems, "entry": entry})
             else:
                 log(f"  ok {entry['file']} {entry['bytes']} bytes, {entry['duration_s']}s")

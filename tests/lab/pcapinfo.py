@@ -72,6 +72,7 @@ class Conn:
         self.first_ts = ts
         self.last_ts = ts
         self.packets = 0
+        self.closed = False
         self.bytes = 0
         self.isn = {}
         self.segs = {"c": {}, "s": {}}
@@ -83,6 +84,8 @@ class Conn:
         self.packets += 1
         self.bytes += size
         self.last_ts = ts
+        if flags & (FIN | RST):
+            self.closed = True
         if flags & SYN:
             self.isn[side] = seq
             return
@@ -205,6 +208,7 @@ def summarize(path):
             "packets": c.packets,
             "bytes": c.bytes,
             "duration_s": round(c.last_ts - c.first_ts, 3),
+            "closed": c.closed,
         }
         ssh = ssh_summary(c)
         if ssh:

@@ -10,6 +10,11 @@
 pub mod analyzer;
 pub mod community_id;
 pub mod decode;
+pub mod driver;
+pub mod engine;
+pub mod eve;
+pub mod event;
 pub mod flow;
 pub mod source;
+pub mod stats;
 pub mod time;

@@ -9,6 +9,7 @@
 //! the first to claim it gets an [`Analyzer`] for the rest of the flow. A
 //! flow nobody claims stops costing anything after its first bytes.
 
+pub mod dispatch;
 pub mod facts;
 
 pub use facts::{AppFacts, AuthOutcome, Evidence, MiningFacts, SshFacts};
@@ -115,6 +116,11 @@ pub trait Analyzer: Send {
 
     /// The flow ended (closed, timed out, evicted or shut down).
     fn finish(&mut self, _last_ts: Timestamp, _out: &mut Emit) {}
+}
+
+/// Every protocol egresswatch identifies, in probing order.
+pub fn registry() -> Vec<Box<dyn Protocol>> {
+    Vec::new()
 }
 
 /// A probe's answer about the bytes it was shown.

@@ -1,3 +1,351 @@
-//! Bidirectional flow tracking.
+//! Bidirectional flow tracking: the flow record ([`Flow`]), its TCP state
+//! ([`tcp`]), stream reassembly for analyzers ([`stream`]) and the bounded
+//! table with packet-time expiry ([`table`]).
 
 pub mod key;
+pub mod stream;
+pub mod table;
+pub mod tcp;
+
+use crate::analyzer::dispatch::AppSlot;
+use crate::analyzer::Dir;
+use crate::decode::{Packet, Transport};
+use crate::time::Timestamp;
+use key::{proto, Endpoint, FlowKey, Side};
+use tcp::TcpState;
+
+/// Packet and byte counts of one direction.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct DirStats {
+    pub pkts: u64,
+    /// Frame bytes on the wire (what EVE's `bytes_to*` count).
+    pub bytes: u64,
+    pub ip_bytes: u64,
+    pub payload_bytes: u64,
+    pub first: Timestamp,
+    pub last: Timestamp,
+}
+
+impl DirStats {
+    fn add(&mut self, pkt: &Packet<'_>) {
+        if self.pkts == 0 {
+            self.first = pkt.ts;
+        }
+        self.pkts += 1;
+        self.bytes += u64::from(pkt.frame_len);
+        self.ip_bytes += u64::from(pkt.ip_len);
+        self.payload_bytes += u64::from(pkt.payload_len);
+        self.last = self.last.max(pkt.ts);
+    }
+}
+
+/// How the originator (the `src` of records) was decided.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum OriginBasis {
+    /// It sent the SYN.
+    Syn,
+    /// The other side's SYN-ACK was the first packet seen.
+    SynAck,
+    /// UDP/ICMP: it sent the first packet (or the ICMP request).
+    FirstPacket,
+    /// Handshake not seen: the endpoint with the higher (ephemeral) port
+    /// is taken as the client. A guess.
+    PortGuess,
+}
+
+impl OriginBasis {
+    pub fn name(self) -> &'static str {
+        match self {
+            OriginBasis::Syn => "syn",
+            OriginBasis::SynAck => "syn_ack",
+            OriginBasis::FirstPacket => "first_packet",
+            OriginBasis::PortGuess => "port_guess",
+        }
+    }
+
+    /// Whether the originator is certain (the handshake was seen).
+    pub fn certain(self) -> bool {
+        matches!(self, OriginBasis::Syn | OriginBasis::SynAck)
+    }
+}
+
+/// One bidirectional flow.
+#[derive(Debug)]
+pub struct Flow {
+    pub key: FlowKey,
+    /// EVE `flow_id`: stable for the flow's life, at most 2^53 so JSON
+    /// readers that use doubles keep it exact.
+    pub id: u64,
+    /// The canonical side that originated the flow.
+    pub orig: Side,
+    pub basis: OriginBasis,
+    /// Payload was seen and no protocol claimed it.
+    pub app_unknown: bool,
+    /// The table's expiry list this flow is linked into.
+    pub(crate) class: TimeoutClass,
+    /// Start of the current reporting period (active timeout).
+    pub period_start: Timestamp,
+    /// Packets toserver (index 0) and toclient (index 1).
+    pub dirs: [DirStats; 2],
+    pub tcp: TcpState,
+    /// Protocol analysis; `None` until the flow carries payload, and again
+    /// once no protocol claimed it.
+    pub app: Option<Box<AppSlot>>,
+    /// The table's links: neighbours in last-activity order.
+    pub(crate) prev: u32,
+    pub(crate) next: u32,
+}
+
+impl Flow {
+    /// A flow whose first packet is `pkt`, sent by `side`.
+    pub fn new(key: FlowKey, side: Side, pkt: &Packet<'_>) -> Flow {
+        let (sender_is_orig, basis) = originator(pkt);
+        let orig = if sender_is_orig { side } else { side.other() };
+        Flow {
+            key,
+            id: flow_id(&key, pkt.ts),
+            orig,
+            basis,
+            app_unknown: false,
+            class: TimeoutClass::Other,
+            period_start: pkt.ts,
+            dirs: [DirStats::default(); 2],
+            tcp: TcpState::default(),
+            app: None,
+            prev: u32::MAX,
+            next: u32::MAX,
+        }
+    }
+
+    pub fn dir_of(&self, side: Side) -> Dir {
+        if side == self.orig {
+            Dir::ToServer
+        } else {
+            Dir::ToClient
+        }
+    }
+
+    pub fn client(&self) -> Endpoint {
+        self.key.endpoint(self.orig)
+    }
+
+    pub fn server(&self) -> Endpoint {
+        self.key.endpoint(self.orig.other())
+    }
+
+    pub fn is_tcp(&self) -> bool {
+        self.key.proto == proto::TCP
+    }
+
+    /// Counts a packet sent in `dir`.
+    pub fn count(&mut self, dir: Dir, pkt: &Packet<'_>) {
+        self.dirs[dir.index()].add(pkt);
+    }
+
+    /// Time of the first packet.
+    pub fn start(&self) -> Timestamp {
+        match (self.dirs[0].pkts, self.dirs[1].pkts) {
+            (0, _) => self.dirs[1].first,
+            (_, 0) => self.dirs[0].first,
+            _ => self.dirs[0].first.min(self.dirs[1].first),
+        }
+    }
+
+    /// Time of the latest packet.
+    pub fn last(&self) -> Timestamp {
+        self.dirs[0].last.max(self.dirs[1].last)
+    }
+
+    pub fn packets(&self) -> u64 {
+        self.dirs[0].pkts + self.dirs[1].pkts
+    }
+
+    /// EVE's `flow.state`.
+    pub fn eve_state(&self) -> &'static str {
+        if self.is_tcp() {
+            match self.tcp.eve_state() {
+                "closed" => "closed",
+                "established" | "fin_wait1" => "established",
+                _ => "new",
+            }
+        } else if self.dirs[1].pkts > 0 && self.dirs[0].pkts > 0 {
+            "established"
+        } else {
+            "new"
+        }
+    }
+
+    /// The expiry class this flow is in now.
+    pub fn timeout_class(&self) -> TimeoutClass {
+        match self.key.proto {
+            proto::TCP if self.tcp.closed() => TimeoutClass::TcpClosed,
+            proto::TCP if self.tcp.established() => TimeoutClass::TcpEstablished,
+            // Mid-stream flows (no SYN seen) are as good as established.
+            proto::TCP if self.basis == OriginBasis::PortGuess => TimeoutClass::TcpEstablished,
+            proto::TCP => TimeoutClass::TcpNew,
+            proto::UDP => TimeoutClass::Udp,
+            proto::ICMP | proto::ICMPV6 => TimeoutClass::Icmp,
+            _ => TimeoutClass::Other,
+        }
+    }
+}
+
+/// Whether the sender of a flow's first packet is its originator, and why.
+fn originator(pkt: &Packet<'_>) -> (bool, OriginBasis) {
+    match &pkt.transport {
+        Transport::Tcp(t) if t.flags.syn() && !t.flags.ack() => (true, OriginBasis::Syn),
+        Transport::Tcp(t) if t.flags.syn() => (false, OriginBasis::SynAck),
+        Transport::Tcp(_) => (port_says_client(pkt), OriginBasis::PortGuess),
+        Transport::Udp if pkt.src.port < 1024 && pkt.dst.port >= 1024 => {
+            (false, OriginBasis::PortGuess)
+        }
+        Transport::Icmp { icmp_type, .. } => (!is_icmp_reply(*icmp_type), OriginBasis::FirstPacket),
+        _ => (true, OriginBasis::FirstPacket),
+    }
+}
+
+/// Without a handshake, the side with the higher port is the client
+/// (servers listen on low, well-known ports; clients use ephemeral ones).
+fn port_says_client(pkt: &Packet<'_>) -> bool {
+    pkt.src.port >= pkt.dst.port
+}
+
+fn is_icmp_reply(icmp_type: u8) -> bool {
+    matches!(
+        icmp_type,
+        0 | 14 | 16 | 18 | 129 | 131 | 134 | 136 | 140 | 145
+    )
+}
+
+/// A deterministic 53-bit flow id from the key and the start time
+/// (splitmix64 finalizer over the fields), so replays reproduce ids.
+fn flow_id(key: &FlowKey, start: Timestamp) -> u64 {
+    let mut h = start.as_nanos() ^ u64::from(key.proto);
+    for ep in [key.lo, key.hi] {
+        let bits = match ep.addr {
+            std::net::IpAddr::V4(a) => u128::from(u32::from(a)),
+            std::net::IpAddr::V6(a) => u128::from(a),
+        };
+        h = mix(h ^ bits as u64);
+        h = mix(h ^ (bits >> 64) as u64);
+        h = mix(h ^ u64::from(ep.port));
+    }
+    (mix(h) & ((1 << 53) - 1)).max(1)
+}
+
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Flows share an idle timeout within a class, so each class keeps its
+/// flows in last-activity order and expiry pops from the front.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum TimeoutClass {
+    TcpNew = 0,
+    TcpEstablished = 1,
+    TcpClosed = 2,
+    Udp = 3,
+    Icmp = 4,
+    Other = 5,
+}
+
+impl TimeoutClass {
+    pub const COUNT: usize = 6;
+    pub const ALL: [TimeoutClass; 6] = [
+        TimeoutClass::TcpNew,
+        TimeoutClass::TcpEstablished,
+        TimeoutClass::TcpClosed,
+        TimeoutClass::Udp,
+        TimeoutClass::Icmp,
+        TimeoutClass::Other,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TimeoutClass::TcpNew => "tcp-new",
+            TimeoutClass::TcpEstablished => "tcp-established",
+            TimeoutClass::TcpClosed => "tcp-closed",
+            TimeoutClass::Udp => "udp",
+            TimeoutClass::Icmp => "icmp",
+            TimeoutClass::Other => "other",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Why a flow record was written.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum EndReason {
+    /// Idle longer than its class's timeout.
+    Idle,
+    /// Evicted because the table was full.
+    Evicted,
+    /// A new connection reused the 5-tuple of a closed one.
+    Reused,
+    /// End of input or the sensor stopped.
+    Shutdown,
+    /// Interim record of a long-lived flow (active timeout); the flow goes on.
+    Active,
+}
+
+impl EndReason {
+    pub const ALL: [EndReason; 5] = [
+        EndReason::Idle,
+        EndReason::Evicted,
+        EndReason::Reused,
+        EndReason::Shutdown,
+        EndReason::Active,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            EndReason::Idle => "idle",
+            EndReason::Evicted => "evicted",
+            EndReason::Reused => "reused",
+            EndReason::Shutdown => "shutdown",
+            EndReason::Active => "active",
+        }
+    }
+
+    /// EVE's `flow.reason` vocabulary (`timeout`, `forced`, `shutdown`).
+    pub fn eve(self) -> &'static str {
+        match self {
+            EndReason::Idle | EndReason::Active => "timeout",
+            EndReason::Evicted | EndReason::Reused => "forced",
+            EndReason::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// Flow-tracking settings. Defaults follow Zeek and Suricata practice.
+#[derive(Clone, Debug)]
+pub struct FlowConfig {
+    /// Idle timeout per [`TimeoutClass`], in seconds.
+    pub idle_seconds: [u64; TimeoutClass::COUNT],
+    /// A flow open this long gets an interim record, then another every
+    /// period; 0 disables interim records.
+    pub active_seconds: u64,
+    /// Maximum flows tracked at once; the longest-idle one is evicted to
+    /// make room.
+    pub capacity: usize,
+    /// Stream bytes per direction handed to analyzers, at most.
+    pub stream_budget_bytes: u64,
+}
+
+impl Default for FlowConfig {
+    fn default() -> Self {
+        FlowConfig {
+            // tcp-new, tcp-established, tcp-closed, udp, icmp, other
+            idle_seconds: [30, 600, 10, 60, 30, 60],
+            active_seconds: 1800,
+            capacity: 1_000_000,
+            stream_budget_bytes: 1 << 20,
+        }
+    }
+}

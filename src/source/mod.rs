@@ -74,6 +74,19 @@ pub trait PacketSource {
     fn next_frame(&mut self) -> Result<Option<Frame<'_>>, SourceError>;
 }
 
+/// A source that can skip frames without handing them out, so a filter
+/// can sit in front of it. (A lending iterator cannot return a frame from
+/// inside a loop that skips others: the borrow checker ties every
+/// iteration's borrow to the returned one. A source that locates records
+/// by offset can decide first and borrow only for the frame it returns.)
+pub trait SelectSource: PacketSource {
+    /// The next frame for which `keep` returns `Ok(true)`; frames it
+    /// rejects are skipped. An error from `keep` ends the source.
+    fn next_frame_where<F>(&mut self, keep: F) -> Result<Option<Frame<'_>>, SourceError>
+    where
+        F: FnMut(&Frame<'_>) -> Result<bool, SourceError>;
+}
+
 /// Why a source stopped early. Each variant names the input and, where it
 /// applies, the 1-based packet number, so the message says what to do.
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +124,8 @@ pub enum SourceError {
     },
     #[error("live capture: {0}")]
     Live(String),
+    #[error(transparent)]
+    Filter(#[from] bpf::BpfError),
 }
 
 impl SourceError {
@@ -122,6 +137,7 @@ impl SourceError {
             SourceError::Truncated { .. } | SourceError::Corrupt { .. } => 65,
             SourceError::Read { .. } => 74, // EX_IOERR
             SourceError::Live(_) => 69,     // EX_UNAVAILABLE
+            SourceError::Filter(_) => 64,   // EX_USAGE
         }
     }
 }

@@ -1,0 +1,229 @@
+//! Per-flow application-layer state: probing a new flow's first bytes
+//! against every registered [`Protocol`], then driving the one analyzer that
+//! claimed it. Owned by the flow ([`crate::flow::Flow::app`]); created only
+//! when a flow first carries payload.
+
+use super::{Analyzer, AppFacts, Chunk, Dir, Emit, FlowContext, PacketView, Probe, Protocol};
+use crate::flow::stream::{Segment, Stream};
+use crate::time::Timestamp;
+
+/// Chunks or datagrams offered to the probes before a flow is declared
+/// unknown.
+const PROBE_LIMIT: u8 = 8;
+
+/// The registered protocols, shared by all flows of a worker.
+pub type Protocols = [Box<dyn Protocol>];
+
+/// Application-layer state of one flow.
+pub struct AppSlot {
+    state: State,
+    streams: [Stream; 2],
+    ctx: FlowContext,
+}
+
+enum State {
+    Probing {
+        /// Protocols that answered `NoMatch` (bit i = protocols[i]).
+        rejected: u32,
+        offered: u8,
+    },
+    Active(Box<dyn Analyzer>),
+    /// Nobody claimed the flow.
+    Unknown,
+}
+
+impl std::fmt::Debug for AppSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match &self.state {
+            State::Probing { .. } => "probing",
+            State::Active(a) => a.facts().app_proto.unwrap_or("active"),
+            State::Unknown => "unknown",
+        };
+        f.debug_struct("AppSlot").field("state", &state).finish()
+    }
+}
+
+/// What the flow needs to hand a packet to its analyzer.
+pub struct PacketInput<'a> {
+    pub view: PacketView<'a>,
+    /// TCP only: where this direction's data starts, when the SYN was seen.
+    pub data_start: Option<u32>,
+    /// Stream bytes per direction handed over at most.
+    pub budget: u64,
+}
+
+impl AppSlot {
+    pub fn new(ctx: FlowContext) -> Self {
+        AppSlot {
+            state: State::Probing {
+                rejected: 0,
+                offered: 0,
+            },
+            streams: Default::default(),
+            ctx,
+        }
+    }
+
+    /// Facts of the active analyzer, if one claimed the flow.
+    pub fn facts(&self) -> Option<&AppFacts> {
+        match &self.state {
+            State::Active(a) => Some(a.facts()),
+            _ => None,
+        }
+    }
+
+    /// True once no protocol can claim the flow any more.
+    pub fn is_unknown(&self) -> bool {
+        matches!(self.state, State::Unknown)
+    }
+
+    /// Hands one packet of the flow to probing or to the analyzer.
+    pub fn on_packet(&mut self, protocols: &Protocols, input: &PacketInput<'_>, out: &mut Emit) {
+        let view = &input.view;
+        if let State::Active(a) = &mut self.state {
+            a.on_packet(view, out);
+        }
+        match view.tcp {
+            Some(tcp) => self.on_segment(protocols, input, tcp.seq, tcp.flags.syn(), out),
+            None if view.payload_len > 0 => self.on_datagram(protocols, view, out),
+            None => {}
+        }
+    }
+
+    fn on_datagram(&mut self, protocols: &Protocols, view: &PacketView<'_>, out: &mut Emit) {
+        if let State::Probing { .. } = self.state {
+            if let Some(mut analyzer) = self.probe(protocols, view.dir, view.payload) {
+                analyzer.on_packet(view, out);
+                self.state = State::Active(analyzer);
+            }
+        }
+    }
+
+    fn on_segment(
+        &mut self,
+        protocols: &Protocols,
+        input: &PacketInput<'_>,
+        seq: u32,
+        syn: bool,
+        out: &mut Emit,
+    ) {
+        let view = &input.view;
+        let dir = view.dir;
+        if !self.wants_stream(dir) || self.streams[dir.index()].delivered() >= input.budget {
+            return;
+        }
+        let AppSlot {
+            state,
+            streams,
+            ctx,
+        } = self;
+        let stream = &mut streams[dir.index()];
+        if let Some(start) = input.data_start {
+            if stream.delivered() == 0 && !syn {
+                stream.start_at(start);
+            }
+        }
+        let seg = Segment {
+            seq,
+            syn,
+            data: view.payload,
+            wire_len: view.payload_len,
+        };
+        stream.push(seg, &mut |chunk| {
+            state.on_chunk(protocols, ctx, chunk, view, out)
+        });
+    }
+
+    fn wants_stream(&self, dir: Dir) -> bool {
+        match &self.state {
+            State::Probing { .. } => true,
+            State::Active(a) => a.wants_stream(dir),
+            State::Unknown => false,
+        }
+    }
+
+    fn probe(&mut self, protocols: &Protocols, dir: Dir, data: &[u8]) -> Option<Box<dyn Analyzer>> {
+        self.state.probe(protocols, &self.ctx, dir, data)
+    }
+
+    /// The flow ended: held stream bytes are flushed to the analyzer, which
+    /// then writes its final events.
+    pub fn finish(&mut self, last_ts: Timestamp, out: &mut Emit) {
+        let AppSlot { state, streams, .. } = self;
+        if let State::Active(a) = state {
+            for dir in [Dir::ToServer, Dir::ToClient] {
+                if a.wants_stream(dir) {
+                    let view = PacketView {
+                        index: 0,
+                        ts: last_ts,
+                        dir,
+                        tcp: None,
+                        payload: &[],
+                        payload_len: 0,
+                    };
+                    streams[dir.index()].finish(&mut |chunk| a.on_stream(dir, chunk, &view, out));
+                }
+            }
+            a.finish(last_ts, out);
+        }
+    }
+}
+
+impl State {
+    fn on_chunk(
+        &mut self,
+        protocols: &Protocols,
+        ctx: &FlowContext,
+        chunk: Chunk<'_>,
+        view: &PacketView<'_>,
+        out: &mut Emit,
+    ) {
+        match self {
+            State::Active(a) => a.on_stream(view.dir, chunk, view, out),
+            State::Probing { .. } => {
+                let Chunk::Data(data) = chunk else {
+                    return;
+                };
+                if let Some(mut a) = self.probe(protocols, ctx, view.dir, data) {
+                    a.on_packet(view, out);
+                    a.on_stream(view.dir, chunk, view, out);
+                    *self = State::Active(a);
+                }
+            }
+            State::Unknown => {}
+        }
+    }
+
+    /// Offers `data` to every protocol that has not rejected the flow yet.
+    fn probe(
+        &mut self,
+        protocols: &Protocols,
+        ctx: &FlowContext,
+        dir: Dir,
+        data: &[u8],
+    ) -> Option<Box<dyn Analyzer>> {
+        let State::Probing { rejected, offered } = self else {
+            return None;
+        };
+        *offered += 1;
+        for (i, p) in protocols.iter().enumerate().take(32) {
+            if *rejected & (1 << i) != 0 {
+                continue;
+            }
+            match p.probe(ctx, dir, data) {
+                Probe::Match => return Some(p.start(ctx)),
+                Probe::NoMatch => *rejected |= 1 << i,
+                Probe::NeedMore => {}
+            }
+        }
+        let all = if protocols.len() >= 32 {
+            u32::MAX
+        } else {
+            (1u32 << protocols.len()) - 1
+        };
+        if *rejected & all == all || *offered >= PROBE_LIMIT {
+            *self = State::Unknown;
+        }
+        None
+    }
+}

@@ -1,0 +1,285 @@
+//! The per-packet pipeline of one worker: decode, flow lookup, TCP state,
+//! protocol analysis, expiry. Single-threaded and owning its flow table, so
+//! the hot path takes no lock and touches no shared counter; workers are
+//! sharded by the symmetric flow hash.
+
+use crate::analyzer::dispatch::{AppSlot, PacketInput, Protocols};
+use crate::analyzer::{Dir, Emit, FlowContext, PacketView};
+use crate::decode::{decode, Fragment, Packet, Skip};
+use crate::event::{AppRecord, Event, EventSink, FlowMeta, FlowRecord};
+use crate::flow::table::FlowTable;
+use crate::flow::{EndReason, Flow, FlowConfig, TimeoutClass};
+use crate::source::Frame;
+use crate::stats::Stats;
+use crate::time::{Timestamp, NANOS_PER_SEC};
+use std::sync::Arc;
+
+/// How often (in packet time) idle flows are looked for.
+const SWEEP_INTERVAL: u64 = NANOS_PER_SEC;
+
+#[derive(Clone, Debug, Default)]
+pub struct EngineConfig {
+    pub flow: FlowConfig,
+    /// Community ID seed (0 unless every sensor agrees on another).
+    pub community_seed: u16,
+}
+
+pub struct Engine {
+    cfg: EngineConfig,
+    table: FlowTable,
+    protocols: Arc<Protocols>,
+    stats: Stats,
+    /// Scratch for analyzer events, reused across packets.
+    emit: Emit,
+    /// The latest packet time seen; expiry runs on it.
+    now: Timestamp,
+    next_sweep: Timestamp,
+}
+
+impl Engine {
+    pub fn new(cfg: EngineConfig, protocols: Arc<Protocols>, hasher: ahash::RandomState) -> Self {
+        let table = FlowTable::new(cfg.flow.capacity, hasher);
+        Engine {
+            cfg,
+            table,
+            protocols,
+            stats: Stats::default(),
+            emit: Vec::new(),
+            now: Timestamp::default(),
+            next_sweep: Timestamp::default(),
+        }
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub fn flows_active(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Processes one frame; `index` is its 1-based position in the input.
+    pub fn process(&mut self, frame: &Frame<'_>, index: u64, sink: &mut dyn EventSink) {
+        self.stats.packets += 1;
+        self.stats.bytes += u64::from(frame.orig_len);
+        match decode(frame) {
+            Ok(pkt) => self.on_packet(&pkt, index, sink),
+            Err(skip) => self.stats.skipped[skip.index()] += 1,
+        }
+    }
+
+    fn on_packet(&mut self, pkt: &Packet<'_>, index: u64, sink: &mut dyn EventSink) {
+        self.stats.decoded += 1;
+        if pkt.fragment == Fragment::First {
+            self.stats.first_fragments += 1;
+        }
+        self.advance(pkt.ts, sink);
+        let (key, side) = pkt.flow_key();
+        let slot = self.lookup(&key, side, pkt, sink);
+        let Some(flow) = self.table.get_mut(slot) else {
+            return;
+        };
+        let dir = flow.dir_of(side);
+        flow.count(dir, pkt);
+        if let Some(tcp) = pkt.tcp() {
+            flow.tcp.update(dir, tcp, pkt.payload_len);
+        }
+        analyze(
+            flow,
+            &self.protocols,
+            pkt,
+            dir,
+            index,
+            &self.cfg.flow,
+            &mut self.emit,
+        );
+        let interim = self.cfg.flow.active_seconds > 0
+            && pkt.ts.since(flow.period_start) >= self.cfg.flow.active_seconds * NANOS_PER_SEC;
+        if interim {
+            flow.period_start = pkt.ts;
+        }
+        let flow = &*flow;
+        write_app_events(
+            &mut self.emit,
+            &mut self.stats,
+            self.cfg.community_seed,
+            flow,
+            sink,
+        );
+        if interim {
+            self.stats.flows_ended[EndReason::Active as usize] += 1;
+            sink.event(Event::Flow(Box::new(FlowRecord::of(
+                flow,
+                EndReason::Active,
+                self.cfg.community_seed,
+            ))));
+        }
+        self.table.touch(slot);
+    }
+
+    /// The slot of the packet's flow, created (and a full table or a reused
+    /// 5-tuple resolved) as needed.
+    fn lookup(
+        &mut self,
+        key: &crate::flow::key::FlowKey,
+        side: crate::flow::key::Side,
+        pkt: &Packet<'_>,
+        sink: &mut dyn EventSink,
+    ) -> u32 {
+        let mut evicted = None;
+        let slot = self
+            .table
+            .find_or_insert(key, || Flow::new(*key, side, pkt), &mut |f| {
+                evicted = Some(f)
+            });
+        if let Some(flow) = evicted {
+            self.end_flow(flow, EndReason::Evicted, sink);
+        }
+        if slot.created {
+            self.stats.flows_created += 1;
+            return slot.index;
+        }
+        let reused = self.table.get(slot.index).is_some_and(|f| is_reuse(f, pkt));
+        if !reused {
+            return slot.index;
+        }
+        if let Some(old) = self.table.remove(slot.index) {
+            self.end_flow(old, EndReason::Reused, sink);
+        }
+        self.stats.flows_created += 1;
+        self.table
+            .find_or_insert(key, || Flow::new(*key, side, pkt), &mut |_| {})
+            .index
+    }
+
+    /// Moves packet time forward to `now` and ends the flows that went idle.
+    /// A live source with no traffic calls this with its clock to keep
+    /// expiry going.
+    pub fn advance(&mut self, now: Timestamp, sink: &mut dyn EventSink) {
+        if now <= self.now {
+            return;
+        }
+        self.now = now;
+        if now < self.next_sweep {
+            return;
+        }
+        self.next_sweep = now.add_nanos(SWEEP_INTERVAL);
+        for class in TimeoutClass::ALL {
+            let idle = self.cfg.flow.idle_seconds[class.index()] * NANOS_PER_SEC;
+            while let Some(flow) = self.table.pop_idle(class, now, idle) {
+                self.end_flow(flow, EndReason::Idle, sink);
+            }
+        }
+    }
+
+    /// Ends every open flow (end of input, or the sensor stops).
+    pub fn finish(&mut self, sink: &mut dyn EventSink) {
+        while let Some(flow) = self.table.pop_longest_idle() {
+            self.end_flow(flow, EndReason::Shutdown, sink);
+        }
+    }
+
+    fn end_flow(&mut self, mut flow: Flow, reason: EndReason, sink: &mut dyn EventSink) {
+        let last = flow.last();
+        if let Some(app) = flow.app.as_mut() {
+            app.finish(last, &mut self.emit);
+        }
+        write_app_events(
+            &mut self.emit,
+            &mut self.stats,
+            self.cfg.community_seed,
+            &flow,
+            sink,
+        );
+        self.stats.flows_ended[reason as usize] += 1;
+        sink.event(Event::Flow(Box::new(FlowRecord::of(
+            &flow,
+            reason,
+            self.cfg.community_seed,
+        ))));
+    }
+}
+
+/// Writes the analyzer events a packet or a flow end produced.
+fn write_app_events(
+    emit: &mut Emit,
+    stats: &mut Stats,
+    seed: u16,
+    flow: &Flow,
+    sink: &mut dyn EventSink,
+) {
+    if emit.is_empty() {
+        return;
+    }
+    let meta = FlowMeta::of(flow, seed);
+    for event in emit.drain(..) {
+        stats.app_events += 1;
+        sink.event(Event::App(Box::new(AppRecord {
+            meta: meta.clone(),
+            event,
+        })));
+    }
+}
+
+/// A SYN that opens a new connection on the 5-tuple of a finished one.
+fn is_reuse(flow: &Flow, pkt: &Packet<'_>) -> bool {
+    let Some(tcp) = pkt.tcp() else {
+        return false;
+    };
+    tcp.flags.syn() && !tcp.flags.ack() && flow.tcp.closed()
+}
+
+/// Hands the packet to the flow's protocol analysis, creating it when the
+/// flow first carries payload.
+fn analyze(
+    flow: &mut Flow,
+    protocols: &Protocols,
+    pkt: &Packet<'_>,
+    dir: Dir,
+    index: u64,
+    cfg: &FlowConfig,
+    emit: &mut Emit,
+) {
+    if protocols.is_empty() {
+        return;
+    }
+    if flow.app.is_none() {
+        if pkt.payload_len == 0 || flow.app_unknown {
+            return;
+        }
+        let ctx = FlowContext {
+            client: flow.client(),
+            server: flow.server(),
+            proto: flow.key.proto,
+        };
+        flow.app = Some(Box::new(AppSlot::new(ctx)));
+    }
+    let Some(app) = flow.app.as_mut() else {
+        return;
+    };
+    let input = PacketInput {
+        view: PacketView {
+            index,
+            ts: pkt.ts,
+            dir,
+            tcp: pkt.tcp().copied(),
+            payload: pkt.payload,
+            payload_len: pkt.payload_len,
+        },
+        data_start: flow.tcp.data_start(dir),
+        budget: cfg.stream_budget_bytes,
+    };
+    app.on_packet(protocols, &input, emit);
+    if app.is_unknown() {
+        // Nobody claimed the flow: free the analysis state, keep the mark.
+        flow.app = None;
+        flow.app_unknown = true;
+    }
+}
+
+/// Counts of skipped frames by reason, for summaries.
+pub fn skip_counts(stats: &Stats) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+    Skip::ALL
+        .iter()
+        .map(|s| (s.name(), stats.skipped[s.index()]))
+}

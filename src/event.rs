@@ -1,0 +1,119 @@
+//! What the engine reports: owned records that can cross threads to the
+//! writer. [`crate::eve`] turns them into EVE JSON lines.
+
+use crate::analyzer::AppEvent;
+use crate::community_id::community_id;
+use crate::flow::key::Endpoint;
+use crate::flow::{DirStats, EndReason, Flow};
+use crate::time::Timestamp;
+
+/// The identity every record of a flow shares.
+#[derive(Clone, Debug)]
+pub struct FlowMeta {
+    pub flow_id: u64,
+    pub community_id: String,
+    /// The originator.
+    pub src: Endpoint,
+    pub dest: Endpoint,
+    pub proto: u8,
+    pub app_proto: Option<&'static str>,
+}
+
+impl FlowMeta {
+    pub fn of(flow: &Flow, community_seed: u16) -> Self {
+        FlowMeta {
+            flow_id: flow.id,
+            community_id: community_id(&flow.key, community_seed),
+            src: flow.client(),
+            dest: flow.server(),
+            proto: flow.key.proto,
+            app_proto: flow
+                .app
+                .as_ref()
+                .and_then(|a| a.facts())
+                .and_then(|f| f.app_proto),
+        }
+    }
+}
+
+/// A flow record: written when a flow ends, or as an interim record of a
+/// long-lived flow.
+#[derive(Clone, Debug)]
+pub struct FlowRecord {
+    pub meta: FlowMeta,
+    pub reason: EndReason,
+    pub state: &'static str,
+    pub start: Timestamp,
+    pub end: Timestamp,
+    /// toserver, toclient.
+    pub dirs: [DirStats; 2],
+    pub tcp: Option<TcpSummary>,
+    pub originator: &'static str,
+    /// Interim records are cumulative since the flow started.
+    pub interim: bool,
+    /// The analyzer claimed nothing (payload was seen, no protocol matched).
+    pub app_unknown: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct TcpSummary {
+    pub flags: [u8; 2],
+    pub state: &'static str,
+    pub conn_state: &'static str,
+    pub history: String,
+    pub retransmitted: [u32; 2],
+    pub out_of_order: [u32; 2],
+}
+
+impl FlowRecord {
+    pub fn of(flow: &Flow, reason: EndReason, community_seed: u16) -> Self {
+        let tcp = flow.is_tcp().then(|| TcpSummary {
+            flags: [flow.tcp.dirs[0].flags, flow.tcp.dirs[1].flags],
+            state: flow.tcp.eve_state(),
+            conn_state: flow.tcp.conn_state(),
+            history: flow.tcp.history().to_owned(),
+            retransmitted: [
+                flow.tcp.dirs[0].retransmitted,
+                flow.tcp.dirs[1].retransmitted,
+            ],
+            out_of_order: [flow.tcp.dirs[0].out_of_order, flow.tcp.dirs[1].out_of_order],
+        });
+        FlowRecord {
+            meta: FlowMeta::of(flow, community_seed),
+            reason,
+            state: flow.eve_state(),
+            start: flow.start(),
+            end: flow.last(),
+            dirs: flow.dirs,
+            tcp,
+            originator: flow.basis.name(),
+            interim: reason == EndReason::Active,
+            app_unknown: flow.app_unknown,
+        }
+    }
+}
+
+/// An application-layer record (ssh, dns, tls, http, ...).
+#[derive(Clone, Debug)]
+pub struct AppRecord {
+    pub meta: FlowMeta,
+    pub event: AppEvent,
+}
+
+/// Everything the engine reports.
+#[derive(Clone, Debug)]
+pub enum Event {
+    Flow(Box<FlowRecord>),
+    App(Box<AppRecord>),
+}
+
+/// Where events go: the EVE writer, a channel to it, or a test collector.
+pub trait EventSink {
+    fn event(&mut self, event: Event);
+}
+
+impl EventSink for Vec<Event> {
+    fn event(&mut self, event: Event) {
+        self.push(event);
+    }
+}

@@ -1,0 +1,231 @@
+//! The flow table: a hash index over a slab of flows, with one intrusive
+//! last-activity list per timeout class. Lookup, insert, touch, expiry of
+//! the idle and eviction of the longest-idle flow are all O(1) per flow.
+//!
+//! The index stores only slab positions (4 bytes per flow); keys live in
+//! the flows themselves. The hash is randomly seeded so a peer cannot choose
+//! colliding 5-tuples.
+
+use super::{Flow, FlowKey, TimeoutClass};
+use crate::time::Timestamp;
+use hashbrown::HashTable;
+
+const NIL: u32 = u32::MAX;
+
+#[derive(Copy, Clone, Debug)]
+struct List {
+    head: u32,
+    tail: u32,
+}
+
+const EMPTY: List = List {
+    head: NIL,
+    tail: NIL,
+};
+
+/// A bounded table of flows.
+pub struct FlowTable {
+    index: HashTable<u32>,
+    hasher: ahash::RandomState,
+    slots: Vec<Option<Flow>>,
+    free: Vec<u32>,
+    lists: [List; TimeoutClass::COUNT],
+    capacity: usize,
+}
+
+/// Where a packet's flow lives after [`FlowTable::find_or_insert`].
+pub struct Slot {
+    pub index: u32,
+    pub created: bool,
+}
+
+impl FlowTable {
+    /// A table for at most `capacity` flows (at least 1). Memory grows with
+    /// use, not with the capacity.
+    pub fn new(capacity: usize, hasher: ahash::RandomState) -> Self {
+        FlowTable {
+            index: HashTable::new(),
+            hasher,
+            slots: Vec::new(),
+            free: Vec::new(),
+            lists: [EMPTY; TimeoutClass::COUNT],
+            capacity: capacity.clamp(1, NIL as usize - 1),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    pub fn hash(&self, key: &FlowKey) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    /// The slot of `key`'s flow, created with `make` if absent. When the
+    /// table is full the longest-idle flow is removed first and handed to
+    /// `evicted`.
+    pub fn find_or_insert(
+        &mut self,
+        key: &FlowKey,
+        make: impl FnOnce() -> Flow,
+        evicted: &mut dyn FnMut(Flow),
+    ) -> Slot {
+        let hash = self.hash(key);
+        let slots = &self.slots;
+        let found = self
+            .index
+            .find(hash, |&i| flow_at(slots, i).is_some_and(|f| f.key == *key));
+        if let Some(&index) = found {
+            return Slot {
+                index,
+                created: false,
+            };
+        }
+        if self.len() >= self.capacity {
+            if let Some(flow) = self.pop_longest_idle() {
+                evicted(flow);
+            }
+        }
+        Slot {
+            index: self.insert(hash, make()),
+            created: true,
+        }
+    }
+
+    fn insert(&mut self, hash: u64, node: Flow) -> u32 {
+        let class = node.timeout_class();
+        let index = match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = Some(node);
+                i
+            }
+            None => {
+                self.slots.push(Some(node));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let (hasher, slots) = (&self.hasher, &self.slots);
+        self.index.insert_unique(hash, index, |&i| {
+            flow_at(slots, i).map_or(0, |f| hasher.hash_one(&f.key))
+        });
+        self.link_tail(index, class);
+        index
+    }
+
+    pub fn get(&self, index: u32) -> Option<&Flow> {
+        flow_at(&self.slots, index)
+    }
+
+    pub fn get_mut(&mut self, index: u32) -> Option<&mut Flow> {
+        self.slots.get_mut(index as usize)?.as_mut()
+    }
+
+    /// Records activity: the flow moves to the back of its (possibly new)
+    /// class list. Call after updating the flow.
+    pub fn touch(&mut self, index: u32) {
+        let Some(flow) = self.get(index) else {
+            return;
+        };
+        let class = flow.timeout_class();
+        self.unlink(index);
+        self.link_tail(index, class);
+    }
+
+    /// Removes and returns the flow in `index`.
+    pub fn remove(&mut self, index: u32) -> Option<Flow> {
+        let key = self.get(index)?.key;
+        let hash = self.hash(&key);
+        if let Ok(entry) = self.index.find_entry(hash, |&i| i == index) {
+            entry.remove();
+        }
+        self.unlink(index);
+        let flow = self.slots.get_mut(index as usize)?.take()?;
+        self.free.push(index);
+        Some(flow)
+    }
+
+    /// Removes and returns one flow of `class` idle for at least
+    /// `idle_nanos` at `now`, oldest first.
+    pub fn pop_idle(
+        &mut self,
+        class: TimeoutClass,
+        now: Timestamp,
+        idle_nanos: u64,
+    ) -> Option<Flow> {
+        let head = self.lists[class.index()].head;
+        let last = self.get(head)?.last();
+        if now.since(last) >= idle_nanos {
+            self.remove(head)
+        } else {
+            None
+        }
+    }
+
+    /// Removes and returns the flow idle the longest, over all classes.
+    pub fn pop_longest_idle(&mut self) -> Option<Flow> {
+        let oldest = self
+            .lists
+            .iter()
+            .filter_map(|l| self.get(l.head).map(|f| (f.last(), l.head)))
+            .min()?;
+        self.remove(oldest.1)
+    }
+
+    /// The slots of all flows in `class`, oldest activity first.
+    pub fn class_indices(&self, class: TimeoutClass) -> Vec<u32> {
+        let mut out = Vec::new();
+        let mut at = self.lists[class.index()].head;
+        while let Some(node) = self.slots.get(at as usize).and_then(Option::as_ref) {
+            out.push(at);
+            at = node.next;
+        }
+        out
+    }
+
+    fn link_tail(&mut self, index: u32, class: TimeoutClass) {
+        let list = &mut self.lists[class.index()];
+        let old_tail = list.tail;
+        list.tail = index;
+        if list.head == NIL {
+            list.head = index;
+        }
+        if let Some(Some(tail)) = self.slots.get_mut(old_tail as usize) {
+            tail.next = index;
+        }
+        if let Some(Some(node)) = self.slots.get_mut(index as usize) {
+            node.prev = old_tail;
+            node.next = NIL;
+            node.class = class;
+        }
+    }
+
+    fn unlink(&mut self, index: u32) {
+        let Some(Some(node)) = self.slots.get(index as usize) else {
+            return;
+        };
+        let (prev, next, class) = (node.prev, node.next, node.class);
+        match self.slots.get_mut(prev as usize) {
+            Some(Some(p)) => p.next = next,
+            _ => self.lists[class.index()].head = next,
+        }
+        match self.slots.get_mut(next as usize) {
+            Some(Some(n)) => n.prev = prev,
+            _ => self.lists[class.index()].tail = prev,
+        }
+    }
+}
+
+fn flow_at(slots: &[Option<Flow>], index: u32) -> Option<&Flow> {
+    slots.get(index as usize)?.as_ref()
+}
+
+#[cfg(test)]
+mod tests;

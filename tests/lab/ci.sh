@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Root-only end-to-end tests on real traffic: installs what the namespace lab
+# needs on a fresh Debian machine, then runs the Rust tests that drive it.
+# Called by .ci/run when it runs as root; runs unattended (no stdin).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+if [ "$(id -u)" != 0 ]; then
+  echo "lab-ci: not root, namespace tests skipped"
+  exit 0
+fi
+
+packages=(openssh-server openssh-client dropbear-bin tcpdump iproute2 ethtool python3 curl git procps passwd)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "lab-ci: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# openssh-server's package scripts may start a system sshd; the lab runs its
+# own per namespace and does not need it (nor touch it).
+
+echo "lab-ci: EGRESSWATCH_NETNS=1 cargo test --test netns_ssh"
+EGRESSWATCH_NETNS=1 cargo test --test netns_ssh -- --test-threads=1

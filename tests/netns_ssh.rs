@@ -1,0 +1,423 @@
+//! End-to-end SSH tests on real traffic: the namespace lab (`tests/lab`)
+//! runs real OpenSSH and Dropbear sessions and captures them at the router;
+//! the `egresswatch` binary replays each capture and its EVE output must
+//! agree with the ground truth the lab wrote into its manifest.
+//!
+//! These tests need root (network namespaces, sshd, tcpdump) and take about
+//! seven minutes, so they run only when asked for:
+//!
+//! ```sh
+//! sudo EGRESSWATCH_NETNS=1 cargo test --test netns_ssh -- --test-threads=1
+//! ```
+//!
+//! `EGRESSWATCH_LAB_CAPTURES=DIR` checks captures made earlier by
+//! `tests/lab/run.sh DIR` instead of running the lab (no root needed then).
+//! Without either variable every test here passes after saying it skipped.
+
+use md5::{Digest, Md5};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+/// One capture of the manifest with the EVE records egresswatch wrote for it.
+struct Capture {
+    entry: Value,
+    eve: Result<Vec<Value>, String>,
+}
+
+struct Lab {
+    dir: PathBuf,
+    manifest: Value,
+    captures: BTreeMap<String, Capture>,
+}
+
+static LAB: OnceLock<Option<Result<Lab, String>>> = OnceLock::new();
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// The lab's captures and their EVE output, made once per test process;
+/// `None` when these tests are not enabled here.
+fn lab() -> Option<&'static Result<Lab, String>> {
+    LAB.get_or_init(|| {
+        if let Ok(dir) = std::env::var("EGRESSWATCH_LAB_CAPTURES") {
+            return Some(load(Path::new(&dir)));
+        }
+        if std::env::var("EGRESSWATCH_NETNS").as_deref() != Ok("1") {
+            eprintln!("netns_ssh: skipped (set EGRESSWATCH_NETNS=1 and run as root to run the namespace lab)");
+            return None;
+        }
+        if !is_root() {
+            eprintln!("netns_ssh: skipped (EGRESSWATCH_NETNS=1 but not root: the lab needs network namespaces)");
+            return None;
+        }
+        Some(run_lab().and_then(|dir| load(&dir)))
+    })
+    .as_ref()
+}
+
+fn run_lab() -> Result<PathBuf, String> {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("netns-lab-{}", std::process::id()));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/run.sh");
+    eprintln!("netns_ssh: running the lab into {}", dir.display());
+    let status = Command::new("bash")
+        .arg(&script)
+        .arg(&dir)
+        .stdin(Stdio::null())
+        .status()
+        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+    // A failed scenario is reported by `lab_made_every_capture`; the others
+    // are still checked.
+    if !dir.join("manifest.json").exists() {
+        return Err(format!("the lab wrote no manifest (exit {status})"));
+    }
+    Ok(dir)
+}
+
+fn load(dir: &Path) -> Result<Lab, String> {
+    let text = std::fs::read_to_string(dir.join("manifest.json"))
+        .map_err(|e| format!("{}: {e}", dir.join("manifest.json").display()))?;
+    let manifest: Value = serde_json::from_str(&text).map_err(|e| format!("manifest.json: {e}"))?;
+    let mut captures = BTreeMap::new();
+    for entry in manifest["captures"].as_array().cloned().unwrap_or_default() {
+        let name = entry["scenario"].as_str().unwrap_or("?").to_string();
+        let file = dir.join(entry["file"].as_str().unwrap_or(""));
+        let eve = replay(&file);
+        captures.insert(name, Capture { entry, eve });
+    }
+    Ok(Lab {
+        dir: dir.to_path_buf(),
+        manifest,
+        captures,
+    })
+}
+
+/// `egresswatch replay FILE --eve -`, parsed line by line.
+fn replay(pcap: &Path) -> Result<Vec<Value>, String> {
+    let out = Command::new(env!("CARGO_BIN_EXE_egresswatch"))
+        .arg("replay")
+        .arg(pcap)
+        .args(["--eve", "-"])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run egresswatch: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "egresswatch replay {} exited {}: {}",
+            pcap.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).map_err(|e| format!("bad EVE line {l:?}: {e}")))
+        .collect()
+}
+
+/// Runs `check` on every capture whose scenario name starts with one of
+/// `prefixes` and fails with all problems found, or skips.
+fn check_group(prefixes: &[&str], check: fn(&Capture, &[Value]) -> Vec<String>) {
+    let Some(lab) = lab() else { return };
+    let lab = match lab {
+        Ok(lab) => lab,
+        Err(e) => panic!("namespace lab failed: {e}"),
+    };
+    let mut checked = 0;
+    let mut problems = Vec::new();
+    for (name, cap) in &lab.captures {
+        if !prefixes.iter().any(|p| name.starts_with(p)) {
+            continue;
+        }
+        checked += 1;
+        match &cap.eve {
+            Err(e) => problems.push(format!("{name}: {e}")),
+            Ok(events) => problems.extend(check(cap, events).into_iter().map(|p| format!("{name}: {p}"))),
+        }
+    }
+    assert!(checked > 0, "no capture in {} matches {prefixes:?}", lab.dir.display());
+    assert!(problems.is_empty(), "{} problem(s):\n{}", problems.len(), problems.join("\n"));
+}
+
+// ---- reading the EVE output --------------------------------------------------
+
+fn outer_matches(ev: &Value, outer: &Value) -> bool {
+    ev["src_ip"] == outer["client"]
+        && ev["src_port"] == outer["client_port"]
+        && ev["dest_ip"] == outer["server"]
+        && ev["dest_port"] == outer["server_port"]
+}
+
+fn records<'a>(events: &'a [Value], outer: &Value, event_type: &str) -> Vec<&'a Value> {
+    events
+        .iter()
+        .filter(|e| e["event_type"] == event_type && outer_matches(e, outer))
+        .collect()
+}
+
+fn is_set(v: &Value) -> bool {
+    !v.is_null()
+}
+
+/// Whether an inference that is `Some(Evidence)` cites real packets.
+fn evidence_ok(v: &Value, frames: u64) -> bool {
+    let Some(pkts) = v["packets"].as_array() else {
+        return false;
+    };
+    !pkts.is_empty() && pkts.iter().all(|p| p.as_u64().is_some_and(|i| i >= 1 && i <= frames))
+}
+
+fn md5_hex(s: &str) -> String {
+    Md5::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Checks one side of a Suricata-style `ssh` record (`client` or `server`).
+fn check_ssh_side(side: &Value, name: &str, out: &mut Vec<String>) {
+    if side["proto_version"] != "2.0" {
+        out.push(format!("ssh.{name}.proto_version is {}", side["proto_version"]));
+    }
+    let sw = side["software_version"].as_str().unwrap_or("");
+    if !(sw.starts_with("OpenSSH_") || sw.starts_with("dropbear_")) {
+        out.push(format!("ssh.{name}.software_version is {:?}", sw));
+    }
+    let hash = side["hassh"]["hash"].as_str().unwrap_or("");
+    let string = side["hassh"]["string"].as_str().unwrap_or("");
+    if string.split(';').count() != 4 {
+        out.push(format!("ssh.{name}.hassh.string {string:?} is not four ;-joined lists"));
+    }
+    if hash != md5_hex(string) {
+        out.push(format!("ssh.{name}.hassh.hash {hash:?} is not the MD5 of its string"));
+    }
+}
+
+/// What every SSH capture must show, whatever happened in it: a flow record
+/// with `app_proto: "ssh"`, an `ssh` record with both banners and HASSH, and
+/// the forced cipher in the client's HASSH list and in egresswatch's own
+/// negotiated algorithms.
+fn common(cap: &Capture, events: &[Value]) -> Vec<String> {
+    let mut out = Vec::new();
+    let outer = &cap.entry["outer"];
+    let flows = records(events, outer, "flow");
+    if flows.is_empty() {
+        out.push("no flow record for the outer connection".into());
+    }
+    for f in &flows {
+        if f["app_proto"] != "ssh" {
+            out.push(format!("flow app_proto is {}", f["app_proto"]));
+        }
+    }
+    let ssh = records(events, outer, "ssh");
+    if ssh.len() != 1 {
+        out.push(format!("{} ssh records for the outer connection, expected 1", ssh.len()));
+        return out;
+    }
+    let ev = ssh[0];
+    check_ssh_side(&ev["ssh"]["client"], "client", &mut out);
+    check_ssh_side(&ev["ssh"]["server"], "server", &mut out);
+    let cipher = cap.entry["cipher"].as_str().unwrap_or("");
+    let reversed = cap.entry["truth"]["role_reversed"] == true;
+    // HASSH is the SSH client's KEXINIT; in a role reversal the SSH client
+    // is the TCP responder.
+    let client_side = if reversed { "server" } else { "client" };
+    let lists: Vec<&str> = ev["ssh"][client_side]["hassh"]["string"]
+        .as_str()
+        .unwrap_or("")
+        .split(';')
+        .collect();
+    if !reversed && lists.get(1).copied() != Some(cipher) {
+        out.push(format!("client HASSH cipher list {:?}, the client offered only {cipher}", lists.get(1)));
+    }
+    let ours = &ev["egresswatch"]["ssh"];
+    if !ours.is_object() {
+        out.push("no egresswatch.ssh object".into());
+        return out;
+    }
+    if !json_contains_str(ours, cipher) {
+        out.push(format!("negotiated cipher {cipher} not reported under egresswatch.ssh"));
+    }
+    if let Some(mac) = cap.entry["mac"].as_str() {
+        if !json_contains_str(ours, mac) {
+            out.push(format!("negotiated MAC {mac} not reported under egresswatch.ssh"));
+        }
+    }
+    let seen = &cap.entry["observed"]["ssh"];
+    let (client, server) = if reversed {
+        // The SSH client is the TCP responder.
+        (&seen["responder_banner"], &seen["originator_banner"])
+    } else {
+        (&seen["originator_banner"], &seen["responder_banner"])
+    };
+    for (key, want) in [("client_banner", client), ("server_banner", server)] {
+        if &ours[key] != want {
+            out.push(format!("egresswatch.ssh.{key} is {}, the capture has {want}", ours[key]));
+        }
+    }
+    out
+}
+
+fn json_contains_str(v: &Value, needle: &str) -> bool {
+    match v {
+        Value::String(s) => s == needle,
+        Value::Array(a) => a.iter().any(|x| json_contains_str(x, needle)),
+        Value::Object(o) => o.values().any(|x| json_contains_str(x, needle)),
+        _ => false,
+    }
+}
+
+/// The inferences egresswatch draws for a session against the lab's truth.
+fn inferences(cap: &Capture, events: &[Value]) -> Vec<String> {
+    let mut out = common(cap, events);
+    let outer = &cap.entry["outer"];
+    let ssh = records(events, outer, "ssh");
+    let Some(ev) = ssh.first() else { return out };
+    let ours = &ev["egresswatch"]["ssh"];
+    let truth = &cap.entry["truth"];
+    let frames = cap.entry["frames"].as_u64().unwrap_or(0);
+    let mut expect = |field: &str, want: bool| {
+        let got = &ours[field];
+        if want && !is_set(got) {
+            out.push(format!("egresswatch.ssh.{field} missing"));
+        } else if !want && is_set(got) {
+            out.push(format!("egresswatch.ssh.{field} set but the session had none: {got}"));
+        } else if want && !evidence_ok(got, frames) {
+            out.push(format!("egresswatch.ssh.{field} cites no packets of this capture: {got}"));
+        }
+    };
+    expect("remote_forward", truth["remote_forward"] == true);
+    expect("reverse_session", truth["reverse_session"] == true);
+    expect("nested_forward", truth["proxyjump"] == true);
+    expect("keepalive_only", truth["keepalive_only"] == true);
+    expect("role_reversed", truth["role_reversed"] == true);
+    expect("forward_interactive", truth["typing_side"] == "client");
+    expect("reverse_interactive", truth["typing_side"] == "server");
+    let auth = truth["outer_auth"].as_str().unwrap_or("");
+    if ours["auth"] != auth {
+        out.push(format!("egresswatch.ssh.auth is {}, the login was a {auth}", ours["auth"]));
+    }
+    let reverse_login = truth["reverse_login"].as_str().unwrap_or("unknown");
+    if ours["reverse_login"] != reverse_login {
+        out.push(format!(
+            "egresswatch.ssh.reverse_login is {}, the login back was {reverse_login}",
+            ours["reverse_login"]
+        ));
+    }
+    out
+}
+
+/// Like [`inferences`], plus the direction of a file transfer.
+fn transfer(cap: &Capture, events: &[Value]) -> Vec<String> {
+    let mut out = inferences(cap, events);
+    let outer = &cap.entry["outer"];
+    let ssh = records(events, outer, "ssh");
+    let Some(ev) = ssh.first() else { return out };
+    let ft = &ev["egresswatch"]["ssh"]["file_transfer"];
+    let want = cap.entry["truth"]["file_transfer"].as_str();
+    match want {
+        None if is_set(ft) => out.push(format!("file_transfer reported without one: {ft}")),
+        None => {}
+        Some(dir) => {
+            let summary = ft["summary"].as_str().unwrap_or("").to_ascii_lowercase();
+            // Upload = originator (the cluster) to responder.
+            let words: &[&str] = if dir == "upload" {
+                &["upload", "toserver", "to server", "client to server", "outbound"]
+            } else {
+                &["download", "toclient", "to client", "server to client", "inbound"]
+            };
+            if !is_set(ft) {
+                out.push(format!("no file_transfer for an scp {dir}"));
+            } else if !words.iter().any(|w| summary.contains(w)) {
+                out.push(format!("file_transfer summary {summary:?} does not say {dir}"));
+            }
+        }
+    }
+    out
+}
+
+/// No file transfer is claimed where there was none.
+fn no_transfer(cap: &Capture, events: &[Value]) -> Vec<String> {
+    let mut out = inferences(cap, events);
+    for ev in records(events, &cap.entry["outer"], "ssh") {
+        let ft = &ev["egresswatch"]["ssh"]["file_transfer"];
+        if is_set(ft) {
+            out.push(format!("file_transfer reported without one: {ft}"));
+        }
+    }
+    out
+}
+
+// ---- the tests -----------------------------------------------------------------
+
+#[test]
+fn lab_made_every_capture() {
+    let Some(lab) = lab() else { return };
+    let lab = lab.as_ref().unwrap_or_else(|e| panic!("namespace lab failed: {e}"));
+    let failures = lab.manifest["failures"].as_array().cloned().unwrap_or_default();
+    assert!(failures.is_empty(), "lab scenarios failed: {failures:#?}");
+    assert!(lab.captures.len() >= 30, "only {} captures", lab.captures.len());
+    for (name, cap) in &lab.captures {
+        assert!(cap.entry["outer"].is_object(), "{name}: no outer connection");
+        assert_eq!(cap.entry["observed"]["tcpdump"]["dropped_by_kernel"], 0, "{name}");
+    }
+}
+
+#[test]
+fn forward_interactive_sessions() {
+    check_group(&["fwd_interactive-", "port443_", "port2222_"], no_transfer);
+}
+
+#[test]
+fn failed_forward_login() {
+    check_group(&["fwd_auth_fail-"], no_transfer);
+}
+
+#[test]
+fn reverse_tunnel_with_login_back() {
+    check_group(&["rev_login_ok", "dropbear_rev_login_ok"], no_transfer);
+}
+
+#[test]
+fn reverse_tunnel_with_failed_login_back() {
+    check_group(&["rev_login_fail-", "dropbear_rev_login_fail"], no_transfer);
+}
+
+#[test]
+fn idle_reverse_tunnel_with_keepalives() {
+    check_group(&["rev_idle-", "dropbear_rev_idle"], no_transfer);
+}
+
+#[test]
+fn local_and_dynamic_forwards_are_not_reverse() {
+    check_group(&["local_forward-", "dynamic_forward-"], inferences);
+}
+
+#[test]
+fn proxyjump_is_nested_forward_not_reverse() {
+    check_group(&["proxyjump-"], no_transfer);
+}
+
+#[test]
+fn scp_transfers_by_direction() {
+    check_group(&["scp_"], transfer);
+}
+
+#[test]
+fn internal_git_clone() {
+    // A small clone; only the session facts are asserted, not a transfer.
+    check_group(&["internal_git_clone-"], inferences);
+}
+
+#[test]
+fn role_reversal_implant() {
+    check_group(&["role_reversal-"], no_transfer);
+}

@@ -67,7 +67,8 @@ fn lab() -> Option<&'static Result<Lab, String>> {
 }
 
 fn run_lab() -> Result<PathBuf, String> {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("netns-lab-{}", std::process::id()));
+    let dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("netns-lab-{}", std::process::id()));
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/run.sh");
     eprintln!("netns_ssh: running the lab into {}", dir.display());
     let status = Command::new("bash")
@@ -143,11 +144,24 @@ fn check_group(prefixes: &[&str], check: fn(&Capture, &[Value]) -> Vec<String>) 
         checked += 1;
         match &cap.eve {
             Err(e) => problems.push(format!("{name}: {e}")),
-            Ok(events) => problems.extend(check(cap, events).into_iter().map(|p| format!("{name}: {p}"))),
+            Ok(events) => problems.extend(
+                check(cap, events)
+                    .into_iter()
+                    .map(|p| format!("{name}: {p}")),
+            ),
         }
     }
-    assert!(checked > 0, "no capture in {} matches {prefixes:?}", lab.dir.display());
-    assert!(problems.is_empty(), "{} problem(s):\n{}", problems.len(), problems.join("\n"));
+    assert!(
+        checked > 0,
+        "no capture in {} matches {prefixes:?}",
+        lab.dir.display()
+    );
+    assert!(
+        problems.is_empty(),
+        "{} problem(s):\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
 }
 
 // ---- reading the EVE output --------------------------------------------------
@@ -175,17 +189,26 @@ fn evidence_ok(v: &Value, frames: u64) -> bool {
     let Some(pkts) = v["packets"].as_array() else {
         return false;
     };
-    !pkts.is_empty() && pkts.iter().all(|p| p.as_u64().is_some_and(|i| i >= 1 && i <= frames))
+    !pkts.is_empty()
+        && pkts
+            .iter()
+            .all(|p| p.as_u64().is_some_and(|i| i >= 1 && i <= frames))
 }
 
 fn md5_hex(s: &str) -> String {
-    Md5::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    Md5::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Checks one side of a Suricata-style `ssh` record (`client` or `server`).
 fn check_ssh_side(side: &Value, name: &str, out: &mut Vec<String>) {
     if side["proto_version"] != "2.0" {
-        out.push(format!("ssh.{name}.proto_version is {}", side["proto_version"]));
+        out.push(format!(
+            "ssh.{name}.proto_version is {}",
+            side["proto_version"]
+        ));
     }
     let sw = side["software_version"].as_str().unwrap_or("");
     if !(sw.starts_with("OpenSSH_") || sw.starts_with("dropbear_")) {
@@ -194,10 +217,14 @@ fn check_ssh_side(side: &Value, name: &str, out: &mut Vec<String>) {
     let hash = side["hassh"]["hash"].as_str().unwrap_or("");
     let string = side["hassh"]["string"].as_str().unwrap_or("");
     if string.split(';').count() != 4 {
-        out.push(format!("ssh.{name}.hassh.string {string:?} is not four ;-joined lists"));
+        out.push(format!(
+            "ssh.{name}.hassh.string {string:?} is not four ;-joined lists"
+        ));
     }
     if hash != md5_hex(string) {
-        out.push(format!("ssh.{name}.hassh.hash {hash:?} is not the MD5 of its string"));
+        out.push(format!(
+            "ssh.{name}.hassh.hash {hash:?} is not the MD5 of its string"
+        ));
     }
 }
 
@@ -219,7 +246,10 @@ fn common(cap: &Capture, events: &[Value]) -> Vec<String> {
     }
     let ssh = records(events, outer, "ssh");
     if ssh.len() != 1 {
-        out.push(format!("{} ssh records for the outer connection, expected 1", ssh.len()));
+        out.push(format!(
+            "{} ssh records for the outer connection, expected 1",
+            ssh.len()
+        ));
         return out;
     }
     let ev = ssh[0];
@@ -236,7 +266,10 @@ fn common(cap: &Capture, events: &[Value]) -> Vec<String> {
         .split(';')
         .collect();
     if !reversed && lists.get(1).copied() != Some(cipher) {
-        out.push(format!("client HASSH cipher list {:?}, the client offered only {cipher}", lists.get(1)));
+        out.push(format!(
+            "client HASSH cipher list {:?}, the client offered only {cipher}",
+            lists.get(1)
+        ));
     }
     let ours = &ev["egresswatch"]["ssh"];
     if !ours.is_object() {
@@ -244,11 +277,15 @@ fn common(cap: &Capture, events: &[Value]) -> Vec<String> {
         return out;
     }
     if !json_contains_str(ours, cipher) {
-        out.push(format!("negotiated cipher {cipher} not reported under egresswatch.ssh"));
+        out.push(format!(
+            "negotiated cipher {cipher} not reported under egresswatch.ssh"
+        ));
     }
     if let Some(mac) = cap.entry["mac"].as_str() {
         if !json_contains_str(ours, mac) {
-            out.push(format!("negotiated MAC {mac} not reported under egresswatch.ssh"));
+            out.push(format!(
+                "negotiated MAC {mac} not reported under egresswatch.ssh"
+            ));
         }
     }
     let seen = &cap.entry["observed"]["ssh"];
@@ -260,7 +297,10 @@ fn common(cap: &Capture, events: &[Value]) -> Vec<String> {
     };
     for (key, want) in [("client_banner", client), ("server_banner", server)] {
         if &ours[key] != want {
-            out.push(format!("egresswatch.ssh.{key} is {}, the capture has {want}", ours[key]));
+            out.push(format!(
+                "egresswatch.ssh.{key} is {}, the capture has {want}",
+                ours[key]
+            ));
         }
     }
     out
@@ -289,9 +329,13 @@ fn inferences(cap: &Capture, events: &[Value]) -> Vec<String> {
         if want && !is_set(got) {
             out.push(format!("egresswatch.ssh.{field} missing"));
         } else if !want && is_set(got) {
-            out.push(format!("egresswatch.ssh.{field} set but the session had none: {got}"));
+            out.push(format!(
+                "egresswatch.ssh.{field} set but the session had none: {got}"
+            ));
         } else if want && !evidence_ok(got, frames) {
-            out.push(format!("egresswatch.ssh.{field} cites no packets of this capture: {got}"));
+            out.push(format!(
+                "egresswatch.ssh.{field} cites no packets of this capture: {got}"
+            ));
         }
     };
     expect("remote_forward", truth["remote_forward"] == true);
@@ -303,7 +347,10 @@ fn inferences(cap: &Capture, events: &[Value]) -> Vec<String> {
     expect("reverse_interactive", truth["typing_side"] == "server");
     let auth = truth["outer_auth"].as_str().unwrap_or("");
     if ours["auth"] != auth {
-        out.push(format!("egresswatch.ssh.auth is {}, the login was a {auth}", ours["auth"]));
+        out.push(format!(
+            "egresswatch.ssh.auth is {}, the login was a {auth}",
+            ours["auth"]
+        ));
     }
     let reverse_login = truth["reverse_login"].as_str().unwrap_or("unknown");
     if ours["reverse_login"] != reverse_login {
@@ -330,14 +377,28 @@ fn transfer(cap: &Capture, events: &[Value]) -> Vec<String> {
             let summary = ft["summary"].as_str().unwrap_or("").to_ascii_lowercase();
             // Upload = originator (the cluster) to responder.
             let words: &[&str] = if dir == "upload" {
-                &["upload", "toserver", "to server", "client to server", "outbound"]
+                &[
+                    "upload",
+                    "toserver",
+                    "to server",
+                    "client to server",
+                    "outbound",
+                ]
             } else {
-                &["download", "toclient", "to client", "server to client", "inbound"]
+                &[
+                    "download",
+                    "toclient",
+                    "to client",
+                    "server to client",
+                    "inbound",
+                ]
             };
             if !is_set(ft) {
                 out.push(format!("no file_transfer for an scp {dir}"));
             } else if !words.iter().any(|w| summary.contains(w)) {
-                out.push(format!("file_transfer summary {summary:?} does not say {dir}"));
+                out.push(format!(
+                    "file_transfer summary {summary:?} does not say {dir}"
+                ));
             }
         }
     }
@@ -361,13 +422,28 @@ fn no_transfer(cap: &Capture, events: &[Value]) -> Vec<String> {
 #[test]
 fn lab_made_every_capture() {
     let Some(lab) = lab() else { return };
-    let lab = lab.as_ref().unwrap_or_else(|e| panic!("namespace lab failed: {e}"));
-    let failures = lab.manifest["failures"].as_array().cloned().unwrap_or_default();
+    let lab = lab
+        .as_ref()
+        .unwrap_or_else(|e| panic!("namespace lab failed: {e}"));
+    let failures = lab.manifest["failures"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     assert!(failures.is_empty(), "lab scenarios failed: {failures:#?}");
-    assert!(lab.captures.len() >= 30, "only {} captures", lab.captures.len());
+    assert!(
+        lab.captures.len() >= 30,
+        "only {} captures",
+        lab.captures.len()
+    );
     for (name, cap) in &lab.captures {
-        assert!(cap.entry["outer"].is_object(), "{name}: no outer connection");
-        assert_eq!(cap.entry["observed"]["tcpdump"]["dropped_by_kernel"], 0, "{name}");
+        assert!(
+            cap.entry["outer"].is_object(),
+            "{name}: no outer connection"
+        );
+        assert_eq!(
+            cap.entry["observed"]["tcpdump"]["dropped_by_kernel"], 0,
+            "{name}"
+        );
     }
 }
 

@@ -38,19 +38,44 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import pcapinfo  # noqa: E402
+import services  # noqa: E402
 from ptydrive import DriveError, PtySession, seeded  # noqa: E402
 
 PREFIX = "ew"
-ROLES = {"cluster": "c", "router": "r", "external": "x", "internal": "i", "bastion": "b"}
+ROLES = {"cluster": "c", "router": "r", "external": "x", "internal": "i", "bastion": "b", "services": "s"}
 # role -> (address, /24 prefix, router port name, MAC of the host, MAC of the router port)
 HOSTS = {
     "cluster": ("10.10.0.10", "10.10.0", "c0", "02:00:0a:0a:00:0a", "02:00:0a:0a:00:01"),
     "internal": ("10.20.0.10", "10.20.0", "i0", "02:00:0a:14:00:0a", "02:00:0a:14:00:01"),
     "external": ("198.51.100.10", "198.51.100", "x0", "02:00:c6:33:64:0a", "02:00:c6:33:64:01"),
     "bastion": ("203.0.113.10", "203.0.113", "b0", "02:00:cb:00:71:0a", "02:00:cb:00:71:01"),
+    "services": ("192.0.2.10", "192.0.2", "s0", "02:00:c0:00:02:0a", "02:00:c0:00:02:01"),
 }
+# Further addresses of the application servers (issue: app-layer identification).
+SERVICE_ADDRS = {
+    "www": "192.0.2.10",  # HTTPS (openssl s_server) on 443, HTTP on 80
+    "split": "192.0.2.11",  # HTTPS behind a 300-byte path MTU: ClientHellos span segments
+    "pool": "192.0.2.20",  # mining pool: Stratum 3333, XMRig login on 443 (plain TCP), ethproxy 8008
+    "tlspool": "192.0.2.21",  # mining pool behind TLS on 443, under a name on the pool list
+    "api": "192.0.2.30",  # benign JSON-RPC service with a `login` method on 8080
+}
+RESOLVERS = {"internal": ("internal", "10.20.0.53"), "external": ("external", "198.51.100.53")}
+# What the lab's resolvers answer (only inside the lab's namespaces).
+DNS_RECORDS = {
+    "www.example-lab.test": "192.0.2.10",
+    "edge.example-lab.test": "192.0.2.10",
+    "a.shared-lab.test": "192.0.2.10",
+    "b.shared-lab.test": "192.0.2.10",
+    "split.example-lab.test": "192.0.2.11",
+    "pool.example-lab.test": "192.0.2.20",
+    "gulf.moneroocean.stream": "192.0.2.21",
+    "api.example-lab.test": "192.0.2.30",
+}
+DNS_CNAMES = {"cdn.example-lab.test": "edge.example-lab.test"}
+DNS_TTL = 300
 CAPTURE_PORT = "c0"
 SSH_PORTS = {"cluster": [22], "external": [22, 443, 2222], "internal": [22], "bastion": [22]}
+SPLIT_PATH_MTU = 300
 DROPBEAR_PORT = 2022  # cluster-side Dropbear server, loopback only
 HTTP_PORT = 8000  # external-side web server, loopback only (reached through -L / -D)
 ROLE_REVERSAL_PORT = 8443
@@ -135,6 +160,8 @@ class Lab:
         self.created_ns = []
         self.user_created = False
         self.made_privsep = False
+        self.made_etc_netns = False
+        self.etc_netns_dir = None
         self.procs = []
         self.workdir = None
         self.env = {
@@ -183,8 +210,8 @@ class Lab:
             self.procs.remove(p)
         return p.returncode
 
-    def listening(self, role, port, addr=None):
-        out = self.ns_run(role, ["ss", "-ltnH"], check=False).stdout
+    def listening(self, role, port, addr=None, udp=False):
+        out = self.ns_run(role, ["ss", "-lunH" if udp else "-ltnH"], check=False).stdout
         for line in out.splitlines():
             cols = line.split()
             if len(cols) >= 4 and cols[3].endswith(f":{port}"):
@@ -192,10 +219,10 @@ class Lab:
                     return True
         return False
 
-    def wait_listen(self, role, port, timeout=10.0):
+    def wait_listen(self, role, port, timeout=10.0, addr=None, udp=False):
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            if self.listening(role, port):
+            if self.listening(role, port, addr, udp):
                 return
             time.sleep(0.1)
         raise LabError(f"nothing listens on {role}:{port} after {timeout}s")
@@ -260,6 +287,26 @@ class Lab:
                 self.ns_run(r, ["ethtool", "-K", dev, "tx", "off", "rx", "off"], check=False)
                 self.ns_run(r, ["ip", "link", "set", dev, "up"])
             self.ns_run(role, ["ip", "route", "add", "default", "via", f"{net}.1"])
+        for addr in SERVICE_ADDRS.values():
+            if addr != HOSTS["services"][0]:
+                self.ns_run("services", ["ip", "addr", "add", f"{addr}/24", "dev", "eth0"])
+        for role, addr in RESOLVERS.values():
+            self.ns_run(role, ["ip", "addr", "add", f"{addr}/24", "dev", "eth0"])
+        # A small path MTU towards one server, so TLS ClientHellos are split.
+        self.ns_run("cluster", ["ip", "route", "add", f"{SERVICE_ADDRS['split']}/32", "via", "10.10.0.1",
+                                "mtu", "lock", str(SPLIT_PATH_MTU)])
+        self.set_resolver("internal")
+
+    def set_resolver(self, which):
+        """The cluster's resolv.conf (ip netns exec bind-mounts /etc/netns/NS/)."""
+        if not os.path.isdir("/etc/netns"):
+            os.makedirs("/etc/netns")
+            self.made_etc_netns = True
+        d = f"/etc/netns/{self.ns['cluster']}"
+        os.makedirs(d, exist_ok=True)
+        self.etc_netns_dir = d
+        with open(f"{d}/resolv.conf", "w") as f:
+            f.write(f"nameserver {RESOLVERS[which][1]}\noptions timeout:2 attempts:2\n")
 
     def setup_user(self):
         home = os.path.join(self.workdir, "home")
@@ -406,6 +453,7 @@ class Lab:
              "--directory", f"{self.workdir}/web"],
             "http-external",
         )
+        self.start_app_servers()
         for role, ports in SSH_PORTS.items():
             for p in ports:
                 self.wait_listen(role, p)
@@ -415,6 +463,46 @@ class Lab:
         probe = "import socket,sys; socket.create_connection((sys.argv[1], 22), 3).close()"
         for role in ("external", "internal", "bastion"):
             self.ns_run("cluster", [sys.executable, "-c", probe, HOSTS[role][0]], timeout=10)
+
+    def start_app_servers(self):
+        w = self.workdir
+        d = f"{w}/services"
+        os.makedirs(d)
+        for name in ("www.example-lab.test", "gulf.moneroocean.stream"):
+            run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj", f"/CN={name}",
+                 "-addext", f"subjectAltName=DNS:{name},DNS:*.example-lab.test,DNS:*.shared-lab.test",
+                 "-keyout", f"{d}/{name}.key", "-out", f"{d}/{name}.crt"])
+        www = f"{d}/www.example-lab.test"
+        for key in ("www", "split"):
+            self.spawn("services", ["openssl", "s_server", "-accept", f"{SERVICE_ADDRS[key]}:443",
+                                    "-cert", f"{www}.crt", "-key", f"{www}.key", "-www", "-quiet"],
+                       f"https-{key}")
+        self.spawn("services", [sys.executable, "-m", "http.server", "80", "--bind", SERVICE_ADDRS["www"],
+                                "--directory", f"{w}/web"], "http-www")
+        svc = os.path.join(HERE, "services.py")
+        pool = SERVICE_ADDRS["pool"]
+        for port in (3333, 443, 8008):
+            self.spawn("services", [sys.executable, svc, "pool", pool, str(port)], f"pool-{port}")
+        pool_cert = f"{d}/gulf.moneroocean.stream"
+        self.spawn("services", [sys.executable, svc, "pool", SERVICE_ADDRS["tlspool"], "443",
+                                "--tls", f"{pool_cert}.crt", f"{pool_cert}.key"], "pool-tls-443")
+        self.spawn("services", [sys.executable, svc, "jsonrpc", SERVICE_ADDRS["api"], "8080"], "jsonrpc-8080")
+        for which, (role, addr) in RESOLVERS.items():
+            argv = ["dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--no-poll",
+                    "--bind-interfaces", f"--listen-address={addr}", "--except-interface=lo", "--user=root",
+                    f"--pid-file={w}/dnsmasq-{which}.pid", f"--local-ttl={DNS_TTL}", "--log-queries",
+                    "--log-facility=-", "--conf-file=/dev/null"]
+            argv += [f"--host-record={name},{ip}" for name, ip in DNS_RECORDS.items()]
+            argv += [f"--cname={alias},{target}" for alias, target in DNS_CNAMES.items()]
+            # Authoritative for these zones: no-data answers (e.g. AAAA) instead of REFUSED.
+            zones = sorted({name.split(".", 1)[1] for name in list(DNS_RECORDS) + list(DNS_CNAMES)})
+            argv += [f"--local=/{z}/" for z in zones]
+            self.spawn(role, argv, f"dnsmasq-{which}")
+        for key, port in (("www", 443), ("split", 443), ("www", 80), ("pool", 3333), ("pool", 443),
+                          ("pool", 8008), ("tlspool", 443), ("api", 8080)):
+            self.wait_listen("services", port, addr=SERVICE_ADDRS[key])
+        for role, addr in RESOLVERS.values():
+            self.wait_listen(role, 53, addr=addr, udp=True)
 
     # ---- capture -------------------------------------------------------
     def start_capture(self, pcap, label):
@@ -498,6 +586,15 @@ class Lab:
                     break
                 time.sleep(0.1)
             self.user_created = False
+        if self.etc_netns_dir:
+            shutil.rmtree(self.etc_netns_dir, ignore_errors=True)
+            self.etc_netns_dir = None
+        if self.made_etc_netns:
+            try:
+                os.rmdir("/etc/netns")
+            except OSError:
+                pass
+            self.made_etc_netns = False
         if self.made_privsep:
             try:
                 os.rmdir("/run/sshd")
@@ -754,6 +851,38 @@ def sc_role_reversal(ctx, suite):
     ctx.shell_session(s)
 
 
+def sc_curl(ctx, urls, resolver="internal", lookups=()):
+    """Name lookups through the cluster's resolver, then curl (which resolves
+    again through the system resolver and sends SNI / Host)."""
+    if resolver != "internal":
+        ctx.lab.set_resolver(resolver)
+    try:
+        for name in lookups:
+            ctx.run_in("cluster", ["getent", "ahostsv4", name])
+            ctx.sleep(0.2, 0.5)
+        for url in urls:
+            ctx.run_in("cluster", ["curl", "-sS", "-k", "-o", "/dev/null", url])
+            ctx.sleep(0.3, 0.8)
+    finally:
+        if resolver != "internal":
+            ctx.lab.set_resolver("internal")
+
+
+def sc_miner(ctx, host, port, family, tls=False):
+    argv = [sys.executable, os.path.join(HERE, "services.py"), "miner", host, str(port), family,
+            "--seed", str(ctx.lab.seed)]
+    if tls:
+        argv += ["--tls", host]
+    ctx.run_in("cluster", argv, timeout=30)
+    ctx.sleep(0.3)
+
+
+def sc_jsonrpc_app(ctx, host, port):
+    ctx.run_in("cluster", [sys.executable, os.path.join(HERE, "services.py"), "app", host, str(port),
+                           "--seed", str(ctx.lab.seed)], timeout=30)
+    ctx.sleep(0.3)
+
+
 # ---- catalog -----------------------------------------------------------------
 
 BASE_TRUTH = {
@@ -775,7 +904,25 @@ BASE_TRUTH = {
 }
 
 
-def catalog():
+APP_TRUTH = {
+    "app_proto": None,
+    "dns_names": [],
+    "resolver": "internal",
+    "sni": None,
+    "alpn": [],
+    "client_hello_split": False,
+    "http_host": None,
+    "http_method": None,
+    "http_uri": None,
+    "mining_protocol": None,
+    "mining_wallet": None,
+    "mining_agent": None,
+    "dest_class": "external",
+}
+CURL_ALPN = ["h2", "http/1.1"]
+
+
+def catalog(seed=1):
     out = []
 
     def add(name, func, params, truth, server_role="external", server_port=22,
@@ -783,10 +930,19 @@ def catalog():
         t = dict(BASE_TRUTH)
         t.update(truth)
         out.append({
-            "name": name, "func": func, "params": params, "truth": t,
-            "server_role": server_role, "server_port": server_port,
+            "name": name, "kind": "ssh", "func": func, "params": params, "truth": t,
+            "server_addr": HOSTS[server_role][0], "server_port": server_port,
             "client_impl": client_impl, "inner_suite": inner,
             "suite": params.get("suite"),
+        })
+
+    def add_app(name, func, params, truth, server, port, client_impl):
+        t = dict(APP_TRUTH)
+        t.update(truth)
+        out.append({
+            "name": name, "kind": "app", "func": func, "params": params, "truth": t,
+            "server_addr": SERVICE_ADDRS[server], "server_port": port,
+            "client_impl": client_impl, "inner_suite": None, "suite": None,
         })
 
     core = ["chacha20", "aes128gcm", "aes128ctr-etm", "aes256ctr-hmac"]
@@ -843,6 +999,40 @@ def catalog():
     add("role_reversal-chacha20", sc_role_reversal, {"suite": "chacha20"},
         {"role_reversed": True, "typing_side": "server", "typing_host": "external"},
         server_port=ROLE_REVERSAL_PORT)
+
+    # Issue: app-layer identification. Names resolve only inside the lab.
+    www, shared = "www.example-lab.test", ["a.shared-lab.test", "b.shared-lab.test"]
+    add_app("https_sni", sc_curl, {"urls": [f"https://{www}/"]},
+            {"app_proto": "tls", "dns_names": [www], "sni": www, "alpn": CURL_ALPN}, "www", 443, "curl")
+    add_app("https_cname_chain", sc_curl, {"urls": ["https://cdn.example-lab.test/"]},
+            {"app_proto": "tls", "dns_names": ["cdn.example-lab.test", "edge.example-lab.test"],
+             "sni": "cdn.example-lab.test", "alpn": CURL_ALPN}, "www", 443, "curl")
+    add_app("https_shared_address", sc_curl,
+            {"urls": [f"https://{shared[1]}/"], "lookups": [shared[0]]},
+            {"app_proto": "tls", "dns_names": shared, "sni": shared[1], "alpn": CURL_ALPN}, "www", 443, "curl")
+    add_app("tls_client_hello_split", sc_curl, {"urls": ["https://split.example-lab.test/"]},
+            {"app_proto": "tls", "dns_names": ["split.example-lab.test"], "sni": "split.example-lab.test",
+             "alpn": CURL_ALPN, "client_hello_split": True}, "split", 443, "curl")
+    add_app("http_host", sc_curl, {"urls": [f"http://{www}/index.html"]},
+            {"app_proto": "http", "dns_names": [www], "http_host": www, "http_method": "GET",
+             "http_uri": "/index.html"}, "www", 80, "curl")
+    add_app("dns_external_resolver", sc_curl, {"urls": [f"http://{www}/status.json"], "resolver": "external"},
+            {"app_proto": "http", "dns_names": [www], "resolver": "external", "http_host": www,
+             "http_method": "GET", "http_uri": "/status.json"}, "www", 80, "curl")
+    wallets = services.wallets(seed)
+    pool = "pool.example-lab.test"
+    for family, port, proto in (("stratum", 3333, "stratum"), ("xmrig", 443, "xmrig-login"),
+                                ("ethproxy", 8008, "ethproxy")):
+        add_app(f"mining_{family}-{port}", sc_miner, {"host": pool, "port": port, "family": family},
+                {"app_proto": "stratum", "dns_names": [pool], "mining_protocol": proto,
+                 "mining_wallet": wallets[family], "mining_agent": services.AGENTS[family]},
+                "pool", port, f"lab {family} client")
+    tls_pool = "gulf.moneroocean.stream"
+    add_app("mining_pool_tls_sni-443", sc_miner, {"host": tls_pool, "port": 443, "family": "xmrig", "tls": True},
+            {"app_proto": "tls", "dns_names": [tls_pool], "sni": tls_pool, "mining_protocol": "pool-name"},
+            "tlspool", 443, "lab xmrig client (TLS)")
+    add_app("jsonrpc_login_benign-8080", sc_jsonrpc_app, {"host": "api.example-lab.test", "port": 8080},
+            {"app_proto": None, "dns_names": ["api.example-lab.test"]}, "api", 8080, "lab JSON-RPC client")
     for i, sc in enumerate(out):
         sc["index"] = i
     return out
@@ -856,18 +1046,41 @@ def _alarm(_sig, _frame):
 
 
 def outer_connection(summary, sc):
-    server = HOSTS[sc["server_role"]][0]
+    server = sc["server_addr"]
     for c in summary["tcp"]:
         if c["client"] == HOSTS["cluster"][0] and c["server"] == server and c["server_port"] == sc["server_port"]:
             return c
     return None
 
 
-def check_observed(sc, conn):
+def check_app_observed(sc, conn, dns):
+    t = sc["truth"]
+    problems = []
+    tls = conn.get("tls")
+    if t["sni"] is not None:
+        if not tls:
+            problems.append("no TLS ClientHello in the capture")
+        else:
+            if tls["sni"] != t["sni"]:
+                problems.append(f"SNI {tls['sni']}, expected {t['sni']}")
+            if tls["alpn"] != t["alpn"]:
+                problems.append(f"ALPN {tls['alpn']}, expected {t['alpn']}")
+            if (tls["client_hello_segments"] > 1) != t["client_hello_split"]:
+                problems.append(f"ClientHello in {tls['client_hello_segments']} segments")
+    answered = {a["name"] for m in dns if m["response"] for a in m["answers"]}
+    for name in t["dns_names"]:
+        if name not in answered:
+            problems.append(f"no DNS answer for {name} in the capture")
+    return problems
+
+
+def check_observed(sc, conn, dns=()):
     """Problems with what the capture shows, compared with what was asked for."""
     problems = []
     if conn is None:
         return ["outer connection not found in the capture"]
+    if sc["kind"] == "app":
+        return check_app_observed(sc, conn, dns)
     ssh = conn.get("ssh") or {}
     if not ssh.get("originator_banner") or not ssh.get("responder_banner"):
         problems.append("SSH banners missing")
@@ -882,7 +1095,38 @@ def check_observed(sc, conn):
     return problems
 
 
-def run_scenario(lab, sc, timeout):
+def start_live(lab, live, name):
+    """Starts the command under test (e.g. the live sensor) on the capture
+    port, in the router namespace, before the scenario's traffic."""
+    d = os.path.join(lab.outdir, "live")
+    os.makedirs(d, exist_ok=True)
+    out = os.path.join(d, f"{name}.eve.json")
+    cmd = live["cmd"].format(iface=CAPTURE_PORT, out=out, scenario=name, outdir=lab.outdir)
+    p = lab.spawn("router", ["sh", "-c", "exec " + cmd], f"{name}.live")
+    time.sleep(live["ready"])
+    if p.poll() is not None:
+        raise LabError(f"live command ended at once with {p.returncode}: {cmd}")
+    return p, {"command": cmd, "output": os.path.relpath(out, lab.outdir)}
+
+
+def stop_live(lab, p, info):
+    """SIGTERM, as a service manager would; the exit code and time are recorded."""
+    t0 = time.monotonic()
+    try:
+        os.killpg(p.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    try:
+        p.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        info["problem"] = "did not exit within 15 s of SIGTERM"
+    lab.stop(p)
+    info["exit_code"] = p.returncode
+    info["exit_seconds"] = round(time.monotonic() - t0, 2)
+    return info
+
+
+def run_scenario(lab, sc, timeout, live=None):
     name = sc["name"]
     pcap = os.path.join(lab.outdir, f"{name}.pcap")
     if os.path.exists(pcap):
@@ -893,10 +1137,17 @@ def run_scenario(lab, sc, timeout):
     cap = lab.start_capture(pcap, name)
     ctx = Ctx(lab, sc)
     error = None
+    live_proc = live_info = None
+    if live:
+        try:
+            live_proc, live_info = start_live(lab, live, name)
+        except LabError as e:
+            error = f"LabError: {e}"
     old = signal.signal(signal.SIGALRM, _alarm)
     signal.setitimer(signal.ITIMER_REAL, timeout)
     try:
-        sc["func"](ctx, **sc["params"])
+        if error is None:
+            sc["func"](ctx, **sc["params"])
     except (LabError, DriveError, ScenarioTimeout, subprocess.TimeoutExpired, OSError) as e:
         error = f"{type(e).__name__}: {e}"
     finally:
@@ -904,22 +1155,27 @@ def run_scenario(lab, sc, timeout):
         signal.signal(signal.SIGALRM, old)
         ctx.close()
         lab.settle()
+        if live_proc is not None:
+            stop_live(lab, live_proc, live_info)
         stats = lab.stop_capture(cap, name)
     duration = round(time.monotonic() - t0, 2)
     summary = pcapinfo.summarize(pcap)
     conn = outer_connection(summary, sc)
     problems = [error] if error else []
-    problems += check_observed(sc, conn)
+    problems += check_observed(sc, conn, summary["dns"])
     if stats.get("dropped_by_kernel"):
         problems.append(f"tcpdump dropped {stats['dropped_by_kernel']} packets")
     if stats.get("captured") != stats.get("received_by_filter"):
         problems.append(f"tcpdump wrote {stats.get('captured')} of {stats.get('received_by_filter')} packets")
     if conn is not None and not conn.get("closed"):
         problems.append("outer connection has no FIN or RST in the capture")
-    cipher, mac = SUITES[sc["suite"]]
+    if live_info and (live_info.get("exit_code") != 0 or live_info.get("problem")):
+        problems.append(f"live command: exit {live_info.get('exit_code')} {live_info.get('problem', '')}")
+    cipher, mac = SUITES[sc["suite"]] if sc["suite"] else (None, None)
     inner = SUITES.get(sc["inner_suite"]) if sc["inner_suite"] else None
     entry = {
         "scenario": name,
+        "kind": sc["kind"],
         "file": os.path.basename(pcap),
         "bytes": os.path.getsize(pcap),
         "frames": summary["frames"],
@@ -940,8 +1196,9 @@ def run_scenario(lab, sc, timeout):
         },
         "truth": sc["truth"],
         "typed_commands": ctx.typed,
-        "observed": {"ssh": (conn or {}).get("ssh"), "tcp_connections": len(summary["tcp"]),
-                     "tcpdump": stats},
+        "live": live_info,
+        "observed": {"ssh": (conn or {}).get("ssh"), "tls": (conn or {}).get("tls"),
+                     "dns": summary["dns"], "tcp_connections": len(summary["tcp"]), "tcpdump": stats},
     }
     return entry, problems
 
@@ -981,6 +1238,22 @@ The login shell prompt is `[lab]$ `.
 - `typed_commands`: what was typed in the interactive session (for timing checks).
 - `logs/`: pty transcripts and server logs.
 
+Application captures (`kind: "app"`; issue: app-layer identification) have another
+`truth`: `app_proto` (tls, http, stratum, or null for the benign JSON-RPC service),
+`dns_names` (the names the client looked up that lead to the outer server; a CNAME
+chain lists alias then target), `resolver` (internal 10.20.0.53, allowlisted, or
+external 198.51.100.53), `sni` and `alpn` of the ClientHello, `client_hello_split`
+(path MTU 300 towards 192.0.2.11: the ClientHello spans several segments), `http_host`,
+`http_method`, `http_uri`, `mining_protocol` (stratum, xmrig-login, ethproxy, or
+pool-name for TLS to a name on the mining-pool list), `mining_wallet`, `mining_agent`.
+The pool and the clients are the lab's own Python (`services.py`), speaking Stratum v1
+(configure, subscribe, extranonce.subscribe, authorize, notify, set_difficulty, submit),
+the XMRig `login` dialect (login, job, submit, keepalived) and ethproxy
+(eth_submitLogin, eth_getWork, eth_submitHashrate, eth_submitWork, compact JSON) as the
+real miners send them; no real miner is packaged in Debian or PyPI. HTTPS is
+`openssl s_server` with a self-signed test certificate; the resolvers are dnsmasq (TTL
+300). `observed.tls` and `observed.dns` are read back from the pcap.
+
 | capture | bytes | frames | seconds | cipher | truth summary |
 | --- | ---: | ---: | ---: | --- | --- |
 {rows}
@@ -988,6 +1261,16 @@ The login shell prompt is `[lab]$ `.
 
 
 def truth_summary(t):
+    if "app_proto" in t:
+        bits = [f"app_proto={t['app_proto'] or 'unknown'}", "dns=" + "+".join(t["dns_names"])]
+        for k in ("sni", "http_host", "mining_protocol"):
+            if t[k]:
+                bits.append(f"{k}={t[k]}")
+        if t["client_hello_split"]:
+            bits.append("client_hello_split")
+        if t["resolver"] != "internal":
+            bits.append(f"resolver={t['resolver']}")
+        return ", ".join(bits)
     bits = []
     for k in ("remote_forward", "reverse_session", "proxyjump", "local_forward", "dynamic_forward",
               "keepalive_only", "role_reversed"):
@@ -1011,7 +1294,7 @@ def flatten(entry):
     for k, v in (entry["outer"] or {}).items():
         row[f"outer_{k}"] = v
     for k, v in entry["truth"].items():
-        row[k] = v
+        row[k] = ";".join(v) if isinstance(v, list) else v
     ssh = entry["observed"]["ssh"] or {}
     row["client_banner"] = ssh.get("originator_banner")
     row["server_banner"] = ssh.get("responder_banner")
@@ -1045,7 +1328,7 @@ def write_outputs(outdir, entries, failures, seed, elapsed):
     openssh = run(["ssh", "-V"], check=False).stderr.strip()
     dropbear = run(["dropbear", "-V"], check=False).stderr.strip().splitlines()
     table = "\n".join(
-        f"| {e['file']} | {e['bytes']} | {e['frames']} | {e['duration_s']} | {e['cipher']}"
+        f"| {e['file']} | {e['bytes']} | {e['frames']} | {e['duration_s']} | {e['cipher'] or '-'}"
         f"{' + ' + e['mac'] if e['mac'] else ''} | {truth_summary(e['truth'])} |"
         for e in entries
     )
@@ -1075,8 +1358,12 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--scenario-timeout", type=float, default=40.0)
     ap.add_argument("--max-seconds", type=float, default=900.0, help="stop starting scenarios after this")
+    ap.add_argument("--live-cmd", help="command run on the capture port during each scenario and ended with "
+                    "SIGTERM after it ({iface}, {out}, {scenario}, {outdir} are filled in), e.g. "
+                    "'egresswatch capture --interface {iface} --eve {out}'")
+    ap.add_argument("--live-ready", type=float, default=2.0, help="seconds to give the live command to start")
     args = ap.parse_args()
-    cat = catalog()
+    cat = catalog(args.seed)
     if args.list:
         for sc in cat:
             print(sc["name"])
@@ -1108,7 +1395,8 @@ def main():
             if time.monotonic() - t0 > args.max_seconds:
                 failures.append({"scenario": sc["name"], "problems": ["not run: --max-seconds reached"]})
                 continue
-            entry, problems = run_scenario(lab, sc, args.scenario_timeout)
+            live = {"cmd": args.live_cmd, "ready": args.live_ready} if args.live_cmd else None
+            entry, problems = run_scenario(lab, sc, args.scenario_timeout, live)
             if problems:
                 log(f"  FAILED {sc['name']}: {'; '.join(problems)}")
                 # Kept for debugging, out of the way of consumers of the manifest.

@@ -39,8 +39,8 @@ def read_pcap(path):
             yield sec + frac / (1e9 if nano else 1e6), data
 
 
-def parse_tcp(frame):
-    """Returns (src, sport, dst, dport, flags, seq, payload) or None."""
+def parse_ip(frame):
+    """Returns (protocol, src, dst, transport bytes) of an IPv4 frame, or None."""
     off = 14
     ethertype = struct.unpack(">H", frame[12:14])[0] if len(frame) >= 14 else 0
     while ethertype in (0x8100, 0x88A8) and len(frame) >= off + 4:
@@ -51,15 +51,84 @@ def parse_tcp(frame):
     ip = frame[off:]
     ihl = (ip[0] & 0x0F) * 4
     total = struct.unpack(">H", ip[2:4])[0]
-    if ip[9] != 6 or len(ip) < ihl + 20:
+    if len(ip) < ihl:
         return None
     src = ".".join(str(b) for b in ip[12:16])
     dst = ".".join(str(b) for b in ip[16:20])
-    tcp = ip[ihl:total]
+    return ip[9], src, dst, bytes(ip[ihl:total])
+
+
+def parse_tcp(frame):
+    """Returns (src, sport, dst, dport, flags, seq, payload) or None."""
+    ip = parse_ip(frame)
+    if ip is None or ip[0] != 6 or len(ip[3]) < 20:
+        return None
+    _, src, dst, tcp = ip
     sport, dport, seq = struct.unpack(">HHI", tcp[:8])
     doff = (tcp[12] >> 4) * 4
     flags = tcp[13]
-    return src, sport, dst, dport, flags, seq, bytes(tcp[doff:])
+    return src, sport, dst, dport, flags, seq, tcp[doff:]
+
+
+def parse_udp(frame):
+    """Returns (src, sport, dst, dport, payload) or None."""
+    ip = parse_ip(frame)
+    if ip is None or ip[0] != 17 or len(ip[3]) < 8:
+        return None
+    _, src, dst, udp = ip
+    sport, dport = struct.unpack(">HH", udp[:4])
+    return src, sport, dst, dport, udp[8:]
+
+
+def dns_name(msg, pos, depth=0):
+    labels = []
+    while depth < 20 and pos < len(msg):
+        n = msg[pos]
+        if n == 0:
+            return ".".join(labels), pos + 1
+        if n & 0xC0 == 0xC0:
+            ptr = struct.unpack(">H", msg[pos:pos + 2])[0] & 0x3FFF
+            rest, _ = dns_name(msg, ptr, depth + 1)
+            return ".".join(labels + ([rest] if rest else [])), pos + 2
+        labels.append(msg[pos + 1:pos + 1 + n].decode("ascii", "replace"))
+        pos += 1 + n
+    return ".".join(labels), pos
+
+
+DNS_TYPES = {1: "A", 5: "CNAME", 28: "AAAA"}
+
+
+def parse_dns(msg):
+    """Question and answers of one DNS message (A, AAAA, CNAME), or None."""
+    try:
+        qid, flags, qd, an = struct.unpack(">HHHH", msg[:8])
+        pos = 12
+        qname, pos = dns_name(msg, pos)
+        qtype = struct.unpack(">H", msg[pos:pos + 2])[0]
+        pos += 4
+        for _ in range(qd - 1):
+            _, pos = dns_name(msg, pos)
+            pos += 4
+        answers = []
+        for _ in range(an):
+            name, pos = dns_name(msg, pos)
+            rtype, _cls, ttl, rdlen = struct.unpack(">HHIH", msg[pos:pos + 10])
+            pos += 10
+            rdata = msg[pos:pos + rdlen]
+            if rtype == 1 and rdlen == 4:
+                value = ".".join(str(b) for b in rdata)
+            elif rtype == 5:
+                value, _ = dns_name(msg, pos)
+            elif rtype == 28 and rdlen == 16:
+                value = ":".join(rdata[i:i + 2].hex() for i in range(0, 16, 2))
+            else:
+                value = rdata.hex()
+            answers.append({"name": name, "type": DNS_TYPES.get(rtype, str(rtype)), "ttl": ttl, "data": value})
+            pos += rdlen
+    except (struct.error, IndexError):
+        return None
+    return {"id": qid, "response": bool(flags & 0x8000), "rcode": flags & 0xF, "query": qname,
+            "qtype": DNS_TYPES.get(qtype, str(qtype)), "answers": answers}
 
 
 SYN, ACK, FIN, RST = 0x02, 0x10, 0x01, 0x04
@@ -104,6 +173,59 @@ class Conn:
                 break
             out += data[len(out) - rel:]
         return bytes(out)
+
+
+def dns_messages(path):
+    out = []
+    for _ts, frame in read_pcap(path):
+        u = parse_udp(frame)
+        if u is None or 53 not in (u[1], u[3]):
+            continue
+        d = parse_dns(u[4])
+        if d:
+            d.update({"client": u[0] if u[3] == 53 else u[2], "server": u[2] if u[3] == 53 else u[0]})
+            out.append(d)
+    return out
+
+
+def client_hello(conn):
+    """SNI, ALPN and the number of TCP segments a TLS ClientHello spans."""
+    data = conn.stream("c")
+    hs = b""
+    pos = 0
+    while pos + 5 <= len(data) and data[pos] == 22:
+        rlen = struct.unpack(">H", data[pos + 3:pos + 5])[0]
+        hs += data[pos + 5:pos + 5 + rlen]
+        pos += 5 + rlen
+        if len(hs) >= 4 and len(hs) >= 4 + int.from_bytes(hs[1:4], "big"):
+            break
+    if len(hs) < 4 or hs[0] != 1:
+        return None
+    end_on_wire = pos
+    try:
+        p = 4 + 2 + 32
+        p += 1 + hs[p]
+        p += 2 + struct.unpack(">H", hs[p:p + 2])[0]
+        p += 1 + hs[p]
+        ext_end = p + 2 + struct.unpack(">H", hs[p:p + 2])[0]
+        p += 2
+        sni, alpn = None, []
+        while p + 4 <= ext_end:
+            etype, elen = struct.unpack(">HH", hs[p:p + 4])
+            body = hs[p + 4:p + 4 + elen]
+            if etype == 0 and len(body) > 5:
+                n = struct.unpack(">H", body[3:5])[0]
+                sni = body[5:5 + n].decode("ascii", "replace")
+            elif etype == 16:
+                q = 2
+                while q < len(body):
+                    alpn.append(body[q + 1:q + 1 + body[q]].decode("ascii", "replace"))
+                    q += 1 + body[q]
+            p += 4 + elen
+    except (struct.error, IndexError):
+        return None
+    segments = sum(1 for rel in conn.segs["c"] if rel < end_on_wire)
+    return {"sni": sni, "alpn": alpn, "client_hello_bytes": end_on_wire, "client_hello_segments": segments}
 
 
 def connections(path):
@@ -213,8 +335,11 @@ def summarize(path):
         ssh = ssh_summary(c)
         if ssh:
             item["ssh"] = ssh
+        tls = client_hello(c)
+        if tls:
+            item["tls"] = tls
         items.append(item)
-    return {"frames": frames, "frame_bytes": size, "tcp": items}
+    return {"frames": frames, "frame_bytes": size, "tcp": items, "dns": dns_messages(path)}
 
 
 if __name__ == "__main__":

@@ -13,186 +13,42 @@
 //! `EGRESSWATCH_LAB_CAPTURES=DIR` checks captures made earlier by
 //! `tests/lab/run.sh DIR` instead of running the lab (no root needed then).
 //! Without either variable every test here passes after saying it skipped.
+//! The shared plumbing is in `tests/lab/harness.rs`.
 
+#[path = "lab/harness.rs"]
+mod harness;
+
+use harness::{
+    check_complete, check_group, evidence_ok, is_set, json_contains_str, records, Capture, Lab,
+};
 use md5::{Digest, Md5};
 use serde_json::Value;
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
-/// One capture of the manifest with the EVE records egresswatch wrote for it.
-struct Capture {
-    entry: Value,
-    eve: Result<Vec<Value>, String>,
-}
-
-struct Lab {
-    dir: PathBuf,
-    manifest: Value,
-    captures: BTreeMap<String, Capture>,
-}
+/// The SSH scenarios of the lab (`tests/lab/run.sh --list`).
+const SCENARIOS: &[&str] = &[
+    "fwd_",
+    "rev_",
+    "dropbear_",
+    "local_forward",
+    "dynamic_forward",
+    "proxyjump",
+    "scp_",
+    "port443_",
+    "port2222_",
+    "internal_git",
+    "role_reversal",
+];
 
 static LAB: OnceLock<Option<Result<Lab, String>>> = OnceLock::new();
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
-        })
-        .unwrap_or(false)
-}
-
-/// The lab's captures and their EVE output, made once per test process;
-/// `None` when these tests are not enabled here.
 fn lab() -> Option<&'static Result<Lab, String>> {
-    LAB.get_or_init(|| {
-        if let Ok(dir) = std::env::var("EGRESSWATCH_LAB_CAPTURES") {
-            return Some(load(Path::new(&dir)));
-        }
-        if std::env::var("EGRESSWATCH_NETNS").as_deref() != Ok("1") {
-            eprintln!("netns_ssh: skipped (set EGRESSWATCH_NETNS=1 and run as root to run the namespace lab)");
-            return None;
-        }
-        if !is_root() {
-            eprintln!("netns_ssh: skipped (EGRESSWATCH_NETNS=1 but not root: the lab needs network namespaces)");
-            return None;
-        }
-        Some(run_lab().and_then(|dir| load(&dir)))
-    })
-    .as_ref()
+    LAB.get_or_init(|| harness::lab_for("netns_ssh", "ssh", SCENARIOS))
+        .as_ref()
 }
 
-fn run_lab() -> Result<PathBuf, String> {
-    let dir =
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("netns-lab-{}", std::process::id()));
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/run.sh");
-    eprintln!("netns_ssh: running the lab into {}", dir.display());
-    let status = Command::new("bash")
-        .arg(&script)
-        .arg(&dir)
-        .stdin(Stdio::null())
-        .status()
-        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
-    // A failed scenario is reported by `lab_made_every_capture`; the others
-    // are still checked.
-    if !dir.join("manifest.json").exists() {
-        return Err(format!("the lab wrote no manifest (exit {status})"));
-    }
-    Ok(dir)
-}
-
-fn load(dir: &Path) -> Result<Lab, String> {
-    let text = std::fs::read_to_string(dir.join("manifest.json"))
-        .map_err(|e| format!("{}: {e}", dir.join("manifest.json").display()))?;
-    let manifest: Value = serde_json::from_str(&text).map_err(|e| format!("manifest.json: {e}"))?;
-    let mut captures = BTreeMap::new();
-    for entry in manifest["captures"].as_array().cloned().unwrap_or_default() {
-        let name = entry["scenario"].as_str().unwrap_or("?").to_string();
-        let file = dir.join(entry["file"].as_str().unwrap_or(""));
-        let eve = replay(&file);
-        captures.insert(name, Capture { entry, eve });
-    }
-    Ok(Lab {
-        dir: dir.to_path_buf(),
-        manifest,
-        captures,
-    })
-}
-
-/// `egresswatch replay FILE --eve -`, parsed line by line.
-fn replay(pcap: &Path) -> Result<Vec<Value>, String> {
-    let out = Command::new(env!("CARGO_BIN_EXE_egresswatch"))
-        .arg("replay")
-        .arg(pcap)
-        .args(["--eve", "-"])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run egresswatch: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "egresswatch replay {} exited {}: {}",
-            pcap.display(),
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).map_err(|e| format!("bad EVE line {l:?}: {e}")))
-        .collect()
-}
-
-/// Runs `check` on every capture whose scenario name starts with one of
-/// `prefixes` and fails with all problems found, or skips.
-fn check_group(prefixes: &[&str], check: fn(&Capture, &[Value]) -> Vec<String>) {
-    let Some(lab) = lab() else { return };
-    let lab = match lab {
-        Ok(lab) => lab,
-        Err(e) => panic!("namespace lab failed: {e}"),
-    };
-    let mut checked = 0;
-    let mut problems = Vec::new();
-    for (name, cap) in &lab.captures {
-        if !prefixes.iter().any(|p| name.starts_with(p)) {
-            continue;
-        }
-        checked += 1;
-        match &cap.eve {
-            Err(e) => problems.push(format!("{name}: {e}")),
-            Ok(events) => problems.extend(
-                check(cap, events)
-                    .into_iter()
-                    .map(|p| format!("{name}: {p}")),
-            ),
-        }
-    }
-    assert!(
-        checked > 0,
-        "no capture in {} matches {prefixes:?}",
-        lab.dir.display()
-    );
-    assert!(
-        problems.is_empty(),
-        "{} problem(s):\n{}",
-        problems.len(),
-        problems.join("\n")
-    );
-}
-
-// ---- reading the EVE output --------------------------------------------------
-
-fn outer_matches(ev: &Value, outer: &Value) -> bool {
-    ev["src_ip"] == outer["client"]
-        && ev["src_port"] == outer["client_port"]
-        && ev["dest_ip"] == outer["server"]
-        && ev["dest_port"] == outer["server_port"]
-}
-
-fn records<'a>(events: &'a [Value], outer: &Value, event_type: &str) -> Vec<&'a Value> {
-    events
-        .iter()
-        .filter(|e| e["event_type"] == event_type && outer_matches(e, outer))
-        .collect()
-}
-
-fn is_set(v: &Value) -> bool {
-    !v.is_null()
-}
-
-/// Whether an inference that is `Some(Evidence)` cites real packets.
-fn evidence_ok(v: &Value, frames: u64) -> bool {
-    let Some(pkts) = v["packets"].as_array() else {
-        return false;
-    };
-    !pkts.is_empty()
-        && pkts
-            .iter()
-            .all(|p| p.as_u64().is_some_and(|i| i >= 1 && i <= frames))
+fn group(prefixes: &[&str], check: fn(&Capture, &[Value]) -> Vec<String>) {
+    check_group(lab(), prefixes, check);
 }
 
 fn md5_hex(s: &str) -> String {
@@ -306,15 +162,6 @@ fn common(cap: &Capture, events: &[Value]) -> Vec<String> {
     out
 }
 
-fn json_contains_str(v: &Value, needle: &str) -> bool {
-    match v {
-        Value::String(s) => s == needle,
-        Value::Array(a) => a.iter().any(|x| json_contains_str(x, needle)),
-        Value::Object(o) => o.values().any(|x| json_contains_str(x, needle)),
-        _ => false,
-    }
-}
-
 /// The inferences egresswatch draws for a session against the lab's truth.
 fn inferences(cap: &Capture, events: &[Value]) -> Vec<String> {
     let mut out = common(cap, events);
@@ -421,79 +268,56 @@ fn no_transfer(cap: &Capture, events: &[Value]) -> Vec<String> {
 
 #[test]
 fn lab_made_every_capture() {
-    let Some(lab) = lab() else { return };
-    let lab = lab
-        .as_ref()
-        .unwrap_or_else(|e| panic!("namespace lab failed: {e}"));
-    let failures = lab.manifest["failures"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    assert!(failures.is_empty(), "lab scenarios failed: {failures:#?}");
-    assert!(
-        lab.captures.len() >= 30,
-        "only {} captures",
-        lab.captures.len()
-    );
-    for (name, cap) in &lab.captures {
-        assert!(
-            cap.entry["outer"].is_object(),
-            "{name}: no outer connection"
-        );
-        assert_eq!(
-            cap.entry["observed"]["tcpdump"]["dropped_by_kernel"], 0,
-            "{name}"
-        );
-    }
+    check_complete(lab(), 34);
 }
 
 #[test]
 fn forward_interactive_sessions() {
-    check_group(&["fwd_interactive-", "port443_", "port2222_"], no_transfer);
+    group(&["fwd_interactive-", "port443_", "port2222_"], no_transfer);
 }
 
 #[test]
 fn failed_forward_login() {
-    check_group(&["fwd_auth_fail-"], no_transfer);
+    group(&["fwd_auth_fail-"], no_transfer);
 }
 
 #[test]
 fn reverse_tunnel_with_login_back() {
-    check_group(&["rev_login_ok", "dropbear_rev_login_ok"], no_transfer);
+    group(&["rev_login_ok", "dropbear_rev_login_ok"], no_transfer);
 }
 
 #[test]
 fn reverse_tunnel_with_failed_login_back() {
-    check_group(&["rev_login_fail-", "dropbear_rev_login_fail"], no_transfer);
+    group(&["rev_login_fail-", "dropbear_rev_login_fail"], no_transfer);
 }
 
 #[test]
 fn idle_reverse_tunnel_with_keepalives() {
-    check_group(&["rev_idle-", "dropbear_rev_idle"], no_transfer);
+    group(&["rev_idle-", "dropbear_rev_idle"], no_transfer);
 }
 
 #[test]
 fn local_and_dynamic_forwards_are_not_reverse() {
-    check_group(&["local_forward-", "dynamic_forward-"], inferences);
+    group(&["local_forward-", "dynamic_forward-"], inferences);
 }
 
 #[test]
 fn proxyjump_is_nested_forward_not_reverse() {
-    check_group(&["proxyjump-"], no_transfer);
+    group(&["proxyjump-"], no_transfer);
 }
 
 #[test]
 fn scp_transfers_by_direction() {
-    check_group(&["scp_"], transfer);
+    group(&["scp_"], transfer);
 }
 
 #[test]
 fn internal_git_clone() {
     // A small clone; only the session facts are asserted, not a transfer.
-    check_group(&["internal_git_clone-"], inferences);
+    group(&["internal_git_clone-"], inferences);
 }
 
 #[test]
 fn role_reversal_implant() {
-    check_group(&["role_reversal-"], no_transfer);
+    group(&["role_reversal-"], no_transfer);
 }

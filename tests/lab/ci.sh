@@ -10,7 +10,8 @@ if [ "$(id -u)" != 0 ]; then
   exit 0
 fi
 
-packages=(openssh-server openssh-client dropbear-bin tcpdump iproute2 ethtool python3 curl git procps passwd)
+packages=(openssh-server openssh-client dropbear-bin tcpdump iproute2 ethtool python3 curl git procps passwd
+  dnsmasq-base openssl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -23,5 +24,9 @@ fi
 # openssh-server's package scripts may start a system sshd; the lab runs its
 # own per namespace and does not need it (nor touch it).
 
-echo "lab-ci: EGRESSWATCH_NETNS=1 cargo test --test netns_ssh"
-EGRESSWATCH_NETNS=1 cargo test --test netns_ssh -- --test-threads=1
+# Each test binary runs its part of the lab once (SSH about 7 min, app-layer
+# under 1 min, live sensor about 1 min).
+for t in netns_ssh netns_app netns_live; do
+  echo "lab-ci: EGRESSWATCH_NETNS=1 cargo test --test $t"
+  EGRESSWATCH_NETNS=1 cargo test --test "$t" -- --test-threads=1
+done

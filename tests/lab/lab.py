@@ -907,6 +907,7 @@ BASE_TRUTH = {
 APP_TRUTH = {
     "app_proto": None,
     "dns_names": [],
+    "dns_cnames": {},
     "resolver": "internal",
     "sni": None,
     "alpn": [],
@@ -1005,7 +1006,7 @@ def catalog(seed=1):
     add_app("https_sni", sc_curl, {"urls": [f"https://{www}/"]},
             {"app_proto": "tls", "dns_names": [www], "sni": www, "alpn": CURL_ALPN}, "www", 443, "curl")
     add_app("https_cname_chain", sc_curl, {"urls": ["https://cdn.example-lab.test/"]},
-            {"app_proto": "tls", "dns_names": ["cdn.example-lab.test", "edge.example-lab.test"],
+            {"app_proto": "tls", "dns_names": ["cdn.example-lab.test"], "dns_cnames": dict(DNS_CNAMES),
              "sni": "cdn.example-lab.test", "alpn": CURL_ALPN}, "www", 443, "curl")
     add_app("https_shared_address", sc_curl,
             {"urls": [f"https://{shared[1]}/"], "lookups": [shared[0]]},
@@ -1240,8 +1241,8 @@ The login shell prompt is `[lab]$ `.
 
 Application captures (`kind: "app"`; issue: app-layer identification) have another
 `truth`: `app_proto` (tls, http, stratum, or null for the benign JSON-RPC service),
-`dns_names` (the names the client looked up that lead to the outer server; a CNAME
-chain lists alias then target), `resolver` (internal 10.20.0.53, allowlisted, or
+`dns_names` (the names the client looked up that lead to the outer server),
+`dns_cnames` (alias -> target in the answers), `resolver` (internal 10.20.0.53, allowlisted, or
 external 198.51.100.53), `sni` and `alpn` of the ClientHello, `client_hello_split`
 (path MTU 300 towards 192.0.2.11: the ClientHello spans several segments), `http_host`,
 `http_method`, `http_uri`, `mining_protocol` (stratum, xmrig-login, ethproxy, or
@@ -1294,7 +1295,12 @@ def flatten(entry):
     for k, v in (entry["outer"] or {}).items():
         row[f"outer_{k}"] = v
     for k, v in entry["truth"].items():
-        row[k] = ";".join(v) if isinstance(v, list) else v
+        if isinstance(v, list):
+            v = ";".join(v)
+        elif isinstance(v, dict):
+            v = ";".join(f"{a}>{b}" for a, b in v.items())
+        row[k] = v
+    row["live"] = (entry.get("live") or {}).get("exit_code")
     ssh = entry["observed"]["ssh"] or {}
     row["client_banner"] = ssh.get("originator_banner")
     row["server_banner"] = ssh.get("responder_banner")

@@ -138,6 +138,9 @@ pub struct Packet<'a> {
     pub fragment: Fragment,
     /// ICMP types without a counterpart are one-way in Community ID.
     pub one_way: bool,
+    /// ICMP errors: the packet that caused the error, as (source,
+    /// destination, protocol), so the error can count toward its flow.
+    pub icmp_inner: Option<(Endpoint, Endpoint, u8)>,
 }
 
 impl Packet<'_> {
@@ -219,6 +222,7 @@ fn offset_of(outer: &[u8], inner: &[u8]) -> u32 {
 /// The part of the packet from the transport header on.
 struct L4<'a> {
     transport: Transport,
+    icmp_inner: Option<(Endpoint, Endpoint, u8)>,
     sport: u16,
     dport: u16,
     header_len: usize,
@@ -253,6 +257,7 @@ fn build_packet<'a>(frame: &Frame<'a>, ip: &IpPart<'_, 'a>, l4: L4<'a>) -> Packe
             Fragment::None
         },
         one_way: l4.one_way,
+        icmp_inner: l4.icmp_inner,
     }
 }
 
@@ -352,6 +357,7 @@ fn transport_from_slice<'a>(t: &TransportSlice<'a>) -> Result<L4<'a>, Skip> {
         TransportSlice::Tcp(tcp) => tcp_l4(tcp),
         TransportSlice::Udp(udp) => Ok(L4 {
             transport: Transport::Udp,
+            icmp_inner: None,
             sport: udp.source_port(),
             dport: udp.destination_port(),
             header_len: 8,
@@ -394,6 +400,7 @@ fn tcp_l4<'a>(tcp: &etherparse::TcpSlice<'a>) -> Result<L4<'a>, Skip> {
         }
     }
     Ok(L4 {
+        icmp_inner: None,
         transport: Transport::Tcp(TcpInfo {
             flags: TcpFlags(flags),
             seq: tcp.sequence_number(),
@@ -428,8 +435,14 @@ fn tcp_options_valid(mut opts: &[u8]) -> bool {
 
 fn icmp_l4(is_v6: bool, icmp_type: u8, code: u8, payload: &[u8]) -> L4<'_> {
     let (sport, dport, one_way) = icmp_ports(is_v6, icmp_type, code);
+    let is_error = if is_v6 {
+        (1..=4).contains(&icmp_type)
+    } else {
+        matches!(icmp_type, 3 | 4 | 5 | 11 | 12)
+    };
     L4 {
         transport: Transport::Icmp { icmp_type, code },
+        icmp_inner: if is_error { inner_tuple(payload) } else { None },
         sport,
         dport,
         header_len: 8,
@@ -438,8 +451,52 @@ fn icmp_l4(is_v6: bool, icmp_type: u8, code: u8, payload: &[u8]) -> L4<'_> {
     }
 }
 
+/// The 5-tuple of the packet quoted in an ICMP error (its IP header and
+/// the first 8 bytes of its transport header).
+fn inner_tuple(quoted: &[u8]) -> Option<(Endpoint, Endpoint, u8)> {
+    let sliced = LaxSlicedPacket::from_ip(quoted).ok()?;
+    let (src, dst, payload) = match sliced.net? {
+        LaxNetSlice::Ipv4(v4) => {
+            let h = v4.header();
+            (
+                IpAddr::from(h.source_addr()),
+                IpAddr::from(h.destination_addr()),
+                v4.payload().clone(),
+            )
+        }
+        LaxNetSlice::Ipv6(v6) => {
+            let h = v6.header();
+            (
+                IpAddr::from(h.source_addr()),
+                IpAddr::from(h.destination_addr()),
+                v6.payload().clone(),
+            )
+        }
+        LaxNetSlice::Arp(_) => return None,
+    };
+    let proto = payload.ip_number.0;
+    if !matches!(proto, proto::TCP | proto::UDP | proto::SCTP) {
+        return None;
+    }
+    let p = payload.payload.get(..4)?;
+    let sport = u16::from_be_bytes([p[0], p[1]]);
+    let dport = u16::from_be_bytes([p[2], p[3]]);
+    Some((
+        Endpoint {
+            addr: src,
+            port: sport,
+        },
+        Endpoint {
+            addr: dst,
+            port: dport,
+        },
+        proto,
+    ))
+}
+
 fn other_l4<'a>() -> L4<'a> {
     L4 {
+        icmp_inner: None,
         transport: Transport::Other,
         sport: 0,
         dport: 0,
@@ -460,6 +517,7 @@ fn first_fragment_transport<'a>(p: &LaxIpPayloadSlice<'a>) -> Result<L4<'a>, Ski
             let h = data.get(..8).ok_or(Skip::Truncated)?;
             Ok(L4 {
                 transport: Transport::Udp,
+                icmp_inner: None,
                 sport: u16::from_be_bytes([h[0], h[1]]),
                 dport: u16::from_be_bytes([h[2], h[3]]),
                 header_len: 8,

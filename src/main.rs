@@ -1,1 +1,333 @@
-fn main() {}
+//! The egresswatch binary: argument parsing, file and terminal I/O, exit
+//! codes. Everything else is in the library.
+
+mod cli;
+mod report;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use cli::{
+    AnalysisArgs, CheckRulesArgs, Cli, Command, DemoArgs, ExplainArgs, GenerateArgs, LogFormat,
+    ReplayArgs,
+};
+use egresswatch::engine::{Engine, EngineConfig};
+use egresswatch::eve::EveWriter;
+use egresswatch::event::{Event, EventSink};
+use egresswatch::flow::{FlowConfig, TimeoutClass};
+use egresswatch::judge::{Judge, SharedRules};
+use egresswatch::policy::{self, RuleSet, Severity};
+use egresswatch::source::bpf::{BpfFilter, Filtered};
+use egresswatch::source::file::ReplaySource;
+use egresswatch::source::{SelectSource, SourceError};
+use egresswatch::time::Timestamp;
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Exit codes (documented in the README).
+mod exit {
+    pub const RUNTIME: u8 = 1;
+    pub const ALERTS: u8 = 3;
+    pub const CONFIG: u8 = 78;
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format, &cli.log_level);
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("egresswatch: {err:#}");
+            ExitCode::from(exit_code(&err))
+        }
+    }
+}
+
+fn run(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Replay(args) => replay(args),
+        Command::Demo(args) => demo(args),
+        Command::Generate(args) => generate(args),
+        Command::CheckRules(args) => check_rules(args),
+        Command::Explain(args) => explain(args),
+    }
+}
+
+fn exit_code(err: &anyhow::Error) -> u8 {
+    if let Some(e) = err.downcast_ref::<SourceError>() {
+        return e.exit_code();
+    }
+    if err.downcast_ref::<ConfigError>().is_some() {
+        return exit::CONFIG;
+    }
+    exit::RUNTIME
+}
+
+/// A command-line setting that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct ConfigError(String);
+
+fn init_logging(format: LogFormat, filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn replay(args: ReplayArgs) -> Result<ExitCode> {
+    let fail_on = args
+        .fail_on
+        .as_deref()
+        .map(|s| {
+            s.parse::<Severity>()
+                .map_err(|e| ConfigError(format!("--fail-on {s}: {e}")))
+        })
+        .transpose()?;
+    let source = ReplaySource::open(&args.files)?;
+    let mut out = Output::open(args.analysis.eve.as_deref(), false)?;
+    out.alert_lines = !args.quiet;
+    let outcome = analyze(source, &args.analysis, &mut out)?;
+    let worst = out.worst;
+    out.finish()?;
+    if !args.quiet {
+        report::summary(
+            &mut io::stderr().lock(),
+            &outcome.stats,
+            outcome.filtered,
+            outcome.elapsed,
+        )?;
+    }
+    outcome.result?;
+    match (fail_on, worst) {
+        (Some(threshold), Some(worst)) if worst.meets(threshold) => {
+            Ok(ExitCode::from(exit::ALERTS))
+        }
+        _ => Ok(ExitCode::SUCCESS),
+    }
+}
+
+fn check_rules(args: CheckRulesArgs) -> Result<ExitCode> {
+    let report = policy::check_rules(&args.dir, Some(wall_clock()));
+    print!("{}", report.text);
+    Ok(ExitCode::from(report.exit_code))
+}
+
+fn explain(args: ExplainArgs) -> Result<ExitCode> {
+    let rules = load_rules(args.rules.as_deref())?;
+    let mut q = policy::ExplainQuery::new(
+        args.from,
+        args.to.ip(),
+        args.to.port(),
+        &args.protocol,
+        wall_clock(),
+    )
+    .map_err(ConfigError)?;
+    q.names = args.names;
+    q.hassh = args.hassh;
+    q.hassh_server = args.hassh_server;
+    print!("{}", policy::explain(&rules, &q));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The one wall-clock read: "now" for rule expiry warnings and `explain`.
+fn wall_clock() -> Timestamp {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Timestamp::from_nanos(since.as_nanos().min(u128::from(u64::MAX)) as u64)
+}
+
+/// Loads a rules directory, or the built-in rules; every problem is
+/// reported (exit 78).
+fn load_rules(dir: Option<&Path>) -> Result<RuleSet> {
+    let loaded = match dir {
+        Some(dir) => policy::load_dir(dir, Some(wall_clock())),
+        None => policy::load_sources(policy::shipped(), Some(wall_clock())),
+    };
+    match loaded.into_result() {
+        Ok((rules, warnings)) => {
+            if !warnings.is_empty() {
+                eprint!("{warnings}");
+            }
+            Ok(rules)
+        }
+        Err(diagnostics) => {
+            eprint!("{diagnostics}");
+            Err(ConfigError("the rules have errors; nothing was analyzed".into()).into())
+        }
+    }
+}
+
+fn demo(args: DemoArgs) -> Result<ExitCode> {
+    let source = egresswatch::source::file::ReplaySource::open([std::path::PathBuf::from("x")])?;
+    let mut out = Output::open(args.analysis.eve.as_deref(), true)?;
+    let outcome = analyze(source, &args.analysis, &mut out)?;
+    let events = out.finish()?;
+    report::demo(&mut io::stdout().lock(), &events, &outcome.stats)?;
+    outcome.result?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn generate(args: GenerateArgs) -> Result<ExitCode> {
+    let file = File::create(&args.out)
+        .with_context(|| format!("{}: cannot create", args.out.display()))?;
+    let mut w = BufWriter::with_capacity(1 << 20, file);
+    let written = 0;
+    let _ = (&args.scenario, &mut w);
+    w.flush()?;
+    eprintln!(
+        "egresswatch: wrote {} packets to {}",
+        written,
+        args.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What one analysis run produced.
+struct Outcome {
+    stats: egresswatch::stats::Stats,
+    /// Frames the BPF filter rejected.
+    filtered: u64,
+    elapsed: std::time::Duration,
+    /// How the source ended: an error still lets everything before it be
+    /// reported.
+    result: Result<(), SourceError>,
+}
+
+fn analyze<S: SelectSource>(source: S, args: &AnalysisArgs, out: &mut Output) -> Result<Outcome> {
+    let config = engine_config(args)?;
+    let rules: SharedRules = Arc::new(arc_swap::ArcSwap::from_pointee(load_rules(
+        args.rules.as_deref(),
+    )?));
+    let names = Arc::new(egresswatch::analyzer::names::NameCache::default());
+    let protocols = egresswatch::analyzer::registry(
+        names.clone(),
+        &egresswatch::analyzer::applayer::AppLayerConfig::default(),
+    );
+    let judge = Judge::new(rules, names, config.community_seed);
+    let mut engine =
+        Engine::new(config, Arc::from(protocols), ahash::RandomState::new()).with_judge(judge);
+    let started = Instant::now();
+    let (result, filtered) = match &args.bpf {
+        None => {
+            let mut source = source;
+            (egresswatch::driver::run(&mut source, &mut engine, out), 0)
+        }
+        Some(expr) => {
+            let filter = BpfFilter::new(expr).map_err(|e| ConfigError(e.to_string()))?;
+            let mut source = Filtered::new(source, filter);
+            let result = egresswatch::driver::run(&mut source, &mut engine, out);
+            (result, source.rejected())
+        }
+    };
+    Ok(Outcome {
+        stats: engine.stats().clone(),
+        filtered,
+        elapsed: started.elapsed(),
+        result,
+    })
+}
+
+fn engine_config(args: &AnalysisArgs) -> Result<EngineConfig> {
+    let mut flow = FlowConfig {
+        capacity: args.flow_capacity,
+        active_seconds: args.active_timeout_seconds,
+        ..FlowConfig::default()
+    };
+    for setting in &args.idle_timeouts {
+        let (class, secs) = parse_timeout(setting).map_err(ConfigError)?;
+        flow.idle_seconds[class.index()] = secs;
+    }
+    Ok(EngineConfig {
+        flow,
+        community_seed: args.community_id_seed,
+    })
+}
+
+fn parse_timeout(setting: &str) -> Result<(TimeoutClass, u64), String> {
+    let (name, secs) = setting
+        .split_once('=')
+        .ok_or_else(|| format!("--idle-timeout {setting}: expected CLASS=SECONDS"))?;
+    let class = TimeoutClass::ALL
+        .into_iter()
+        .find(|c| c.name() == name)
+        .ok_or_else(|| {
+            let names: Vec<_> = TimeoutClass::ALL.iter().map(|c| c.name()).collect();
+            format!(
+                "--idle-timeout {setting}: unknown class {name:?}; classes: {}",
+                names.join(", ")
+            )
+        })?;
+    let secs = secs
+        .parse()
+        .map_err(|_| format!("--idle-timeout {setting}: {secs:?} is not a number of seconds"))?;
+    Ok((class, secs))
+}
+
+/// Where events go: an EVE file or stdout, and/or a list kept for the
+/// human-readable report.
+struct Output {
+    eve: Option<EveWriter<Box<dyn Write>>>,
+    keep: Option<Vec<Event>>,
+    /// Print each alert as a line on stderr.
+    alert_lines: bool,
+    /// The most severe alert seen (1 is the highest).
+    worst: Option<Severity>,
+}
+
+impl Output {
+    fn open(eve: Option<&Path>, keep: bool) -> Result<Self> {
+        let eve = match eve {
+            None => None,
+            Some(p) if p == Path::new("-") => {
+                Some(Box::new(BufWriter::with_capacity(1 << 16, io::stdout())) as Box<dyn Write>)
+            }
+            Some(p) => {
+                let file = File::create(p)
+                    .with_context(|| format!("{}: cannot create EVE output", p.display()))?;
+                Some(Box::new(BufWriter::with_capacity(1 << 20, file)) as Box<dyn Write>)
+            }
+        };
+        Ok(Output {
+            eve: eve.map(EveWriter::new),
+            keep: keep.then(Vec::new),
+            alert_lines: false,
+            worst: None,
+        })
+    }
+
+    fn finish(self) -> Result<Vec<Event>> {
+        if let Some(w) = self.eve {
+            w.finish().context("writing EVE output")?;
+        }
+        Ok(self.keep.unwrap_or_default())
+    }
+}
+
+impl EventSink for Output {
+    fn event(&mut self, event: Event) {
+        if let Event::Alert(alert) = &event {
+            if self.worst.is_none_or(|w| alert.severity.meets(w)) {
+                self.worst = Some(alert.severity);
+            }
+            if self.alert_lines {
+                eprintln!("{}", alert.line());
+            }
+        }
+        if let Some(w) = &mut self.eve {
+            w.write(&event);
+        }
+        if let Some(keep) = &mut self.keep {
+            keep.push(event);
+        }
+    }
+}

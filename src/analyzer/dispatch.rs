@@ -9,7 +9,10 @@ use crate::time::Timestamp;
 
 /// Chunks or datagrams offered to the probes before a flow is declared
 /// unknown.
-const PROBE_LIMIT: u8 = 8;
+const PROBE_LIMIT: u8 = 16;
+/// In-order bytes per direction kept while probing; probes see all of
+/// them, and the analyzer that claims the flow gets them replayed.
+const PROBE_BYTES: usize = 8 * 1024;
 
 /// The registered protocols, shared by all flows of a worker.
 pub type Protocols = [Box<dyn Protocol>];
@@ -22,20 +25,35 @@ pub struct AppSlot {
 }
 
 enum State {
-    Probing {
-        /// Protocols that answered `NoMatch` (bit i = protocols[i]).
-        rejected: u32,
-        offered: u8,
-    },
+    Probing(Box<Probing>),
     Active(Box<dyn Analyzer>),
     /// Nobody claimed the flow.
     Unknown,
 }
 
+/// What probing has seen so far, kept to replay it to the analyzer that
+/// claims the flow: the bytes of each direction and, in arrival order,
+/// the packets and chunks.
+#[derive(Default)]
+struct Probing {
+    /// Protocols that answered `NoMatch` (bit i = protocols[i]).
+    rejected: u32,
+    offered: u8,
+    bytes: [Vec<u8>; 2],
+    log: Vec<Logged>,
+}
+
+enum Logged {
+    /// A packet; its payload is not kept (analyzers get stream bytes as
+    /// chunks), only its length.
+    Packet(PacketView<'static>),
+    Chunk(Dir, usize),
+}
+
 impl std::fmt::Debug for AppSlot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let state = match &self.state {
-            State::Probing { .. } => "probing",
+            State::Probing(_) => "probing",
             State::Active(a) => a.facts().app_proto.unwrap_or("active"),
             State::Unknown => "unknown",
         };
@@ -55,10 +73,7 @@ pub struct PacketInput<'a> {
 impl AppSlot {
     pub fn new(ctx: FlowContext) -> Self {
         AppSlot {
-            state: State::Probing {
-                rejected: 0,
-                offered: 0,
-            },
+            state: State::Probing(Box::default()),
             streams: Default::default(),
             ctx,
         }
@@ -91,11 +106,16 @@ impl AppSlot {
     }
 
     fn on_datagram(&mut self, protocols: &Protocols, view: &PacketView<'_>, out: &mut Emit) {
-        if let State::Probing { .. } = self.state {
-            if let Some(mut analyzer) = self.probe(protocols, view.dir, view.payload) {
+        let State::Probing(probing) = &mut self.state else {
+            return;
+        };
+        match probing.probe(protocols, &self.ctx, view.dir, view.payload) {
+            Verdict::Claimed(mut analyzer) => {
                 analyzer.on_packet(view, out);
                 self.state = State::Active(analyzer);
             }
+            Verdict::Unknown => self.state = State::Unknown,
+            Verdict::Undecided => {}
         }
     }
 
@@ -111,6 +131,9 @@ impl AppSlot {
         let dir = view.dir;
         if !self.wants_stream(dir) || self.streams[dir.index()].delivered() >= input.budget {
             return;
+        }
+        if let State::Probing(probing) = &mut self.state {
+            probing.log_packet(view);
         }
         let AppSlot {
             state,
@@ -136,14 +159,10 @@ impl AppSlot {
 
     fn wants_stream(&self, dir: Dir) -> bool {
         match &self.state {
-            State::Probing { .. } => true,
+            State::Probing(_) => true,
             State::Active(a) => a.wants_stream(dir),
             State::Unknown => false,
         }
-    }
-
-    fn probe(&mut self, protocols: &Protocols, dir: Dir, data: &[u8]) -> Option<Box<dyn Analyzer>> {
-        self.state.probe(protocols, &self.ctx, dir, data)
     }
 
     /// The flow ended: held stream bytes are flushed to the analyzer, which
@@ -180,18 +199,68 @@ impl State {
     ) {
         match self {
             State::Active(a) => a.on_stream(view.dir, chunk, view, out),
-            State::Probing { .. } => {
+            State::Probing(probing) => {
                 let Chunk::Data(data) = chunk else {
+                    // A hole before anything was claimed: the prefix the
+                    // probes need is gone.
+                    *self = State::Unknown;
                     return;
                 };
-                if let Some(mut a) = self.probe(protocols, ctx, view.dir, data) {
-                    a.on_packet(view, out);
-                    a.on_stream(view.dir, chunk, view, out);
-                    *self = State::Active(a);
+                match probing.offer(protocols, ctx, view.dir, data) {
+                    Verdict::Claimed(mut a) => {
+                        probing.replay(a.as_mut(), out);
+                        *self = State::Active(a);
+                    }
+                    Verdict::Unknown => *self = State::Unknown,
+                    Verdict::Undecided => {}
                 }
             }
             State::Unknown => {}
         }
+    }
+}
+
+enum Verdict {
+    Claimed(Box<dyn Analyzer>),
+    Unknown,
+    Undecided,
+}
+
+/// Packets logged while probing, at most (bare ACKs do not end probing).
+const PROBE_PACKETS: usize = 64;
+
+impl Probing {
+    fn log_packet(&mut self, view: &PacketView<'_>) {
+        if self.log.len() < PROBE_PACKETS {
+            self.log.push(Logged::Packet(PacketView {
+                payload: &[],
+                ..*view
+            }));
+        }
+    }
+
+    /// Appends a stream chunk of `dir` and probes the direction's bytes so
+    /// far.
+    fn offer(
+        &mut self,
+        protocols: &Protocols,
+        ctx: &FlowContext,
+        dir: Dir,
+        data: &[u8],
+    ) -> Verdict {
+        let buf = &mut self.bytes[dir.index()];
+        let room = PROBE_BYTES.saturating_sub(buf.len());
+        let take = data.len().min(room);
+        buf.extend_from_slice(&data[..take]);
+        // Chunks are always logged: their bytes are what the claimer needs.
+        self.log.push(Logged::Chunk(dir, take));
+        let bytes = std::mem::take(&mut self.bytes[dir.index()]);
+        let verdict = self.probe(protocols, ctx, dir, &bytes);
+        self.bytes[dir.index()] = bytes;
+        if matches!(verdict, Verdict::Undecided) && room <= data.len() {
+            return Verdict::Unknown;
+        }
+        verdict
     }
 
     /// Offers `data` to every protocol that has not rejected the flow yet.
@@ -201,18 +270,15 @@ impl State {
         ctx: &FlowContext,
         dir: Dir,
         data: &[u8],
-    ) -> Option<Box<dyn Analyzer>> {
-        let State::Probing { rejected, offered } = self else {
-            return None;
-        };
-        *offered += 1;
+    ) -> Verdict {
+        self.offered += 1;
         for (i, p) in protocols.iter().enumerate().take(32) {
-            if *rejected & (1 << i) != 0 {
+            if self.rejected & (1 << i) != 0 {
                 continue;
             }
             match p.probe(ctx, dir, data) {
-                Probe::Match => return Some(p.start(ctx)),
-                Probe::NoMatch => *rejected |= 1 << i,
+                Probe::Match => return Verdict::Claimed(p.start(ctx)),
+                Probe::NoMatch => self.rejected |= 1 << i,
                 Probe::NeedMore => {}
             }
         }
@@ -221,9 +287,33 @@ impl State {
         } else {
             (1u32 << protocols.len()) - 1
         };
-        if *rejected & all == all || *offered >= PROBE_LIMIT {
-            *self = State::Unknown;
+        if self.rejected & all == all || self.offered >= PROBE_LIMIT {
+            Verdict::Unknown
+        } else {
+            Verdict::Undecided
         }
-        None
+    }
+
+    /// Hands everything probing saw to the analyzer that claimed the flow,
+    /// in arrival order.
+    fn replay(&self, a: &mut dyn Analyzer, out: &mut Emit) {
+        let mut offsets = [0usize; 2];
+        let mut last = None;
+        for entry in &self.log {
+            match entry {
+                Logged::Packet(view) => {
+                    a.on_packet(view, out);
+                    last = Some(*view);
+                }
+                Logged::Chunk(dir, len) => {
+                    let at = &mut offsets[dir.index()];
+                    let data = self.bytes[dir.index()].get(*at..*at + len).unwrap_or(&[]);
+                    *at += len;
+                    if let Some(view) = &last {
+                        a.on_stream(*dir, Chunk::Data(data), view, out);
+                    }
+                }
+            }
+        }
     }
 }

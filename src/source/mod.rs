@@ -91,7 +91,7 @@ pub trait SelectSource: PacketSource {
 /// applies, the 1-based packet number, so the message says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    #[error("{path}: cannot open: {source}")]
+    #[error("{path}: cannot open")]
     Open {
         path: String,
         #[source]
@@ -115,7 +115,7 @@ pub enum SourceError {
         packet: u64,
         detail: String,
     },
-    #[error("{path}: read error at packet {packet}: {source}")]
+    #[error("{path}: read error at packet {packet}")]
     Read {
         path: String,
         packet: u64,

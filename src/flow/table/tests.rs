@@ -27,6 +27,7 @@ fn packet(port: u16, secs: u64, flags: u8) -> Packet<'static> {
         payload: &[],
         fragment: Fragment::None,
         one_way: false,
+        icmp_inner: None,
     }
 }
 

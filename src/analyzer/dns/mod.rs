@@ -1,0 +1,466 @@
+//! DNS over UDP and TCP, on any port: one EVE `dns` record per message
+//! (Suricata's version 3 layout), and every answered name fed to the shared
+//! [`NameCache`] so later flows of the asking client carry the names.
+//!
+//! Only the chain that starts at a question is learned: the question name,
+//! the CNAMEs it leads through, and the A/AAAA records at the end of it.
+//! Records in the answer section that no question leads to are logged but
+//! not learned (the usual bailiwick caution). Names are only as trustworthy
+//! as the resolver: [`DnsProtocol::with_trusted_resolvers`] restricts
+//! learning to answers from the cluster's own resolvers, so a workload that
+//! queries a resolver of its choosing cannot dress an address up as an
+//! allowlisted name.
+
+pub mod wire;
+
+use super::names::NameCache;
+use super::{
+    Analyzer, AppEvent, AppFacts, Chunk, Dir, Emit, FlowContext, PacketView, Probe, Protocol,
+};
+use crate::flow::key::proto;
+use crate::time::Timestamp;
+use ipnet::IpNet;
+use serde_json::{json, Map, Value};
+use std::net::IpAddr;
+use std::sync::Arc;
+use wire::{rcode_name, rtype, rtype_name, DnsError, Message, RData, Record};
+
+/// Most EVE records one flow writes; later messages are still learned.
+pub const MAX_EVENTS_PER_FLOW: u32 = 512;
+/// Most messages read from one TCP direction before it is let go.
+pub const MAX_TCP_MESSAGES: u32 = 4_096;
+/// Longest CNAME chain followed from a question.
+pub const MAX_CNAME_HOPS: usize = 8;
+/// Most questions of one message whose answers are learned.
+const MAX_LEARNED_QUESTIONS: usize = 4;
+
+/// Claims DNS flows and starts their analyzers.
+pub struct DnsProtocol {
+    cache: Arc<NameCache>,
+    trusted: Option<Arc<[IpNet]>>,
+}
+
+impl DnsProtocol {
+    pub fn new(cache: Arc<NameCache>) -> Self {
+        DnsProtocol {
+            cache,
+            trusted: None,
+        }
+    }
+
+    /// Learn names only from answers sent by addresses in `nets`.
+    pub fn with_trusted_resolvers(mut self, nets: Vec<IpNet>) -> Self {
+        self.trusted = Some(nets.into());
+        self
+    }
+}
+
+impl Protocol for DnsProtocol {
+    fn name(&self) -> &'static str {
+        "dns"
+    }
+
+    fn probe(&self, ctx: &FlowContext, _dir: Dir, data: &[u8]) -> Probe {
+        match ctx.proto {
+            proto::UDP => probe_datagram(data),
+            proto::TCP => probe_tcp(data),
+            _ => Probe::NoMatch,
+        }
+    }
+
+    fn start(&self, ctx: &FlowContext) -> Box<dyn Analyzer> {
+        Box::new(DnsAnalyzer::new(
+            ctx,
+            Arc::clone(&self.cache),
+            self.trusted.clone(),
+        ))
+    }
+}
+
+/// A UDP payload is DNS when it decodes completely, to its last byte, into
+/// a message with a plausible header and question classes.
+pub fn probe_datagram(data: &[u8]) -> Probe {
+    match Message::parse(data) {
+        Ok(m) if m.error.is_none() && m.consumed == data.len() && plausible(&m) => Probe::Match,
+        _ => Probe::NoMatch,
+    }
+}
+
+/// TCP: a 2-byte length, then a message as for UDP. A message not yet
+/// complete asks for more while what has arrived still looks right.
+pub fn probe_tcp(data: &[u8]) -> Probe {
+    let Some(len) = data
+        .get(..2)
+        .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+    else {
+        return Probe::NeedMore;
+    };
+    let body = &data[2..];
+    if len < 12 {
+        return Probe::NoMatch;
+    }
+    if body.len() >= len {
+        return probe_datagram(&body[..len]);
+    }
+    match Message::parse(body) {
+        Err(_) => Probe::NeedMore,
+        Ok(m) => {
+            let cut = matches!(
+                m.error,
+                None | Some(DnsError::Truncated | DnsError::BadCount)
+            );
+            if cut && plausible_header(&m) {
+                Probe::NeedMore
+            } else {
+                Probe::NoMatch
+            }
+        }
+    }
+}
+
+fn plausible_header(m: &Message) -> bool {
+    let h = &m.header;
+    let max = wire::MAX_RECORDS_PER_SECTION as u16;
+    matches!(h.opcode(), 0 | 1 | 2 | 4 | 5 | 6)
+        && h.qdcount <= 4
+        && h.ancount <= max
+        && h.nscount <= max
+        && h.arcount <= max
+        && (h.qdcount > 0 || (h.qr() && h.ancount > 0))
+}
+
+fn plausible(m: &Message) -> bool {
+    // IN, CH, HS, NONE, ANY; the top bit is mDNS's unicast-response flag.
+    let class_ok = |c: u16| matches!(c & 0x7fff, 1 | 3 | 4 | 254 | 255);
+    plausible_header(m) && m.questions.iter().all(|q| class_ok(q.class))
+}
+
+/// What a DNS flow's analysis counted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DnsCounters {
+    pub messages: u64,
+    /// Messages (or their remainders) skipped, by [`DnsError::index`].
+    pub errors: [u64; DnsError::ALL.len()],
+    /// TCP directions abandoned after missing bytes.
+    pub gaps: u64,
+    /// Answers not learned because the resolver is not trusted.
+    pub untrusted_answers: u64,
+    /// Messages beyond [`MAX_EVENTS_PER_FLOW`] that wrote no record.
+    pub events_suppressed: u64,
+}
+
+/// Splits one TCP direction into length-prefixed messages.
+#[derive(Debug, Default)]
+struct Framer {
+    buf: Vec<u8>,
+    messages: u32,
+    done: bool,
+}
+
+impl Framer {
+    /// Appends `data` and returns the complete messages' byte ranges in
+    /// `self.buf`, to be dropped with [`Framer::consume`].
+    fn push(&mut self, data: &[u8]) -> Vec<(usize, usize)> {
+        self.buf.extend_from_slice(data);
+        let mut frames = Vec::new();
+        let mut at = 0;
+        while let Some(b) = self.buf.get(at..at + 2) {
+            let end = at + 2 + usize::from(u16::from_be_bytes([b[0], b[1]]));
+            if end > self.buf.len() {
+                break;
+            }
+            frames.push((at + 2, end));
+            at = end;
+        }
+        frames
+    }
+
+    fn consume(&mut self, upto: usize) {
+        self.buf.drain(..upto.min(self.buf.len()));
+    }
+}
+
+/// Per-flow DNS state.
+pub struct DnsAnalyzer {
+    facts: AppFacts,
+    client: IpAddr,
+    server: IpAddr,
+    tcp: bool,
+    cache: Arc<NameCache>,
+    trusted: Option<Arc<[IpNet]>>,
+    framers: [Framer; 2],
+    events: u32,
+    counters: DnsCounters,
+}
+
+impl DnsAnalyzer {
+    pub fn new(ctx: &FlowContext, cache: Arc<NameCache>, trusted: Option<Arc<[IpNet]>>) -> Self {
+        DnsAnalyzer {
+            facts: AppFacts::new("dns"),
+            client: ctx.client.addr,
+            server: ctx.server.addr,
+            tcp: ctx.proto == proto::TCP,
+            cache,
+            trusted,
+            framers: Default::default(),
+            events: 0,
+            counters: DnsCounters::default(),
+        }
+    }
+
+    pub fn counters(&self) -> &DnsCounters {
+        &self.counters
+    }
+
+    fn count(&mut self, e: DnsError) {
+        if let Some(c) = self.counters.errors.get_mut(e.index()) {
+            *c += 1;
+        }
+    }
+
+    fn on_message(&mut self, dir: Dir, bytes: &[u8], ts: Timestamp, out: &mut Emit) {
+        self.counters.messages += 1;
+        let msg = match Message::parse(bytes) {
+            Ok(m) => m,
+            Err(e) => return self.count(e),
+        };
+        if let Some(e) = msg.error {
+            self.count(e);
+        }
+        if msg.header.qr() {
+            self.learn(&msg, dir, ts);
+        }
+        if self.events >= MAX_EVENTS_PER_FLOW {
+            self.counters.events_suppressed += 1;
+            return;
+        }
+        self.events += 1;
+        out.push(AppEvent {
+            ts,
+            event_type: "dns",
+            body: eve(&msg),
+            extra: msg.error.map(|e| json!({ "parse_error": e.name() })),
+        });
+    }
+
+    /// Feeds the answered names of a response to the cache. The asking
+    /// client is the receiver of the response, whichever side opened the
+    /// flow.
+    fn learn(&mut self, msg: &Message, dir: Dir, ts: Timestamp) {
+        let (client, resolver) = match dir {
+            Dir::ToClient => (self.client, self.server),
+            Dir::ToServer => (self.server, self.client),
+        };
+        if let Some(nets) = &self.trusted {
+            if !nets.iter().any(|n| n.contains(&resolver)) {
+                self.counters.untrusted_answers += 1;
+                return;
+            }
+        }
+        for r in resolutions(msg) {
+            self.cache.insert(client, r.addr, r.name, r.ttl, ts);
+        }
+    }
+
+    fn on_tcp_data(&mut self, dir: Dir, data: &[u8], ts: Timestamp, out: &mut Emit) {
+        let i = dir.index();
+        let Some(framer) = self.framers.get_mut(i) else {
+            return;
+        };
+        let frames = framer.push(data);
+        let buf = std::mem::take(&mut framer.buf);
+        let mut used = 0;
+        let count = u32::try_from(frames.len()).unwrap_or(u32::MAX);
+        for (start, end) in frames {
+            if let Some(bytes) = buf.get(start..end) {
+                self.on_message(dir, bytes, ts, out);
+            }
+            used = end;
+        }
+        if let Some(framer) = self.framers.get_mut(i) {
+            framer.buf = buf;
+            framer.consume(used);
+            framer.messages = framer.messages.saturating_add(count);
+            if framer.messages >= MAX_TCP_MESSAGES {
+                framer.done = true;
+                framer.buf = Vec::new();
+            }
+        }
+    }
+}
+
+impl Analyzer for DnsAnalyzer {
+    fn on_packet(&mut self, pkt: &PacketView<'_>, out: &mut Emit) {
+        if !self.tcp && !pkt.payload.is_empty() {
+            self.on_message(pkt.dir, pkt.payload, pkt.ts, out);
+        }
+    }
+
+    fn on_stream(&mut self, dir: Dir, chunk: Chunk<'_>, pkt: &PacketView<'_>, out: &mut Emit) {
+        if !self.wants_stream(dir) {
+            return;
+        }
+        match chunk {
+            Chunk::Data(data) => self.on_tcp_data(dir, data, pkt.ts, out),
+            Chunk::Gap(_) => {
+                // Message boundaries are lost for good: let the direction go.
+                self.counters.gaps += 1;
+                if let Some(f) = self.framers.get_mut(dir.index()) {
+                    f.done = true;
+                    f.buf = Vec::new();
+                }
+            }
+        }
+    }
+
+    fn wants_stream(&self, dir: Dir) -> bool {
+        self.tcp && self.framers.get(dir.index()).is_some_and(|f| !f.done)
+    }
+
+    fn facts(&self) -> &AppFacts {
+        &self.facts
+    }
+}
+
+/// One learned mapping: `name` resolved to `addr`, valid for `ttl` seconds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resolution<'a> {
+    pub addr: IpAddr,
+    pub name: &'a str,
+    pub ttl: u32,
+}
+
+/// The name → address mappings a successful response establishes: for each
+/// question, its CNAME chain and the addresses at the chain's names. Every
+/// name of the chain maps to every final address, with the smallest TTL
+/// along the way.
+pub fn resolutions(msg: &Message) -> Vec<Resolution<'_>> {
+    let mut out = Vec::new();
+    if !msg.header.qr() || msg.header.rcode() != 0 {
+        return out;
+    }
+    for q in msg.questions.iter().take(MAX_LEARNED_QUESTIONS) {
+        let (chain, chain_ttl) = cname_chain(&msg.answers, &q.name);
+        for r in &msg.answers {
+            let RData::Addr(addr) = r.data else {
+                continue;
+            };
+            if !matches!(r.rtype, rtype::A | rtype::AAAA)
+                || !chain.iter().any(|n| n.eq_ignore_ascii_case(&r.name))
+            {
+                continue;
+            }
+            let ttl = chain_ttl.min(r.ttl);
+            out.extend(chain.iter().map(|&name| Resolution { addr, name, ttl }));
+        }
+    }
+    out
+}
+
+/// The names from `start` through its CNAMEs (without repeats) and the
+/// smallest CNAME TTL met.
+fn cname_chain<'a>(answers: &'a [Record], start: &'a str) -> (Vec<&'a str>, u32) {
+    let mut chain = vec![start];
+    let mut ttl = u32::MAX;
+    let mut current = start;
+    for _ in 0..MAX_CNAME_HOPS {
+        let next = answers.iter().find_map(|r| match &r.data {
+            RData::Name(target)
+                if r.rtype == rtype::CNAME && r.name.eq_ignore_ascii_case(current) =>
+            {
+                Some((target.as_str(), r.ttl))
+            }
+            _ => None,
+        });
+        let Some((target, link_ttl)) = next else {
+            break;
+        };
+        if chain.iter().any(|n| n.eq_ignore_ascii_case(target)) {
+            break;
+        }
+        ttl = ttl.min(link_ttl);
+        chain.push(target);
+        current = target;
+    }
+    (chain, ttl)
+}
+
+/// The EVE `dns` object, Suricata "version 3" layout: one record per
+/// message, `queries` in both directions, `answers`/`authorities` in
+/// responses, flags as unprefixed hex, flag booleans only when set.
+pub fn eve(msg: &Message) -> Value {
+    let h = &msg.header;
+    let mut o = Map::new();
+    o.insert("version".into(), json!(3));
+    o.insert(
+        "type".into(),
+        json!(if h.qr() { "response" } else { "request" }),
+    );
+    o.insert("id".into(), json!(h.id));
+    o.insert("flags".into(), json!(format!("{:x}", h.flags)));
+    for (key, set) in [
+        ("qr", h.qr()),
+        ("aa", h.aa()),
+        ("tc", h.tc()),
+        ("rd", h.rd()),
+        ("ra", h.ra()),
+        ("z", h.z()),
+    ] {
+        if set {
+            o.insert(key.into(), json!(true));
+        }
+    }
+    o.insert("opcode".into(), json!(h.opcode()));
+    if h.qr() {
+        o.insert("rcode".into(), json!(rcode_name(h.rcode())));
+    }
+    let queries: Vec<Value> = msg
+        .questions
+        .iter()
+        .map(|q| json!({ "rrname": q.name, "rrtype": rtype_name(q.rtype) }))
+        .collect();
+    o.insert("queries".into(), Value::Array(queries));
+    for (key, records) in [("answers", &msg.answers), ("authorities", &msg.authorities)] {
+        if !records.is_empty() {
+            o.insert(key.into(), records.iter().map(eve_record).collect());
+        }
+    }
+    Value::Object(o)
+}
+
+fn eve_record(r: &Record) -> Value {
+    let mut o = Map::new();
+    o.insert("rrname".into(), json!(r.name));
+    o.insert("rrtype".into(), json!(rtype_name(r.rtype)));
+    o.insert("ttl".into(), json!(r.ttl));
+    match &r.data {
+        RData::Addr(a) => {
+            o.insert("rdata".into(), json!(a.to_string()));
+        }
+        RData::Name(n) | RData::Txt(n) | RData::Mx { exchange: n, .. } => {
+            o.insert("rdata".into(), json!(n));
+        }
+        RData::Soa {
+            mname,
+            rname,
+            serial,
+            refresh,
+            retry,
+            expire,
+            minimum,
+        } => {
+            o.insert(
+                "soa".into(),
+                json!({
+                    "mname": mname, "rname": rname, "serial": serial, "refresh": refresh,
+                    "retry": retry, "expire": expire, "minimum": minimum,
+                }),
+            );
+        }
+        RData::Other { .. } => {}
+    }
+    Value::Object(o)
+}
+
+#[cfg(test)]
+mod tests;

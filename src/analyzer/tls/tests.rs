@@ -1,0 +1,332 @@
+use super::*;
+use crate::analyzer::testkit::{ctx, hex, packet, play, split_at};
+use crate::flow::key::proto;
+use proptest::prelude::*;
+
+/// curl 7.88.1 (OpenSSL 3) ClientHello from the lab capture
+/// h_benign_dns_https_http.pcap: one record, SNI www.example.com, ALPN
+/// h2 + http/1.1, TLS 1.3 down to 1.0 offered, a padding extension.
+const CLIENT_HELLO: &str = "
+    1603010200010001fc03032204f4877dbaa7f3398c7e4bea3dc3f36766505a723a8a8ba889415e4359bf63207208a65f
+    08ba887c55b1921c56496e488bd62a212a0c5ae0aab2890d109b6cde003e130213031301c02cc030009fcca9cca8ccaa
+    c02bc02f009ec024c028006bc023c0270067c00ac0140039c009c0130033009d009c003d003c0035002f00ff01000175
+    00000014001200000f7777772e6578616d706c652e636f6d000b000403000102000a00160014001d0017001e00190018
+    010001010102010301040010000e000c02683208687474702f312e31001600000017000000310000000d002a00280403
+    05030603080708080809080a080b080408050806040105010601030303010302040205020602002b0009080304030303
+    020301002d00020101003300260024001d00209df44338a74301f5778e24860100122d896b8e59552d52366aad6ed408
+    f5c26e001500ae0000000000000000000000000000000000000000000000000000000000000000000000000000000000
+    000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000
+    000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000
+    00000000000000000000000000000000000000000000000000000000000000000000000000
+";
+
+/// The ServerHello record (TLS 1.3 selected) and the ChangeCipherSpec that
+/// follows it, from the same flow.
+const SERVER_HELLO: &str = "160303007a020000760303cccff570a5b3bbfa79fda4bcd473aedec3a6534b07c7d8c3ea9b21464518cc9f207208a65f08ba887c55b1921c56496e488bd62a212a0c5ae0aab2890d109b6cde130200002e002b0002030400330024001d00200a6cde245af57319a9407dba78461f3fdb3221a6a50c19d614b233120446544e140303000101";
+
+/// JA3 of CLIENT_HELLO and JA3S of SERVER_HELLO as Wireshark 4.0 computes them.
+const JA3: &str = "771,4866-4867-4865-49196-49200-159-52393-52392-52394-49195-49199-158-49188-49192-107-49187-49191-103-49162-49172-57-49161-49171-51-157-156-61-60-53-47-255,0-11-10-16-22-23-49-13-43-45-51-21,29-23-30-25-24-256-257-258-259-260,0-1-2";
+const JA3_HASH: &str = "0149f47eabf9a20d0893e2a44e5a6323";
+const JA3S: &str = "771,4866,43-51";
+const JA3S_HASH: &str = "15af977ce25de452b96affa2addb1036";
+
+fn flow() -> FlowContext {
+    ctx(proto::TCP, "10.10.0.10:51000", "203.0.113.80:443")
+}
+
+/// Runs client segments then server segments through the engine-like
+/// driver and ends the flow.
+fn run(client: &[&[u8]], server: &[&[u8]]) -> (Box<dyn Analyzer>, Emit, Option<u64>) {
+    let mut segs: Vec<(Dir, &[u8])> = client.iter().map(|s| (Dir::ToServer, *s)).collect();
+    segs.extend(server.iter().map(|s| (Dir::ToClient, *s)));
+    let played = play(&TlsProtocol::default(), &flow(), &segs);
+    let mut a = played.analyzer.expect("tls claimed the flow");
+    let mut events = played.events;
+    a.finish(Timestamp::from_secs(2_000), &mut events);
+    (a, events, played.matched_at)
+}
+
+fn expected_body() -> Value {
+    json!({
+        "sni": "www.example.com",
+        "version": "TLS 1.3",
+        "ja3": {"hash": JA3_HASH, "string": JA3},
+        "client_alpns": ["h2", "http/1.1"],
+        "ja3s": {"hash": JA3S_HASH, "string": JA3S},
+    })
+}
+
+#[test]
+fn real_handshake_in_one_segment_each() {
+    let (c, s) = (hex(CLIENT_HELLO), hex(SERVER_HELLO));
+    let (a, events, matched) = run(&[&c], &[&s]);
+    assert_eq!(matched, Some(1));
+    assert_eq!(a.facts().server_name.as_deref(), Some("www.example.com"));
+    assert_eq!(a.facts().app_proto, Some("tls"));
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].event_type, "tls");
+    assert_eq!(events[0].body, expected_body());
+    assert_eq!(
+        events[0].extra,
+        Some(json!({"client_legacy_version": "TLS 1.2",
+                    "client_supported_versions": ["TLS 1.3", "TLS 1.2", "TLS 1.1", "TLSv1"]}))
+    );
+    assert!(!a.wants_stream(Dir::ToServer) && !a.wants_stream(Dir::ToClient));
+}
+
+#[test]
+fn client_hello_split_across_three_segments() {
+    let c = hex(CLIENT_HELLO);
+    let s = hex(SERVER_HELLO);
+    // Cuts inside the record header, inside the cipher list, inside SNI.
+    for cuts in [[3usize, 200], [1, 2], [5, 9], [120, 516]] {
+        let parts = split_at(&c, &cuts);
+        let (a, events, _) = run(&parts, &[&s]);
+        assert_eq!(
+            a.facts().server_name.as_deref(),
+            Some("www.example.com"),
+            "{cuts:?}"
+        );
+        assert_eq!(events.len(), 1, "{cuts:?}");
+        assert_eq!(events[0].body, expected_body(), "{cuts:?}");
+    }
+}
+
+/// Re-frames a single-record hello as two records cut at `at` bytes of
+/// the handshake message.
+fn two_records(single: &[u8], at: usize) -> Vec<u8> {
+    let body = &single[5..];
+    let mut out = Vec::new();
+    for part in [&body[..at], &body[at..]] {
+        out.extend_from_slice(&[0x16, 0x03, 0x01]);
+        out.extend_from_slice(&(part.len() as u16).to_be_bytes());
+        out.extend_from_slice(part);
+    }
+    out
+}
+
+#[test]
+fn client_hello_split_across_two_records_and_segments() {
+    let c = hex(CLIENT_HELLO);
+    // Cut inside the handshake header, and inside the extensions.
+    for at in [2usize, 300] {
+        let records = two_records(&c, at);
+        for cuts in [vec![], vec![at + 7], vec![3, at + 4, at + 9]] {
+            let parts = split_at(&records, &cuts);
+            let (a, events, _) = run(&parts, &[]);
+            assert_eq!(a.facts().server_name.as_deref(), Some("www.example.com"));
+            let body = &events[0].body;
+            assert_eq!(body["ja3"]["hash"], JA3_HASH, "at {at} cuts {cuts:?}");
+            assert_eq!(body["version"], "TLS 1.3");
+        }
+    }
+}
+
+#[test]
+fn client_only_flow_logs_at_the_end() {
+    let c = hex(CLIENT_HELLO);
+    let played = play(&TlsProtocol::default(), &flow(), &[(Dir::ToServer, &c)]);
+    let mut a = played.analyzer.unwrap();
+    assert!(played.events.is_empty(), "waits for the server hello");
+    let mut out = Vec::new();
+    a.finish(Timestamp::from_secs(5_000), &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        out[0].ts,
+        Timestamp::from_secs(1_001),
+        "stamped with the hello"
+    );
+    assert!(out[0].body.get("ja3s").is_none());
+    a.finish(Timestamp::from_secs(5_001), &mut out);
+    assert_eq!(out.len(), 1, "logged once");
+}
+
+#[test]
+fn gap_or_garbage_ends_the_direction() {
+    let c = hex(CLIENT_HELLO);
+    let mut a = TlsAnalyzer::new();
+    let mut out = Vec::new();
+    let pkt = packet(1, Dir::ToServer, &c);
+    a.on_stream(Dir::ToServer, Chunk::Data(&c[..100]), &pkt, &mut out);
+    a.on_stream(Dir::ToServer, Chunk::Gap(50), &pkt, &mut out);
+    assert_eq!(a.error(Dir::ToServer), Some(TlsError::Gap));
+    assert!(!a.wants_stream(Dir::ToServer));
+    a.on_stream(
+        Dir::ToClient,
+        Chunk::Data(b"HTTP/1.1 400 Bad\r\n"),
+        &pkt,
+        &mut out,
+    );
+    assert_eq!(a.error(Dir::ToClient), Some(TlsError::NotTls));
+    assert!(a.facts().server_name.is_none());
+    assert!(out.is_empty());
+}
+
+#[test]
+fn server_hello_in_client_direction_is_unexpected() {
+    let s = hex(SERVER_HELLO);
+    let mut a = TlsAnalyzer::new();
+    let mut out = Vec::new();
+    a.on_stream(
+        Dir::ToServer,
+        Chunk::Data(&s),
+        &packet(1, Dir::ToServer, &s),
+        &mut out,
+    );
+    assert_eq!(a.error(Dir::ToServer), Some(TlsError::UnexpectedMessage));
+}
+
+/// A ClientHello built field by field, with GREASE values where Chrome
+/// puts them.
+fn grease_hello() -> Vec<u8> {
+    fn v16(out: &mut Vec<u8>, body: &[u8]) {
+        out.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        out.extend_from_slice(body);
+    }
+    fn ext(out: &mut Vec<u8>, t: u16, body: &[u8]) {
+        out.extend_from_slice(&t.to_be_bytes());
+        v16(out, body);
+    }
+    let mut exts = Vec::new();
+    ext(&mut exts, 0x3a3a, &[]);
+    let mut sni = vec![0];
+    v16(&mut sni, b"Pool.Example.NET.");
+    let mut list = Vec::new();
+    v16(&mut list, &sni);
+    ext(&mut exts, 0, &list);
+    ext(&mut exts, 10, &[0, 6, 0x4a, 0x4a, 0, 29, 0, 23]);
+    ext(&mut exts, 11, &[1, 0]);
+    ext(&mut exts, 16, &[0, 3, 2, b'h', b'2']);
+    ext(&mut exts, 43, &[4, 0x6a, 0x6a, 3, 4]);
+    ext(&mut exts, 0xfafa, &[0]);
+    let mut body = vec![3, 3];
+    body.extend_from_slice(&[7; 32]);
+    body.push(0);
+    v16(&mut body, &[0x0a, 0x0a, 0x13, 0x01, 0xc0, 0x2b]);
+    body.extend_from_slice(&[1, 0]);
+    v16(&mut body, &exts);
+    let mut hs = vec![1, 0];
+    hs.extend_from_slice(&(body.len() as u16).to_be_bytes());
+    hs.extend_from_slice(&body);
+    let mut rec = vec![0x16, 3, 1];
+    v16(&mut rec, &hs);
+    rec
+}
+
+#[test]
+fn grease_is_left_out_of_ja3() {
+    let rec = grease_hello();
+    let hello = ClientHello::parse(&rec[9..]).unwrap();
+    assert_eq!(hello.ja3_string(), "771,4865-49195,0-10-11-16-43,29-23,0");
+    assert_eq!(hello.max_version(), 0x0304);
+    assert_eq!(hello.sni.as_deref(), Some("Pool.Example.NET."));
+    let (a, events, _) = run(&[&rec], &[]);
+    assert_eq!(a.facts().server_name.as_deref(), Some("pool.example.net"));
+    assert_eq!(events[0].body["sni"], "Pool.Example.NET.");
+    assert_eq!(events[0].body["client_alpns"], json!(["h2"]));
+}
+
+#[test]
+fn sni_on_the_pool_list_is_mining() {
+    let pools =
+        std::sync::Arc::new(crate::analyzer::stratum::PoolList::parse("example.net\n").unwrap());
+    let rec = grease_hello(); // SNI Pool.Example.NET.
+    let played = play(
+        &TlsProtocol::new(Some(pools)),
+        &flow(),
+        &[(Dir::ToServer, &rec)],
+    );
+    let a = played.analyzer.unwrap();
+    let m = a.facts().mining.as_ref().expect("pool SNI");
+    assert_eq!(m.protocol, "pool-name");
+    assert_eq!(m.evidence.packets, [1]);
+    let (a, _, _) = run(&[&hex(CLIENT_HELLO)], &[]);
+    assert!(a.facts().mining.is_none(), "no list, no verdict");
+}
+
+#[test]
+fn grease_values() {
+    let all: Vec<u16> = (0..=0xffffu16).filter(|&v| is_grease(v)).collect();
+    assert_eq!(all.len(), 16);
+    assert_eq!(all[0], 0x0a0a);
+    assert_eq!(all[15], 0xfafa);
+}
+
+#[test]
+fn probe_decides_on_six_bytes() {
+    let c = hex(CLIENT_HELLO);
+    let s = hex(SERVER_HELLO);
+    let cases: [(Dir, &[u8], Probe); 9] = [
+        (Dir::ToServer, &c, Probe::Match),
+        (Dir::ToServer, &c[..3], Probe::NeedMore),
+        (Dir::ToServer, &c[..5], Probe::NeedMore),
+        (Dir::ToClient, &s, Probe::Match),
+        (Dir::ToClient, &c, Probe::NoMatch),
+        (Dir::ToServer, &s, Probe::NoMatch),
+        (Dir::ToServer, b"GET / HTTP/1.1\r\n", Probe::NoMatch),
+        (Dir::ToServer, &[0x16, 0x03, 0x09], Probe::NoMatch),
+        (
+            Dir::ToServer,
+            &[0x16, 0x03, 0x01, 0x00, 0x00, 0x01],
+            Probe::NoMatch,
+        ),
+    ];
+    for (dir, data, want) in cases {
+        assert_eq!(
+            probe(dir, data),
+            want,
+            "{dir:?} {:02x?}",
+            &data[..data.len().min(6)]
+        );
+    }
+}
+
+#[test]
+fn version_names_follow_suricata() {
+    let names: Vec<String> = [0x0300, 0x0301, 0x0302, 0x0303, 0x0304, 0x7f1c, 0xfefd]
+        .into_iter()
+        .map(version_name)
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "SSLv3",
+            "TLSv1",
+            "TLS 1.1",
+            "TLS 1.2",
+            "TLS 1.3",
+            "TLS 1.3 draft-28",
+            "0xfefd"
+        ]
+    );
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_streams_never_panic(
+        chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..400), 0..6),
+    ) {
+        let mut a = TlsAnalyzer::new();
+        let mut out = Vec::new();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let dir = if i % 2 == 0 { Dir::ToServer } else { Dir::ToClient };
+            let _ = probe(dir, chunk);
+            let _ = ClientHello::parse(chunk);
+            let _ = ServerHello::parse(chunk);
+            a.on_stream(dir, Chunk::Data(chunk), &packet(i as u64, dir, chunk), &mut out);
+        }
+        a.finish(Timestamp::from_secs(1), &mut out);
+    }
+
+    #[test]
+    fn mutated_hello_never_panics(i in 0usize..600, v in any::<u8>(), cut in 0usize..600) {
+        let mut c = hex(CLIENT_HELLO);
+        let i = i % c.len();
+        c[i] = v;
+        c.truncate(c.len() - cut % c.len());
+        let mut a = TlsAnalyzer::new();
+        let mut out = Vec::new();
+        a.on_stream(Dir::ToServer, Chunk::Data(&c), &packet(1, Dir::ToServer, &c), &mut out);
+        a.finish(Timestamp::from_secs(1), &mut out);
+    }
+}

@@ -1,0 +1,136 @@
+//! Command-line interface (the binary's edge).
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "egresswatch",
+    version,
+    about = "Network egress flow analyzer: flows, SSH reverse tunnels, mining, cluster allowlists"
+)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `egresswatch=debug`.
+    #[arg(long, default_value = "warn", global = true)]
+    pub log_level: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Replay capture files (pcap or pcapng; `-` is standard input) as one timeline.
+    Replay(ReplayArgs),
+    /// Replay the built-in demo capture: a GPU node's traffic and one outbound SSH session.
+    Demo(DemoArgs),
+    /// Validate a rules directory: every problem with file, line and column (exit 78 on error).
+    CheckRules(CheckRulesArgs),
+    /// What would happen to a flow from A to B:port with protocol P under the rules.
+    Explain(ExplainArgs),
+    /// Write a generated capture (`demo`, or `bench` with --packets) for tests and benchmarks.
+    Generate(GenerateArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ReplayArgs {
+    /// Capture files, read in order; `-` reads standard input.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub analysis: AnalysisArgs,
+    /// Exit with code 3 when an alert at or above this severity fires
+    /// (`high`/1, `medium`/2, `low`/3).
+    #[arg(long, value_name = "SEVERITY")]
+    pub fail_on: Option<String>,
+    /// Do not print alert lines and the summary on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckRulesArgs {
+    /// The rules directory.
+    pub dir: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct ExplainArgs {
+    /// Rules directory (default: the rules built into the binary).
+    #[arg(long, value_name = "DIR")]
+    pub rules: Option<PathBuf>,
+    /// Source address (inside the cluster for egress).
+    #[arg(long)]
+    pub from: std::net::IpAddr,
+    /// Destination as ADDRESS:PORT (`[v6]:port` for IPv6).
+    #[arg(long)]
+    pub to: std::net::SocketAddr,
+    /// Protocol as identified by bytes: ssh, tls, http, dns, stratum, or tcp/udp/any.
+    #[arg(long, default_value = "any")]
+    pub protocol: String,
+    /// A name the flow is known by (SNI, HTTP Host, DNS). Repeatable.
+    #[arg(long = "name")]
+    pub names: Vec<String>,
+    /// Client HASSH (SSH).
+    #[arg(long)]
+    pub hassh: Option<String>,
+    /// Server HASSH (SSH).
+    #[arg(long)]
+    pub hassh_server: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    pub analysis: AnalysisArgs,
+}
+
+/// Options shared by every command that analyzes packets.
+#[derive(Args, Debug)]
+pub struct AnalysisArgs {
+    /// Write EVE JSON lines here (`-` for standard output).
+    #[arg(long, value_name = "PATH")]
+    pub eve: Option<PathBuf>,
+    /// Rules directory (default: the rules shipped in `rules/`, built into the binary).
+    #[arg(long, value_name = "DIR")]
+    pub rules: Option<PathBuf>,
+    /// Only packets matching this libpcap filter expression.
+    #[arg(long, value_name = "EXPR")]
+    pub bpf: Option<String>,
+    /// Community ID seed.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub community_id_seed: u16,
+    /// Flows tracked at once; the longest-idle flow is evicted when full.
+    #[arg(long, default_value_t = 1_000_000, value_name = "N")]
+    pub flow_capacity: usize,
+    /// Idle timeout of a flow class, e.g. `tcp-established=600`; classes:
+    /// tcp-new, tcp-established, tcp-closed, udp, icmp, other. Repeatable.
+    #[arg(long = "idle-timeout", value_name = "CLASS=SECONDS")]
+    pub idle_timeouts: Vec<String>,
+    /// A flow open this long gets an interim record, then one every period (0: never).
+    #[arg(long, default_value_t = 1800, value_name = "SECONDS")]
+    pub active_timeout_seconds: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    /// Scenario name: `demo` or `bench`.
+    pub scenario: String,
+    /// Output capture file.
+    #[arg(long, short)]
+    pub out: PathBuf,
+    /// Packets to generate (bench).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub packets: u64,
+    /// PRNG seed (bench).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}

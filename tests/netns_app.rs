@@ -99,7 +99,11 @@ fn app_proto(cap: &Capture, events: &[Value]) -> Vec<String> {
     }
     flows
         .iter()
-        .filter(|f| f["app_proto"] != want)
+        // An unidentified flow may say so under `egresswatch` instead.
+        .filter(|f| {
+            f["app_proto"] != want
+                && !(want == "unknown" && f["egresswatch"]["app_proto"] == "unknown")
+        })
         .map(|f| format!("flow app_proto is {}, expected {want}", f["app_proto"]))
         .collect()
 }
@@ -169,8 +173,8 @@ fn mining(cap: &Capture, events: &[Value]) -> Vec<String> {
         ("login", "mining_wallet"),
         ("agent", "mining_agent"),
     ] {
-        let want = truth_str(cap, key).unwrap_or("");
-        if s[field] != want {
+        let want = &cap.entry["truth"][key];
+        if &s[field] != want {
             out.push(format!("stratum.{field} is {}, expected {want}", s[field]));
         }
     }
@@ -186,21 +190,21 @@ fn mining(cap: &Capture, events: &[Value]) -> Vec<String> {
     out
 }
 
-/// Mining behind TLS: only the name tells, and it is on the pool list.
+/// Mining behind TLS: only the name tells, and it is on the pool list; the
+/// crypto-mining alert's evidence names it.
 fn pool_name(cap: &Capture, events: &[Value]) -> Vec<String> {
     let mut out = tls(cap, events);
-    let about: Vec<&Value> = events
+    let sni = truth_str(cap, "sni").unwrap_or("");
+    let named = records(events, &cap.entry["outer"], "alert")
         .iter()
-        .filter(|e| harness::outer_matches(e, &cap.entry["outer"]))
-        .collect();
-    if !about.iter().any(|e| json_contains_str(e, "pool-name")) {
-        out.push("no pool-name mining fact for a TLS connection to a listed pool".into());
-    }
-    if !detections(events, &cap.entry["outer"])
-        .iter()
-        .any(|d| d == "crypto-mining")
-    {
-        out.push("no crypto-mining alert".into());
+        .any(|a| {
+            a["egresswatch"]["detection"] == "crypto-mining"
+                && a["egresswatch"]["evidence"]["summary"]
+                    .as_str()
+                    .is_some_and(|s| s.contains(sni))
+        });
+    if !named {
+        out.push(format!("no crypto-mining alert naming the pool {sni}"));
     }
     out
 }

@@ -113,15 +113,14 @@ fn common(cap: &Capture, events: &[Value]) -> Vec<String> {
     check_ssh_side(&ev["ssh"]["server"], "server", &mut out);
     let cipher = cap.entry["cipher"].as_str().unwrap_or("");
     let reversed = cap.entry["truth"]["role_reversed"] == true;
-    // HASSH is the SSH client's KEXINIT; in a role reversal the SSH client
-    // is the TCP responder.
-    let client_side = if reversed { "server" } else { "client" };
-    let lists: Vec<&str> = ev["ssh"][client_side]["hassh"]["string"]
+    // `ssh.client` is the SSH client (the TCP responder in a role
+    // reversal); its HASSH lists what it offered: only the forced cipher.
+    let lists: Vec<&str> = ev["ssh"]["client"]["hassh"]["string"]
         .as_str()
         .unwrap_or("")
         .split(';')
         .collect();
-    if !reversed && lists.get(1).copied() != Some(cipher) {
+    if lists.get(1).copied() != Some(cipher) {
         out.push(format!(
             "client HASSH cipher list {:?}, the client offered only {cipher}",
             lists.get(1)
@@ -132,17 +131,26 @@ fn common(cap: &Capture, events: &[Value]) -> Vec<String> {
         out.push("no egresswatch.ssh object".into());
         return out;
     }
-    if !json_contains_str(ours, cipher) {
-        out.push(format!(
-            "negotiated cipher {cipher} not reported under egresswatch.ssh"
-        ));
-    }
-    if let Some(mac) = cap.entry["mac"].as_str() {
-        if !json_contains_str(ours, mac) {
+    let mac = &cap.entry["mac"];
+    for dir in ["client_to_server", "server_to_client"] {
+        if ours[dir]["cipher"] != cipher {
             out.push(format!(
-                "negotiated MAC {mac} not reported under egresswatch.ssh"
+                "egresswatch.ssh.{dir}.cipher is {}, negotiated was {cipher}",
+                ours[dir]["cipher"]
             ));
         }
+        if &ours[dir]["mac"] != mac {
+            out.push(format!(
+                "egresswatch.ssh.{dir}.mac is {}, negotiated was {mac}",
+                ours[dir]["mac"]
+            ));
+        }
+    }
+    if ours["role_reversed"] != reversed {
+        out.push(format!(
+            "egresswatch.ssh.role_reversed is {}, expected {reversed}",
+            ours["role_reversed"]
+        ));
     }
     let seen = &cap.entry["observed"]["ssh"];
     let (client, server) = if reversed {
@@ -169,19 +177,25 @@ fn inferences(cap: &Capture, events: &[Value]) -> Vec<String> {
     let ssh = records(events, outer, "ssh");
     let Some(ev) = ssh.first() else { return out };
     let ours = &ev["egresswatch"]["ssh"];
+    let inf = &ours["inferences"];
     let truth = &cap.entry["truth"];
     let frames = cap.entry["frames"].as_u64().unwrap_or(0);
     let mut expect = |field: &str, want: bool| {
-        let got = &ours[field];
+        let got = if field == "role_reversed" {
+            &ours["role_evidence"]
+        } else {
+            &inf[field]
+        };
         if want && !is_set(got) {
-            out.push(format!("egresswatch.ssh.{field} missing"));
+            out.push(format!("inference {field} missing"));
         } else if !want && is_set(got) {
             out.push(format!(
-                "egresswatch.ssh.{field} set but the session had none: {got}"
+                "inference {field} made but the session had none: {}",
+                got["summary"]
             ));
         } else if want && !evidence_ok(got, frames) {
             out.push(format!(
-                "egresswatch.ssh.{field} cites no packets of this capture: {got}"
+                "inference {field} cites no packets of this capture: {got}"
             ));
         }
     };
@@ -193,17 +207,17 @@ fn inferences(cap: &Capture, events: &[Value]) -> Vec<String> {
     expect("forward_interactive", truth["typing_side"] == "client");
     expect("reverse_interactive", truth["typing_side"] == "server");
     let auth = truth["outer_auth"].as_str().unwrap_or("");
-    if ours["auth"] != auth {
+    if ours["auth"]["outcome"] != auth {
         out.push(format!(
-            "egresswatch.ssh.auth is {}, the login was a {auth}",
-            ours["auth"]
+            "egresswatch.ssh.auth.outcome is {}, the login was a {auth}",
+            ours["auth"]["outcome"]
         ));
     }
-    let reverse_login = truth["reverse_login"].as_str().unwrap_or("unknown");
-    if ours["reverse_login"] != reverse_login {
+    // Reported with a reverse session only.
+    if inf["reverse_login"] != truth["reverse_login"] {
         out.push(format!(
-            "egresswatch.ssh.reverse_login is {}, the login back was {reverse_login}",
-            ours["reverse_login"]
+            "inference reverse_login is {}, the login back was {}",
+            inf["reverse_login"], truth["reverse_login"]
         ));
     }
     out
@@ -215,7 +229,7 @@ fn transfer(cap: &Capture, events: &[Value]) -> Vec<String> {
     let outer = &cap.entry["outer"];
     let ssh = records(events, outer, "ssh");
     let Some(ev) = ssh.first() else { return out };
-    let ft = &ev["egresswatch"]["ssh"]["file_transfer"];
+    let ft = &ev["egresswatch"]["ssh"]["inferences"]["file_transfer"];
     let want = cap.entry["truth"]["file_transfer"].as_str();
     match want {
         None if is_set(ft) => out.push(format!("file_transfer reported without one: {ft}")),
@@ -256,7 +270,7 @@ fn transfer(cap: &Capture, events: &[Value]) -> Vec<String> {
 fn no_transfer(cap: &Capture, events: &[Value]) -> Vec<String> {
     let mut out = inferences(cap, events);
     for ev in records(events, &cap.entry["outer"], "ssh") {
-        let ft = &ev["egresswatch"]["ssh"]["file_transfer"];
+        let ft = &ev["egresswatch"]["ssh"]["inferences"]["file_transfer"];
         if is_set(ft) {
             out.push(format!("file_transfer reported without one: {ft}"));
         }

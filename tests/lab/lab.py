@@ -1026,7 +1026,9 @@ def catalog(seed=1):
                                 ("ethproxy", 8008, "ethproxy")):
         add_app(f"mining_{family}-{port}", sc_miner, {"host": pool, "port": port, "family": family},
                 {"app_proto": "stratum", "dns_names": [pool], "mining_protocol": proto,
-                 "mining_wallet": wallets[family], "mining_agent": services.AGENTS[family]},
+                 "mining_wallet": wallets[family],
+                 # ethproxy logins carry no agent string.
+                 "mining_agent": None if family == "ethproxy" else services.AGENTS[family]},
                 "pool", port, f"lab {family} client")
     tls_pool = "gulf.moneroocean.stream"
     add_app("mining_pool_tls_sni-443", sc_miner, {"host": tls_pool, "port": 443, "family": "xmrig", "tls": True},

@@ -18,9 +18,7 @@
 #[path = "lab/harness.rs"]
 mod harness;
 
-use harness::{
-    check_complete, check_group, evidence_ok, is_set, json_contains_str, records, Capture, Lab,
-};
+use harness::{check_complete, check_group, evidence_ok, is_set, records, Capture, Lab};
 use md5::{Digest, Md5};
 use serde_json::Value;
 use std::sync::OnceLock;

@@ -245,6 +245,16 @@ class Lab:
                     except (ProcessLookupError, ValueError):
                         pass
                 run(["ip", "netns", "del", name], check=False)
+        for d in os.listdir("/etc/netns") if os.path.isdir("/etc/netns") else []:
+            m = rx.match(d)
+            if m and not pid_alive(int(m.group(1))):
+                shutil.rmtree(os.path.join("/etc/netns", d), ignore_errors=True)
+        tmp = tempfile.gettempdir()
+        for d in os.listdir(tmp):
+            m = re.match(r"^ewlab-(\d+)-", d)
+            if m and not pid_alive(int(m.group(1))):
+                log(f"removing stale work dir {d}")
+                shutil.rmtree(os.path.join(tmp, d), ignore_errors=True)
         with open("/etc/passwd") as f:
             for line in f:
                 name = line.split(":", 1)[0]

@@ -108,6 +108,24 @@ impl Judge {
     }
 }
 
+/// The names a flow's server is known by: what the client itself asked for
+/// (TLS SNI, HTTP Host) and the names it resolved to that address via DNS
+/// before the flow started.
+pub fn flow_names(cache: &NameCache, flow: &Flow) -> Vec<Arc<str>> {
+    let mut names = cache.lookup(flow.client().addr, flow.server().addr, flow.start());
+    let asked = flow
+        .app
+        .as_ref()
+        .and_then(|a| a.facts())
+        .and_then(|f| f.server_name.as_deref());
+    if let Some(name) = asked {
+        if !names.iter().any(|n| **n == *name) {
+            names.push(Arc::from(name));
+        }
+    }
+    names
+}
+
 /// How far analysis of the flow has come.
 fn stage(flow: &Flow) -> Stage {
     let claimed = flow.app.as_ref().is_some_and(|a| a.facts().is_some());

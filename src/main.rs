@@ -234,9 +234,10 @@ fn analyze<S: SelectSource>(source: S, args: &AnalysisArgs, out: &mut Output) ->
         names.clone(),
         &egresswatch::analyzer::applayer::AppLayerConfig::default(),
     );
-    let judge = Judge::new(rules, names, config.community_seed);
-    let mut engine =
-        Engine::new(config, Arc::from(protocols), ahash::RandomState::new()).with_judge(judge);
+    let judge = Judge::new(rules, names.clone(), config.community_seed);
+    let mut engine = Engine::new(config, Arc::from(protocols), ahash::RandomState::new())
+        .with_judge(judge)
+        .with_names(names);
     let started = Instant::now();
     let (result, filtered) = match &args.bpf {
         None => {

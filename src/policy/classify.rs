@@ -610,6 +610,7 @@ pub use crate::flow::key::proto_name;
 mod tests {
     use super::super::testutil::{ep, test_rules};
     use super::*;
+    use crate::flow::key::proto;
 
     /// 2025-06-15 and 2023-06-15 in packet time.
     const T2025: u64 = 1_750_000_000;

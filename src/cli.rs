@@ -32,6 +32,10 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Replay the built-in demo capture: a GPU node's traffic and one outbound SSH session.
     Demo(DemoArgs),
+    /// Validate a rules directory: every problem with file, line and column (exit 78 on error).
+    CheckRules(CheckRulesArgs),
+    /// What would happen to a flow from A to B:port with protocol P under the rules.
+    Explain(ExplainArgs),
     /// Write a generated capture (`demo`, or `bench` with --packets) for tests and benchmarks.
     Generate(GenerateArgs),
 }
@@ -43,9 +47,44 @@ pub struct ReplayArgs {
     pub files: Vec<PathBuf>,
     #[command(flatten)]
     pub analysis: AnalysisArgs,
-    /// Do not print the summary on stderr.
+    /// Exit with code 3 when an alert at or above this severity fires
+    /// (`high`/1, `medium`/2, `low`/3).
+    #[arg(long, value_name = "SEVERITY")]
+    pub fail_on: Option<String>,
+    /// Do not print alert lines and the summary on stderr.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckRulesArgs {
+    /// The rules directory.
+    pub dir: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct ExplainArgs {
+    /// Rules directory (default: the rules built into the binary).
+    #[arg(long, value_name = "DIR")]
+    pub rules: Option<PathBuf>,
+    /// Source address (inside the cluster for egress).
+    #[arg(long)]
+    pub from: std::net::IpAddr,
+    /// Destination as ADDRESS:PORT (`[v6]:port` for IPv6).
+    #[arg(long)]
+    pub to: std::net::SocketAddr,
+    /// Protocol as identified by bytes: ssh, tls, http, dns, stratum, or tcp/udp/any.
+    #[arg(long, default_value = "any")]
+    pub protocol: String,
+    /// A name the flow is known by (SNI, HTTP Host, DNS). Repeatable.
+    #[arg(long = "name")]
+    pub names: Vec<String>,
+    /// Client HASSH (SSH).
+    #[arg(long)]
+    pub hassh: Option<String>,
+    /// Server HASSH (SSH).
+    #[arg(long)]
+    pub hassh_server: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -60,6 +99,9 @@ pub struct AnalysisArgs {
     /// Write EVE JSON lines here (`-` for standard output).
     #[arg(long, value_name = "PATH")]
     pub eve: Option<PathBuf>,
+    /// Rules directory (default: the rules shipped in `rules/`, built into the binary).
+    #[arg(long, value_name = "DIR")]
+    pub rules: Option<PathBuf>,
     /// Only packets matching this libpcap filter expression.
     #[arg(long, value_name = "EXPR")]
     pub bpf: Option<String>,
@@ -85,10 +127,16 @@ pub struct GenerateArgs {
     /// Output capture file.
     #[arg(long, short)]
     pub out: PathBuf,
-    /// Packets to generate (bench).
-    #[arg(long, default_value_t = 1_000_000)]
-    pub packets: u64,
-    /// PRNG seed (bench).
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
+    /// Packets to generate (bench; default 2,000,000).
+    #[arg(long)]
+    pub packets: Option<u64>,
+    /// Flows to start (bench; default packets / 20).
+    #[arg(long)]
+    pub flows: Option<u64>,
+    /// PRNG seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Write pcapng instead of pcap.
+    #[arg(long)]
+    pub pcapng: bool,
 }

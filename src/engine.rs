@@ -9,6 +9,8 @@ use crate::decode::{decode, Fragment, Packet, Skip};
 use crate::event::{AppRecord, Event, EventSink, FlowMeta, FlowRecord};
 use crate::flow::table::FlowTable;
 use crate::flow::{EndReason, Flow, FlowConfig, TimeoutClass};
+use crate::judge::Judge;
+use crate::policy::Alert;
 use crate::source::Frame;
 use crate::stats::Stats;
 use crate::time::{Timestamp, NANOS_PER_SEC};
@@ -31,6 +33,10 @@ pub struct Engine {
     stats: Stats,
     /// Scratch for analyzer events, reused across packets.
     emit: Emit,
+    /// The egress policy, when rules are loaded.
+    judge: Option<Judge>,
+    /// Scratch for alerts, reused across packets.
+    alerts: Vec<Alert>,
     /// The latest packet time seen; expiry runs on it.
     now: Timestamp,
     next_sweep: Timestamp,
@@ -45,9 +51,17 @@ impl Engine {
             protocols,
             stats: Stats::default(),
             emit: Vec::new(),
+            judge: None,
+            alerts: Vec::new(),
             now: Timestamp::default(),
             next_sweep: Timestamp::default(),
         }
+    }
+
+    /// Judges flows against the egress policy from now on.
+    pub fn with_judge(mut self, judge: Judge) -> Self {
+        self.judge = Some(judge);
+        self
     }
 
     pub fn stats(&self) -> &Stats {
@@ -96,12 +110,17 @@ impl Engine {
             &self.cfg.flow,
             &mut self.emit,
         );
-        let interim = self.cfg.flow.active_seconds > 0
-            && pkt.ts.since(flow.period_start) >= self.cfg.flow.active_seconds * NANOS_PER_SEC;
+        let age = flow.secs_since_start(pkt.ts);
+        let active = self.cfg.flow.active_seconds;
+        let interim = active > 0 && u64::from(age - flow.period_secs.min(age)) >= active;
         if interim {
-            flow.period_start = pkt.ts;
+            flow.period_secs = age;
+        }
+        if let Some(judge) = &mut self.judge {
+            judge.on_packet(flow, pkt.ts, &mut self.alerts);
         }
         let flow = &*flow;
+        write_alerts(&mut self.alerts, &mut self.stats, sink);
         write_app_events(
             &mut self.emit,
             &mut self.stats,
@@ -206,6 +225,11 @@ impl Engine {
         if let Some(app) = flow.app.as_mut() {
             app.finish(last, &mut self.emit);
         }
+        if let Some(judge) = &mut self.judge {
+            judge.on_end(&mut flow, &mut self.alerts);
+            self.stats.alerts_suppressed = judge.suppressed;
+        }
+        write_alerts(&mut self.alerts, &mut self.stats, sink);
         write_app_events(
             &mut self.emit,
             &mut self.stats,
@@ -219,6 +243,14 @@ impl Engine {
             reason,
             self.cfg.community_seed,
         ))));
+    }
+}
+
+/// Writes the alerts a judgement produced.
+fn write_alerts(alerts: &mut Vec<Alert>, stats: &mut Stats, sink: &mut dyn EventSink) {
+    for alert in alerts.drain(..) {
+        stats.count_alert(alert.detection, alert.severity);
+        sink.event(Event::Alert(Box::new(alert)));
     }
 }
 

@@ -39,6 +39,7 @@ impl<W: Write> EveWriter<W> {
         match event {
             Event::Flow(r) => serde_json::to_writer(&mut self.out, &FlowJson(r)),
             Event::App(r) => serde_json::to_writer(&mut self.out, &AppJson(r)),
+            Event::Alert(a) => serde_json::to_writer(&mut self.out, &a.to_eve()),
         }
         .map_err(io::Error::from)?;
         self.out.write_all(b"\n")?;
@@ -146,7 +147,7 @@ impl Serialize for FlowBody<'_> {
         m.serialize_entry("age", &(r.end.since(r.start) / crate::time::NANOS_PER_SEC))?;
         m.serialize_entry("state", r.state)?;
         m.serialize_entry("reason", r.reason.eve())?;
-        m.serialize_entry("alerted", &false)?;
+        m.serialize_entry("alerted", &r.alerted)?;
         m.end()
     }
 }

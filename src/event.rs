@@ -22,7 +22,7 @@ pub struct FlowMeta {
 impl FlowMeta {
     pub fn of(flow: &Flow, community_seed: u16) -> Self {
         FlowMeta {
-            flow_id: flow.id,
+            flow_id: flow.id(),
             community_id: community_id(&flow.key, community_seed),
             src: flow.client(),
             dest: flow.server(),
@@ -53,6 +53,8 @@ pub struct FlowRecord {
     pub interim: bool,
     /// The analyzer claimed nothing (payload was seen, no protocol matched).
     pub app_unknown: bool,
+    /// The policy raised at least one alert on this flow.
+    pub alerted: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -89,6 +91,7 @@ impl FlowRecord {
             originator: flow.basis.name(),
             interim: reason == EndReason::Active,
             app_unknown: flow.app_unknown,
+            alerted: flow.alerts.raised().next().is_some(),
         }
     }
 }
@@ -105,6 +108,7 @@ pub struct AppRecord {
 pub enum Event {
     Flow(Box<FlowRecord>),
     App(Box<AppRecord>),
+    Alert(Box<crate::policy::Alert>),
 }
 
 /// Where events go: the EVE writer, a channel to it, or a test collector.

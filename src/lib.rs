@@ -15,6 +15,8 @@ pub mod engine;
 pub mod eve;
 pub mod event;
 pub mod flow;
+pub mod gen;
+pub mod judge;
 pub mod policy;
 pub mod source;
 pub mod stats;

@@ -6,14 +6,20 @@ mod report;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use cli::{AnalysisArgs, Cli, Command, DemoArgs, GenerateArgs, LogFormat, ReplayArgs};
+use cli::{
+    AnalysisArgs, CheckRulesArgs, Cli, Command, DemoArgs, ExplainArgs, GenerateArgs, LogFormat,
+    ReplayArgs,
+};
 use egresswatch::engine::{Engine, EngineConfig};
 use egresswatch::eve::EveWriter;
 use egresswatch::event::{Event, EventSink};
 use egresswatch::flow::{FlowConfig, TimeoutClass};
+use egresswatch::judge::{Judge, SharedRules};
+use egresswatch::policy::{self, RuleSet, Severity};
 use egresswatch::source::bpf::{BpfFilter, Filtered};
 use egresswatch::source::file::ReplaySource;
 use egresswatch::source::{SelectSource, SourceError};
+use egresswatch::time::Timestamp;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
@@ -24,6 +30,7 @@ use std::time::Instant;
 /// Exit codes (documented in the README).
 mod exit {
     pub const RUNTIME: u8 = 1;
+    pub const ALERTS: u8 = 3;
     pub const CONFIG: u8 = 78;
 }
 
@@ -44,6 +51,8 @@ fn run(command: Command) -> Result<ExitCode> {
         Command::Replay(args) => replay(args),
         Command::Demo(args) => demo(args),
         Command::Generate(args) => generate(args),
+        Command::CheckRules(args) => check_rules(args),
+        Command::Explain(args) => explain(args),
     }
 }
 
@@ -75,19 +84,96 @@ fn init_logging(format: LogFormat, filter: &str) {
 }
 
 fn replay(args: ReplayArgs) -> Result<ExitCode> {
+    let fail_on = args
+        .fail_on
+        .as_deref()
+        .map(|s| {
+            s.parse::<Severity>()
+                .map_err(|e| ConfigError(format!("--fail-on {s}: {e}")))
+        })
+        .transpose()?;
     let source = ReplaySource::open(&args.files)?;
     let mut out = Output::open(args.analysis.eve.as_deref(), false)?;
+    out.alert_lines = !args.quiet;
     let outcome = analyze(source, &args.analysis, &mut out)?;
+    let worst = out.worst;
     out.finish()?;
     if !args.quiet {
-        report::summary(&mut io::stderr().lock(), &outcome.stats, outcome.filtered, outcome.elapsed)?;
+        report::summary(
+            &mut io::stderr().lock(),
+            &outcome.stats,
+            outcome.filtered,
+            outcome.elapsed,
+        )?;
     }
     outcome.result?;
+    match (fail_on, worst) {
+        (Some(threshold), Some(worst)) if worst.meets(threshold) => {
+            Ok(ExitCode::from(exit::ALERTS))
+        }
+        _ => Ok(ExitCode::SUCCESS),
+    }
+}
+
+fn check_rules(args: CheckRulesArgs) -> Result<ExitCode> {
+    let report = policy::check_rules(&args.dir, Some(wall_clock()));
+    print!("{}", report.text);
+    Ok(ExitCode::from(report.exit_code))
+}
+
+fn explain(args: ExplainArgs) -> Result<ExitCode> {
+    let rules = load_rules(args.rules.as_deref())?;
+    let mut q = policy::ExplainQuery::new(
+        args.from,
+        args.to.ip(),
+        args.to.port(),
+        &args.protocol,
+        wall_clock(),
+    )
+    .map_err(ConfigError)?;
+    q.names = args.names;
+    q.hassh = args.hassh;
+    q.hassh_server = args.hassh_server;
+    print!("{}", policy::explain(&rules, &q));
     Ok(ExitCode::SUCCESS)
 }
 
+/// The one wall-clock read: "now" for rule expiry warnings and `explain`.
+fn wall_clock() -> Timestamp {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Timestamp::from_nanos(since.as_nanos().min(u128::from(u64::MAX)) as u64)
+}
+
+/// Loads a rules directory, or the built-in rules; every problem is
+/// reported (exit 78).
+fn load_rules(dir: Option<&Path>) -> Result<RuleSet> {
+    let loaded = match dir {
+        Some(dir) => policy::load_dir(dir, Some(wall_clock())),
+        None => policy::load_sources(policy::shipped(), Some(wall_clock())),
+    };
+    match loaded.into_result() {
+        Ok((rules, warnings)) => {
+            if !warnings.is_empty() {
+                eprint!("{warnings}");
+            }
+            Ok(rules)
+        }
+        Err(diagnostics) => {
+            eprint!("{diagnostics}");
+            Err(ConfigError("the rules have errors; nothing was analyzed".into()).into())
+        }
+    }
+}
+
+/// The demo capture, made by `egresswatch generate demo` and built into
+/// the binary (a test keeps it equal to what the generator makes).
+const DEMO_PCAP: &[u8] = include_bytes!("gen/demo.pcap");
+
 fn demo(args: DemoArgs) -> Result<ExitCode> {
-    let source = egresswatch::source::file::ReplaySource::open([std::path::PathBuf::from("x")])?;
+    let reader: Box<dyn io::Read + Send> = Box::new(io::Cursor::new(DEMO_PCAP));
+    let source = ReplaySource::from_readers([("demo.pcap".to_string(), reader)]);
     let mut out = Output::open(args.analysis.eve.as_deref(), true)?;
     let outcome = analyze(source, &args.analysis, &mut out)?;
     let events = out.finish()?;
@@ -97,15 +183,29 @@ fn demo(args: DemoArgs) -> Result<ExitCode> {
 }
 
 fn generate(args: GenerateArgs) -> Result<ExitCode> {
-    let file = File::create(&args.out)
-        .with_context(|| format!("{}: cannot create", args.out.display()))?;
-    let mut w = BufWriter::with_capacity(1 << 20, file);
-    let written = 0;
-    let _ = (&args.scenario, &mut w);
-    w.flush()?;
+    use egresswatch::gen::{CaptureFormat, GenOptions, TsPrecision};
+    let defaults = GenOptions::default();
+    let opts = GenOptions {
+        seed: args.seed.unwrap_or(defaults.seed),
+        packets: args.packets,
+        flows: args.flows,
+        format: if args.pcapng {
+            CaptureFormat::Pcapng(TsPrecision::Micro)
+        } else {
+            CaptureFormat::Pcap(TsPrecision::Micro)
+        },
+    };
+    let file = File::create(&args.out).with_context(|| format!("{}: cannot create", args.out.display()))?;
+    let w = BufWriter::with_capacity(1 << 20, file);
+    let summary = egresswatch::gen::generate(&args.scenario, &opts, w).map_err(|e| match e {
+        egresswatch::gen::GenError::UnknownScenario(_) => anyhow::Error::new(ConfigError(e.to_string())),
+        other => anyhow::Error::new(other),
+    })?;
     eprintln!(
-        "egresswatch: wrote {} packets to {}",
-        written,
+        "egresswatch: wrote {} packets ({} bytes, {} flows) to {}",
+        summary.packets,
+        summary.bytes,
+        summary.flows,
         args.out.display()
     );
     Ok(ExitCode::SUCCESS)
@@ -123,14 +223,18 @@ struct Outcome {
 }
 
 fn analyze<S: SelectSource>(source: S, args: &AnalysisArgs, out: &mut Output) -> Result<Outcome> {
-    let mut engine = Engine::new(
-        engine_config(args)?,
-        Arc::from(egresswatch::analyzer::registry(
-            Arc::new(egresswatch::analyzer::names::NameCache::default()),
-            &egresswatch::analyzer::applayer::AppLayerConfig::default(),
-        )),
-        ahash::RandomState::new(),
+    let config = engine_config(args)?;
+    let rules: SharedRules = Arc::new(arc_swap::ArcSwap::from_pointee(load_rules(
+        args.rules.as_deref(),
+    )?));
+    let names = Arc::new(egresswatch::analyzer::names::NameCache::default());
+    let protocols = egresswatch::analyzer::registry(
+        names.clone(),
+        &egresswatch::analyzer::applayer::AppLayerConfig::default(),
     );
+    let judge = Judge::new(rules, names, config.community_seed);
+    let mut engine =
+        Engine::new(config, Arc::from(protocols), ahash::RandomState::new()).with_judge(judge);
     let started = Instant::now();
     let (result, filtered) = match &args.bpf {
         None => {
@@ -193,6 +297,10 @@ fn parse_timeout(setting: &str) -> Result<(TimeoutClass, u64), String> {
 struct Output {
     eve: Option<EveWriter<Box<dyn Write>>>,
     keep: Option<Vec<Event>>,
+    /// Print each alert as a line on stderr.
+    alert_lines: bool,
+    /// The most severe alert seen (1 is the highest).
+    worst: Option<Severity>,
 }
 
 impl Output {
@@ -211,6 +319,8 @@ impl Output {
         Ok(Output {
             eve: eve.map(EveWriter::new),
             keep: keep.then(Vec::new),
+            alert_lines: false,
+            worst: None,
         })
     }
 
@@ -224,6 +334,14 @@ impl Output {
 
 impl EventSink for Output {
     fn event(&mut self, event: Event) {
+        if let Event::Alert(alert) = &event {
+            if self.worst.is_none_or(|w| alert.severity.meets(w)) {
+                self.worst = Some(alert.severity);
+            }
+            if self.alert_lines {
+                eprintln!("{}", alert.line());
+            }
+        }
         if let Some(w) = &mut self.eve {
             w.write(&event);
         }

@@ -7,7 +7,12 @@ use std::io::{self, Write};
 use std::time::Duration;
 
 /// The summary printed after a replay.
-pub fn summary(w: &mut dyn Write, stats: &Stats, filtered: u64, elapsed: Duration) -> io::Result<()> {
+pub fn summary(
+    w: &mut dyn Write,
+    stats: &Stats,
+    filtered: u64,
+    elapsed: Duration,
+) -> io::Result<()> {
     let secs = elapsed.as_secs_f64().max(1e-9);
     writeln!(
         w,
@@ -48,59 +53,109 @@ pub fn summary(w: &mut dyn Write, stats: &Stats, filtered: u64, elapsed: Duratio
     )
 }
 
-/// The demo's report: every flow in a line, then what the analyzers said.
+/// The demo's report: what fired, every flow in a line, then what the
+/// analyzers learned, in words.
 pub fn demo(w: &mut dyn Write, events: &[Event], stats: &Stats) -> io::Result<()> {
     writeln!(
         w,
-        "egresswatch demo: {} packets, {} flows\n",
+        "egresswatch demo: a GPU training node's traffic, {} packets in {} flows, judged by the built-in rules\n",
         stats.packets, stats.flows_created
     )?;
-    writeln!(
-        w,
-        "{:<44} {:<6} {:<8} {:>7} {:>10} {:>8}",
-        "flow (originator -> responder)", "proto", "app", "packets", "bytes", "seconds"
-    )?;
-    for e in events {
-        if let Event::Flow(f) = e {
-            let m = &f.meta;
-            let pair = format!(
-                "{}:{} -> {}:{}",
-                m.src.addr, m.src.port, m.dest.addr, m.dest.port
-            );
-            let app = m
-                .app_proto
-                .unwrap_or(if f.app_unknown { "unknown" } else { "-" });
-            let pkts = f.dirs[0].pkts + f.dirs[1].pkts;
-            let bytes = f.dirs[0].bytes + f.dirs[1].bytes;
-            let secs = egresswatch::time::Timestamp::secs_f64(f.end.since(f.start));
-            writeln!(
-                w,
-                "{pair:<44} {:<6} {app:<8} {pkts:>7} {bytes:>10} {secs:>8.1}",
-                egresswatch::eve::proto_name(m.proto)
-            )?;
-        }
-    }
-    let apps: Vec<_> = events
+    alerts(w, events)?;
+    flows(w, events)?;
+    app_records(w, events)?;
+    writeln!(w, "\nThe full records: egresswatch demo --eve - (Suricata EVE JSON lines)")
+}
+
+fn alerts(w: &mut dyn Write, events: &[Event]) -> io::Result<()> {
+    let alerts: Vec<_> = events
         .iter()
         .filter_map(|e| match e {
-            Event::App(a) => Some(a),
+            Event::Alert(a) => Some(a),
             _ => None,
         })
         .collect();
-    if !apps.is_empty() {
-        writeln!(w, "\nApplication records:")?;
-        for a in apps {
-            writeln!(
-                w,
-                "  {} {}:{} -> {}:{}  {}",
-                a.event.event_type,
-                a.meta.src.addr,
-                a.meta.src.port,
-                a.meta.dest.addr,
-                a.meta.dest.port,
-                a.event.body
-            )?;
-        }
+    writeln!(w, "Alerts ({}):", alerts.len())?;
+    for a in alerts {
+        writeln!(
+            w,
+            "  {:<6} {:<24} {}:{} -> {}:{}",
+            a.severity.name(),
+            a.detection.id(),
+            a.src.addr,
+            a.src.port,
+            a.dst.addr,
+            a.dst.port
+        )?;
+        writeln!(w, "         {}", a.evidence.summary)?;
     }
     Ok(())
+}
+
+fn flows(w: &mut dyn Write, events: &[Event]) -> io::Result<()> {
+    writeln!(w, "\nFlows:")?;
+    writeln!(
+        w,
+        "  {:<46} {:<6} {:<8} {:>7} {:>9} {:>8}",
+        "originator -> responder", "proto", "app", "packets", "bytes", "seconds"
+    )?;
+    for e in events {
+        let Event::Flow(f) = e else { continue };
+        let m = &f.meta;
+        let pair = format!("{} -> {}", endpoint(&m.src), endpoint(&m.dest));
+        let app = m.app_proto.unwrap_or(if f.app_unknown { "unknown" } else { "-" });
+        let pkts = f.dirs[0].pkts + f.dirs[1].pkts;
+        let bytes = f.dirs[0].bytes + f.dirs[1].bytes;
+        let secs = egresswatch::time::Timestamp::secs_f64(f.end.since(f.start));
+        let mark = if f.alerted { "!" } else { " " };
+        writeln!(
+            w,
+            "{mark} {pair:<46} {:<6} {app:<8} {pkts:>7} {bytes:>9} {secs:>8.1}",
+            egresswatch::eve::proto_name(m.proto)
+        )?;
+    }
+    Ok(())
+}
+
+/// One line per application record: the few fields a person looks at.
+fn app_records(w: &mut dyn Write, events: &[Event]) -> io::Result<()> {
+    writeln!(w, "\nWhat the analyzers saw:")?;
+    for e in events {
+        let Event::App(a) = e else { continue };
+        let b = &a.event.body;
+        let what = match a.event.event_type {
+            "ssh" => format!(
+                "client {} / server {}, hassh {}",
+                b["client"]["software_version"].as_str().unwrap_or("?"),
+                b["server"]["software_version"].as_str().unwrap_or("?"),
+                b["client"]["hassh"]["hash"].as_str().unwrap_or("?")
+            ),
+            "dns" => {
+                let q = b["queries"][0]["rrname"].as_str().unwrap_or("?");
+                match b["answers"][0]["rdata"].as_str() {
+                    Some(ans) => format!("{q} is {ans}"),
+                    None => continue,
+                }
+            }
+            "tls" => format!("SNI {}", b["sni"].as_str().unwrap_or("-")),
+            "http" => format!("{} {}", b["hostname"].as_str().unwrap_or("-"), b["url"].as_str().unwrap_or("")),
+            "stratum" => format!(
+                "{} login {} agent {}",
+                b["protocol"].as_str().unwrap_or("?"),
+                b["login"].as_str().unwrap_or("-"),
+                b["agent"].as_str().unwrap_or("-")
+            ),
+            other => other.to_string(),
+        };
+        let pair = format!("{} -> {}", endpoint(&a.meta.src), endpoint(&a.meta.dest));
+        writeln!(w, "  {:<8} {pair:<46} {what}", a.event.event_type)?;
+    }
+    Ok(())
+}
+
+fn endpoint(e: &egresswatch::flow::key::Endpoint) -> String {
+    match e.addr {
+        std::net::IpAddr::V6(a) => format!("[{a}]:{}", e.port),
+        std::net::IpAddr::V4(a) => format!("{a}:{}", e.port),
+    }
 }

@@ -4,6 +4,7 @@
 
 use crate::decode::Skip;
 use crate::flow::EndReason;
+use crate::policy::{Detection, Severity};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -24,9 +25,22 @@ pub struct Stats {
     pub flows_ended: [u64; EndReason::ALL.len()],
     /// Application-layer records written.
     pub app_events: u64,
+    /// Alerts raised, by detection and severity (1..=3 at index 0..=2).
+    pub alerts: [[u64; 3]; Detection::COUNT],
+    /// Findings the suppression window swallowed.
+    pub alerts_suppressed: u64,
 }
 
 impl Stats {
+    pub fn count_alert(&mut self, detection: Detection, severity: Severity) {
+        let sev = usize::from(severity.get().clamp(1, 3)) - 1;
+        self.alerts[detection.index()][sev] += 1;
+    }
+
+    pub fn alerts_total(&self) -> u64 {
+        self.alerts.iter().flatten().sum()
+    }
+
     pub fn skipped_total(&self) -> u64 {
         self.skipped.iter().sum()
     }
@@ -49,5 +63,11 @@ impl Stats {
             *a += b;
         }
         self.app_events += other.app_events;
+        for (a, b) in self.alerts.iter_mut().zip(other.alerts) {
+            for (x, y) in a.iter_mut().zip(b) {
+                *x += y;
+            }
+        }
+        self.alerts_suppressed += other.alerts_suppressed;
     }
 }

@@ -232,13 +232,22 @@ const PROBE_PACKETS: usize = 64;
 impl Probing {
     fn log_packet(&mut self, view: &PacketView<'_>) {
         if self.log.len() < PROBE_PACKETS {
-            self.log.push(Logged::Packet(PacketView { payload: &[], ..*view }));
+            self.log.push(Logged::Packet(PacketView {
+                payload: &[],
+                ..*view
+            }));
         }
     }
 
     /// Appends a stream chunk of `dir` and probes the direction's bytes so
     /// far.
-    fn offer(&mut self, protocols: &Protocols, ctx: &FlowContext, dir: Dir, data: &[u8]) -> Verdict {
+    fn offer(
+        &mut self,
+        protocols: &Protocols,
+        ctx: &FlowContext,
+        dir: Dir,
+        data: &[u8],
+    ) -> Verdict {
         let buf = &mut self.bytes[dir.index()];
         let room = PROBE_BYTES.saturating_sub(buf.len());
         let take = data.len().min(room);
@@ -255,7 +264,13 @@ impl Probing {
     }
 
     /// Offers `data` to every protocol that has not rejected the flow yet.
-    fn probe(&mut self, protocols: &Protocols, ctx: &FlowContext, dir: Dir, data: &[u8]) -> Verdict {
+    fn probe(
+        &mut self,
+        protocols: &Protocols,
+        ctx: &FlowContext,
+        dir: Dir,
+        data: &[u8],
+    ) -> Verdict {
         self.offered += 1;
         for (i, p) in protocols.iter().enumerate().take(32) {
             if self.rejected & (1 << i) != 0 {

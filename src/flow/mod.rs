@@ -10,6 +10,7 @@ pub mod tcp;
 use crate::analyzer::dispatch::AppSlot;
 use crate::analyzer::Dir;
 use crate::decode::{Packet, Transport};
+use crate::policy::AlertState;
 use crate::time::Timestamp;
 use key::{proto, Endpoint, FlowKey, Side};
 use tcp::TcpState;
@@ -73,18 +74,25 @@ impl OriginBasis {
 #[derive(Debug)]
 pub struct Flow {
     pub key: FlowKey,
-    /// EVE `flow_id`: stable for the flow's life, at most 2^53 so JSON
-    /// readers that use doubles keep it exact.
-    pub id: u64,
     /// The canonical side that originated the flow.
     pub orig: Side,
     pub basis: OriginBasis,
     /// Payload was seen and no protocol claimed it.
     pub app_unknown: bool,
+    /// Which direction sent the first packet (its time anchors the id).
+    first_dir: Dir,
+    /// What the policy already alerted on.
+    pub alerts: AlertState,
+    /// The facts revision (low 14 bits) and stage (top 2 bits) the policy
+    /// last judged; see [`crate::judge`].
+    pub judged: u16,
+    /// Seconds after the start when the policy wants another look (0: no).
+    pub recheck_secs: u32,
     /// The table's expiry list this flow is linked into.
     pub(crate) class: TimeoutClass,
     /// Start of the current reporting period (active timeout).
-    pub period_start: Timestamp,
+    /// Seconds after the start at which the current reporting period began.
+    pub period_secs: u32,
     /// Packets toserver (index 0) and toclient (index 1).
     pub dirs: [DirStats; 2],
     pub tcp: TcpState,
@@ -103,18 +111,32 @@ impl Flow {
         let orig = if sender_is_orig { side } else { side.other() };
         Flow {
             key,
-            id: flow_id(&key, pkt.ts),
             orig,
             basis,
             app_unknown: false,
+            first_dir: if sender_is_orig {
+                Dir::ToServer
+            } else {
+                Dir::ToClient
+            },
+            alerts: AlertState::default(),
+            judged: 0,
+            recheck_secs: 0,
             class: TimeoutClass::Other,
-            period_start: pkt.ts,
+            period_secs: 0,
             dirs: [DirStats::default(); 2],
             tcp: TcpState::default(),
             app: None,
             prev: u32::MAX,
             next: u32::MAX,
         }
+    }
+
+    /// EVE `flow_id`: derived from the key and the first packet's time, so
+    /// it is stable for the flow's life and reproduced by replays; at most
+    /// 2^53 so JSON readers that use doubles keep it exact.
+    pub fn id(&self) -> u64 {
+        flow_id(&self.key, self.dirs[self.first_dir.index()].first)
     }
 
     pub fn dir_of(&self, side: Side) -> Dir {
@@ -140,6 +162,11 @@ impl Flow {
     /// Counts a packet sent in `dir`.
     pub fn count(&mut self, dir: Dir, pkt: &Packet<'_>) {
         self.dirs[dir.index()].add(pkt);
+    }
+
+    /// Whole seconds of packet time from the start to `now`.
+    pub fn secs_since_start(&self, now: Timestamp) -> u32 {
+        (now.since(self.start()) / crate::time::NANOS_PER_SEC).min(u64::from(u32::MAX)) as u32
     }
 
     /// Time of the first packet.

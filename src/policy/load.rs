@@ -1028,3 +1028,41 @@ expires = 2025-01-31T12:00:00Z
         }
     }
 }
+
+/// The rules shipped in `rules/`, built into the binary: the default when
+/// no `--rules` directory is given.
+pub fn shipped() -> Vec<SourceFile> {
+    const FILES: [(&str, &str); 4] = [
+        ("rules/allow.toml", include_str!("../../rules/allow.toml")),
+        (
+            "rules/cluster.toml",
+            include_str!("../../rules/cluster.toml"),
+        ),
+        (
+            "rules/detections.toml",
+            include_str!("../../rules/detections.toml"),
+        ),
+        (
+            "rules/mining-pools.toml",
+            include_str!("../../rules/mining-pools.toml"),
+        ),
+    ];
+    FILES
+        .iter()
+        .map(|(name, text)| SourceFile {
+            name: Arc::from(*name),
+            text: (*text).to_string(),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod shipped_tests {
+    /// The built-in copy loads cleanly (the files in `rules/` are tested
+    /// by the loader's own tests too).
+    #[test]
+    fn shipped_rules_load() {
+        let loaded = super::load_sources(super::shipped(), None);
+        assert!(loaded.rules.is_some(), "{}", loaded.diagnostics);
+    }
+}

@@ -186,7 +186,10 @@ mod tests {
                 b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u10\r",
                 Some(("2.0", "OpenSSH_9.2p1 Debian-2+deb12u10")),
             ),
-            (b"SSH-2.0-dropbear_2018.76", Some(("2.0", "dropbear_2018.76"))),
+            (
+                b"SSH-2.0-dropbear_2018.76",
+                Some(("2.0", "dropbear_2018.76")),
+            ),
             (b"SSH-1.99-Cisco-1.25", Some(("1.99", "Cisco-1.25"))),
             (b"SSH-1.5-OpenSSH_3.4p1", Some(("1.5", "OpenSSH_3.4p1"))),
             (b"SSH-2.0-", Some(("2.0", ""))),
@@ -233,7 +236,10 @@ mod tests {
     #[test]
     fn line_reader_handles_pre_banner_lines_and_splits() {
         let mut r = LineReader::default();
-        assert_eq!(r.push(b"Hello, this is a\r\nbanner line\r\nSSH-2."), LineResult::More);
+        assert_eq!(
+            r.push(b"Hello, this is a\r\nbanner line\r\nSSH-2."),
+            LineResult::More
+        );
         assert_eq!(r.pre_banner_lines, 2);
         let tail = b"0-OpenSSH_8.0\r\n\x00\x00\x01\x0c";
         match r.push(tail) {

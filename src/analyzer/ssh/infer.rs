@@ -120,7 +120,9 @@ impl Inference {
         let (keystroke, echo) = self.typing.on_unit(&u, m);
         let dm = m.dir(u.dir);
         let keepalive = dm.is_keepalive_req(u.size) || dm.is_keepalive_rep(u.size);
-        if self.setup.as_ref().is_some_and(|s| s.done) || (self.auth.success.is_none() && self.units > NO_LOGIN_SEEN) {
+        if self.setup.as_ref().is_some_and(|s| s.done)
+            || (self.auth.success.is_none() && self.units > NO_LOGIN_SEEN)
+        {
             self.keepalive.on_unit(&u, m);
             ch.facts |= self.keepalive.update(f, trusted);
         }
@@ -258,7 +260,12 @@ impl Inference {
              no port-forward channels",
             d.bytes, d.units, o.bytes, w.first_pkt, w.last_pkt
         );
-        f.file_transfer = Some(Evidence::new(summary, &[w.first_pkt, w.last_pkt], w.start, w.end));
+        f.file_transfer = Some(Evidence::new(
+            summary,
+            &[w.first_pkt, w.last_pkt],
+            w.start,
+            w.end,
+        ));
         true
     }
 
@@ -432,7 +439,10 @@ impl Auth {
             }
             self.push(u.idx);
             let how = if coalesced {
-                format!("a {}-byte server message holding USERAUTH_SUCCESS ({ok}) and one more message", u.size)
+                format!(
+                    "a {}-byte server message holding USERAUTH_SUCCESS ({ok}) and one more message",
+                    u.size
+                )
             } else {
                 format!("USERAUTH_SUCCESS ({ok} bytes)")
             };
@@ -466,7 +476,12 @@ impl Auth {
     }
 
     /// The outcome at flow end when no success was seen.
-    fn finish(&self, last: Timestamp, units: u32, implied: bool) -> Option<(AuthOutcome, Evidence)> {
+    fn finish(
+        &self,
+        last: Timestamp,
+        units: u32,
+        implied: bool,
+    ) -> Option<(AuthOutcome, Evidence)> {
         if self.success.is_some() || self.requests == 0 {
             return None;
         }
@@ -476,7 +491,10 @@ impl Auth {
                 "no isolated USERAUTH_SUCCESS, but the session went on ({units} encrypted messages{})",
                 if implied { ", channel activity" } else { "" }
             );
-            return Some((AuthOutcome::Success, Evidence::new(summary, &self.pkts, first, last)));
+            return Some((
+                AuthOutcome::Success,
+                Evidence::new(summary, &self.pkts, first, last),
+            ));
         }
         if self.failures >= 2 || (self.failures >= 1 && self.requests >= 2) {
             let summary = format!(
@@ -486,7 +504,10 @@ impl Auth {
                 self.failures,
                 self.fail_size.unwrap_or(0)
             );
-            return Some((AuthOutcome::Failure, Evidence::new(summary, &self.pkts, first, last)));
+            return Some((
+                AuthOutcome::Failure,
+                Evidence::new(summary, &self.pkts, first, last),
+            ));
         }
         None
     }
@@ -784,7 +805,12 @@ impl Keepalive {
             "after login only keepalive request/reply pairs ({} pairs, {} other messages)",
             self.pairs, self.other
         );
-        Evidence::new(summary, &self.pkts, self.first.unwrap_or(self.last), self.last)
+        Evidence::new(
+            summary,
+            &self.pkts,
+            self.first.unwrap_or(self.last),
+            self.last,
+        )
     }
 }
 

@@ -43,7 +43,9 @@ const CLIENT_ONLY: [&str; 2] = ["ext-info-c", "kex-strict-c-v00@openssh.com"];
 const SERVER_ONLY: [&str; 2] = ["ext-info-s", "kex-strict-s-v00@openssh.com"];
 
 fn is_pseudo(name: &str) -> bool {
-    name.starts_with("ext-info-") || name.starts_with("kex-strict-") || name.starts_with("kexguess2@")
+    name.starts_with("ext-info-")
+        || name.starts_with("kex-strict-")
+        || name.starts_with("kexguess2@")
 }
 
 /// Parses a KEXINIT payload (starting with its message code).
@@ -100,12 +102,18 @@ impl Reader<'_> {
 impl KexInit {
     /// The HASSH input of a client: `kex;enc_c2s;mac_c2s;comp_c2s`.
     pub fn hassh_string(&self) -> String {
-        format!("{};{};{};{}", self.kex, self.enc_c2s, self.mac_c2s, self.comp_c2s)
+        format!(
+            "{};{};{};{}",
+            self.kex, self.enc_c2s, self.mac_c2s, self.comp_c2s
+        )
     }
 
     /// The HASSHServer input of a server: `kex;enc_s2c;mac_s2c;comp_s2c`.
     pub fn hassh_server_string(&self) -> String {
-        format!("{};{};{};{}", self.kex, self.enc_s2c, self.mac_s2c, self.comp_s2c)
+        format!(
+            "{};{};{};{}",
+            self.kex, self.enc_s2c, self.mac_s2c, self.comp_s2c
+        )
     }
 
     /// The role claimed by client-only or server-only pseudo-algorithms
@@ -181,7 +189,11 @@ fn dir_algs(enc: (&str, &str), mac: (&str, &str), comp: (&str, &str)) -> DirAlgs
     let cipher = first_common(enc.0, enc.1);
     let aead = cipher.as_deref().is_some_and(is_aead);
     DirAlgs {
-        mac: if aead { None } else { first_common(mac.0, mac.1) },
+        mac: if aead {
+            None
+        } else {
+            first_common(mac.0, mac.1)
+        },
         cipher,
         compression: first_common(comp.0, comp.1),
     }
@@ -189,7 +201,9 @@ fn dir_algs(enc: (&str, &str), mac: (&str, &str), comp: (&str, &str)) -> DirAlgs
 
 /// Ciphers that authenticate themselves; the MAC is not used.
 pub fn is_aead(cipher: &str) -> bool {
-    cipher == "chacha20-poly1305@openssh.com" || cipher.contains("-gcm") || cipher.starts_with("AEAD_")
+    cipher == "chacha20-poly1305@openssh.com"
+        || cipher.contains("-gcm")
+        || cipher.starts_with("AEAD_")
 }
 
 fn first_common(client: &str, server: &str) -> Option<String> {
@@ -251,7 +265,10 @@ pub(crate) mod tests {
             comp_c2s: "zlib@openssh.com,zlib,none".into(),
             ..KexInit::default()
         };
-        assert_eq!(md5_hex(&cyberduck.hassh_string()), "8a8ae540028bf433cd68356c1b9e8d5b");
+        assert_eq!(
+            md5_hex(&cyberduck.hassh_string()),
+            "8a8ae540028bf433cd68356c1b9e8d5b"
+        );
         let openssh53 = KexInit {
             kex: "diffie-hellman-group-exchange-sha256,diffie-hellman-group-exchange-sha1,diffie-hellman-group14-sha1,diffie-hellman-group1-sha1".into(),
             enc_s2c: "aes128-ctr,aes192-ctr,aes256-ctr,arcfour256,arcfour128,aes128-cbc,3des-cbc,blowfish-cbc,cast128-cbc,aes192-cbc,aes256-cbc,arcfour,rijndael-cbc@lysator.liu.se".into(),
@@ -290,7 +307,9 @@ pub(crate) mod tests {
     #[test]
     fn parses_real_lists() {
         let k = kexinit(DROPBEAR);
-        assert!(k.kex.starts_with("curve25519-sha256,curve25519-sha256@libssh.org"));
+        assert!(k
+            .kex
+            .starts_with("curve25519-sha256,curve25519-sha256@libssh.org"));
         assert!(k.kex.ends_with("kexguess2@matt.ucc.asn.au"));
         assert_eq!(k.comp_c2s, "zlib@openssh.com,none");
         assert_eq!(k.role_hint(), None);
@@ -305,8 +324,14 @@ pub(crate) mod tests {
         let client = kexinit(OPENSSH_CLIENT);
         let server = kexinit(OPENSSH_SERVER);
         let n = negotiate(&client, &server);
-        assert_eq!(n.kex.as_deref(), Some("diffie-hellman-group-exchange-sha256"));
-        assert_eq!(n.c2s.cipher.as_deref(), Some("chacha20-poly1305@openssh.com"));
+        assert_eq!(
+            n.kex.as_deref(),
+            Some("diffie-hellman-group-exchange-sha256")
+        );
+        assert_eq!(
+            n.c2s.cipher.as_deref(),
+            Some("chacha20-poly1305@openssh.com")
+        );
         assert_eq!(n.c2s.mac, None, "AEAD cipher: MAC ignored");
         assert_eq!(n.s2c.compression.as_deref(), Some("none"));
 
@@ -334,15 +359,40 @@ pub(crate) mod tests {
         };
         let cases = [
             // (client enc, server enc, client mac, server mac) -> (cipher, mac)
-            ("aes128-gcm@openssh.com,aes128-ctr", "aes128-ctr,aes128-gcm@openssh.com", "hmac-sha1", "hmac-sha1", Some("aes128-gcm@openssh.com"), None),
-            ("aes128-ctr", "aes256-ctr,aes128-ctr", "umac-64-etm@openssh.com,hmac-sha1", "hmac-sha1,umac-64-etm@openssh.com", Some("aes128-ctr"), Some("umac-64-etm@openssh.com")),
-            ("aes128-ctr", "aes256-ctr", "hmac-sha1", "hmac-sha1", None, Some("hmac-sha1")),
+            (
+                "aes128-gcm@openssh.com,aes128-ctr",
+                "aes128-ctr,aes128-gcm@openssh.com",
+                "hmac-sha1",
+                "hmac-sha1",
+                Some("aes128-gcm@openssh.com"),
+                None,
+            ),
+            (
+                "aes128-ctr",
+                "aes256-ctr,aes128-ctr",
+                "umac-64-etm@openssh.com,hmac-sha1",
+                "hmac-sha1,umac-64-etm@openssh.com",
+                Some("aes128-ctr"),
+                Some("umac-64-etm@openssh.com"),
+            ),
+            (
+                "aes128-ctr",
+                "aes256-ctr",
+                "hmac-sha1",
+                "hmac-sha1",
+                None,
+                Some("hmac-sha1"),
+            ),
         ];
         for (ce, se, cm, sm, cipher, mac) in cases {
             let n = negotiate(&mk(ce, cm), &mk(se, sm));
             assert_eq!(n.c2s.cipher.as_deref(), cipher);
             assert_eq!(n.c2s.mac.as_deref(), mac);
-            assert_eq!(n.kex.as_deref(), Some("curve25519-sha256"), "pseudo names skipped");
+            assert_eq!(
+                n.kex.as_deref(),
+                Some("curve25519-sha256"),
+                "pseudo names skipped"
+            );
         }
     }
 

@@ -280,7 +280,11 @@ impl SshAnalyzer {
 
     fn on_banner(&mut self, dir: Dir, b: Banner) {
         let d = dir.index();
-        self.sides[d].phase = if b.speaks_ssh2() { Phase::Clear } else { Phase::Off };
+        self.sides[d].phase = if b.speaks_ssh2() {
+            Phase::Clear
+        } else {
+            Phase::Off
+        };
         if !b.speaks_ssh2() {
             self.mark_unreliable(format!("SSH protocol version {}", b.proto_version));
         }
@@ -291,7 +295,9 @@ impl SshAnalyzer {
     fn set_banner_facts(&mut self) {
         let c = self.client_dir();
         let client = self.banners[c.index()].as_ref().map(|b| b.line.clone());
-        let server = self.banners[c.reverse().index()].as_ref().map(|b| b.line.clone());
+        let server = self.banners[c.reverse().index()]
+            .as_ref()
+            .map(|b| b.line.clone());
         let ssh = self.ssh();
         if ssh.client_banner != client || ssh.server_banner != server {
             ssh.client_banner = client;
@@ -341,7 +347,9 @@ impl SshAnalyzer {
             self.roles.last = ts;
         }
         for dir in [Dir::ToServer, Dir::ToClient] {
-            let Some(k) = &self.kexinits[dir.index()] else { continue };
+            let Some(k) = &self.kexinits[dir.index()] else {
+                continue;
+            };
             let names = k.pseudo_names();
             if !names.is_empty() {
                 self.roles.why.push(format!(
@@ -377,7 +385,9 @@ impl SshAnalyzer {
             return;
         }
         for dir in [Dir::ToServer, Dir::ToClient] {
-            let hint = self.kexinits[dir.index()].as_ref().and_then(KexInit::role_hint);
+            let hint = self.kexinits[dir.index()]
+                .as_ref()
+                .and_then(KexInit::role_hint);
             if let Some(hint) = hint {
                 let client = match hint {
                     kex::RoleHint::Client => dir,
@@ -441,7 +451,11 @@ impl SshAnalyzer {
     /// The size model of `dir` (TCP direction), from the negotiation.
     fn suite_of(&self, dir: Dir) -> Option<Suite> {
         let n = self.negotiated.as_ref()?;
-        let algs = if dir == self.client_dir() { &n.c2s } else { &n.s2c };
+        let algs = if dir == self.client_dir() {
+            &n.c2s
+        } else {
+            &n.s2c
+        };
         Suite::from_names(algs.cipher.as_deref()?, algs.mac.as_deref())
     }
 
@@ -618,8 +632,8 @@ impl SshAnalyzer {
 impl Analyzer for SshAnalyzer {
     fn on_packet(&mut self, pkt: &PacketView<'_>, _out: &mut Emit) {
         self.see(pkt.ts);
-        let bare_ack = pkt.payload_len == 0
-            && pkt.tcp.is_some_and(|t| t.flags == TcpFlags(TcpFlags::ACK));
+        let bare_ack =
+            pkt.payload_len == 0 && pkt.tcp.is_some_and(|t| t.flags == TcpFlags(TcpFlags::ACK));
         if bare_ack {
             if let Some(inf) = self.infer.as_mut() {
                 inf.bare_ack(pkt.dir);
@@ -643,7 +657,10 @@ impl Analyzer for SshAnalyzer {
             Chunk::Gap(n) => match self.sides[d].phase {
                 Phase::Ident | Phase::Clear => {
                     self.sides[d].phase = Phase::Off;
-                    self.mark_unreliable(format!("{}: {n}-byte capture gap in the handshake", dir.name()));
+                    self.mark_unreliable(format!(
+                        "{}: {n}-byte capture gap in the handshake",
+                        dir.name()
+                    ));
                 }
                 Phase::Walk => {
                     self.sides[d].walker = None;

@@ -89,7 +89,12 @@ impl Framer {
     }
 
     fn packet_len(&self) -> u32 {
-        u32::from_be_bytes([self.header[0], self.header[1], self.header[2], self.header[3]])
+        u32::from_be_bytes([
+            self.header[0],
+            self.header[1],
+            self.header[2],
+            self.header[3],
+        ])
     }
 
     fn start_packet(&mut self, keep: &impl Fn(u8) -> bool) -> Result<(), Desync> {
@@ -211,7 +216,10 @@ mod tests {
             assert_eq!(got[0].wire_len as usize, kexinit.len());
             let payload = got[0].payload.as_ref().unwrap();
             assert!(crate::analyzer::ssh::kex::parse(payload).is_ok());
-            assert_eq!((got[1].code, got[1].wire_len, got[1].payload.clone()), (21, 16, None));
+            assert_eq!(
+                (got[1].code, got[1].wire_len, got[1].payload.clone()),
+                (21, 16, None)
+            );
         }
         // Byte by byte.
         let bytes: Vec<&[u8]> = stream.chunks(1).collect();
@@ -221,10 +229,10 @@ mod tests {
     #[test]
     fn framer_rejects_garbage() {
         for bad in [
-            &[0u8, 0, 0, 0, 4, 20][..],         // zero length
-            &[0, 0, 0, 12, 2, 20],              // padding < 4
-            &[0, 0, 0, 12, 12, 20],             // no room for a code
-            &[0x7f, 0xff, 0xff, 0xff, 4, 20],   // huge
+            &[0u8, 0, 0, 0, 4, 20][..],       // zero length
+            &[0, 0, 0, 12, 2, 20],            // padding < 4
+            &[0, 0, 0, 12, 12, 20],           // no room for a code
+            &[0x7f, 0xff, 0xff, 0xff, 4, 20], // huge
         ] {
             let mut f = Framer::default();
             assert_eq!(f.next(bad, |_| true).1, Err(Desync));

@@ -137,10 +137,17 @@ pub const CHANNEL_DATA_HEADER: u32 = 9;
 fn cipher_params(name: &str) -> Option<(u32, Option<u32>)> {
     let params = match name {
         "chacha20-poly1305@openssh.com" => (8, Some(16)),
-        "aes128-gcm@openssh.com" | "aes256-gcm@openssh.com" | "AEAD_AES_128_GCM"
+        "aes128-gcm@openssh.com"
+        | "aes256-gcm@openssh.com"
+        | "AEAD_AES_128_GCM"
         | "AEAD_AES_256_GCM" => (16, Some(16)),
-        "aes128-ctr" | "aes192-ctr" | "aes256-ctr" | "aes128-cbc" | "aes192-cbc"
-        | "aes256-cbc" | "rijndael-cbc@lysator.liu.se" => (16, None),
+        "aes128-ctr"
+        | "aes192-ctr"
+        | "aes256-ctr"
+        | "aes128-cbc"
+        | "aes192-cbc"
+        | "aes256-cbc"
+        | "rijndael-cbc@lysator.liu.se" => (16, None),
         n if n.starts_with("twofish") || n.starts_with("serpent") => (16, None),
         "3des-cbc" | "3des-ctr" | "blowfish-cbc" | "blowfish-ctr" | "cast128-cbc"
         | "cast128-ctr" | "idea-cbc" | "idea-ctr" | "des-cbc" => (8, None),
@@ -243,8 +250,8 @@ mod tests {
         assert_eq!(chacha.wire(1), 28); // USERAUTH_SUCCESS
         assert_eq!(chacha.wire(24), 52); // CHANNEL_OPEN "session"
         assert_eq!(chacha.wire(34), 60); // no-more-sessions@openssh.com
-        // Zeek's rule: USERAUTH_SUCCESS = SERVICE_ACCEPT - 16, for 8 and 16
-        // byte blocks.
+                                         // Zeek's rule: USERAUTH_SUCCESS = SERVICE_ACCEPT - 16, for 8 and 16
+                                         // byte blocks.
         for (c, m) in [CHACHA, GCM, CTR_SHA2, CTR_SHA1] {
             let s = suite(c, m);
             assert_eq!(s.wire(17) - s.wire(1), 16, "{c}");

@@ -318,7 +318,10 @@ mod tests {
             assert_eq!(*c, class);
             let d = &w.dirs[typist.index()];
             // The 32nd echo closes the window; its ACK falls into the next.
-            assert_eq!((d.units, d.echoed, d.bare_acks, d.top.top()), (32, 32, 31, Some((76, 32))));
+            assert_eq!(
+                (d.units, d.echoed, d.bare_acks, d.top.top()),
+                (32, 32, 31, Some((76, 32)))
+            );
             assert_eq!(w.dirs[typist.reverse().index()].bare_acks, 0);
         }
     }
@@ -328,7 +331,11 @@ mod tests {
         let mut t = Timeline::default();
         let mut last = None;
         for i in 0..64 {
-            let dir = if i % 4 == 0 { Dir::ToServer } else { Dir::ToClient };
+            let dir = if i % 4 == 0 {
+                Dir::ToServer
+            } else {
+                Dir::ToClient
+            };
             let size = if dir == Dir::ToServer { 36 } else { 1448 };
             last = t.add(&unit(dir, size, i, false, false)).or(last);
         }
@@ -350,7 +357,11 @@ mod tests {
         assert_eq!(t.entries().len(), 1);
         assert_eq!(t.entries()[0].1.windows, 3);
         for i in 0..200u64 {
-            let typist = if i % 2 == 0 { Dir::ToServer } else { Dir::ToClient };
+            let typist = if i % 2 == 0 {
+                Dir::ToServer
+            } else {
+                Dir::ToClient
+            };
             typing(&mut t, typist, 36, 32);
         }
         assert_eq!(t.entries().len(), MAX_TIMELINE);

@@ -1,0 +1,125 @@
+//! The engine's link to the egress policy: when to judge a flow, with
+//! which facts and names, and what to remember so a long-lived flow does
+//! not alert on every packet.
+//!
+//! A flow is judged when its stage changes (probing → identified → ended),
+//! when its analyzer's facts change, and when packet time reaches the
+//! policy's next check (long-lived thresholds) — never merely because a
+//! packet arrived.
+
+use crate::analyzer::names::NameCache;
+use crate::community_id::community_id;
+use crate::flow::Flow;
+use crate::policy::{Alert, FlowSubject, RuleSet, Stage, SuppressionWindow};
+use crate::time::{Timestamp, NANOS_PER_SEC};
+use arc_swap::ArcSwap;
+use std::sync::Arc;
+
+/// The rules every worker reads; a reload swaps them for all at once.
+pub type SharedRules = Arc<ArcSwap<RuleSet>>;
+
+/// Suppression entries a worker remembers at most.
+const SUPPRESSION_CAPACITY: usize = 65_536;
+
+/// The policy state of one worker.
+pub struct Judge {
+    rules: SharedRules,
+    window: SuppressionWindow,
+    names: Arc<NameCache>,
+    community_seed: u16,
+    /// Findings swallowed by the suppression window.
+    pub suppressed: u64,
+}
+
+impl Judge {
+    pub fn new(rules: SharedRules, names: Arc<NameCache>, community_seed: u16) -> Self {
+        Judge {
+            rules,
+            window: SuppressionWindow::new(SUPPRESSION_CAPACITY),
+            names,
+            community_seed,
+            suppressed: 0,
+        }
+    }
+
+    /// Judges `flow` at `now` if anything changed since the last time;
+    /// new alerts are appended to `out`.
+    pub fn on_packet(&mut self, flow: &mut Flow, now: Timestamp, out: &mut Vec<Alert>) {
+        let mark = judged_mark(flow, stage(flow));
+        let due = flow.recheck_secs != 0 && flow.secs_since_start(now) >= flow.recheck_secs;
+        if mark != flow.judged || due {
+            self.judge(flow, stage(flow), now, out);
+        }
+    }
+
+    /// Judges a flow that ended, with whatever is known.
+    pub fn on_end(&mut self, flow: &mut Flow, out: &mut Vec<Alert>) {
+        self.judge(flow, Stage::Ended, flow.last(), out);
+    }
+
+    fn judge(&mut self, flow: &mut Flow, stage: Stage, now: Timestamp, out: &mut Vec<Alert>) {
+        let facts = flow.app.as_ref().and_then(|a| a.facts());
+        let cached = self
+            .names
+            .lookup(flow.client().addr, flow.server().addr, now);
+        let mut names: Vec<&str> = cached.iter().map(|n| &**n).collect();
+        if let Some(sni) = facts.and_then(|f| f.server_name.as_deref()) {
+            names.push(sni);
+        }
+        let subject = FlowSubject {
+            app_proto: facts.and_then(|f| f.app_proto),
+            stage,
+            names: &names,
+            ssh: facts.and_then(|f| f.ssh.as_ref()),
+            mining: facts.and_then(|f| f.mining.as_ref()),
+            now,
+            ..FlowSubject::new(
+                flow.id(),
+                flow.client(),
+                flow.server(),
+                flow.key.proto,
+                flow.start(),
+            )
+        };
+        let rules = self.rules.load();
+        let classified = rules.classify(&subject, &mut flow.alerts, &mut self.window);
+        self.suppressed += u64::from(classified.suppressed);
+        flow.judged = judged_mark(flow, stage);
+        flow.recheck_secs = classified.next_check.map_or(0, |t| {
+            (t.since(flow.start()).div_ceil(NANOS_PER_SEC)).clamp(1, u64::from(u32::MAX)) as u32
+        });
+        if classified.alerts.is_empty() {
+            return;
+        }
+        let id = community_id(&flow.key, self.community_seed);
+        for mut alert in classified.alerts {
+            alert.community_id = Some(id.clone());
+            out.push(alert);
+        }
+    }
+}
+
+/// How far analysis of the flow has come.
+fn stage(flow: &Flow) -> Stage {
+    let claimed = flow.app.as_ref().is_some_and(|a| a.facts().is_some());
+    if claimed || flow.app_unknown {
+        Stage::Identified
+    } else {
+        Stage::Probing
+    }
+}
+
+/// The facts revision (low 14 bits) and the stage, packed.
+fn judged_mark(flow: &Flow, stage: Stage) -> u16 {
+    let revision = flow
+        .app
+        .as_ref()
+        .and_then(|a| a.facts())
+        .map_or(0, |f| f.revision);
+    let stage_bits: u16 = match stage {
+        Stage::Probing => 1,
+        Stage::Identified => 2,
+        Stage::Ended => 3,
+    };
+    (revision as u16 & 0x3fff) | (stage_bits << 14)
+}

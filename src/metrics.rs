@@ -273,7 +273,9 @@ impl Metrics {
     pub fn capture(&self, interface: &str) -> CaptureCounters {
         let drop = |reason: &str| self.capture_dropped.with_label_values(&[interface, reason]);
         CaptureCounters {
-            received_packets: self.capture_received_packets.with_label_values(&[interface]),
+            received_packets: self
+                .capture_received_packets
+                .with_label_values(&[interface]),
             received_bytes: self.capture_received_bytes.with_label_values(&[interface]),
             dropped_kernel: drop(DROP_REASONS[0]),
             dropped_interface: drop(DROP_REASONS[1]),
@@ -385,7 +387,13 @@ impl Metrics {
     /// The metrics of a finished replay: its stats as the engine counted
     /// them, the frames read (`filtered` of them rejected by `--bpf`)
     /// under `interface="replay"`, and the rules it ran with.
-    pub fn record_replay(&self, stats: &Stats, filtered: u64, rules: Option<&RuleSet>, now_secs: f64) {
+    pub fn record_replay(
+        &self,
+        stats: &Stats,
+        filtered: u64,
+        rules: Option<&RuleSet>,
+        now_secs: f64,
+    ) {
         let c = self.capture("replay");
         c.received_packets.inc_by(stats.packets + filtered);
         c.received_bytes.inc_by(stats.bytes);
@@ -420,8 +428,16 @@ impl EngineCounters {
         );
         let sev = [Severity::HIGH, Severity::MEDIUM, Severity::LOW];
         EngineCounters {
-            processed_packets: counter(r, "processed_packets_total", "Frames analyzed by the workers."),
-            processed_bytes: counter(r, "processed_bytes_total", "Wire bytes of the frames analyzed."),
+            processed_packets: counter(
+                r,
+                "processed_packets_total",
+                "Frames analyzed by the workers.",
+            ),
+            processed_bytes: counter(
+                r,
+                "processed_bytes_total",
+                "Wire bytes of the frames analyzed.",
+            ),
             decoded_packets: counter(
                 r,
                 "decoded_packets_total",
@@ -481,7 +497,8 @@ impl EngineCounters {
         }
         self.first_fragments
             .inc_by(d(a.first_fragments, b.first_fragments));
-        self.flows_created.inc_by(d(a.flows_created, b.flows_created));
+        self.flows_created
+            .inc_by(d(a.flows_created, b.flows_created));
         for (i, c) in self.flows_ended.iter().enumerate() {
             if let Some(c) = c {
                 c.inc_by(d(
@@ -490,10 +507,8 @@ impl EngineCounters {
                 ));
             }
         }
-        self.flows_evicted.inc_by(d(
-            a.ended(EndReason::Evicted),
-            b.ended(EndReason::Evicted),
-        ));
+        self.flows_evicted
+            .inc_by(d(a.ended(EndReason::Evicted), b.ended(EndReason::Evicted)));
         self.interim_records
             .inc_by(d(a.ended(EndReason::Active), b.ended(EndReason::Active)));
         self.app_records.inc_by(d(a.app_events, b.app_events));
@@ -536,7 +551,11 @@ impl RuleMetrics {
                 "1 if the last load or reload of the rules succeeded, else 0.",
             ),
             last_success_ts: ts,
-            allow_entries: gauge(r, "rules_allow_entries", "Allow entries in the rules in force."),
+            allow_entries: gauge(
+                r,
+                "rules_allow_entries",
+                "Allow entries in the rules in force.",
+            ),
             zones: gauge(r, "rules_zones", "Zones in the rules in force."),
         }
     }
@@ -583,6 +602,34 @@ impl SshClassifier {
         } else {
             SshDestination::External
         }
+    }
+}
+
+/// The metrics of one replay for `--metrics-file`: records counted as
+/// they are written, engine counters added at the end.
+#[derive(Default)]
+pub struct Tally {
+    metrics: Metrics,
+    classifier: Option<SshClassifier>,
+}
+
+impl Tally {
+    /// Counts SSH sessions by destination with these rules and names.
+    pub fn classify_with(&mut self, rules: SharedRules, names: Arc<NameCache>) {
+        self.classifier = Some(SshClassifier::new(rules, names));
+    }
+
+    pub fn observe(&self, event: &Event) {
+        self.metrics.observe_event(event, self.classifier.as_ref());
+    }
+
+    /// Adds the replay's final stats; `now` stamps the rules' load time.
+    pub fn finish(&self, stats: &Stats, filtered: u64, now: Timestamp) -> &Metrics {
+        let rules = self.classifier.as_ref().map(|c| c.rules.load_full());
+        let secs = now.as_nanos() as f64 / 1e9;
+        self.metrics
+            .record_replay(stats, filtered, rules.as_deref(), secs);
+        &self.metrics
     }
 }
 

@@ -64,7 +64,10 @@ pub fn demo(w: &mut dyn Write, events: &[Event], stats: &Stats) -> io::Result<()
     alerts(w, events)?;
     flows(w, events)?;
     app_records(w, events)?;
-    writeln!(w, "\nThe full records: egresswatch demo --eve - (Suricata EVE JSON lines)")
+    writeln!(
+        w,
+        "\nThe full records: egresswatch demo --eve - (Suricata EVE JSON lines)"
+    )
 }
 
 fn alerts(w: &mut dyn Write, events: &[Event]) -> io::Result<()> {
@@ -103,7 +106,9 @@ fn flows(w: &mut dyn Write, events: &[Event]) -> io::Result<()> {
         let Event::Flow(f) = e else { continue };
         let m = &f.meta;
         let pair = format!("{} -> {}", endpoint(&m.src), endpoint(&m.dest));
-        let app = m.app_proto.unwrap_or(if f.app_unknown { "unknown" } else { "-" });
+        let app = m
+            .app_proto
+            .unwrap_or(if f.app_unknown { "unknown" } else { "-" });
         let pkts = f.dirs[0].pkts + f.dirs[1].pkts;
         let bytes = f.dirs[0].bytes + f.dirs[1].bytes;
         let secs = egresswatch::time::Timestamp::secs_f64(f.end.since(f.start));
@@ -138,7 +143,11 @@ fn app_records(w: &mut dyn Write, events: &[Event]) -> io::Result<()> {
                 }
             }
             "tls" => format!("SNI {}", b["sni"].as_str().unwrap_or("-")),
-            "http" => format!("{} {}", b["hostname"].as_str().unwrap_or("-"), b["url"].as_str().unwrap_or("")),
+            "http" => format!(
+                "{} {}",
+                b["hostname"].as_str().unwrap_or("-"),
+                b["url"].as_str().unwrap_or("")
+            ),
             "stratum" => format!(
                 "{} login {} agent {}",
                 b["protocol"].as_str().unwrap_or("?"),

@@ -112,7 +112,11 @@ mod tests {
 
     fn get(addr: std::net::SocketAddr, path: &str) -> String {
         let mut s = std::net::TcpStream::connect(addr).unwrap();
-        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).unwrap();
         out
@@ -145,7 +149,10 @@ mod tests {
         );
         assert!(get(addr, "/-/healthy").starts_with("HTTP/1.1 200"));
         let r = get(addr, "/-/ready");
-        assert!(r.starts_with("HTTP/1.1 503") && r.contains("capture not open"), "{r}");
+        assert!(
+            r.starts_with("HTTP/1.1 503") && r.contains("capture not open"),
+            "{r}"
+        );
         flag.0.store(true, Ordering::Relaxed);
         assert!(get(addr, "/-/ready").starts_with("HTTP/1.1 200"));
         let landing = get(addr, "/");

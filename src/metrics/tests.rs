@@ -51,7 +51,10 @@ fn rules() -> RuleSet {
         name: "t.toml".into(),
         text: RULES.into(),
     }];
-    load_sources(src, None).into_result().map(|r| r.0).expect("rules")
+    load_sources(src, None)
+        .into_result()
+        .map(|r| r.0)
+        .expect("rules")
 }
 
 fn ep(s: &str) -> Endpoint {
@@ -90,8 +93,8 @@ fn every_family_follows_the_naming_rules() {
     let fams = families(&text);
     assert!(fams.len() >= 30, "{} families", fams.len());
     let forbidden = [
-        "instance", "job", "cluster", "ip", "src_ip", "dest_ip", "port", "host", "flow",
-        "flow_id", "type",
+        "instance", "job", "cluster", "ip", "src_ip", "dest_ip", "port", "host", "flow", "flow_id",
+        "type",
     ];
     for (name, kind) in &fams {
         assert!(name.starts_with("egresswatch_"), "{name}");
@@ -101,7 +104,10 @@ fn every_family_follows_the_naming_rules() {
             "gauge" => assert!(!name.ends_with("_total"), "gauge {name}"),
             other => panic!("{name}: unexpected type {other}"),
         }
-        assert!(text.contains(&format!("# HELP {name} ")), "{name} has no help");
+        assert!(
+            text.contains(&format!("# HELP {name} ")),
+            "{name} has no help"
+        );
     }
     for key in samples(&text).keys() {
         if let Some((_, labels)) = key.split_once('{') {
@@ -127,7 +133,11 @@ fn known_label_values_start_at_zero() {
         "egresswatch_rules_reload_failures_total",
         "egresswatch_build_info{revision=\"unknown\",version=\"0.1.0\"}",
     ] {
-        let want = if key.starts_with("egresswatch_build_info") { 1.0 } else { 0.0 };
+        let want = if key.starts_with("egresswatch_build_info") {
+            1.0
+        } else {
+            0.0
+        };
         assert_eq!(s.get(key), Some(&want), "{key}");
     }
     // Interim records are not flow ends.
@@ -155,13 +165,25 @@ fn engine_deltas_add_up() {
     b.count_alert(Detection::SshReverseForward, Severity::HIGH);
     m.add_engine(&a, &b);
     // A second worker adds its own.
-    m.add_engine(&Stats::default(), &Stats { packets: 5, ..Stats::default() });
+    m.add_engine(
+        &Stats::default(),
+        &Stats {
+            packets: 5,
+            ..Stats::default()
+        },
+    );
     let s = samples(&m.encode());
     let get = |k: &str| s.get(k).copied().unwrap_or(f64::NAN);
     assert_eq!(get("egresswatch_processed_packets_total"), 30.0);
     assert_eq!(get("egresswatch_processed_bytes_total"), 1500.0);
-    assert_eq!(get("egresswatch_decode_skipped_packets_total{reason=\"non_ip\"}"), 1.0);
-    assert_eq!(get("egresswatch_flows_ended_total{reason=\"evicted\"}"), 2.0);
+    assert_eq!(
+        get("egresswatch_decode_skipped_packets_total{reason=\"non_ip\"}"),
+        1.0
+    );
+    assert_eq!(
+        get("egresswatch_flows_ended_total{reason=\"evicted\"}"),
+        2.0
+    );
     assert_eq!(get("egresswatch_flows_evicted_total"), 2.0);
     assert_eq!(get("egresswatch_flow_interim_records_total"), 4.0);
     assert_eq!(
@@ -175,7 +197,12 @@ fn ssh_sessions_by_destination() {
     let m = Metrics::new();
     let shared: SharedRules = Arc::new(arc_swap::ArcSwap::from_pointee(rules()));
     let c = SshClassifier::new(shared, Arc::new(NameCache::default()));
-    for dest in ["10.9.9.9:22", "203.0.113.7:22", "198.51.100.10:22", "198.51.100.10:22"] {
+    for dest in [
+        "10.9.9.9:22",
+        "203.0.113.7:22",
+        "198.51.100.10:22",
+        "198.51.100.10:22",
+    ] {
         m.observe_event(&ssh_event(dest), Some(&c));
     }
     // The allow entry is for port 22 only.
@@ -184,7 +211,10 @@ fn ssh_sessions_by_destination() {
     assert_eq!(value(&m, &key("internal")), 1.0);
     assert_eq!(value(&m, &key("allowlisted")), 1.0);
     assert_eq!(value(&m, &key("external")), 3.0);
-    assert_eq!(value(&m, "egresswatch_eve_records_total{event_type=\"ssh\"}"), 5.0);
+    assert_eq!(
+        value(&m, "egresswatch_eve_records_total{event_type=\"ssh\"}"),
+        5.0
+    );
 }
 
 #[test]
@@ -196,14 +226,20 @@ fn reload_metrics() {
     assert_eq!(value(&m, "egresswatch_rules_last_reload_successful"), 0.0);
     assert_eq!(value(&m, "egresswatch_rules_reload_failures_total"), 1.0);
     assert_eq!(
-        value(&m, "egresswatch_rules_last_reload_success_timestamp_seconds"),
+        value(
+            &m,
+            "egresswatch_rules_last_reload_success_timestamp_seconds"
+        ),
         100.0
     );
     m.rules_reloaded(true, &r, 300.0);
     assert_eq!(value(&m, "egresswatch_rules_last_reload_successful"), 1.0);
     assert_eq!(value(&m, "egresswatch_rules_reloads_total"), 2.0);
     assert_eq!(
-        value(&m, "egresswatch_rules_last_reload_success_timestamp_seconds"),
+        value(
+            &m,
+            "egresswatch_rules_last_reload_success_timestamp_seconds"
+        ),
         300.0
     );
     assert_eq!(value(&m, "egresswatch_rules_allow_entries"), 1.0);
@@ -228,7 +264,10 @@ fn textfile_is_written_whole() {
         s.get("egresswatch_capture_received_packets_total{interface=\"replay\"}"),
         Some(&5.0)
     );
-    assert!(!text.contains("process_"), "no process metrics in a textfile");
+    assert!(
+        !text.contains("process_"),
+        "no process metrics in a textfile"
+    );
     // Only the file itself is left (no temporary files).
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 }
@@ -266,5 +305,8 @@ fn promtool_accepts_the_exposition() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success() && text.trim().is_empty(), "promtool: {text}");
+    assert!(
+        out.status.success() && text.trim().is_empty(),
+        "promtool: {text}"
+    );
 }

@@ -123,7 +123,11 @@ mod tests {
             .collect();
         assert_eq!(
             got,
-            vec![(1, b"abc".to_vec(), 7), (2, vec![], 4), (3, b"defgh".to_vec(), 9)]
+            vec![
+                (1, b"abc".to_vec(), 7),
+                (2, vec![], 4),
+                (3, b"defgh".to_vec(), 9)
+            ]
         );
     }
 

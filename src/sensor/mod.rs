@@ -178,7 +178,10 @@ pub fn run(cfg: SensorConfig) -> Result<(), SensorError> {
     };
     let target = EveTarget::open(cfg.eve.as_deref()).map_err(io_err(format!(
         "{}: cannot open EVE output",
-        cfg.eve.as_deref().unwrap_or(std::path::Path::new("-")).display()
+        cfg.eve
+            .as_deref()
+            .unwrap_or(std::path::Path::new("-"))
+            .display()
     )))?;
     let dropped =
         privilege::drop_privileges(cfg.user.as_deref()).map_err(SensorError::Privileges)?;
@@ -221,8 +224,10 @@ impl Running {
         metrics.rules_loaded(&rules, now_secs());
         let rules: SharedRules = Arc::new(arc_swap::ArcSwap::from_pointee(rules));
         let names = Arc::new(NameCache::default());
-        let protocols: Arc<[_]> =
-            Arc::from(crate::analyzer::registry(names.clone(), &AppLayerConfig::default()));
+        let protocols: Arc<[_]> = Arc::from(crate::analyzer::registry(
+            names.clone(),
+            &AppLayerConfig::default(),
+        ));
         let health = Arc::new(Health {
             captures: captures.len(),
             captures_open: AtomicUsize::new(0),
@@ -261,8 +266,12 @@ impl Running {
             let (tx, rx) = crossbeam_channel::bounded(queue_batches);
             to_workers.push(tx);
             let judge = Judge::new(rules.clone(), names.clone(), engine_cfg.community_seed);
-            let engine = Engine::new(engine_cfg.clone(), protocols.clone(), ahash::RandomState::new())
-                .with_judge(judge);
+            let engine = Engine::new(
+                engine_cfg.clone(),
+                protocols.clone(),
+                ahash::RandomState::new(),
+            )
+            .with_judge(judge);
             let worker = worker::Worker {
                 engine,
                 rx,
@@ -394,7 +403,8 @@ impl Running {
         .await;
         let Ok((rules, diags, ok)) = outcome else {
             tracing::error!(dir = %shown, "rules reload panicked; the previous rules stay in force");
-            self.metrics.rules_reloaded(false, &self.rules.load(), now_secs());
+            self.metrics
+                .rules_reloaded(false, &self.rules.load(), now_secs());
             return;
         };
         if ok {

@@ -28,15 +28,21 @@ pub fn drop_privileges(user: Option<&str>) -> Result<Dropped, String> {
     if target.is_some() && !Uid::effective().is_root() {
         return Err("--user needs the sensor to be started as root".into());
     }
-    let bounding_cleared = caps::has_cap(None, CapSet::Effective, caps::Capability::CAP_SETPCAP)
-        .unwrap_or(false);
+    let bounding_cleared =
+        caps::has_cap(None, CapSet::Effective, caps::Capability::CAP_SETPCAP).unwrap_or(false);
     if bounding_cleared {
-        caps::clear(None, CapSet::Bounding).map_err(|e| format!("clearing the bounding set: {e}"))?;
+        caps::clear(None, CapSet::Bounding)
+            .map_err(|e| format!("clearing the bounding set: {e}"))?;
     }
     if let Some(u) = &target {
         switch_user(u)?;
     }
-    for set in [CapSet::Ambient, CapSet::Inheritable, CapSet::Effective, CapSet::Permitted] {
+    for set in [
+        CapSet::Ambient,
+        CapSet::Inheritable,
+        CapSet::Effective,
+        CapSet::Permitted,
+    ] {
         caps::clear(None, set).map_err(|e| format!("clearing {set:?} capabilities: {e}"))?;
     }
     nix::sys::prctl::set_no_new_privs().map_err(|e| format!("setting no_new_privs: {e}"))?;
@@ -79,7 +85,10 @@ mod tests {
     fn unknown_user_is_refused_before_anything_changes() {
         let before = caps::read(None, CapSet::Effective).ok();
         let err = drop_privileges(Some("ew-no-such-user-x9")).err();
-        assert_eq!(err.as_deref(), Some("--user ew-no-such-user-x9: no such user"));
+        assert_eq!(
+            err.as_deref(),
+            Some("--user ew-no-such-user-x9: no such user")
+        );
         assert_eq!(caps::read(None, CapSet::Effective).ok(), before);
     }
 }

@@ -71,7 +71,8 @@ pub struct CaptureDrops {
 impl LiveCapture {
     /// Opens `interface` (needs CAP_NET_RAW) and applies the filter.
     pub fn open(interface: &str, opts: &LiveOptions) -> Result<LiveCapture, SourceError> {
-        let err = |what: &str, e: pcap::Error| SourceError::Live(format!("{interface}: {what}: {e}"));
+        let err =
+            |what: &str, e: pcap::Error| SourceError::Live(format!("{interface}: {what}: {e}"));
         let inactive = pcap::Capture::from_device(interface)
             .map_err(|e| err("no such device", e))?
             .snaplen(clamp_i32(opts.snaplen))

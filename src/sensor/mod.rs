@@ -183,6 +183,12 @@ pub fn run(cfg: SensorConfig) -> Result<(), SensorError> {
             .unwrap_or(std::path::Path::new("-"))
             .display()
     )))?;
+    if let Some(name) = &cfg.user {
+        let user = privilege::lookup(name).map_err(SensorError::Privileges)?;
+        target
+            .give_to(user.uid, user.gid)
+            .map_err(io_err("handing the EVE output to --user"))?;
+    }
     let dropped =
         privilege::drop_privileges(cfg.user.as_deref()).map_err(SensorError::Privileges)?;
     tracing::info!(

@@ -38,6 +38,16 @@ impl EveTarget {
         }
     }
 
+    /// Hands the output file to the user the sensor will run as, so it can
+    /// reopen it after SIGHUP (its directory must let that user create
+    /// files for logrotate's `create` mode).
+    pub fn give_to(&self, uid: nix::unistd::Uid, gid: nix::unistd::Gid) -> io::Result<()> {
+        if let EveTarget::File { file, .. } = self {
+            nix::unistd::fchown(file, Some(uid), Some(gid)).map_err(io::Error::from)?;
+        }
+        Ok(())
+    }
+
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         match self {
             EveTarget::Discard => Ok(()),

@@ -56,7 +56,8 @@ pub fn drop_privileges(user: Option<&str>) -> Result<Dropped, String> {
     })
 }
 
-fn lookup(name: &str) -> Result<User, String> {
+/// The user `--user` names.
+pub fn lookup(name: &str) -> Result<User, String> {
     match User::from_name(name) {
         Ok(Some(u)) => Ok(u),
         Ok(None) => Err(format!("--user {name}: no such user")),

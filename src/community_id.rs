@@ -68,7 +68,8 @@ mod tests {
     /// already mapped to ICMP port equivalents, port-less when `None`.
     #[test]
     fn spec_baseline_vectors() {
-        let cases: &[(u8, &str, &str, Option<(u16, u16)>, &str)] = &[
+        type Case<'a> = (u8, &'a str, &'a str, Option<(u16, u16)>, &'a str);
+        let cases: &[Case] = &[
             (
                 58,
                 "fe80::200:86ff:fe05:80da",

@@ -4,12 +4,13 @@
 //! sharded by the symmetric flow hash.
 
 use crate::analyzer::dispatch::{AppSlot, PacketInput, Protocols};
+use crate::analyzer::names::NameCache;
 use crate::analyzer::{Dir, Emit, FlowContext, PacketView};
 use crate::decode::{decode, Fragment, Packet, Skip};
 use crate::event::{AppRecord, Event, EventSink, FlowMeta, FlowRecord};
 use crate::flow::table::FlowTable;
 use crate::flow::{EndReason, Flow, FlowConfig, TimeoutClass};
-use crate::judge::Judge;
+use crate::judge::{flow_names, Judge};
 use crate::policy::Alert;
 use crate::source::Frame;
 use crate::stats::Stats;
@@ -35,6 +36,8 @@ pub struct Engine {
     emit: Emit,
     /// The egress policy, when rules are loaded.
     judge: Option<Judge>,
+    /// Names learned from DNS, shared with the DNS analyzer.
+    names: Option<Arc<NameCache>>,
     /// Scratch for alerts, reused across packets.
     alerts: Vec<Alert>,
     /// The latest packet time seen; expiry runs on it.
@@ -52,10 +55,17 @@ impl Engine {
             stats: Stats::default(),
             emit: Vec::new(),
             judge: None,
+            names: None,
             alerts: Vec::new(),
             now: Timestamp::default(),
             next_sweep: Timestamp::default(),
         }
+    }
+
+    /// Labels flow records with the names their client resolved.
+    pub fn with_names(mut self, names: Arc<NameCache>) -> Self {
+        self.names = Some(names);
+        self
     }
 
     /// Judges flows against the egress policy from now on.
@@ -130,11 +140,13 @@ impl Engine {
         );
         if interim {
             self.stats.flows_ended[EndReason::Active as usize] += 1;
-            sink.event(Event::Flow(Box::new(FlowRecord::of(
-                flow,
-                EndReason::Active,
-                self.cfg.community_seed,
-            ))));
+            let names = self
+                .names
+                .as_ref()
+                .map(|c| flow_names(c, flow))
+                .unwrap_or_default();
+            let record = FlowRecord::of(flow, EndReason::Active, self.cfg.community_seed, names);
+            sink.event(Event::Flow(Box::new(record)));
         }
         self.table.touch(slot);
     }
@@ -238,11 +250,16 @@ impl Engine {
             sink,
         );
         self.stats.flows_ended[reason as usize] += 1;
-        sink.event(Event::Flow(Box::new(FlowRecord::of(
-            &flow,
-            reason,
-            self.cfg.community_seed,
-        ))));
+        let names = self.flow_names(&flow);
+        let record = FlowRecord::of(&flow, reason, self.cfg.community_seed, names);
+        sink.event(Event::Flow(Box::new(record)));
+    }
+
+    fn flow_names(&self, flow: &Flow) -> Vec<Arc<str>> {
+        self.names
+            .as_ref()
+            .map(|c| flow_names(c, flow))
+            .unwrap_or_default()
     }
 }
 

@@ -203,8 +203,9 @@ impl Serialize for FlowExtra<'_> {
             m.serialize_entry("retransmitted", &tcp.retransmitted)?;
             m.serialize_entry("out_of_order", &tcp.out_of_order)?;
         }
-        if r.app_unknown {
-            m.serialize_entry("app_proto", "unknown")?;
+        if !r.names.is_empty() {
+            let names: Vec<&str> = r.names.iter().map(|n| &**n).collect();
+            m.serialize_entry("names", &names)?;
         }
         m.end()
     }

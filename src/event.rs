@@ -55,6 +55,8 @@ pub struct FlowRecord {
     pub app_unknown: bool,
     /// The policy raised at least one alert on this flow.
     pub alerted: bool,
+    /// Names of the server (DNS answers the client got, SNI, Host).
+    pub names: Vec<std::sync::Arc<str>>,
 }
 
 #[derive(Clone, Debug)]
@@ -68,7 +70,12 @@ pub struct TcpSummary {
 }
 
 impl FlowRecord {
-    pub fn of(flow: &Flow, reason: EndReason, community_seed: u16) -> Self {
+    pub fn of(
+        flow: &Flow,
+        reason: EndReason,
+        community_seed: u16,
+        names: Vec<std::sync::Arc<str>>,
+    ) -> Self {
         let tcp = flow.is_tcp().then(|| TcpSummary {
             flags: [flow.tcp.dirs[0].flags, flow.tcp.dirs[1].flags],
             state: flow.tcp.eve_state(),
@@ -80,8 +87,16 @@ impl FlowRecord {
             ],
             out_of_order: [flow.tcp.dirs[0].out_of_order, flow.tcp.dirs[1].out_of_order],
         });
+        let mut meta = FlowMeta::of(flow, community_seed);
+        // Payload nobody identified is `unknown`, as issue #5 asks (Suricata
+        // writes `failed`); a flow without payload has no app_proto.
+        let payload = flow.dirs[0].payload_bytes + flow.dirs[1].payload_bytes > 0;
+        let app_unknown = meta.app_proto.is_none() && payload;
+        if app_unknown {
+            meta.app_proto = Some("unknown");
+        }
         FlowRecord {
-            meta: FlowMeta::of(flow, community_seed),
+            meta,
             reason,
             state: flow.eve_state(),
             start: flow.start(),
@@ -90,8 +105,9 @@ impl FlowRecord {
             tcp,
             originator: flow.basis.name(),
             interim: reason == EndReason::Active,
-            app_unknown: flow.app_unknown,
+            app_unknown,
             alerted: flow.alerts.raised().next().is_some(),
+            names,
         }
     }
 }

@@ -44,11 +44,19 @@ impl Judge {
 
     /// Judges `flow` at `now` if anything changed since the last time;
     /// new alerts are appended to `out`.
+    ///
+    /// A flow still being probed is not judged: until its protocol is known
+    /// every detection an allow entry could silence has to wait anyway.
     pub fn on_packet(&mut self, flow: &mut Flow, now: Timestamp, out: &mut Vec<Alert>) {
-        let mark = judged_mark(flow, stage(flow));
-        let due = flow.recheck_secs != 0 && flow.secs_since_start(now) >= flow.recheck_secs;
+        let stage = stage(flow);
+        if stage == Stage::Probing {
+            return;
+        }
+        let mark = judged_mark(flow, stage);
+        let due = flow.recheck_minutes != 0
+            && flow.secs_since_start(now) >= u32::from(flow.recheck_minutes) * 60;
         if mark != flow.judged || due {
-            self.judge(flow, stage(flow), now, out);
+            self.judge(flow, stage, now, out);
         }
     }
 
@@ -85,8 +93,9 @@ impl Judge {
         let classified = rules.classify(&subject, &mut flow.alerts, &mut self.window);
         self.suppressed += u64::from(classified.suppressed);
         flow.judged = judged_mark(flow, stage);
-        flow.recheck_secs = classified.next_check.map_or(0, |t| {
-            (t.since(flow.start()).div_ceil(NANOS_PER_SEC)).clamp(1, u64::from(u32::MAX)) as u32
+        flow.recheck_minutes = classified.next_check.map_or(0, |t| {
+            (t.since(flow.start()).div_ceil(60 * NANOS_PER_SEC)).clamp(1, u64::from(u16::MAX))
+                as u16
         });
         if classified.alerts.is_empty() {
             return;
@@ -97,6 +106,24 @@ impl Judge {
             out.push(alert);
         }
     }
+}
+
+/// The names a flow's server is known by: what the client itself asked for
+/// (TLS SNI, HTTP Host) and the names it resolved to that address via DNS
+/// before the flow started.
+pub fn flow_names(cache: &NameCache, flow: &Flow) -> Vec<Arc<str>> {
+    let mut names = cache.lookup(flow.client().addr, flow.server().addr, flow.start());
+    let asked = flow
+        .app
+        .as_ref()
+        .and_then(|a| a.facts())
+        .and_then(|f| f.server_name.as_deref());
+    if let Some(name) = asked {
+        if !names.iter().any(|n| **n == *name) {
+            names.push(Arc::from(name));
+        }
+    }
+    names
 }
 
 /// How far analysis of the flow has come.

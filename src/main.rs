@@ -229,9 +229,8 @@ fn demo(args: DemoArgs) -> Result<ExitCode> {
 
 fn generate(args: GenerateArgs) -> Result<ExitCode> {
     use egresswatch::gen::{CaptureFormat, GenOptions, TsPrecision};
-    let defaults = GenOptions::default();
     let opts = GenOptions {
-        seed: args.seed.unwrap_or(defaults.seed),
+        seed: args.seed,
         packets: args.packets,
         flows: args.flows,
         format: if args.pcapng {
@@ -283,9 +282,10 @@ fn analyze<S: SelectSource>(source: S, args: &AnalysisArgs, out: &mut Output) ->
     if let Some(tally) = out.tally.as_mut() {
         tally.classify_with(rules.clone(), names.clone());
     }
-    let judge = Judge::new(rules, names, config.community_seed);
-    let mut engine =
-        Engine::new(config, Arc::from(protocols), ahash::RandomState::new()).with_judge(judge);
+    let judge = Judge::new(rules, names.clone(), config.community_seed);
+    let mut engine = Engine::new(config, Arc::from(protocols), ahash::RandomState::new())
+        .with_judge(judge)
+        .with_names(names);
     let started = Instant::now();
     let (result, filtered) = match &args.bpf {
         None => {

@@ -69,20 +69,40 @@ impl Timestamp {
 /// Display adapter for [`Timestamp::eve`]; formats without allocating.
 pub struct EveTime(Timestamp);
 
-impl fmt::Display for EveTime {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl EveTime {
+    /// The formatted bytes, built without the formatting machinery (this
+    /// runs for every field of every EVE record).
+    pub fn bytes(&self) -> [u8; 31] {
         let nanos = self.0.as_nanos();
         let secs = nanos / NANOS_PER_SEC;
         let micros = (nanos % NANOS_PER_SEC) / 1_000;
         let (year, month, day) = civil_from_days((secs / 86_400) as i64);
         let rem = secs % 86_400;
-        write!(
-            f,
-            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{micros:06}+0000",
-            rem / 3600,
-            (rem / 60) % 60,
-            rem % 60
-        )
+        let mut out = *b"0000-00-00T00:00:00.000000+0000";
+        put_digits(&mut out[0..4], year.clamp(0, 9999) as u64);
+        put_digits(&mut out[5..7], u64::from(month));
+        put_digits(&mut out[8..10], u64::from(day));
+        put_digits(&mut out[11..13], rem / 3600);
+        put_digits(&mut out[14..16], (rem / 60) % 60);
+        put_digits(&mut out[17..19], rem % 60);
+        put_digits(&mut out[20..26], micros);
+        out
+    }
+}
+
+/// Writes `value` as zero-padded decimal filling `out`.
+fn put_digits(out: &mut [u8], mut value: u64) {
+    for d in out.iter_mut().rev() {
+        *d = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
+}
+
+impl fmt::Display for EveTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let bytes = self.bytes();
+        // Only ASCII digits and separators are written.
+        f.write_str(std::str::from_utf8(&bytes).unwrap_or(""))
     }
 }
 
@@ -99,6 +119,13 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     let year = yoe + era * 400 + i64::from(month <= 2);
     (year, month, day)
+}
+
+impl serde::Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let bytes = self.eve().bytes();
+        s.serialize_str(std::str::from_utf8(&bytes).unwrap_or(""))
+    }
 }
 
 #[cfg(test)]
@@ -130,11 +157,5 @@ mod tests {
         let b = Timestamp::from_secs(12);
         assert_eq!(b.since(a), 2 * NANOS_PER_SEC);
         assert_eq!(a.since(b), 0);
-    }
-}
-
-impl serde::Serialize for Timestamp {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&self.eve())
     }
 }

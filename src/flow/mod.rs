@@ -86,8 +86,9 @@ pub struct Flow {
     /// The facts revision (low 14 bits) and stage (top 2 bits) the policy
     /// last judged; see [`crate::judge`].
     pub judged: u16,
-    /// Seconds after the start when the policy wants another look (0: no).
-    pub recheck_secs: u32,
+    /// Minutes after the start when the policy wants another look (0: no);
+    /// minutes keep it small, the checks are for hour-long thresholds.
+    pub recheck_minutes: u16,
     /// The table's expiry list this flow is linked into.
     pub(crate) class: TimeoutClass,
     /// Start of the current reporting period (active timeout).
@@ -121,7 +122,7 @@ impl Flow {
             },
             alerts: AlertState::default(),
             judged: 0,
-            recheck_secs: 0,
+            recheck_minutes: 0,
             class: TimeoutClass::Other,
             period_secs: 0,
             dirs: [DirStats::default(); 2],
@@ -223,7 +224,7 @@ fn originator(pkt: &Packet<'_>) -> (bool, OriginBasis) {
         Transport::Tcp(t) if t.flags.syn() && !t.flags.ack() => (true, OriginBasis::Syn),
         Transport::Tcp(t) if t.flags.syn() => (false, OriginBasis::SynAck),
         Transport::Tcp(_) => (port_says_client(pkt), OriginBasis::PortGuess),
-        Transport::Udp if pkt.src.port < 1024 && pkt.dst.port >= 1024 => {
+        Transport::Udp if service_rank(pkt.src.port) > service_rank(pkt.dst.port) => {
             (false, OriginBasis::PortGuess)
         }
         Transport::Icmp { icmp_type, .. } => (!is_icmp_reply(*icmp_type), OriginBasis::FirstPacket),
@@ -231,10 +232,29 @@ fn originator(pkt: &Packet<'_>) -> (bool, OriginBasis) {
     }
 }
 
-/// Without a handshake, the side with the higher port is the client
-/// (servers listen on low, well-known ports; clients use ephemeral ones).
+/// Without a handshake: the side whose port looks more like a service is
+/// the server (a well-known service port, then any port below 1024); on a
+/// tie the lower port is. Clients use ephemeral ports, but not always high
+/// ones (an NFS client binds a port below 1024 to talk to 2049).
 fn port_says_client(pkt: &Packet<'_>) -> bool {
+    let (src, dst) = (service_rank(pkt.src.port), service_rank(pkt.dst.port));
+    if src != dst {
+        return src < dst;
+    }
     pkt.src.port >= pkt.dst.port
+}
+
+/// How much a port looks like a listening service.
+fn service_rank(port: u16) -> u8 {
+    const SERVICES: [u16; 30] = [
+        22, 25, 53, 80, 110, 123, 143, 389, 443, 445, 465, 587, 636, 853, 993, 995, 1194, 1883,
+        2049, 2222, 3306, 3333, 3389, 5432, 5672, 6379, 6443, 8080, 8443, 9092,
+    ];
+    if SERVICES.contains(&port) {
+        2
+    } else {
+        u8::from(port < 1024)
+    }
 }
 
 fn is_icmp_reply(icmp_type: u8) -> bool {

@@ -124,7 +124,7 @@ impl FlowTable {
         };
         let (hasher, slots) = (&self.hasher, &self.slots);
         self.index.insert_unique(hash, index, |&i| {
-            flow_at(slots, i).map_or(0, |f| hasher.hash_one(&f.key))
+            flow_at(slots, i).map_or(0, |f| hasher.hash_one(f.key))
         });
         self.link_tail(index, class);
         index
@@ -139,12 +139,17 @@ impl FlowTable {
     }
 
     /// Records activity: the flow moves to the back of its (possibly new)
-    /// class list. Call after updating the flow.
+    /// class list, so each list stays in last-activity order and expiry
+    /// and eviction are exact. A flow already at the back (a burst) stays
+    /// put. Call after updating the flow.
     pub fn touch(&mut self, index: u32) {
         let Some(flow) = self.get(index) else {
             return;
         };
         let class = flow.timeout_class();
+        if class == flow.class && self.lists[class.index()].tail == index {
+            return;
+        }
         self.unlink(index);
         self.link_tail(index, class);
     }

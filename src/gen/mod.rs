@@ -12,7 +12,7 @@
 //!   time-ordered [`Capture`].
 //! - [`demo`]: the GPU training node with one outbound reverse SSH tunnel
 //!   and a Stratum miner, embedded in the binary for `egresswatch demo`.
-//! - [`bench`]: a streaming generator of realistic mixed traffic, millions
+//! - [`bench`](mod@bench): a streaming generator of realistic mixed traffic, millions
 //!   of packets and 100k+ flows, for the throughput benchmarks.
 
 pub mod bench;
@@ -49,25 +49,16 @@ pub const SCENARIOS: [(&str, &str); 2] = [
 ];
 
 /// Options of [`generate`].
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub struct GenOptions {
-    pub seed: u64,
+    /// Seed; `None` takes the scenario's own default (the embedded demo's,
+    /// or the reference bench capture's).
+    pub seed: Option<u64>,
     /// Packets to write (bench only; the demo has a fixed size).
     pub packets: Option<u64>,
     /// Flows to start (bench only; default: packets / 20).
     pub flows: Option<u64>,
     pub format: CaptureFormat,
-}
-
-impl Default for GenOptions {
-    fn default() -> Self {
-        GenOptions {
-            seed: demo::DEMO_SEED,
-            packets: None,
-            flows: None,
-            format: CaptureFormat::default(),
-        }
-    }
 }
 
 /// What [`generate`] wrote.
@@ -92,7 +83,7 @@ pub fn generate<W: Write>(name: &str, opts: &GenOptions, out: W) -> Result<Summa
     let mut w = CaptureWriter::new(out, opts.format)?;
     match name {
         "demo" => {
-            let cap = demo::demo(opts.seed);
+            let cap = demo::demo(opts.seed.unwrap_or(demo::DEMO_SEED));
             cap.write_to(&mut w)?;
             w.into_inner().flush()?;
             Ok(Summary {
@@ -102,7 +93,8 @@ pub fn generate<W: Write>(name: &str, opts: &GenOptions, out: W) -> Result<Summa
             })
         }
         "bench" => {
-            let mut cfg = BenchConfig::new(opts.packets.unwrap_or(2_000_000), opts.seed);
+            let seed = opts.seed.unwrap_or(bench::DEFAULT_SEED);
+            let mut cfg = BenchConfig::new(opts.packets.unwrap_or(2_000_000), seed);
             if let Some(flows) = opts.flows {
                 cfg.flows = flows;
             }
@@ -115,6 +107,15 @@ pub fn generate<W: Write>(name: &str, opts: &GenOptions, out: W) -> Result<Summa
             })
         }
         other => Err(GenError::UnknownScenario(other.to_string())),
+    }
+}
+
+/// An in-memory scenario by name (`demo`); the bench is too large for
+/// memory and is only streamed (see [`generate`] and [`bench::run`]).
+pub fn scenario(name: &str, seed: u64) -> Option<Capture> {
+    match name {
+        "demo" => Some(demo::demo(seed)),
+        _ => None,
     }
 }
 

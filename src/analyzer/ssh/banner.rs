@@ -131,8 +131,10 @@ impl LineReader {
                 Some(nl) => (rest.get(..nl).unwrap_or_default(), true),
                 None => (rest, false),
             };
-            used += line_part.len() + usize::from(ended);
-            self.consumed += line_part.len() + usize::from(ended);
+            used = used.saturating_add(line_part.len() + usize::from(ended));
+            self.consumed = self
+                .consumed
+                .saturating_add(line_part.len() + usize::from(ended));
             if self.buf.len() + line_part.len() > MAX_LINE {
                 // An over-long line: keep only its start, it cannot be ours.
                 let room = MAX_LINE.saturating_sub(self.buf.len());
@@ -148,7 +150,7 @@ impl LineReader {
             if let Some(banner) = parse(&line).or_else(|| parse_cut(&line)) {
                 return LineResult::Banner(banner, used);
             }
-            self.pre_banner_lines += 1;
+            self.pre_banner_lines = self.pre_banner_lines.saturating_add(1);
             if self.pre_banner_lines > MAX_PRE_LINES {
                 return LineResult::Abandon;
             }
@@ -181,7 +183,8 @@ mod tests {
 
     #[test]
     fn parse_table() {
-        let cases: &[(&[u8], Option<(&str, &str)>)] = &[
+        type Case<'a> = (&'a [u8], Option<(&'a str, &'a str)>);
+        let cases: &[Case] = &[
             (
                 b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u10\r",
                 Some(("2.0", "OpenSSH_9.2p1 Debian-2+deb12u10")),

@@ -24,8 +24,10 @@ pub struct View<'a> {
     pub role_known: bool,
     pub infer: Option<&'a Inference>,
     pub unreliable: &'a [String],
-    /// Record walking active at the end, by TCP direction.
+    /// Record walking used, by TCP direction.
     pub walked: [bool; 2],
+    /// Record walking stopped early (stream budget), by TCP direction.
+    pub walk_stopped: [bool; 2],
     pub pre_banner_lines: [u32; 2],
 }
 
@@ -115,6 +117,12 @@ fn extra(v: &View<'_>) -> Value {
         );
         o.insert("inferences".into(), inferences(f));
         o.insert("sizes_unreliable".into(), json!(f.sizes_unreliable));
+    }
+    if v.walk_stopped.iter().any(|&w| w) {
+        o.insert(
+            "record_walk_stopped".into(),
+            json!({"toserver": v.walk_stopped[0], "toclient": v.walk_stopped[1]}),
+        );
     }
     if !v.unreliable.is_empty() {
         o.insert("sizes_unreliable_reasons".into(), json!(v.unreliable));

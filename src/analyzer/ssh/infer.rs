@@ -33,15 +33,34 @@ const ECHO_NANOS: u64 = 1_500_000_000;
 /// Messages after which the login is assumed done when no success message
 /// was isolated.
 const NO_LOGIN_SEEN: u32 = 40;
+/// Inner-connection candidates followed at once.
+const MAX_CANDIDATES: usize = 4;
+/// Compressed keepalive messages stay below this payload.
+const COMPRESSED_KEEPALIVE_MAX: u32 = 48;
+/// Quiet time for new candidates after an inner handshake was found.
+const COOLDOWN_NANOS: u64 = 10 * NANOS_PER_SEC;
+/// Silence before a server-opened channel for it to count as an incoming
+/// forwarded connection.
+const ISOLATED_NANOS: u64 = 50_000_000;
 
 pub struct Inference {
     pub model: Model,
+    /// Capture problems: no size-based inference any more.
     unreliable: bool,
     delayed_compression: bool,
+    /// Payloads are compressed: exact sizes are gone, only structure
+    /// (ordering, pairs, large versus small) is left.
+    compressed: bool,
     auth: Auth,
     setup: Option<Setup>,
     opens: Opens,
-    candidate: Option<Candidate>,
+    /// Inner-connection candidates (a few may overlap: the open, the
+    /// banners and other open-sized messages each start one).
+    candidates: Vec<Candidate>,
+    /// No new candidates before this time (after a verdict: the inner
+    /// session's own messages are not a new handshake), unless a channel
+    /// open is confirmed.
+    cooldown: Option<Timestamp>,
     inner_auth: Option<(InnerAuth, bool)>,
     /// Inner sessions found: reverse, nested.
     pub inner_sessions: [u32; 2],
@@ -50,6 +69,8 @@ pub struct Inference {
     keepalive: Keepalive,
     pub timeline: Timeline,
     units: u32,
+    /// Time of the previous message.
+    last_unit_ts: Option<Timestamp>,
     post_auth_bytes: [u64; 2],
     pub bare_acks: [u32; 2],
 }
@@ -60,10 +81,12 @@ impl Inference {
             model,
             unreliable: false,
             delayed_compression,
+            compressed: false,
             auth: Auth::default(),
             setup: None,
             opens: Opens::default(),
-            candidate: None,
+            candidates: Vec::new(),
+            cooldown: None,
             inner_auth: None,
             inner_sessions: [0; 2],
             nested_login: AuthOutcome::Unknown,
@@ -71,6 +94,7 @@ impl Inference {
             keepalive: Keepalive::default(),
             timeline: Timeline::default(),
             units: 0,
+            last_unit_ts: None,
             post_auth_bytes: [0; 2],
             bare_acks: [0; 2],
         }
@@ -81,8 +105,15 @@ impl Inference {
         self.unreliable = true;
     }
 
+    /// Payloads are compressed from now on (`zlib`).
+    pub fn set_compressed(&mut self) {
+        self.compressed = true;
+        self.typing.compressed = true;
+        self.keepalive.compressed = true;
+    }
+
     pub fn bare_ack(&mut self, dir: Dir) {
-        self.bare_acks[dir.index()] += 1;
+        self.bare_acks[dir.index()] = self.bare_acks[dir.index()].saturating_add(1);
         self.timeline.bare_ack(dir);
         self.typing.bare_ack(dir);
     }
@@ -91,13 +122,20 @@ impl Inference {
     /// `compression` when delayed compression starts.
     pub fn on_unit(&mut self, u: Unit, f: &mut SshFacts) -> Changes {
         let mut ch = Changes::default();
-        self.units += 1;
-        let trusted = !self.unreliable;
+        self.units = self.units.saturating_add(1);
+        let ch_out = self.on_unit_inner(&u, f, &mut ch);
+        self.last_unit_ts = Some(u.ts);
+        ch_out
+    }
+
+    fn on_unit_inner(&mut self, u: &Unit, f: &mut SshFacts, ch: &mut Changes) -> Changes {
+        let u = *u;
+        let exact_ok = !self.unreliable && !self.compressed;
         let m = &self.model;
         if u.dir == m.client {
             self.auth.on_client(&u, m.suite(u.dir));
         } else if let Some(ev) = self.auth.on_server(&u, m.suite(u.dir)) {
-            if trusted {
+            if exact_ok {
                 f.auth = AuthOutcome::Success;
                 f.auth_evidence = Some(ev);
                 ch.facts = true;
@@ -105,26 +143,30 @@ impl Inference {
             self.setup = Some(Setup::new(u.ts));
             if self.delayed_compression {
                 ch.compression_started = true;
-                self.unreliable = true;
+                self.set_compressed();
             }
         }
-        let trusted = !self.unreliable;
+        // Exact sizes for the size-model inferences; structure only for
+        // typing side and inner handshakes (also under compression).
+        let exact_ok = !self.unreliable && !self.compressed;
+        let structure_ok = !self.unreliable;
         if self.auth.success.is_some() {
-            self.post_auth_bytes[u.dir.index()] += u64::from(u.size);
+            self.post_auth_bytes[u.dir.index()] =
+                self.post_auth_bytes[u.dir.index()].saturating_add(u64::from(u.size));
         }
-        ch.facts |= self.remote_forward(&u, f, trusted);
+        ch.facts |= self.remote_forward(&u, f, exact_ok);
         if self.after_login() {
-            ch.facts |= self.inner_sessions(&u, f, trusted);
+            ch.facts |= self.inner_sessions(&u, f, exact_ok, structure_ok);
         }
         let m = &self.model;
         let (keystroke, echo) = self.typing.on_unit(&u, m);
         let dm = m.dir(u.dir);
         let keepalive = dm.is_keepalive_req(u.size) || dm.is_keepalive_rep(u.size);
-        if self.setup.as_ref().is_some_and(|s| s.done)
-            || (self.auth.success.is_none() && self.units > NO_LOGIN_SEEN)
-        {
-            self.keepalive.on_unit(&u, m);
-            ch.facts |= self.keepalive.update(f, trusted);
+        let setup_done = self.setup.as_ref().is_some_and(|s| s.done);
+        if setup_done || (self.auth.success.is_none() && self.units > NO_LOGIN_SEEN) {
+            let pause = self.last_unit_ts.map_or(u64::MAX, |t| u.ts.since(t));
+            self.keepalive.on_unit(&u, m, pause);
+            ch.facts |= self.keepalive.update(f, structure_ok);
         }
         let info = UnitInfo {
             dir: u.dir,
@@ -138,10 +180,10 @@ impl Inference {
         if let Some((class, w)) = self.timeline.add(&info) {
             ch.facts |= self.on_window(class, &w, f);
         }
-        if echo && trusted {
+        if echo && structure_ok {
             ch.facts |= self.typing.verdicts(f, &self.model);
         }
-        ch
+        *ch
     }
 
     /// Channels exist only after login; without an isolated success
@@ -151,31 +193,64 @@ impl Inference {
     }
 
     fn remote_forward(&mut self, u: &Unit, f: &mut SshFacts, trusted: bool) -> bool {
-        let mut changed = false;
-        if let Some(setup) = self.setup.as_mut() {
-            if let Some(ev) = setup.on_unit(u, &self.model) {
-                if trusted && f.remote_forward.is_none() {
-                    f.remote_forward = Some(ev);
-                    changed = true;
-                }
+        let Some(setup) = self.setup.as_mut() else {
+            return false;
+        };
+        match setup.on_unit(u, &self.model) {
+            Some(ev) if trusted && f.remote_forward.is_none() => {
+                f.remote_forward = Some(ev);
+                true
             }
+            _ => false,
         }
-        changed
     }
 
-    fn inner_sessions(&mut self, u: &Unit, f: &mut SshFacts, trusted: bool) -> bool {
-        let m = &self.model;
+    /// Whether the login's setup burst is over (server-opened channels are
+    /// only believed after it: the server's own post-login messages have
+    /// channel-open sizes).
+    fn setup_done(&self) -> bool {
+        self.setup.as_ref().is_none_or(|s| s.done)
+    }
+
+    fn inner_sessions(
+        &mut self,
+        u: &Unit,
+        f: &mut SshFacts,
+        exact_ok: bool,
+        structure_ok: bool,
+    ) -> bool {
         let mut changed = false;
-        if let Some(o) = self.opens.on_unit(u, m) {
+        let m = &self.model;
+        let allow = u.dir == m.client || self.setup_done();
+        let pause = self.last_unit_ts.map_or(u64::MAX, |t| u.ts.since(t));
+        let opened = self.opens.on_unit(u, m, allow, pause);
+        // A new channel ends whatever was being followed, unless a
+        // handshake is under way (its NEWKEYS can have the size of a
+        // confirmation).
+        let fresh = opened.is_some() && !self.candidates.iter().any(|c| c.in_progress(u.ts));
+        if let (true, Some(o)) = (fresh, &opened) {
+            self.cooldown = None;
+            self.candidates.clear();
+            self.candidates.push(Candidate::from_open(o));
+        }
+        if let Some(o) = opened {
+            let (lo, hi) = o.payload;
+            let forwarded = lo >= inner::FORWARDED_TCPIP.0 && hi <= inner::FORWARDED_TCPIP.1;
+            // An incoming connection on a -R listener is unsolicited: the
+            // open does not ride in a burst of other messages.
+            let isolated = o.pause_before >= ISOLATED_NANOS;
             if o.opener == m.server()
-                && o.payload_hi >= inner::FORWARDED_TCPIP_MIN
-                && trusted
+                && forwarded
+                && isolated
+                && exact_ok
                 && f.remote_forward.is_none()
             {
                 let summary = format!(
-                    "the SSH server opened a forwarded-tcpip-sized channel ({} bytes, confirmed by \
-                     the client): a connection arrived on a remote (-R) forward",
-                    self.model.suite(o.opener).wire(o.payload_hi)
+                    "the SSH server opened a channel of forwarded-tcpip size ({} bytes, payload \
+                     {lo}..{hi}), confirmed by the client ({} bytes): a connection arrived on a \
+                     remote (-R) forward",
+                    m.suite(o.opener).wire(hi),
+                    m.suite(o.opener.reverse()).wire(17),
                 );
                 f.remote_forward = Some(Evidence::new(
                     summary,
@@ -185,33 +260,48 @@ impl Inference {
                 ));
                 changed = true;
             }
-            self.candidate = Some(Candidate::new(o));
+        }
+        let mut verdict = None;
+        self.candidates.retain_mut(|c| {
+            fresh
+                || match c.on_unit(u, m, self.compressed) {
+                    Step::Continue => true,
+                    Step::Expired => false,
+                    Step::Decided(v) => {
+                        verdict.get_or_insert(v);
+                        false
+                    }
+                }
+        });
+        if let Some(v) = verdict {
+            self.candidates.clear();
+            self.cooldown = Some(u.ts.add_nanos(COOLDOWN_NANOS));
+            changed |= self.on_verdict(v, f, structure_ok);
             return changed;
         }
-        if let Some(c) = self.candidate.as_mut() {
-            match c.on_unit(u, m) {
-                Step::Continue => {}
-                Step::Expired => self.candidate = None,
-                Step::Decided(v) => {
-                    self.candidate = None;
-                    changed |= self.on_verdict(v, f, trusted);
-                    return changed;
+        let cooling = self.cooldown.is_some_and(|c| u.ts < c);
+        if allow && !cooling && inner::open_sized(u, m).is_some() {
+            if self.candidates.len() >= MAX_CANDIDATES {
+                match self.candidates.iter().position(|c| !c.in_progress(u.ts)) {
+                    Some(i) => {
+                        self.candidates.remove(i);
+                    }
+                    None => return changed,
                 }
             }
+            self.candidates.push(Candidate::new(u, m));
         }
         if let Some((ia, reverse)) = self.inner_auth.as_mut() {
-            if let Some(ev) = ia.on_unit(u, &self.model) {
-                if *reverse {
-                    if trusted && f.reverse_login == AuthOutcome::Unknown {
-                        f.reverse_login = AuthOutcome::Success;
-                        if let Some(rs) = f.reverse_session.as_mut() {
-                            rs.summary.push_str("; inner login succeeded: ");
-                            rs.summary.push_str(&ev.summary);
-                        }
-                        changed = true;
-                    }
-                } else {
+            if let Some(ev) = ia.on_unit(u, &self.model, self.compressed) {
+                if !*reverse {
                     self.nested_login = AuthOutcome::Success;
+                } else if exact_ok && f.reverse_login == AuthOutcome::Unknown {
+                    f.reverse_login = AuthOutcome::Success;
+                    if let Some(rs) = f.reverse_session.as_mut() {
+                        rs.summary.push_str("; inner login succeeded: ");
+                        rs.summary.push_str(&ev.summary);
+                    }
+                    changed = true;
                 }
             }
         }
@@ -220,7 +310,8 @@ impl Inference {
 
     fn on_verdict(&mut self, v: Verdict, f: &mut SshFacts, trusted: bool) -> bool {
         let reverse = v.inner_server == Dir::ToServer;
-        self.inner_sessions[usize::from(!reverse)] += 1;
+        self.inner_sessions[usize::from(!reverse)] =
+            self.inner_sessions[usize::from(!reverse)].saturating_add(1);
         self.inner_auth = Some((InnerAuth::new(&v, v.evidence.first_ts), reverse));
         if !trusted {
             return false;
@@ -230,18 +321,33 @@ impl Inference {
         } else {
             &mut f.nested_forward
         };
-        if slot.is_none() {
-            *slot = Some(v.evidence);
-            return true;
+        if slot.is_some() {
+            return false;
         }
-        false
+        if reverse && f.remote_forward.is_none() {
+            let mut ev = v.evidence.clone();
+            ev.summary = format!(
+                "implied by the reverse session (an SSH connection came back through a \
+                 server-side listener): {}",
+                ev.summary
+            );
+            f.remote_forward = Some(ev);
+        }
+        *slot = Some(v.evidence);
+        true
     }
 
     /// Port forwarding shows as several client-opened channels or any
     /// server-opened one; bulk data then is not a file transfer.
     fn forwarding(&self) -> bool {
         let m = &self.model;
-        self.opens.count[m.client.index()] >= 2 || self.opens.count[m.server().index()] >= 1
+        if self.opens.count[m.server().index()] >= 1 {
+            return true;
+        }
+        match self.setup.as_ref().and_then(|s| s.session(m)) {
+            Some(session) => !session,
+            None => self.opens.count[m.client.index()] >= 3,
+        }
     }
 
     fn on_window(&mut self, class: Class, w: &Window, f: &mut SshFacts) -> bool {
@@ -275,7 +381,14 @@ impl Inference {
         if let Some((class, w)) = self.timeline.close() {
             self.on_window(class, &w, f);
         }
-        let trusted = !self.unreliable;
+        let trusted = !self.unreliable && !self.compressed;
+        if let Some(setup) = self.setup.as_mut() {
+            if let Some(ev) = setup.conclude(&self.model) {
+                if trusted && f.remote_forward.is_none() {
+                    f.remote_forward = Some(ev);
+                }
+            }
+        }
         if f.auth == AuthOutcome::Unknown {
             let implied = f.remote_forward.is_some()
                 || f.reverse_session.is_some()
@@ -287,9 +400,16 @@ impl Inference {
                 f.auth_evidence = Some(ev);
             }
         }
+        // Typing through the reverse session means its login worked.
+        if f.reverse_session.is_some()
+            && f.reverse_login == AuthOutcome::Unknown
+            && f.reverse_interactive.is_some()
+        {
+            f.reverse_login = AuthOutcome::Success;
+        }
         if let Some((ia, reverse)) = self.inner_auth.as_mut() {
             if let Some(ev) = ia.finish(last) {
-                if *reverse && trusted && f.reverse_login == AuthOutcome::Unknown {
+                if *reverse && !self.unreliable && f.reverse_login == AuthOutcome::Unknown {
                     f.reverse_login = AuthOutcome::Failure;
                     if let Some(rs) = f.reverse_session.as_mut() {
                         rs.summary.push_str("; ");
@@ -300,13 +420,7 @@ impl Inference {
                 }
             }
         }
-        if f.reverse_session.is_some()
-            && f.reverse_login == AuthOutcome::Unknown
-            && f.reverse_interactive.is_some()
-        {
-            f.reverse_login = AuthOutcome::Success;
-        }
-        if trusted && f.keepalive_only.is_none() {
+        if !self.unreliable && f.keepalive_only.is_none() {
             self.keepalive.finish(f);
         }
         self.file_transfer_at_end(f);
@@ -398,7 +512,7 @@ struct Auth {
 
 impl Auth {
     fn on_client(&mut self, u: &Unit, s: &Suite) {
-        self.client_units += 1;
+        self.client_units = self.client_units.saturating_add(1);
         if self.success.is_some() {
             return;
         }
@@ -410,7 +524,7 @@ impl Auth {
                 return;
             }
         }
-        self.requests += 1;
+        self.requests = self.requests.saturating_add(1);
         self.awaiting = true;
         self.last_request = Some((u.idx, u.ts));
     }
@@ -464,7 +578,7 @@ impl Auth {
                     self.push(u.idx);
                 }
                 Some(fs) if fs == u.size => {
-                    self.failures += 1;
+                    self.failures = self.failures.saturating_add(1);
                     self.push(u.idx);
                 }
                 _ => {}
@@ -520,23 +634,34 @@ impl Auth {
 }
 
 /// The messages right after login, where OpenSSH sends its forwarding
-/// requests before anything else.
+/// requests first, then its session open, then `no-more-sessions`, all in
+/// one go (the "burst"); replies come back after that.
 #[derive(Debug)]
 struct Setup {
     last: Timestamp,
     client_units: u32,
     server_units: u32,
-    first: Option<(u64, Timestamp, u32)>,
-    candidate: bool,
-    judged: bool,
+    /// First client message after login: index, time, size, exact.
+    first: Option<(u64, Timestamp, u32, bool)>,
+    burst_bytes: u32,
+    burst_units: u32,
+    /// Client messages after the burst, during setup.
+    after_burst: u32,
+    /// First small server message after the burst.
+    reply: Option<(u64, Timestamp, u32)>,
+    /// An exact-size session open was among the burst's messages.
+    burst_open: bool,
+    reported: bool,
     done: bool,
 }
 
 /// The setup phase ends at the first pause this long, or after this many
 /// messages.
-const SETUP_PAUSE: u64 = 2 * NANOS_PER_SEC;
+const SETUP_PAUSE: u64 = NANOS_PER_SEC;
 const SETUP_CLIENT_UNITS: u32 = 8;
 const SETUP_SERVER_UNITS: u32 = 12;
+/// Client messages this close to the first one belong to its burst.
+const BURST_NANOS: u64 = 20_000_000;
 
 impl Setup {
     fn new(ts: Timestamp) -> Setup {
@@ -545,8 +670,12 @@ impl Setup {
             client_units: 0,
             server_units: 0,
             first: None,
-            candidate: false,
-            judged: false,
+            burst_bytes: 0,
+            burst_units: 0,
+            after_burst: 0,
+            reply: None,
+            burst_open: false,
+            reported: false,
             done: false,
         }
     }
@@ -560,76 +689,164 @@ impl Setup {
             || self.server_units >= SETUP_SERVER_UNITS
         {
             self.done = true;
-            return None;
+            return self.conclude(m);
         }
         self.last = u.ts;
         if u.dir == m.client {
-            self.client_units += 1;
-            if self.first.is_none() {
-                self.first = Some((u.idx, u.ts, u.size));
-                self.candidate = forward_request(u, m.suite(u.dir));
+            self.client_units = self.client_units.saturating_add(1);
+            let in_burst = match self.first {
+                None => true,
+                Some((_, ts, _, _)) => self.after_burst == 0 && u.ts.since(ts) <= BURST_NANOS,
+            };
+            self.burst_open |= in_burst && u.exact && u.size == m.suite(u.dir).wire(SESSION_OPEN);
+            match self.first {
+                None => {
+                    self.first = Some((u.idx, u.ts, u.size, u.exact));
+                    self.burst_bytes = u.size;
+                    self.burst_units = 1;
+                }
+                Some((_, ts, _, _)) if self.after_burst == 0 && u.ts.since(ts) <= BURST_NANOS => {
+                    self.burst_bytes = self.burst_bytes.saturating_add(u.size);
+                    self.burst_units = self.burst_units.saturating_add(1);
+                }
+                Some(_) => self.after_burst += 1,
             }
             return None;
         }
-        self.server_units += 1;
-        let (idx, ts, size) = self.first?;
-        if !self.candidate || self.judged {
-            return None;
-        }
+        self.server_units = self.server_units.saturating_add(1);
+        let (idx, ts, size, exact) = self.first?;
         let s = m.suite(u.dir);
-        if u.size > s.wire(20) {
-            return None; // host keys push, EXT_INFO: not a reply
+        if self.reply.is_some() || u.size > s.wire(20) {
+            return None; // host keys push and other large messages: not a reply
         }
-        self.judged = true;
+        self.reply = Some((u.idx, u.ts, u.size));
         let success = REQUEST_SUCCESS.iter().any(|&p| s.wire(p) == u.size)
             && u.size != s.wire(CHANNEL_OPEN_CONFIRMATION);
-        success.then(|| {
-            let summary = format!(
-                "first message after login ({size} bytes) fits GLOBAL_REQUEST tcpip-forward \
-                 (ssh -R), answered by a {}-byte REQUEST_SUCCESS",
-                u.size
-            );
-            Evidence::new(summary, &[idx, u.idx], ts, u.ts)
-        })
+        let request = if exact {
+            forward_request_exact(size, m.suite(m.client))
+        } else {
+            burst_needs_forward(self.burst_bytes, m.suite(m.client)) == Burst::Forward
+        };
+        if !(success && request) {
+            return None;
+        }
+        self.reported = true;
+        let summary = format!(
+            "first message{} after login ({} bytes) fit{} GLOBAL_REQUEST tcpip-forward (ssh -R), \
+             answered by a {}-byte REQUEST_SUCCESS",
+            if exact { "" } else { "s" },
+            if exact { size } else { self.burst_bytes },
+            if exact { "s" } else { "" },
+            u.size
+        );
+        Some(Evidence::new(summary, &[idx, u.idx], ts, u.ts))
+    }
+
+    /// Whether the client opened a session channel at login (`None`:
+    /// cannot tell). `ssh -N` sessions carry only forwarded channels.
+    fn session(&self, m: &Model) -> Option<bool> {
+        let (_, _, _, exact) = self.first?;
+        if exact {
+            return Some(self.burst_open);
+        }
+        match burst_needs_forward(self.burst_bytes, m.suite(m.client)) {
+            Burst::Plain => Some(false),
+            _ => Some(self.after_burst > 0),
+        }
+    }
+
+    /// At the end of setup, for segment sizes: a burst that needs a
+    /// forwarding request (or a session open nobody used) and a client that
+    /// then stays silent is an idle `ssh -N -R`.
+    fn conclude(&mut self, m: &Model) -> Option<Evidence> {
+        let (idx, ts, _, exact) = self.first?;
+        if self.reported || exact || self.after_burst > 0 {
+            return None;
+        }
+        let confirm = m.suite(m.server()).wire(CHANNEL_OPEN_CONFIRMATION);
+        if self.reply.is_some_and(|r| r.2 == confirm) {
+            return None; // a channel was opened and confirmed
+        }
+        let why = match burst_needs_forward(self.burst_bytes, m.suite(m.client)) {
+            Burst::Forward => "need a tcpip-forward request",
+            Burst::SessionOrForward => {
+                "fit a session open (or a tcpip-forward of the same size) plus no-more-sessions, \
+                 but no session request followed"
+            }
+            Burst::Plain | Burst::Unknown => return None,
+        };
+        self.reported = true;
+        let summary = format!(
+            "the client's first messages after login ({} bytes in {} segment(s)) {why}; the \
+             client then stayed silent: an idle remote (ssh -N -R) forward",
+            self.burst_bytes, self.burst_units
+        );
+        Some(Evidence::new(summary, &[idx], ts, self.last))
     }
 }
 
-/// Whether the client's first message after login can be (or, for a
-/// segment, can contain) a forwarding request. A segment fully explained by
-/// OpenSSH's session open and `no-more-sessions` is not one.
-fn forward_request(u: &Unit, s: &Suite) -> bool {
-    let fits = |w: u32| {
-        s.fits_any(w, TCPIP_FORWARD.0, TCPIP_FORWARD.1)
-            || s.fits_any(w, STREAMLOCAL_FORWARD.0, STREAMLOCAL_FORWARD.1)
-    };
-    if u.exact {
-        return fits(u.size);
+/// What a burst of client messages after login can be.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Burst {
+    /// `no-more-sessions` alone.
+    Plain,
+    /// A session open (+ `no-more-sessions`), sizes equal to a forward.
+    SessionOrForward,
+    /// Not explained without a forwarding request.
+    Forward,
+    Unknown,
+}
+
+/// Whether an exact message size fits a forwarding request.
+fn forward_request_exact(size: u32, s: &Suite) -> bool {
+    s.fits_any(size, TCPIP_FORWARD.0, TCPIP_FORWARD.1)
+        || s.fits_any(size, STREAMLOCAL_FORWARD.0, STREAMLOCAL_FORWARD.1)
+}
+
+/// Explains the bytes of a burst by OpenSSH's session open and
+/// `no-more-sessions` and up to two forwarding requests.
+fn burst_needs_forward(bytes: u32, s: &Suite) -> Burst {
+    let (open, nms) = (s.wire(SESSION_OPEN), s.wire(NO_MORE_SESSIONS));
+    if bytes == nms {
+        return Burst::Plain;
     }
-    let (a, b) = (s.wire(SESSION_OPEN), s.wire(NO_MORE_SESSIONS));
-    let known = [0, a, b, a + b];
-    if known[1..].contains(&u.size) {
-        return false;
+    if bytes == open || bytes == open + nms {
+        return Burst::SessionOrForward;
     }
+    let one = |w: u32| forward_request_exact(w, s);
     let two = |w: u32| {
         let mut x = s.wire(TCPIP_FORWARD.0);
         while x <= s.wire(TCPIP_FORWARD.1) {
-            if w > x && fits(w - x) {
+            if w > x && one(w - x) {
                 return true;
             }
-            x += s.block;
+            x = x.saturating_add(s.block);
         }
         false
     };
-    known
+    let forward = [0, open, nms, open + nms]
         .iter()
-        .filter_map(|k| u.size.checked_sub(*k))
-        .any(|rest| rest > 0 && (fits(rest) || two(rest)))
+        .filter_map(|k| bytes.checked_sub(*k))
+        .any(|rest| rest > 0 && (one(rest) || two(rest)));
+    if forward {
+        Burst::Forward
+    } else {
+        Burst::Unknown
+    }
 }
 
-/// Keystroke/echo pairs and runs of them.
+/// Keystroke/echo pairs and runs of them. A pair is a keystroke-sized
+/// message answered by one of the other side within [`ECHO_NANOS`] and
+/// faster than the pause before the keystroke (an echo is quick, the next
+/// keystroke waits for the human): that fixes which of two alternating
+/// sides types.
 #[derive(Debug, Default)]
 struct Typing {
-    last_key: Option<(Dir, u16, Timestamp, u64)>,
+    /// Compressed payloads: any small message counts as keystroke-sized.
+    compressed: bool,
+    last_unit: Option<Timestamp>,
+    /// Candidate keystroke: side, kinds, time, index, pause before it.
+    last_key: Option<(Dir, u16, Timestamp, u64, u64)>,
     /// The key in `last_key` came right after an echo of the same typist.
     key_continues: bool,
     last_was_echo: Option<Dir>,
@@ -648,10 +865,21 @@ struct Typing {
 }
 
 impl Typing {
+    fn key_mask(&self, u: &Unit, m: &Model) -> u16 {
+        let d = m.dir(u.dir);
+        if self.compressed {
+            u16::from(u.size <= d.key_max() + 2 * d.suite.block)
+        } else {
+            d.key_mask(u.size)
+        }
+    }
+
     /// Returns (keystroke-sized, echo of the other side's keystroke).
     fn on_unit(&mut self, u: &Unit, m: &Model) -> (bool, bool) {
         let prev_echo = self.last_was_echo.take();
-        let mask = m.dir(u.dir).key_mask(u.size);
+        let pause = self.last_unit.map_or(u64::MAX, |t| u.ts.since(t));
+        self.last_unit = Some(u.ts);
+        let mask = self.key_mask(u, m);
         if mask == 0 {
             if self.last_key.is_some_and(|k| k.0 != u.dir) {
                 self.last_key = None;
@@ -659,31 +887,32 @@ impl Typing {
             self.run = 0;
             return (false, false);
         }
-        if let Some((kdir, kmask, kts, kidx)) = self.last_key {
-            if kdir != u.dir && kmask & mask != 0 && u.ts.since(kts) <= ECHO_NANOS {
+        if let Some((kdir, kmask, kts, kidx, kpause)) = self.last_key {
+            let took = u.ts.since(kts);
+            if kdir != u.dir && kmask & mask != 0 && took <= ECHO_NANOS && took <= kpause {
                 self.pair(kdir, kmask & mask, u, kidx);
                 return (true, true);
             }
         }
         self.key_continues = prev_echo == Some(u.dir);
-        self.last_key = Some((u.dir, mask, u.ts, u.idx));
+        self.last_key = Some((u.dir, mask, u.ts, u.idx, pause));
         (true, false)
     }
 
     fn pair(&mut self, typist: Dir, mask: u16, echo: &Unit, key_idx: u64) {
         let t = typist.index();
-        self.pairs[t] += 1;
+        self.pairs[t] = self.pairs[t].saturating_add(1);
         if self.key_continues && self.run_typist == Some(typist) && self.run > 0 {
-            self.run += 1;
+            self.run = self.run.saturating_add(1);
         } else {
             self.run = 1;
             self.run_typist = Some(typist);
         }
         if self.run == RUN_MIN {
-            self.runs[t] += 1;
-            self.in_runs[t] += RUN_MIN;
+            self.runs[t] = self.runs[t].saturating_add(1);
+            self.in_runs[t] = self.in_runs[t].saturating_add(RUN_MIN);
         } else if self.run > RUN_MIN {
-            self.in_runs[t] += 1;
+            self.in_runs[t] = self.in_runs[t].saturating_add(1);
         }
         self.masks[t] |= mask;
         self.sizes[t] = echo.size;
@@ -698,7 +927,7 @@ impl Typing {
 
     fn bare_ack(&mut self, dir: Dir) {
         if self.last_was_echo == Some(dir) {
-            self.acked_echoes[dir.index()] += 1;
+            self.acked_echoes[dir.index()] = self.acked_echoes[dir.index()].saturating_add(1);
         }
     }
 
@@ -718,7 +947,11 @@ impl Typing {
             if slot.is_some() {
                 continue;
             }
-            let kinds = Model::mask_names(self.masks[t]).join(", ");
+            let kinds = if self.compressed {
+                "compressed session, sizes approximate".to_string()
+            } else {
+                Model::mask_names(self.masks[t]).join(", ")
+            };
             let summary = format!(
                 "{} keystroke-sized messages ({} bytes: {kinds}) from the {} echoed by the {}, {} \
                  of them in {} typing run(s); {} echoes acknowledged by a bare ACK from the typist; \
@@ -744,6 +977,7 @@ impl Typing {
 /// Keepalive request/reply pairs against everything else after setup.
 #[derive(Debug, Default)]
 struct Keepalive {
+    compressed: bool,
     pending: Option<(Dir, u64, Timestamp)>,
     pairs: u32,
     other: u32,
@@ -753,19 +987,27 @@ struct Keepalive {
 }
 
 impl Keepalive {
-    fn on_unit(&mut self, u: &Unit, m: &Model) {
+    /// `pause`: silence before this message. Compressed payloads: a small
+    /// message after a pause is a request, a small answer the reply.
+    fn on_unit(&mut self, u: &Unit, m: &Model, pause: u64) {
         let d = m.dir(u.dir);
-        if d.is_keepalive_req(u.size) {
+        let (req, rep) = if self.compressed {
+            let small = u.size <= d.suite.wire(COMPRESSED_KEEPALIVE_MAX);
+            (small && pause >= NANOS_PER_SEC, small)
+        } else {
+            (d.is_keepalive_req(u.size), d.is_keepalive_rep(u.size))
+        };
+        if req {
             if self.pending.is_some() {
-                self.other += 1;
+                self.other = self.other.saturating_add(1);
             }
             self.pending = Some((u.dir, u.idx, u.ts));
             return;
         }
-        if d.is_keepalive_rep(u.size) {
+        if rep {
             if let Some((dir, idx, ts)) = self.pending {
                 if dir != u.dir && u.ts.since(ts) <= 10 * NANOS_PER_SEC {
-                    self.pairs += 1;
+                    self.pairs = self.pairs.saturating_add(1);
                     if self.pkts.len() + 2 <= Evidence::MAX_PACKETS {
                         self.pkts.extend([idx, u.idx]);
                     }
@@ -777,7 +1019,7 @@ impl Keepalive {
             }
         }
         self.pending = None;
-        self.other += 1;
+        self.other = self.other.saturating_add(1);
     }
 
     /// Sets keepalive-only after 3 clean pairs, withdraws it when other

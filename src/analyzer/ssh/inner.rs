@@ -22,11 +22,18 @@ use crate::time::{Timestamp, NANOS_PER_SEC};
 /// `direct-tcpip`/`forwarded-tcpip` with long host names.
 const OPEN_MIN: u32 = 39;
 const OPEN_MAX: u32 = 600;
-/// `forwarded-tcpip` opens are at least this large (1 + 4+15 + 12 + 4+4 +
-/// 4+4 with empty addresses); agent and X11 opens are smaller.
-pub const FORWARDED_TCPIP_MIN: u32 = 48;
+/// `forwarded-tcpip` opens: 1 + 4+15 + 12 + 4+addr+4 + 4+orig+4, at least
+/// 48 bytes with empty addresses; agent and X11 opens are smaller.
+/// With the connecting peer's address (at least `1.2.3.4`) the payload
+/// is 55 or more; the whole payload range must be at least 44.
+pub const FORWARDED_TCPIP: (u32, u32) = (44, 350);
 /// CHANNEL_OPEN_CONFIRMATION payload.
 const OPEN_CONFIRMATION: u32 = 17;
+/// The confirmation follows its open within this time at a sensor next to
+/// the confirming side (the target is connected locally first).
+const CONFIRM_NANOS: u64 = 300_000_000;
+/// Opens awaiting confirmation.
+const MAX_PENDING: usize = 4;
 
 /// A channel opened by one side and confirmed by the other.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -34,38 +41,72 @@ pub struct Opened {
     pub opener: Dir,
     pub open: (u64, Timestamp),
     pub confirm: (u64, Timestamp),
-    /// Largest payload the open message can have.
-    pub payload_hi: u32,
+    /// Payload range of the open message.
+    pub payload: (u32, u32),
+    /// Silence before the open message.
+    pub pause_before: u64,
 }
 
-/// Pairs channel-open-sized messages with their confirmation.
+/// Whether `u` can be a CHANNEL_OPEN.
+pub fn open_sized(u: &Unit, m: &Model) -> Option<(u32, u32)> {
+    let (lo, hi) = m.suite(u.dir).payload_range(u.size)?;
+    (lo <= OPEN_MAX && hi >= OPEN_MIN).then_some((lo, hi))
+}
+
+/// A channel-open-sized message awaiting its confirmation.
+#[derive(Copy, Clone, Debug)]
+struct PendingOpen {
+    dir: Dir,
+    idx: u64,
+    ts: Timestamp,
+    payload: (u32, u32),
+    pause_before: u64,
+}
+
+/// Pairs channel-open-sized messages with their confirmation (the oldest
+/// pending open of the other side, within [`CONFIRM_NANOS`]).
 #[derive(Debug, Default)]
 pub struct Opens {
-    pending: Option<(Dir, u64, Timestamp, u32)>,
+    pending: Vec<PendingOpen>,
     /// Confirmed opens by opener direction.
     pub count: [u32; 2],
 }
 
 impl Opens {
-    pub fn on_unit(&mut self, u: &Unit, m: &Model) -> Option<Opened> {
-        if let Some((dir, idx, ts, hi)) = self.pending {
-            if dir != u.dir {
-                self.pending = None;
-                if u.size == m.suite(u.dir).wire(OPEN_CONFIRMATION) {
-                    self.count[dir.index()] += 1;
-                    return Some(Opened {
-                        opener: dir,
-                        open: (idx, ts),
-                        confirm: (u.idx, u.ts),
-                        payload_hi: hi,
-                    });
-                }
+    /// `allow`: whether an open from this message's sender is possible now.
+    /// `pause`: time since the previous message of either side.
+    pub fn on_unit(&mut self, u: &Unit, m: &Model, allow: bool, pause: u64) -> Option<Opened> {
+        self.pending.retain(|p| u.ts.since(p.ts) <= CONFIRM_NANOS);
+        // The SSH client confirms a server-opened channel before it sends
+        // anything else.
+        let confirm_now = u.size == m.suite(u.dir).wire(OPEN_CONFIRMATION);
+        if u.dir == m.client && !confirm_now {
+            self.pending.retain(|p| p.dir == u.dir);
+        }
+        if u.size == m.suite(u.dir).wire(OPEN_CONFIRMATION) {
+            if let Some(i) = self.pending.iter().position(|p| p.dir != u.dir) {
+                let p = self.pending.remove(i);
+                self.count[p.dir.index()] = self.count[p.dir.index()].saturating_add(1);
+                return Some(Opened {
+                    opener: p.dir,
+                    open: (p.idx, p.ts),
+                    confirm: (u.idx, u.ts),
+                    payload: p.payload,
+                    pause_before: p.pause_before,
+                });
             }
         }
-        if let Some((lo, hi)) = m.suite(u.dir).payload_range(u.size) {
-            if lo <= OPEN_MAX && hi >= OPEN_MIN {
-                self.pending = Some((u.dir, u.idx, u.ts, hi));
+        if let (true, Some(range)) = (allow, open_sized(u, m)) {
+            if self.pending.len() >= MAX_PENDING {
+                self.pending.remove(0);
             }
+            self.pending.push(PendingOpen {
+                dir: u.dir,
+                idx: u.idx,
+                ts: u.ts,
+                payload: range,
+                pause_before: pause,
+            });
         }
         None
     }
@@ -78,6 +119,11 @@ const SMALL: u32 = 160;
 /// Smallest identification line (`SSH-2.0-x\r\n`).
 const BANNER_MIN: u32 = 11;
 const BANNER_MAX: u32 = 300;
+/// Large messages of a handshake: two KEXINITs and the server's reply.
+const HANDSHAKE_LARGE: u32 = 3;
+/// Steps of a handshake (key exchange reply, then NEWKEYS) follow within
+/// this time.
+const HANDSHAKE_STEP_NANOS: u64 = 2 * NANOS_PER_SEC;
 /// Give up on a candidate after this many messages or this long.
 const MAX_UNITS: u32 = 48;
 const MAX_NANOS: u64 = 30 * NANOS_PER_SEC;
@@ -98,17 +144,26 @@ pub struct Verdict {
     pub service_request_seen: bool,
 }
 
-/// One candidate inner connection, from its channel open on.
+/// One candidate inner connection, from a channel-open-sized message on.
 #[derive(Debug)]
 pub struct Candidate {
-    opened: Opened,
+    start: (u64, Timestamp),
+    start_dir: Dir,
+    /// The other side has sent something since the start.
+    other_seen: bool,
     first_data: [Option<(u32, u32)>; 2],
     large: [u32; 2],
-    /// Direction and size class of the last channel-data message.
-    last: Option<(Dir, bool)>,
+    /// Sender of the last large message, and whether the other side has
+    /// sent channel data since.
+    last_large: Option<Dir>,
+    last_large_ts: Timestamp,
+    answered: bool,
     units: u32,
-    pkts: Vec<u64>,
-    sizes: Vec<(Dir, u32)>,
+    /// Evidence: packet indices and sizes, fixed capacity (candidates
+    /// come and go with ordinary traffic; no allocation per message).
+    pkts: [u64; Evidence::MAX_PACKETS],
+    sizes: [(Dir, u32); Evidence::MAX_PACKETS],
+    noted: usize,
 }
 
 /// What one message did to a candidate.
@@ -120,22 +175,79 @@ pub enum Step {
 }
 
 impl Candidate {
-    pub fn new(opened: Opened) -> Candidate {
+    pub fn new(u: &Unit, m: &Model) -> Candidate {
+        // The start may be an identification line; if the other side
+        // answers with a channel-open confirmation it was an open instead.
+        let mut first_data = [None; 2];
+        first_data[u.dir.index()] = m.suite(u.dir).channel_data_range(u.size);
         Candidate {
-            opened,
-            first_data: [None; 2],
+            start: (u.idx, u.ts),
+            start_dir: u.dir,
+            other_seen: false,
+            first_data,
             large: [0; 2],
-            last: None,
+            last_large: None,
+            last_large_ts: Timestamp::default(),
+            answered: false,
             units: 0,
-            pkts: vec![opened.open.0, opened.confirm.0],
-            sizes: Vec::new(),
+            pkts: [0; Evidence::MAX_PACKETS],
+            sizes: [(Dir::ToServer, 0); Evidence::MAX_PACKETS],
+            noted: 0,
         }
+        .noting(u.idx, u.dir, u.size)
     }
 
-    pub fn on_unit(&mut self, u: &Unit, m: &Model) -> Step {
-        self.units += 1;
-        if self.units > MAX_UNITS || u.ts.since(self.opened.confirm.1) > MAX_NANOS {
+    fn noting(mut self, idx: u64, dir: Dir, size: u32) -> Candidate {
+        self.push(idx, dir, size);
+        self
+    }
+
+    /// A candidate for a confirmed channel: it starts empty after the
+    /// confirmation.
+    pub fn from_open(o: &Opened) -> Candidate {
+        Candidate {
+            start: o.open,
+            start_dir: o.opener,
+            other_seen: true,
+            first_data: [None; 2],
+            large: [0; 2],
+            last_large: None,
+            last_large_ts: Timestamp::default(),
+            answered: false,
+            units: 0,
+            pkts: [0; Evidence::MAX_PACKETS],
+            sizes: [(Dir::ToServer, 0); Evidence::MAX_PACKETS],
+            noted: 0,
+        }
+        .noting(o.open.0, o.opener, 0)
+        .noting(o.confirm.0, o.opener.reverse(), 0)
+    }
+
+    /// Both sides have sent large messages: a handshake may be under way,
+    /// do not restart on the next open-sized message.
+    pub fn mid_handshake(&self) -> bool {
+        self.large.iter().all(|&n| n > 0)
+    }
+
+    /// A handshake under way right now: its last large message is recent.
+    pub fn in_progress(&self, now: Timestamp) -> bool {
+        self.mid_handshake() && now.since(self.last_large_ts) <= HANDSHAKE_STEP_NANOS
+    }
+
+    /// `compressed`: sizes of small messages are not exact; skip the
+    /// handshake-size check.
+    pub fn on_unit(&mut self, u: &Unit, m: &Model, compressed: bool) -> Step {
+        self.units = self.units.saturating_add(1);
+        if self.units > MAX_UNITS || u.ts.since(self.start.1) > MAX_NANOS {
             return Step::Expired;
+        }
+        if u.dir != self.start_dir && !self.other_seen {
+            self.other_seen = true;
+            if u.size == m.suite(u.dir).wire(OPEN_CONFIRMATION) {
+                self.first_data[self.start_dir.index()] = None;
+                self.note(u);
+                return Step::Continue;
+            }
         }
         let Some((lo, hi)) = m.suite(u.dir).channel_data_range(u.size) else {
             return Step::Continue; // window adjust, EOF, ...
@@ -144,39 +256,59 @@ impl Candidate {
         if self.first_data[d].is_none() {
             self.first_data[d] = Some((lo, hi));
         }
-        let large = lo >= LARGE;
-        let small = hi <= SMALL;
-        let after_large_from_other = matches!(self.last, Some((dir, true)) if dir != u.dir);
-        self.last = Some((u.dir, large));
-        if large || self.pkts.len() < 6 {
+        if lo >= LARGE {
+            self.large[d] = self.large[d].saturating_add(1);
+            self.last_large = Some(u.dir);
+            self.last_large_ts = u.ts;
+            self.answered = false;
+            self.note(u);
+            return Step::Continue;
+        }
+        let reply_to_large = self.last_large.is_some_and(|l| l != u.dir) && !self.answered;
+        if self.last_large.is_some_and(|l| l != u.dir) {
+            self.answered = true;
+        }
+        if self.noted < 6 {
             self.note(u);
         }
-        if large {
-            self.large[d] += 1;
+        // The inner server sent its KEXINIT and its key exchange reply.
+        let server_large = self.large[u.dir.reverse().index()] >= 2;
+        if !(hi <= SMALL
+            && reply_to_large
+            && u.ts.since(self.last_large_ts) <= HANDSHAKE_STEP_NANOS
+            && server_large
+            && self.mid_handshake()
+            && self.large.iter().sum::<u32>() >= HANDSHAKE_LARGE
+            && self.banners_plausible())
+        {
             return Step::Continue;
         }
-        if !(small && after_large_from_other && self.large.iter().all(|&n| n > 0)) {
-            return Step::Continue;
-        }
-        if !self.banners_plausible() {
-            return Step::Continue;
-        }
-        let Some(suites) = handshake_small(lo, hi, m) else {
-            return Step::Continue;
+        let suites = match handshake_small(lo, hi, m) {
+            Some(s) => s,
+            None if compressed => (0, false),
+            None => return Step::Continue,
         };
         self.note(u);
-        Step::Decided(self.verdict(u, suites))
+        Step::Decided(self.verdict(u, suites, compressed))
     }
 
     fn note(&mut self, u: &Unit) {
-        if self.pkts.len() < Evidence::MAX_PACKETS {
-            self.pkts.push(u.idx);
-            self.sizes.push((u.dir, u.size));
+        self.push(u.idx, u.dir, u.size);
+    }
+
+    fn push(&mut self, idx: u64, dir: Dir, size: u32) {
+        if let (Some(p), Some(s)) = (
+            self.pkts.get_mut(self.noted),
+            self.sizes.get_mut(self.noted),
+        ) {
+            *p = idx;
+            *s = (dir, size);
+            self.noted += 1;
         }
     }
 
-    /// At least one side opened with an identification-line-sized message
-    /// (TLS and most other protocols open with a large client message and
+    /// At least one side began with an identification-line-sized message
+    /// (TLS and most other protocols begin with a large client message and
     /// a large server reply).
     fn banners_plausible(&self) -> bool {
         self.first_data
@@ -185,28 +317,39 @@ impl Candidate {
             .any(|&(lo, hi)| hi >= BANNER_MIN && lo <= BANNER_MAX && lo < LARGE)
     }
 
-    fn verdict(&self, u: &Unit, suites: (u16, bool)) -> Verdict {
+    fn verdict(&self, u: &Unit, suites: (u16, bool), compressed: bool) -> Verdict {
         let inner_server = u.dir.reverse();
         let sizes: Vec<String> = self
             .sizes
             .iter()
+            .take(self.noted)
+            .filter(|(_, s)| *s > 0)
             .map(|(d, s)| format!("{}{}", if *d == Dir::ToServer { '>' } else { '<' }, s))
             .collect();
+        let pkts = self.pkts.get(..self.noted).unwrap_or_default();
+        let check = if compressed {
+            "compressed session: size not checked"
+        } else if suites.1 {
+            "NEWKEYS + SERVICE_REQUEST size"
+        } else {
+            "NEWKEYS / key exchange init size"
+        };
         let summary = format!(
-            "channel opened by {} (pkt {}), inner handshake: large messages both ways, then the {} \
-             answered the {}'s key exchange reply with a {}-byte NEWKEYS-sized message; inner SSH \
-             server on the {} side; sizes [{}]",
-            side(self.opened.opener),
-            self.opened.open.0,
+            "inner SSH handshake in channel data from pkt {}: large messages both ways \
+             (KEXINITs, key exchange), then the {} answered the {}'s last large message (the key \
+             exchange reply) with a {}-byte message ({check}): inner client on the {} side, inner \
+             server on the {} side; sizes (> toserver, < toclient) [{}]",
+            self.start.0,
             side(u.dir),
             side(inner_server),
             u.size,
+            side(u.dir),
             side(inner_server),
             sizes.join(" ")
         );
         Verdict {
             inner_server,
-            evidence: Evidence::new(summary, &self.pkts, self.opened.open.1, u.ts),
+            evidence: Evidence::new(summary, pkts, self.start.1, u.ts),
             suites: suites.0,
             service_request_seen: suites.1,
         }
@@ -286,7 +429,9 @@ impl InnerAuth {
 
     /// Feeds one outer message; returns the evidence when the inner login
     /// succeeded.
-    pub fn on_unit(&mut self, u: &Unit, m: &Model) -> Option<Evidence> {
+    /// `compressed`: success cannot be told by size; failures still show
+    /// as repeated equal replies.
+    pub fn on_unit(&mut self, u: &Unit, m: &Model, compressed: bool) -> Option<Evidence> {
         if self.outcome != AuthOutcome::Unknown {
             return None;
         }
@@ -307,7 +452,7 @@ impl InnerAuth {
                 self.service_request_seen = true;
                 return None;
             }
-            self.requests += 1;
+            self.requests = self.requests.saturating_add(1);
             self.awaiting = true;
             self.push(u.idx);
             return None;
@@ -316,11 +461,11 @@ impl InnerAuth {
             return None;
         }
         let mask = self.suite_mask();
-        let success = m
-            .inner
-            .iter()
-            .enumerate()
-            .any(|(i, s)| mask & (1 << i) != 0 && within(s.wire(1)));
+        let success = !compressed
+            && m.inner
+                .iter()
+                .enumerate()
+                .any(|(i, s)| mask & (1 << i) != 0 && within(s.wire(1)));
         if success {
             self.push(u.idx);
             self.outcome = AuthOutcome::Success;
@@ -339,7 +484,7 @@ impl InnerAuth {
                     self.push(u.idx);
                 }
                 Some(f) if f == u.size => {
-                    self.failures += 1;
+                    self.failures = self.failures.saturating_add(1);
                     self.push(u.idx);
                 }
                 Some(_) => {}

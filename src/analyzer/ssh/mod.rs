@@ -65,6 +65,11 @@ const FULL_SEGMENT_MIN: u32 = 1200;
 /// Payloads above this cannot be one wire segment on a 1500-byte MTU link:
 /// receive offload merged them on the capture host.
 const MAX_WIRE_SEGMENT: u32 = 1460;
+/// Stream bytes missing behind the packets before record walking is given
+/// up for segment sizes.
+const WALK_LAG: u64 = 256 * 1024;
+/// Segments merged into one unit at most (bulk data is bulk either way).
+const MAX_MERGED: u32 = 1 << 20;
 /// A continuation segment comes within this time.
 const CONTINUATION_NANOS: u64 = 50_000_000;
 
@@ -102,6 +107,18 @@ struct Side {
     hi_seq: Option<u32>,
     /// Largest payload seen.
     max_seg: u32,
+    /// Largest payload seen before NEWKEYS (the handshake's large messages
+    /// are cut at the path MSS, jumbo frames included).
+    handshake_seg: u32,
+    /// Record walking: new bytes seen in packets and bytes fed to the
+    /// walker; when the stream falls far behind the packets, the flow
+    /// tracker stopped delivering (its per-flow stream budget).
+    walk_seen: u64,
+    walk_fed: u64,
+    /// Reasons already reported, so bulk traffic does not format one per
+    /// packet.
+    hole_noted: bool,
+    oversize_noted: bool,
     pending: Option<Pending>,
     newkeys: Option<(u64, Timestamp)>,
     kexinit_at: Option<(u64, Timestamp)>,
@@ -116,6 +133,11 @@ impl Side {
             walker: None,
             hi_seq: None,
             max_seg: 0,
+            handshake_seg: 0,
+            walk_seen: 0,
+            walk_fed: 0,
+            hole_noted: false,
+            oversize_noted: false,
             pending: None,
             newkeys: None,
             kexinit_at: None,
@@ -147,6 +169,9 @@ pub struct SshAnalyzer {
     first_ts: Option<Timestamp>,
     last_ts: Timestamp,
     handshake_done: Option<Timestamp>,
+    /// Record walking gave way to segment sizes (stream no longer
+    /// delivered), by TCP direction.
+    walk_stopped: [bool; 2],
     emitted: bool,
 }
 
@@ -172,6 +197,7 @@ impl SshAnalyzer {
             first_ts: None,
             last_ts: Timestamp::default(),
             handshake_done: None,
+            walk_stopped: [false; 2],
             emitted: false,
         }
     }
@@ -192,11 +218,18 @@ impl SshAnalyzer {
         }
     }
 
-    /// Records why sizes cannot be trusted; the first reason is the fact.
+    /// Records why sizes cannot be trusted (capture problems: gaps,
+    /// coalescing, lost framing); the first reason is the fact.
     fn mark_unreliable(&mut self, reason: String) {
         if let Some(inf) = self.infer.as_mut() {
             inf.set_unreliable();
         }
+        self.note_unreliable(reason);
+    }
+
+    /// Records a reason without stopping structural inferences (compressed
+    /// payloads keep message order and pairs, not exact sizes).
+    fn note_unreliable(&mut self, reason: String) {
         if self.unreliable.len() < 8 && !self.unreliable.contains(&reason) {
             self.unreliable.push(reason.clone());
         }
@@ -218,6 +251,9 @@ impl SshAnalyzer {
         }
         let side = &mut self.sides[pkt.dir.index()];
         side.max_seg = side.max_seg.max(pkt.payload_len);
+        if matches!(side.phase, Phase::Ident | Phase::Clear) {
+            side.handshake_seg = side.handshake_seg.max(pkt.payload_len);
+        }
         let end = tcp.seq.wrapping_add(pkt.payload_len);
         match side.hi_seq {
             None => {
@@ -468,16 +504,20 @@ impl SshAnalyzer {
             return;
         };
         let comp = [n.c2s.compression.as_deref(), n.s2c.compression.as_deref()];
-        if comp.contains(&Some("zlib")) {
-            self.mark_unreliable("zlib compression from the start".into());
+        let zlib = comp.contains(&Some("zlib"));
+        if zlib {
+            self.note_unreliable("zlib compression from the start".into());
         }
         let delayed = comp.contains(&Some("zlib@openssh.com"));
         match (self.suite_of(Dir::ToServer), self.suite_of(Dir::ToClient)) {
             (Some(a), Some(b)) => {
-                let unreliable = self.ssh().sizes_unreliable.is_some();
+                let unreliable = !self.unreliable.is_empty() && !zlib;
                 let mut inf = Inference::new(Model::new([a, b], self.client_dir()), delayed);
                 if unreliable {
                     inf.set_unreliable();
+                }
+                if zlib {
+                    inf.set_compressed();
                 }
                 self.infer = Some(inf);
             }
@@ -500,46 +540,39 @@ impl SshAnalyzer {
 
     fn walk(&mut self, dir: Dir, data: &[u8], pkt: &PacketView<'_>) {
         let d = dir.index();
-        let Some(walker) = self.sides[d].walker.as_mut() else {
+        self.sides[d].walk_fed += data.len() as u64;
+        // The walker is taken out while its records are handed on.
+        let Some(mut walker) = self.sides[d].walker.take() else {
             return;
         };
-        let mut sizes: [u32; 32] = [0; 32];
-        let mut n = 0usize;
-        let mut overflow = 0u32;
         let result = walker.push(data, |size| {
-            if let Some(slot) = sizes.get_mut(n) {
-                *slot = size;
-                n += 1;
-            } else {
-                overflow += 1;
-            }
-        });
-        for &size in sizes.iter().take(n) {
             self.emit(Unit {
                 dir,
                 size,
                 idx: pkt.index,
                 ts: pkt.ts,
                 exact: true,
-            });
-        }
-        if overflow > 0 {
-            // More than 32 records in one chunk: only bulk data does that.
-            self.mark_unreliable(format!("{}: over 32 records in one chunk", dir.name()));
-        }
-        if result.is_err() {
-            self.sides[d].walker = None;
-            self.sides[d].phase = Phase::Segments;
-            self.mark_unreliable(format!("{}: record walk lost synchronisation", dir.name()));
+            })
+        });
+        match result {
+            Ok(()) => self.sides[d].walker = Some(walker),
+            Err(_) => {
+                self.sides[d].phase = Phase::Segments;
+                self.mark_unreliable(format!("{}: record walk lost synchronisation", dir.name()));
+            }
         }
     }
 
     /// A new segment of an encrypted direction without walkable records.
     fn segment_unit(&mut self, dir: Dir, size: u32, pkt: &PacketView<'_>, hole: bool) {
-        if hole {
+        let d = dir.index();
+        if hole && !self.sides[d].hole_noted {
+            self.sides[d].hole_noted = true;
             self.mark_unreliable(format!("{}: capture gap (sequence hole)", dir.name()));
         }
-        if size > MAX_WIRE_SEGMENT {
+        let oversize = size > MAX_WIRE_SEGMENT.max(self.sides[d].handshake_seg);
+        if oversize && !self.sides[d].oversize_noted {
+            self.sides[d].oversize_noted = true;
             self.mark_unreliable(format!(
                 "{}: {size}-byte segment exceeds the MSS (offload coalescing on the capture host?)",
                 dir.name()
@@ -547,10 +580,13 @@ impl SshAnalyzer {
         }
         // Messages in flight the other way end here.
         self.flush(dir.reverse());
-        let d = dir.index();
         let full = size >= FULL_SEGMENT_MIN && size >= self.sides[d].max_seg;
         match self.sides[d].pending.as_mut() {
-            Some(p) if p.last_full && pkt.ts.since(p.ts) <= CONTINUATION_NANOS => {
+            Some(p)
+                if p.last_full
+                    && pkt.ts.since(p.ts) <= CONTINUATION_NANOS
+                    && p.size < MAX_MERGED =>
+            {
                 p.size = p.size.saturating_add(size);
                 p.ts = pkt.ts;
                 p.last_full = full;
@@ -594,7 +630,7 @@ impl SshAnalyzer {
             self.facts.touch();
         }
         if ch.compression_started {
-            self.mark_unreliable("zlib@openssh.com compression after login".into());
+            self.note_unreliable("zlib@openssh.com compression after login".into());
         }
     }
 
@@ -617,9 +653,10 @@ impl SshAnalyzer {
             infer: self.infer.as_ref(),
             unreliable: &self.unreliable,
             walked: [
-                self.sides[0].walker.is_some(),
-                self.sides[1].walker.is_some(),
+                self.sides[0].walker.is_some() || self.walk_stopped[0],
+                self.sides[1].walker.is_some() || self.walk_stopped[1],
             ],
+            walk_stopped: self.walk_stopped,
             pre_banner_lines: [
                 self.sides[0].lines.pre_banner_lines,
                 self.sides[1].lines.pre_banner_lines,
@@ -641,7 +678,19 @@ impl Analyzer for SshAnalyzer {
             return;
         }
         let (new, hole) = self.track_seq(pkt);
-        if new && self.sides[pkt.dir.index()].phase == Phase::Segments {
+        let d = pkt.dir.index();
+        if new && self.sides[d].phase == Phase::Walk {
+            let side = &mut self.sides[d];
+            side.walk_seen += u64::from(pkt.payload_len);
+            if side.walk_seen > side.walk_fed + WALK_LAG {
+                // The stream stopped (reassembly budget): sizes from
+                // segments from here on.
+                side.walker = None;
+                side.phase = Phase::Segments;
+                self.walk_stopped[d] = true;
+            }
+        }
+        if new && self.sides[d].phase == Phase::Segments {
             self.segment_unit(pkt.dir, pkt.payload_len, pkt, hole);
         }
     }

@@ -68,6 +68,14 @@ impl DirModel {
         mask
     }
 
+    /// The largest keystroke size, direct or tunnelled.
+    pub fn key_max(&self) -> u32 {
+        self.key_tunnel
+            .iter()
+            .copied()
+            .fold(self.key_direct, u32::max)
+    }
+
     pub fn key_direct(&self) -> u32 {
         self.key_direct
     }

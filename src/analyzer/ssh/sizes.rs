@@ -60,9 +60,11 @@ impl Suite {
     /// length field + padding length byte + payload + padding + tag, with the
     /// smallest padding of at least 4 bytes that aligns the encrypted part.
     pub fn wire(&self, payload: u32) -> u32 {
-        let unpadded = self.len_part() + 1 + payload + MIN_PAD;
-        let aligned = unpadded.div_ceil(self.block) * self.block;
-        aligned - self.len_part() + 4 + self.tag
+        let unpadded = payload.saturating_add(self.len_part() + 1 + MIN_PAD);
+        let aligned = unpadded.div_ceil(self.block).saturating_mul(self.block);
+        aligned
+            .saturating_sub(self.len_part())
+            .saturating_add(4 + self.tag)
     }
 
     /// The payload sizes that produce `wire` bytes, or `None` if no message

@@ -25,7 +25,7 @@ struct TopSizes {
 impl TopSizes {
     fn add(&mut self, size: u32) {
         if let Some(slot) = self.slots.iter_mut().find(|s| s.1 > 0 && s.0 == size) {
-            slot.1 += 1;
+            slot.1 = slot.1.saturating_add(1);
         } else if let Some(slot) = self.slots.iter_mut().find(|s| s.1 == 0) {
             *slot = (size, 1);
         } else {
@@ -63,12 +63,12 @@ pub struct DirWindow {
 
 impl DirWindow {
     fn merge(&mut self, o: &DirWindow) {
-        self.units += o.units;
-        self.bytes += o.bytes;
-        self.bare_acks += o.bare_acks;
-        self.keystrokes += o.keystrokes;
-        self.echoed += o.echoed;
-        self.keepalives += o.keepalives;
+        self.units = self.units.saturating_add(o.units);
+        self.bytes = self.bytes.saturating_add(o.bytes);
+        self.bare_acks = self.bare_acks.saturating_add(o.bare_acks);
+        self.keystrokes = self.keystrokes.saturating_add(o.keystrokes);
+        self.echoed = self.echoed.saturating_add(o.echoed);
+        self.keepalives = self.keepalives.saturating_add(o.keepalives);
         if o.top.top().map(|t| t.1) > self.top.top().map(|t| t.1) {
             self.top = o.top;
         }
@@ -184,13 +184,14 @@ impl Timeline {
         w.last_pkt = u.idx;
         w.end = u.ts;
         let d = &mut w.dirs[u.dir.index()];
-        d.units += 1;
-        d.bytes += u64::from(u.size);
-        d.keystrokes += u32::from(u.keystroke);
-        d.keepalives += u32::from(u.keepalive);
+        d.units = d.units.saturating_add(1);
+        d.bytes = d.bytes.saturating_add(u64::from(u.size));
+        d.keystrokes = d.keystrokes.saturating_add(u32::from(u.keystroke));
+        d.keepalives = d.keepalives.saturating_add(u32::from(u.keepalive));
         d.top.add(u.size);
         if u.echo {
-            w.dirs[u.dir.reverse().index()].echoed += 1;
+            w.dirs[u.dir.reverse().index()].echoed =
+                w.dirs[u.dir.reverse().index()].echoed.saturating_add(1);
         }
         if w.dirs[0].units + w.dirs[1].units >= WINDOW_UNITS {
             return self.close();
@@ -200,7 +201,8 @@ impl Timeline {
 
     /// Counts a bare ACK (no payload, only the ACK flag).
     pub fn bare_ack(&mut self, dir: Dir) {
-        self.current.dirs[dir.index()].bare_acks += 1;
+        self.current.dirs[dir.index()].bare_acks =
+            self.current.dirs[dir.index()].bare_acks.saturating_add(1);
     }
 
     /// The window being filled.
@@ -216,12 +218,12 @@ impl Timeline {
         let mut w = std::mem::take(&mut self.current);
         w.windows = 1;
         let class = w.class();
-        self.closed += 1;
+        self.closed = self.closed.saturating_add(1);
         match self.entries.last_mut() {
             Some((c, last)) if *c == class => {
                 last.last_pkt = w.last_pkt;
                 last.end = w.end;
-                last.windows += 1;
+                last.windows = last.windows.saturating_add(1);
                 for (a, b) in last.dirs.iter_mut().zip(w.dirs.iter()) {
                     a.merge(b);
                 }
@@ -229,7 +231,7 @@ impl Timeline {
             _ => {
                 if self.entries.len() >= MAX_TIMELINE {
                     self.entries.remove(MAX_TIMELINE / 4);
-                    self.dropped += 1;
+                    self.dropped = self.dropped.saturating_add(1);
                 }
                 self.entries.push((class, w.clone()));
             }

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Root-only end-to-end tests on real traffic: installs what the namespace lab
+# needs on a fresh Debian machine, then runs the Rust tests that drive it.
+# Called by .ci/run when it runs as root; runs unattended (no stdin).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+if [ "$(id -u)" != 0 ]; then
+  echo "lab-ci: not root, namespace tests skipped"
+  exit 0
+fi
+
+packages=(openssh-server openssh-client dropbear-bin tcpdump iproute2 ethtool python3 curl git procps passwd
+  dnsmasq-base openssl)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "lab-ci: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# openssh-server's package scripts may start a system sshd; the lab runs its
+# own per namespace and does not need it (nor touch it).
+
+# Each test binary runs its part of the lab once (SSH about 7 min, app-layer
+# under 1 min, live sensor about 1 min).
+for t in netns_ssh netns_app netns_live; do
+  echo "lab-ci: EGRESSWATCH_NETNS=1 cargo test --test $t"
+  EGRESSWATCH_NETNS=1 cargo test --test "$t" -- --test-threads=1
+done

@@ -1,0 +1,311 @@
+//! End-to-end replay over captures the project generates itself: flow
+//! counts against the generator's ground truth, the binary's bad-input
+//! handling and exit codes, and the policy options.
+
+use egresswatch::analyzer::dispatch::Protocols;
+use egresswatch::engine::{Engine, EngineConfig};
+use egresswatch::event::Event;
+use egresswatch::gen::{self, BenchConfig, Capture, CaptureFormat, GenOptions, TsPrecision};
+use egresswatch::source::file::ReplaySource;
+use std::io::Write;
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_egresswatch"))
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("run egresswatch")
+}
+
+/// Replays `pcap` through an engine with every analyzer and no policy.
+fn replay(pcap: Vec<u8>) -> Vec<Event> {
+    let names = Arc::new(egresswatch::analyzer::names::NameCache::default());
+    let protocols: Arc<Protocols> =
+        Arc::from(egresswatch::analyzer::registry(names, &Default::default()));
+    let mut engine = Engine::new(
+        EngineConfig::default(),
+        protocols,
+        ahash::RandomState::new(),
+    );
+    let reader: Box<dyn std::io::Read + Send> = Box::new(std::io::Cursor::new(pcap));
+    let mut source = ReplaySource::from_readers([("test".to_string(), reader)]);
+    let mut events = Vec::new();
+    egresswatch::driver::run(&mut source, &mut engine, &mut events).expect("replay");
+    events
+}
+
+/// Every flow the generator made is one flow record with the generator's
+/// per-direction packet and byte counts, and the originator it chose.
+fn assert_matches_truth(cap_truth: &gen::Truth, events: &[Event]) {
+    let records: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Flow(f) => Some(f),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(records.len(), cap_truth.flows.len(), "flow count");
+    for t in &cap_truth.flows {
+        let r = records
+            .iter()
+            .find(|r| {
+                let (k, _) = egresswatch::flow::key::FlowKey::new(
+                    r.meta.src,
+                    r.meta.dest,
+                    r.meta.proto,
+                    false,
+                );
+                k == t.key()
+            })
+            .unwrap_or_else(|| panic!("no record for {:?}", t.key()));
+        if t.handshake {
+            assert_eq!(
+                (r.meta.src, r.meta.dest),
+                (t.client, t.server),
+                "originator of {}",
+                t.label
+            );
+        }
+        let (ts, tc) = if r.meta.src == t.client {
+            (0, 1)
+        } else {
+            (1, 0)
+        };
+        let got = |d: usize| {
+            (
+                r.dirs[d].pkts,
+                r.dirs[d].bytes,
+                r.dirs[d].ip_bytes,
+                r.dirs[d].payload_bytes,
+            )
+        };
+        let want = |d: usize| {
+            (
+                t.packets[d],
+                t.frame_bytes[d],
+                t.ip_bytes[d],
+                t.payload_bytes[d],
+            )
+        };
+        assert_eq!(got(ts), want(0), "toserver counts of {}", t.label);
+        assert_eq!(got(tc), want(1), "toclient counts of {}", t.label);
+    }
+}
+
+#[test]
+fn demo_flows_match_the_generator_truth() {
+    let cap: Capture = gen::demo::demo(gen::demo::DEMO_SEED);
+    let events = replay(cap.pcap(TsPrecision::Micro));
+    assert_matches_truth(&cap.truth, &events);
+}
+
+#[test]
+fn bench_mix_flows_match_the_generator_truth() {
+    let mut cfg = BenchConfig::new(40_000, 7);
+    cfg.flows = 4_000;
+    cfg.truth = true;
+    let mut packets = Vec::new();
+    let report = gen::bench::run(&cfg, &mut packets).unwrap();
+    let pcap = gen::write_pcap(Vec::new(), &packets, TsPrecision::Nano).unwrap();
+    let events = replay(pcap);
+    let truth = report.truth.expect("truth requested");
+    assert_matches_truth(&truth, &events);
+}
+
+#[test]
+fn pcapng_and_pcap_give_the_same_records() {
+    let opts = |format| GenOptions {
+        seed: Some(3),
+        packets: Some(3_000),
+        flows: Some(300),
+        format,
+    };
+    let mut a = Vec::new();
+    gen::generate(
+        "bench",
+        &opts(CaptureFormat::Pcap(TsPrecision::Micro)),
+        &mut a,
+    )
+    .unwrap();
+    let mut b = Vec::new();
+    gen::generate(
+        "bench",
+        &opts(CaptureFormat::Pcapng(TsPrecision::Micro)),
+        &mut b,
+    )
+    .unwrap();
+    let flows = |events: Vec<Event>| -> Vec<_> {
+        events
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Flow(f) => Some((f.meta.flow_id, f.dirs)),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(flows(replay(a)), flows(replay(b)));
+}
+
+fn temp_file(bytes: &[u8]) -> tempfile::NamedTempFile {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    f.write_all(bytes).unwrap();
+    f
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn bad_inputs_get_one_clear_line_and_a_distinct_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.pcap");
+    let out = run(&["replay", missing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(66));
+    assert!(
+        stderr(&out).contains("missing.pcap: cannot open"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = run(&["replay", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(66));
+    assert!(stderr(&out).contains("is a directory"));
+
+    let empty = temp_file(b"");
+    let out = run(&["replay", empty.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(65));
+    assert!(stderr(&out).contains("empty file"));
+
+    let text = temp_file(b"this is not a capture at all\n");
+    let out = run(&["replay", text.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(65));
+    assert!(stderr(&out).contains("not a pcap or pcapng capture"));
+}
+
+#[test]
+fn truncated_capture_reports_what_it_read() {
+    let pcap = egresswatch::gen::demo_pcap();
+    let cut = temp_file(&pcap[..pcap.len() / 2]);
+    let out = run(&["replay", cut.path().to_str().unwrap(), "--eve", "-"]);
+    assert_eq!(out.status.code(), Some(65));
+    let err = stderr(&out);
+    assert!(err.contains("truncated after packet"), "{err}");
+    let flows = String::from_utf8_lossy(&out.stdout)
+        .matches("\"event_type\":\"flow\"")
+        .count();
+    assert!(flows > 0, "flows read before the cut are reported");
+}
+
+#[test]
+fn stdin_and_several_files_form_one_timeline() {
+    let demo = egresswatch::gen::demo_pcap();
+    let opts = GenOptions {
+        seed: Some(9),
+        packets: Some(2_000),
+        flows: Some(200),
+        format: CaptureFormat::default(),
+    };
+    let mut bench = Vec::new();
+    gen::generate("bench", &opts, &mut bench).unwrap();
+    let bench_file = temp_file(&bench);
+    let demo_file = temp_file(&demo);
+    let flows = |args: &[&str], stdin: &[u8]| -> usize {
+        let mut child = bin()
+            .args(["replay", "-q", "--eve", "-"])
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout)
+            .matches("\"event_type\":\"flow\"")
+            .count()
+    };
+    let demo_alone = flows(&[demo_file.path().to_str().unwrap()], b"");
+    let bench_alone = flows(&[bench_file.path().to_str().unwrap()], b"");
+    let both = flows(&["-", bench_file.path().to_str().unwrap()], &demo);
+    assert_eq!(both, demo_alone + bench_alone);
+}
+
+#[test]
+fn fail_on_exits_3_when_an_alert_meets_the_threshold() {
+    let file = temp_file(&egresswatch::gen::demo_pcap());
+    let path = file.path().to_str().unwrap();
+    let out = run(&["replay", path, "--fail-on", "high"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("ssh-reverse-forward"),
+        "alert lines on stderr"
+    );
+    let out = run(&[
+        "replay",
+        "-q",
+        path,
+        "--bpf",
+        "udp port 53",
+        "--fail-on",
+        "high",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "DNS alone raises nothing high");
+}
+
+#[test]
+fn bpf_filters_and_bad_filters_are_config_errors() {
+    let file = temp_file(&egresswatch::gen::demo_pcap());
+    let path = file.path().to_str().unwrap();
+    let out = run(&["replay", path, "--bpf", "tcp port", "-q"]);
+    assert_eq!(out.status.code(), Some(78));
+    assert!(stderr(&out).contains("tcp port"));
+    let out = run(&["replay", path, "--bpf", "udp port 53", "--eve", "-", "-q"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines().all(|l| l.contains("\"dest_port\":53")),
+        "{text}"
+    );
+}
+
+#[test]
+fn check_rules_reports_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("cluster.toml"),
+        "[cluster]\ninternal = [\"10.0.0.0/8\", \"10.300.0.0/16\"]\n",
+    )
+    .unwrap();
+    let out = run(&["check-rules", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(78));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert!(text.contains("cluster.toml:2:"), "{text}");
+    assert!(
+        text.contains('^'),
+        "a caret under the offending text: {text}"
+    );
+    let shipped = run(&["check-rules", concat!(env!("CARGO_MANIFEST_DIR"), "/rules")]);
+    assert_eq!(
+        shipped.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&shipped.stdout)
+    );
+}
+
+#[test]
+fn demo_shows_the_incident() {
+    let out = run(&["demo"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for detection in [
+        "ssh-reverse-forward",
+        "ssh-reverse-session",
+        "ssh-reverse-interactive",
+        "crypto-mining",
+    ] {
+        assert!(text.contains(detection), "{detection} in:\n{text}");
+    }
+}

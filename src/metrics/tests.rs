@@ -310,3 +310,77 @@ fn promtool_accepts_the_exposition() {
         "promtool: {text}"
     );
 }
+
+#[test]
+fn every_family_is_documented() {
+    let doc = include_str!("../../docs/METRICS.md");
+    let m = Metrics::new();
+    m.capture("eth0");
+    m.workers(1, 64);
+    for (name, _) in families(&m.encode()) {
+        assert!(doc.contains(&format!("`{name}`")), "{name} is not in docs/METRICS.md");
+    }
+}
+
+/// `promtool check rules` and `promtool test rules` on docs/alerts.yml:
+/// the alerts parse, and two of them fire on series shaped like the
+/// sensor's.
+#[test]
+fn alerting_rules_check_and_fire() {
+    let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/alerts.yml");
+    let check = std::process::Command::new("promtool")
+        .args(["check", "rules", rules])
+        .output();
+    let Ok(check) = check else {
+        eprintln!("promtool not installed (apt-get install prometheus): check skipped");
+        return;
+    };
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
+    let dir = tempfile::tempdir().unwrap();
+    let test = dir.path().join("alerts_test.yml");
+    std::fs::write(
+        &test,
+        format!(
+            r#"rule_files: ["{rules}"]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'egresswatch_alerts_total{{instance="s1",job="egresswatch",detection="ssh-reverse-forward",severity="high"}}'
+        values: '0 0 1 1 1'
+      - series: 'egresswatch_rules_last_reload_successful{{instance="s1",job="egresswatch"}}'
+        values: '1 0 0 0 0'
+    alert_rule_test:
+      - eval_time: 1m
+        alertname: EgresswatchReverseSshTunnel
+        exp_alerts: []
+      - eval_time: 3m
+        alertname: EgresswatchReverseSshTunnel
+        exp_alerts:
+          - exp_labels: {{severity: critical, instance: s1, detection: ssh-reverse-forward}}
+            exp_annotations:
+              summary: "Reverse SSH tunnel seen by s1 (ssh-reverse-forward)"
+              description: "A host inside the cluster holds an SSH connection out that carries traffic back in. Search the EVE output for event_type=alert and egresswatch.detection=ssh-reverse-forward."
+      - eval_time: 4m
+        alertname: EgresswatchRulesReloadFailed
+        exp_alerts:
+          - exp_labels: {{severity: warning, instance: s1, job: egresswatch}}
+            exp_annotations:
+              summary: "egresswatch on s1 rejected its new rules"
+              description: "The previous rules stay in force. `egresswatch check-rules DIR` shows every error."
+"#
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new("promtool")
+        .args(["test", "rules"])
+        .arg(&test)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -384,3 +384,59 @@ tests:
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Every query of docs/grafana-dashboard.json names metrics the sensor
+/// exports and is valid PromQL (checked by `promtool check rules` as
+/// recording rules, Grafana's variables filled in), when promtool exists.
+#[test]
+fn dashboard_queries_use_real_metrics() {
+    let text = include_str!("../../docs/grafana-dashboard.json");
+    let dash: serde_json::Value = serde_json::from_str(text).unwrap();
+    let mut exprs = Vec::new();
+    for p in dash["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            exprs.push(t["expr"].as_str().unwrap().to_string());
+        }
+    }
+    for a in dash["annotations"]["list"].as_array().unwrap() {
+        exprs.push(a["expr"].as_str().unwrap().to_string());
+    }
+    assert!(exprs.len() >= 20, "{} queries", exprs.len());
+    let m = Metrics::new().with_process_collector();
+    m.capture("eth0");
+    m.workers(1, 64);
+    let known: Vec<String> = families(&m.encode()).into_iter().map(|f| f.0).collect();
+    for e in &exprs {
+        let names = e
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("egresswatch_") || w.starts_with("process_"));
+        for n in names {
+            assert!(known.iter().any(|k| k == n), "{n} in {e:?} is not exported");
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("dashboard_rules.yml");
+    let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    for (i, e) in exprs.iter().enumerate() {
+        let e = e
+            .replace("$__rate_interval", "5m")
+            .replace("$instance", ".*")
+            .replace("$job", ".*");
+        rules.push_str(&format!("      - record: dashboard:q{i}\n        expr: {}\n", serde_json::to_string(&e).unwrap()));
+    }
+    std::fs::write(&file, rules).unwrap();
+    let Ok(out) = std::process::Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&file)
+        .output()
+    else {
+        eprintln!("promtool not installed: PromQL syntax not checked");
+        return;
+    };
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

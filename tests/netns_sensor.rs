@@ -421,3 +421,98 @@ fn load_reports_the_zero_drop_rate_and_honest_drops() {
     eprintln!("  highest rate with zero drops: {best:?} pps");
     assert!(best.is_some(), "no rate without drops: {}", run.result);
 }
+
+/// Not root-only: `replay --metrics-file` writes the families the sensor
+/// serves (less `process_*`), with the replay's counts, and promtool
+/// accepts the file when it is installed.
+#[test]
+fn replay_metrics_file_matches_the_sensor_families() {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("demo.pcap");
+    let prom = dir.path().join("egresswatch.prom");
+    let bin = env!("CARGO_BIN_EXE_egresswatch");
+    let gen = Command::new(bin)
+        .args(["generate", "demo", "--out"])
+        .arg(&pcap)
+        .output()
+        .unwrap();
+    assert!(
+        gen.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gen.stderr)
+    );
+    let out = Command::new(bin)
+        .arg("replay")
+        .arg(&pcap)
+        .arg("--metrics-file")
+        .arg(&prom)
+        .args(["--eve", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&prom).unwrap();
+    let families: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    let live = egresswatch::metrics::Metrics::new();
+    live.capture("eth0");
+    live.workers(1, 64);
+    let expected: Vec<String> = live
+        .encode()
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next().map(str::to_string))
+        .collect();
+    assert_eq!(families, expected);
+    let value = |key: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("no {key} in\n{text}"))
+    };
+    let eve: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let count = |t: &str| eve.iter().filter(|e| e["event_type"] == t).count() as f64;
+    assert_eq!(
+        value("egresswatch_eve_records_total{event_type=\"flow\"} "),
+        count("flow")
+    );
+    assert_eq!(
+        value("egresswatch_eve_records_total{event_type=\"alert\"} "),
+        count("alert")
+    );
+    assert!(count("alert") > 0.0, "the demo has alerts");
+    let alerts: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("egresswatch_alerts_total{"))
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+        .sum();
+    assert_eq!(alerts, count("alert"));
+    assert_eq!(
+        value("egresswatch_processed_packets_total "),
+        value("egresswatch_capture_received_packets_total{interface=\"replay\"} ")
+    );
+    assert!(value("egresswatch_ssh_sessions_total{destination=\"external\"} ") >= 1.0);
+    if let Ok(check) = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(&prom).unwrap())
+        .output()
+    {
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&check.stdout),
+            String::from_utf8_lossy(&check.stderr)
+        );
+        assert!(
+            check.status.success() && said.trim().is_empty(),
+            "promtool: {said}"
+        );
+    }
+}

@@ -318,7 +318,10 @@ fn every_family_is_documented() {
     m.capture("eth0");
     m.workers(1, 64);
     for (name, _) in families(&m.encode()) {
-        assert!(doc.contains(&format!("`{name}`")), "{name} is not in docs/METRICS.md");
+        assert!(
+            doc.contains(&format!("`{name}`")),
+            "{name} is not in docs/METRICS.md"
+        );
     }
 }
 
@@ -335,7 +338,11 @@ fn alerting_rules_check_and_fire() {
         eprintln!("promtool not installed (apt-get install prometheus): check skipped");
         return;
     };
-    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
     let dir = tempfile::tempdir().unwrap();
     let test = dir.path().join("alerts_test.yml");
     std::fs::write(
@@ -422,7 +429,10 @@ fn dashboard_queries_use_real_metrics() {
             .replace("$__rate_interval", "5m")
             .replace("$instance", ".*")
             .replace("$job", ".*");
-        rules.push_str(&format!("      - record: dashboard:q{i}\n        expr: {}\n", serde_json::to_string(&e).unwrap()));
+        rules.push_str(&format!(
+            "      - record: dashboard:q{i}\n        expr: {}\n",
+            serde_json::to_string(&e).unwrap()
+        ));
     }
     std::fs::write(&file, rules).unwrap();
     let Ok(out) = std::process::Command::new("promtool")

@@ -213,7 +213,8 @@ struct Running {
     health: Arc<Health>,
     stop: Arc<AtomicBool>,
     reopen: Arc<AtomicBool>,
-    captures: Vec<(String, JoinHandle<Result<(), SourceError>>)>,
+    /// Each capture thread says whether it ended cleanly.
+    captures: Vec<(String, JoinHandle<bool>)>,
     workers: Vec<JoinHandle<()>>,
     writer: Option<JoinHandle<()>>,
 }
@@ -313,12 +314,16 @@ impl Running {
                 health.captures_open.fetch_add(1, Ordering::Relaxed);
                 let r = t.run();
                 health.captures_open.fetch_sub(1, Ordering::Relaxed);
-                if let Err(e) = &r {
-                    tracing::error!(interface = %name, error = %e, "capture failed; stopping");
-                    let mut failure = health.failure.lock().unwrap_or_else(|p| p.into_inner());
-                    failure.get_or_insert(SourceError::Live(e.to_string()));
+                match r {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::error!(interface = %name, error = %e, "capture failed; stopping");
+                        let mut failure =
+                            health.failure.lock().unwrap_or_else(|p| p.into_inner());
+                        failure.get_or_insert(e);
+                        false
+                    }
                 }
-                r
             });
             capture_handles.push((iface, handle));
         }
@@ -435,8 +440,8 @@ impl Running {
         self.stop.store(true, Ordering::Relaxed);
         for (iface, h) in self.captures.drain(..) {
             match h.join() {
-                Ok(Ok(())) => tracing::info!(interface = %iface, "capture stopped"),
-                Ok(Err(_)) => {}
+                Ok(true) => tracing::info!(interface = %iface, "capture stopped"),
+                Ok(false) => {}
                 Err(_) => tracing::error!(interface = %iface, "capture thread panicked"),
             }
         }

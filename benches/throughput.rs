@@ -19,6 +19,10 @@ use egresswatch::time::Timestamp;
 use std::hint::black_box;
 use std::sync::Arc;
 
+/// The allocator the binary uses.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const PACKETS: u64 = 1_000_000;
 const FLOWS: u64 = 100_000;
 

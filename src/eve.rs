@@ -68,17 +68,7 @@ impl<W: Write> EventSink for EveWriter<W> {
     }
 }
 
-/// EVE's `proto` field.
-pub fn proto_name(p: u8) -> std::borrow::Cow<'static, str> {
-    match p {
-        proto::TCP => "TCP".into(),
-        proto::UDP => "UDP".into(),
-        proto::ICMP => "ICMP".into(),
-        proto::ICMPV6 => "IPv6-ICMP".into(),
-        proto::SCTP => "SCTP".into(),
-        other => other.to_string().into(),
-    }
-}
+pub use crate::flow::key::proto_name;
 
 /// Writes the fields every record of a flow shares.
 fn header<M: SerializeMap>(

@@ -27,6 +27,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// Flow tracking allocates per flow (analysis state, records); mimalloc
+/// is markedly faster than glibc's allocator for that pattern.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit codes (documented in the README).
 mod exit {
     pub const RUNTIME: u8 = 1;

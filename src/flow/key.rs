@@ -83,6 +83,18 @@ impl FlowKey {
     }
 }
 
+/// The protocol's name as EVE writes it in `proto`.
+pub fn proto_name(p: u8) -> std::borrow::Cow<'static, str> {
+    match p {
+        proto::TCP => "TCP".into(),
+        proto::UDP => "UDP".into(),
+        proto::ICMP => "ICMP".into(),
+        proto::ICMPV6 => "IPv6-ICMP".into(),
+        proto::SCTP => "SCTP".into(),
+        other => other.to_string().into(),
+    }
+}
+
 /// Whether Community ID (and the flow table) use ports for this protocol.
 pub fn has_ports(proto: u8) -> bool {
     matches!(

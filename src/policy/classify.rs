@@ -14,7 +14,7 @@
 use super::detection::{Detection, Permission, Permissions};
 use super::schema::{AllowEntry, EgressMode, ProtoMatch, RuleSet};
 use crate::analyzer::facts::{Evidence, MiningFacts, SshFacts};
-use crate::flow::key::{has_ports, proto, Endpoint};
+use crate::flow::key::{has_ports, Endpoint};
 use crate::time::{Timestamp, NANOS_PER_SEC};
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -604,22 +604,13 @@ pub(crate) fn ep(e: Endpoint) -> String {
     }
 }
 
-/// EVE's `proto` value.
-pub fn proto_name(p: u8) -> String {
-    match p {
-        proto::TCP => "TCP".into(),
-        proto::UDP => "UDP".into(),
-        proto::ICMP => "ICMP".into(),
-        proto::ICMPV6 => "IPv6-ICMP".into(),
-        proto::SCTP => "SCTP".into(),
-        other => format!("{other:03}"),
-    }
-}
+pub use crate::flow::key::proto_name;
 
 #[cfg(test)]
 mod tests {
     use super::super::testutil::{ep, test_rules};
     use super::*;
+    use crate::flow::key::proto;
 
     /// 2025-06-15 and 2023-06-15 in packet time.
     const T2025: u64 = 1_750_000_000;

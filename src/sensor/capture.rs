@@ -132,7 +132,8 @@ impl CaptureThread {
                 drain_until = Some(now + self.read_timeout * 2 + Duration::from_millis(20));
             }
             match drain_until {
-                Some(t) if n == 0 && now >= t => break Ok(()),
+                // Past the drain time stop even if frames keep coming.
+                Some(t) if now >= t => break Ok(()),
                 Some(_) if n == 0 => {
                     let _ = self.capture.wait(Duration::from_millis(10));
                 }

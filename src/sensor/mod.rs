@@ -318,8 +318,7 @@ impl Running {
                     Ok(()) => true,
                     Err(e) => {
                         tracing::error!(interface = %name, error = %e, "capture failed; stopping");
-                        let mut failure =
-                            health.failure.lock().unwrap_or_else(|p| p.into_inner());
+                        let mut failure = health.failure.lock().unwrap_or_else(|p| p.into_inner());
                         failure.get_or_insert(e);
                         false
                     }

@@ -112,7 +112,7 @@ impl Writer {
     fn record(&self, event: &Event, buf: &mut Vec<u8>) {
         self.metrics.observe_event(event, Some(&self.ssh));
         if let Event::Alert(alert) = event {
-            tracing::warn!(target: "egresswatch::alert", "{}", alert.line());
+            tracing::info!(target: "egresswatch::alert", "{}", alert.line());
         }
         if matches!(self.target, EveTarget::Discard) {
             return;

@@ -30,6 +30,8 @@ pub enum LogFormat {
 pub enum Command {
     /// Replay capture files (pcap or pcapng; `-` is standard input) as one timeline.
     Replay(ReplayArgs),
+    /// Capture live on interfaces: the long-running sensor, a Prometheus scrape target.
+    Capture(CaptureArgs),
     /// Replay the built-in demo capture: a GPU node's traffic and one outbound SSH session.
     Demo(DemoArgs),
     /// Validate a rules directory: every problem with file, line and column (exit 78 on error).
@@ -54,6 +56,47 @@ pub struct ReplayArgs {
     /// Do not print alert lines and the summary on stderr.
     #[arg(long, short)]
     pub quiet: bool,
+    /// At the end, write the metrics (as `capture` serves them) here in the
+    /// Prometheus text format, for node_exporter's textfile collector.
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct CaptureArgs {
+    /// Interface to capture on; repeat for several (one capture thread each).
+    #[arg(long = "interface", short = 'i', required = true, value_name = "IFACE")]
+    pub interfaces: Vec<String>,
+    #[command(flatten)]
+    pub analysis: AnalysisArgs,
+    /// Bytes kept of each frame.
+    #[arg(long, default_value_t = 65_535, value_name = "BYTES")]
+    pub snaplen: u32,
+    /// Do not put the interface into promiscuous mode.
+    #[arg(long)]
+    pub no_promiscuous: bool,
+    /// Kernel capture ring per interface, in MiB.
+    #[arg(long, default_value_t = 64, value_name = "MIB")]
+    pub buffer_mib: u32,
+    /// Deliver each frame at once instead of in blocks (lower latency, more CPU).
+    #[arg(long)]
+    pub immediate_mode: bool,
+    /// Analysis threads (default: the cores left after one per interface, at least 1).
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+    /// Frames each worker's queue holds; beyond, frames are dropped and counted.
+    #[arg(long, default_value_t = 8192, value_name = "N")]
+    pub queue_packets: usize,
+    /// Address of /metrics, /-/healthy and /-/ready (`none` to serve nothing).
+    #[arg(
+        long = "web.listen-address",
+        default_value = "0.0.0.0:8463",
+        value_name = "ADDR"
+    )]
+    pub web_listen_address: String,
+    /// After opening the captures, switch to this user (needs root).
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -7,8 +7,8 @@ mod report;
 use anyhow::{Context, Result};
 use clap::Parser;
 use cli::{
-    AnalysisArgs, CheckRulesArgs, Cli, Command, DemoArgs, ExplainArgs, GenerateArgs, LogFormat,
-    ReplayArgs,
+    AnalysisArgs, CaptureArgs, CheckRulesArgs, Cli, Command, DemoArgs, ExplainArgs, GenerateArgs,
+    LogFormat, ReplayArgs,
 };
 use egresswatch::engine::{Engine, EngineConfig};
 use egresswatch::eve::EveWriter;
@@ -54,6 +54,7 @@ fn main() -> ExitCode {
 fn run(command: Command) -> Result<ExitCode> {
     match command {
         Command::Replay(args) => replay(args),
+        Command::Capture(args) => capture(args),
         Command::Demo(args) => demo(args),
         Command::Generate(args) => generate(args),
         Command::CheckRules(args) => check_rules(args),
@@ -100,8 +101,17 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
     let source = ReplaySource::open(&args.files)?;
     let mut out = Output::open(args.analysis.eve.as_deref(), false)?;
     out.alert_lines = !args.quiet;
+    if args.metrics_file.is_some() {
+        out.tally = Some(egresswatch::metrics::Tally::default());
+    }
     let outcome = analyze(source, &args.analysis, &mut out)?;
     let worst = out.worst;
+    if let (Some(path), Some(tally)) = (&args.metrics_file, &out.tally) {
+        tally
+            .finish(&outcome.stats, outcome.filtered, wall_clock())
+            .write_textfile(path)
+            .with_context(|| format!("{}: cannot write metrics", path.display()))?;
+    }
     out.finish()?;
     if !args.quiet {
         report::summary(
@@ -117,6 +127,41 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
             Ok(ExitCode::from(exit::ALERTS))
         }
         _ => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// The live sensor (`egresswatch::sensor`); returns at SIGINT/SIGTERM.
+fn capture(args: CaptureArgs) -> Result<ExitCode> {
+    let engine = engine_config(&args.analysis)?;
+    let a = args.analysis;
+    let live = egresswatch::source::live::LiveOptions {
+        snaplen: args.snaplen,
+        promiscuous: !args.no_promiscuous,
+        buffer_bytes: args.buffer_mib.saturating_mul(1 << 20),
+        immediate: args.immediate_mode,
+        filter: a.bpf,
+        ..Default::default()
+    };
+    let listen = Some(args.web_listen_address).filter(|s| s != "none");
+    let cfg = egresswatch::sensor::SensorConfig {
+        workers: args
+            .workers
+            .unwrap_or_else(|| egresswatch::sensor::default_workers(args.interfaces.len())),
+        interfaces: args.interfaces,
+        live,
+        queue_packets: args.queue_packets,
+        engine,
+        rules_dir: a.rules,
+        eve: a.eve,
+        listen,
+        user: args.user,
+    };
+    match egresswatch::sensor::run(cfg) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            eprintln!("egresswatch: {e}");
+            Ok(ExitCode::from(e.exit_code()))
+        }
     }
 }
 
@@ -239,6 +284,9 @@ fn analyze<S: SelectSource>(source: S, args: &AnalysisArgs, out: &mut Output) ->
         names.clone(),
         &egresswatch::analyzer::applayer::AppLayerConfig::default(),
     );
+    if let Some(tally) = out.tally.as_mut() {
+        tally.classify_with(rules.clone(), names.clone());
+    }
     let judge = Judge::new(rules, names.clone(), config.community_seed);
     let mut engine = Engine::new(config, Arc::from(protocols), ahash::RandomState::new())
         .with_judge(judge)
@@ -309,6 +357,8 @@ struct Output {
     alert_lines: bool,
     /// The most severe alert seen (1 is the highest).
     worst: Option<Severity>,
+    /// Counts records for `--metrics-file`.
+    tally: Option<egresswatch::metrics::Tally>,
 }
 
 impl Output {
@@ -329,6 +379,7 @@ impl Output {
             keep: keep.then(Vec::new),
             alert_lines: false,
             worst: None,
+            tally: None,
         })
     }
 
@@ -342,6 +393,9 @@ impl Output {
 
 impl EventSink for Output {
     fn event(&mut self, event: Event) {
+        if let Some(tally) = &self.tally {
+            tally.observe(&event);
+        }
         if let Event::Alert(alert) = &event {
             if self.worst.is_none_or(|w| alert.severity.meets(w)) {
                 self.worst = Some(alert.severity);

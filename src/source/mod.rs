@@ -4,6 +4,7 @@
 
 pub mod bpf;
 pub mod file;
+pub mod live;
 
 use crate::time::Timestamp;
 

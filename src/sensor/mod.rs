@@ -1,0 +1,470 @@
+//! The live sensor: capture threads (one per interface) spread frames by a
+//! symmetric flow hash over worker threads (each owns an [`Engine`] and its
+//! flow table, without locks), whose events go to one writer thread; a
+//! small tokio runtime on the main thread serves HTTP and handles signals.
+//!
+//! ```text
+//! iface ─ capture ─┬─ bounded queue ─ worker (Engine) ─┐
+//!                  └─ bounded queue ─ worker (Engine) ─┴─ bounded ─ writer ─ EVE
+//!                        (drops counted when full)
+//! ```
+//!
+//! Start-up order matters: the capture handles, the HTTP socket and the EVE
+//! file are opened first, then every privilege is dropped (capabilities are
+//! per thread, so before any thread starts), then the threads start.
+//!
+//! SIGHUP reloads the rules (built off the packet path, swapped atomically
+//! for every worker; on error the old rules stay) and reopens the EVE file.
+//! SIGINT/SIGTERM stop capture, drain what the kernel holds, end every open
+//! flow on every worker, flush the output and return.
+
+mod batch;
+mod capture;
+mod output;
+pub mod privilege;
+pub mod shard;
+mod worker;
+
+pub use batch::BATCH_FRAMES;
+pub use output::EveTarget;
+
+use crate::analyzer::applayer::AppLayerConfig;
+use crate::analyzer::names::NameCache;
+use crate::engine::{Engine, EngineConfig};
+use crate::judge::{Judge, SharedRules};
+use crate::metrics::{Metrics, SshClassifier};
+use crate::policy::{self, RuleSet};
+use crate::source::live::{capture_clock, LiveCapture, LiveOptions};
+use crate::source::SourceError;
+use crate::web::{self, Readiness};
+use capture::CaptureThread;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// The default `--web.listen-address`: a fixed port outside the
+/// 9100-9999 range the exporter port registry has filled.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8463";
+
+/// Everything `egresswatch capture` is told.
+#[derive(Clone, Debug)]
+pub struct SensorConfig {
+    pub interfaces: Vec<String>,
+    pub live: LiveOptions,
+    /// Worker threads (see [`default_workers`]).
+    pub workers: usize,
+    /// Frames each worker's queue holds before frames are dropped.
+    pub queue_packets: usize,
+    /// Per worker: `flow.capacity` is divided among the workers.
+    pub engine: EngineConfig,
+    /// `None`: the rules built into the binary.
+    pub rules_dir: Option<PathBuf>,
+    /// `None`: no EVE output; `-`: standard output.
+    pub eve: Option<PathBuf>,
+    /// `None`: no HTTP endpoint.
+    pub listen: Option<String>,
+    /// Switch to this user after opening the captures (needs root).
+    pub user: Option<String>,
+}
+
+/// Cores left after one capture thread per interface, at least one.
+pub fn default_workers(interfaces: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cores.saturating_sub(interfaces).max(1)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SensorError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error("{0}")]
+    Config(String),
+    #[error("the rules have errors; the sensor did not start:\n{0}")]
+    Rules(String),
+    #[error("dropping privileges: {0}")]
+    Privileges(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl SensorError {
+    /// sysexits-style codes, as the rest of the binary uses.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            SensorError::Source(e) => e.exit_code(),
+            SensorError::Config(_) | SensorError::Rules(_) => 78,
+            SensorError::Privileges(_) => 77,
+            SensorError::Io { .. } => 74,
+        }
+    }
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SensorError {
+    let what = what.into();
+    move |source| SensorError::Io { what, source }
+}
+
+/// What `/-/ready` and `egresswatch_ready` report.
+struct Health {
+    captures: usize,
+    captures_open: AtomicUsize,
+    rules_loaded: AtomicBool,
+    stopping: AtomicBool,
+    /// The first capture failure; it stops the sensor.
+    failure: Mutex<Option<SourceError>>,
+}
+
+impl Readiness for Health {
+    fn ready(&self) -> Result<(), String> {
+        if self.stopping.load(Ordering::Relaxed) {
+            return Err("shutting down".into());
+        }
+        if !self.rules_loaded.load(Ordering::Relaxed) {
+            return Err("no rules loaded".into());
+        }
+        let open = self.captures_open.load(Ordering::Relaxed);
+        if open < self.captures {
+            return Err(format!("{open} of {} captures open", self.captures));
+        }
+        Ok(())
+    }
+}
+
+/// Loads the rules directory, or the rules built into the binary.
+pub fn load_rules(dir: Option<&std::path::Path>) -> Result<RuleSet, SensorError> {
+    let now = Some(capture_clock());
+    let loaded = match dir {
+        Some(dir) => policy::load_dir(dir, now),
+        None => policy::load_sources(policy::shipped(), now),
+    };
+    match loaded.into_result() {
+        Ok((rules, warnings)) => {
+            if !warnings.is_empty() {
+                tracing::warn!("rules loaded with warnings:\n{}", warnings.render());
+            }
+            Ok(rules)
+        }
+        Err(diags) => Err(SensorError::Rules(diags.render())),
+    }
+}
+
+/// Runs the sensor until SIGINT or SIGTERM (`Ok`) or a capture fails.
+pub fn run(cfg: SensorConfig) -> Result<(), SensorError> {
+    if cfg.interfaces.is_empty() {
+        return Err(SensorError::Config("give at least one --interface".into()));
+    }
+    if let Some(expr) = &cfg.live.filter {
+        // Our own compiler first: a bad expression is a usage error (64).
+        crate::source::bpf::BpfFilter::new(expr).map_err(SourceError::from)?;
+    }
+    let workers = cfg.workers.max(1);
+    let rules = load_rules(cfg.rules_dir.as_deref())?;
+    let mut captures = Vec::new();
+    for iface in &cfg.interfaces {
+        captures.push(LiveCapture::open(iface, &cfg.live)?);
+    }
+    let listener = match &cfg.listen {
+        Some(addr) => Some(
+            std::net::TcpListener::bind(addr.as_str())
+                .map_err(io_err(format!("--web.listen-address {addr}")))?,
+        ),
+        None => None,
+    };
+    let target = EveTarget::open(cfg.eve.as_deref()).map_err(io_err(format!(
+        "{}: cannot open EVE output",
+        cfg.eve
+            .as_deref()
+            .unwrap_or(std::path::Path::new("-"))
+            .display()
+    )))?;
+    if let Some(name) = &cfg.user {
+        let user = privilege::lookup(name).map_err(SensorError::Privileges)?;
+        target
+            .give_to(user.uid, user.gid)
+            .map_err(io_err("handing the EVE output to --user"))?;
+    }
+    let dropped =
+        privilege::drop_privileges(cfg.user.as_deref()).map_err(SensorError::Privileges)?;
+    tracing::info!(
+        user = dropped.user.as_deref().unwrap_or("(unchanged)"),
+        bounding_set_cleared = dropped.bounding_cleared,
+        "privileges dropped"
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(io_err("starting the runtime"))?;
+    let sensor = Running::start(&cfg, workers, rules, captures, target);
+    let result = runtime.block_on(sensor.control(listener, cfg.rules_dir.clone()));
+    sensor.stop();
+    result
+}
+
+/// The threads of a started sensor and what they share.
+struct Running {
+    metrics: Metrics,
+    rules: SharedRules,
+    health: Arc<Health>,
+    stop: Arc<AtomicBool>,
+    reopen: Arc<AtomicBool>,
+    /// Each capture thread says whether it ended cleanly.
+    captures: Vec<(String, JoinHandle<bool>)>,
+    workers: Vec<JoinHandle<()>>,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl Running {
+    fn start(
+        cfg: &SensorConfig,
+        workers: usize,
+        rules: RuleSet,
+        captures: Vec<LiveCapture>,
+        target: EveTarget,
+    ) -> Running {
+        let metrics = Metrics::new().with_process_collector();
+        metrics.rules_loaded(&rules, now_secs());
+        let rules: SharedRules = Arc::new(arc_swap::ArcSwap::from_pointee(rules));
+        let names = Arc::new(NameCache::default());
+        let protocols: Arc<[_]> = Arc::from(crate::analyzer::registry(
+            names.clone(),
+            &AppLayerConfig::default(),
+        ));
+        let health = Arc::new(Health {
+            captures: captures.len(),
+            captures_open: AtomicUsize::new(0),
+            rules_loaded: AtomicBool::new(true),
+            stopping: AtomicBool::new(false),
+            failure: Mutex::new(None),
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let reopen = Arc::new(AtomicBool::new(false));
+
+        let mut engine_cfg = cfg.engine.clone();
+        engine_cfg.flow.capacity = (cfg.engine.flow.capacity / workers).max(1);
+        metrics.set_flow_table_capacity(engine_cfg.flow.capacity * workers);
+        let queue_batches = capture::queue_batches(cfg.queue_packets);
+        let depth = metrics.workers(workers, queue_batches * BATCH_FRAMES);
+
+        let (event_tx, event_rx) = crossbeam_channel::bounded(16_384);
+        let writer = output::Writer {
+            rx: event_rx,
+            target,
+            metrics: metrics.clone(),
+            ssh: SshClassifier::new(rules.clone(), names.clone()),
+            reopen: reopen.clone(),
+        };
+        let writer = spawn("ew-writer", move || writer.run());
+
+        // One return channel per capture thread, each sized for its pool.
+        let pool = capture::pool_size(workers, queue_batches);
+        let returns: Vec<_> = captures
+            .iter()
+            .map(|_| crossbeam_channel::bounded(pool))
+            .collect();
+        let mut to_workers = Vec::new();
+        let mut worker_handles = Vec::new();
+        for (w, depth) in depth.iter().enumerate() {
+            let (tx, rx) = crossbeam_channel::bounded(queue_batches);
+            to_workers.push(tx);
+            let judge = Judge::new(rules.clone(), names.clone(), engine_cfg.community_seed);
+            let engine = Engine::new(
+                engine_cfg.clone(),
+                protocols.clone(),
+                ahash::RandomState::new(),
+            )
+            .with_judge(judge);
+            let worker = worker::Worker {
+                engine,
+                rx,
+                returns: returns.iter().map(|(tx, _)| tx.clone()).collect(),
+                events: worker::ChannelSink(event_tx.clone()),
+                metrics: metrics.clone(),
+                queue_depth: depth.clone(),
+            };
+            worker_handles.push(spawn(&format!("ew-worker-{w}"), move || worker.run()));
+        }
+        drop(event_tx);
+
+        let shard_hasher = ahash::RandomState::new();
+        let mut capture_handles = Vec::new();
+        for (id, (capture, ret)) in captures.into_iter().zip(returns).enumerate() {
+            let iface = capture.interface().to_string();
+            let t = CaptureThread::new(
+                id,
+                capture,
+                shard::Sharder::new(workers, shard_hasher.clone()),
+                to_workers.clone(),
+                depth.clone(),
+                queue_batches,
+                cfg.live.snaplen,
+                metrics.capture(&iface),
+                stop.clone(),
+                Duration::from_millis(u64::from(cfg.live.read_timeout_ms)),
+                ret,
+            );
+            let health = health.clone();
+            let name = iface.clone();
+            let handle = spawn(&format!("ew-cap-{id}"), move || {
+                health.captures_open.fetch_add(1, Ordering::Relaxed);
+                let r = t.run();
+                health.captures_open.fetch_sub(1, Ordering::Relaxed);
+                match r {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::error!(interface = %name, error = %e, "capture failed; stopping");
+                        let mut failure = health.failure.lock().unwrap_or_else(|p| p.into_inner());
+                        failure.get_or_insert(e);
+                        false
+                    }
+                }
+            });
+            capture_handles.push((iface, handle));
+        }
+        tracing::info!(
+            interfaces = ?cfg.interfaces,
+            workers,
+            queue_packets = queue_batches * BATCH_FRAMES,
+            flow_capacity_per_worker = engine_cfg.flow.capacity,
+            "sensor started"
+        );
+        Running {
+            metrics,
+            rules,
+            health,
+            stop,
+            reopen,
+            captures: capture_handles,
+            workers: worker_handles,
+            writer: Some(writer),
+        }
+    }
+
+    /// Serves HTTP and handles signals until asked to stop or a capture
+    /// fails.
+    async fn control(
+        &self,
+        listener: Option<std::net::TcpListener>,
+        rules_dir: Option<PathBuf>,
+    ) -> Result<(), SensorError> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let sig = |k: SignalKind| signal(k).map_err(io_err("installing signal handlers"));
+        let (mut hup, mut term, mut int) = (
+            sig(SignalKind::hangup())?,
+            sig(SignalKind::terminate())?,
+            sig(SignalKind::interrupt())?,
+        );
+        let (web_stop, web_stopped) = tokio::sync::oneshot::channel::<()>();
+        let web_task = listener.map(|l| {
+            let app = web::router(self.metrics.clone(), self.health.clone());
+            let addr = l.local_addr().ok();
+            tracing::info!(address = ?addr, "serving /metrics");
+            tokio::spawn(web::serve(l, app, async {
+                let _ = web_stopped.await;
+            }))
+        });
+        let mut check = tokio::time::interval(Duration::from_millis(200));
+        let result = loop {
+            self.metrics.set_ready(self.health.ready().is_ok());
+            tokio::select! {
+                _ = hup.recv() => self.reload(rules_dir.as_deref()).await,
+                _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break Ok(()) }
+                _ = int.recv() => { tracing::info!("SIGINT: stopping"); break Ok(()) }
+                _ = check.tick() => {
+                    let failure = self.health.failure.lock().unwrap_or_else(|p| p.into_inner()).take();
+                    if let Some(e) = failure {
+                        break Err(SensorError::Source(e));
+                    }
+                }
+            }
+        };
+        self.health.stopping.store(true, Ordering::Relaxed);
+        self.metrics.set_ready(false);
+        let _ = web_stop.send(());
+        if let Some(task) = web_task {
+            match tokio::time::timeout(Duration::from_secs(2), task).await {
+                Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server"),
+                Err(_) => tracing::warn!("HTTP server did not stop in time"),
+                _ => {}
+            }
+        }
+        result
+    }
+
+    /// SIGHUP: new rules built off the packet path and swapped in for
+    /// every worker at once; on error the old rules stay. Also reopens the
+    /// EVE file.
+    async fn reload(&self, dir: Option<&std::path::Path>) {
+        self.reopen.store(true, Ordering::Relaxed);
+        let Some(dir) = dir.map(std::path::Path::to_path_buf) else {
+            tracing::info!("SIGHUP: rules are built in (no --rules); nothing to reload");
+            return;
+        };
+        let current = self.rules.load_full();
+        let shown = dir.display().to_string();
+        let outcome = tokio::task::spawn_blocking(move || {
+            policy::reload(&current, &dir, Some(capture_clock()))
+        })
+        .await;
+        let Ok((rules, diags, ok)) = outcome else {
+            tracing::error!(dir = %shown, "rules reload panicked; the previous rules stay in force");
+            self.metrics
+                .rules_reloaded(false, &self.rules.load(), now_secs());
+            return;
+        };
+        if ok {
+            self.rules.store(rules.clone());
+            if diags.is_empty() {
+                tracing::info!(dir = %shown, "rules reloaded");
+            } else {
+                tracing::warn!(dir = %shown, "rules reloaded with warnings:\n{}", diags.render());
+            }
+        } else {
+            tracing::error!(
+                dir = %shown,
+                "rules reload failed; the previous rules stay in force:\n{}",
+                diags.render()
+            );
+        }
+        self.metrics.rules_reloaded(ok, &rules, now_secs());
+    }
+
+    /// Stops capture, lets every worker end its flows, flushes the output.
+    fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for (iface, h) in self.captures.drain(..) {
+            match h.join() {
+                Ok(true) => tracing::info!(interface = %iface, "capture stopped"),
+                Ok(false) => {}
+                Err(_) => tracing::error!(interface = %iface, "capture thread panicked"),
+            }
+        }
+        for h in self.workers.drain(..) {
+            if h.join().is_err() {
+                tracing::error!("worker thread panicked");
+            }
+        }
+        if let Some(w) = self.writer.take() {
+            if w.join().is_err() {
+                tracing::error!("writer thread panicked");
+            }
+        }
+        tracing::info!("sensor stopped; every flow was flushed");
+    }
+}
+
+fn spawn<F: FnOnce() -> T + Send + 'static, T: Send + 'static>(name: &str, f: F) -> JoinHandle<T> {
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(f)
+        .unwrap_or_else(|e| panic!("cannot start thread {name}: {e}"))
+}
+
+fn now_secs() -> f64 {
+    capture_clock().as_nanos() as f64 / 1e9
+}

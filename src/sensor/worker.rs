@@ -1,0 +1,90 @@
+//! A worker thread: owns one [`Engine`] (and so its flow table), analyzes
+//! the batches the capture threads send it, and publishes its counters to
+//! the metrics per batch, as deltas of its plain [`Stats`].
+
+use super::batch::Batch;
+use crate::engine::Engine;
+use crate::event::{Event, EventSink};
+use crate::metrics::Metrics;
+use crate::stats::Stats;
+use crate::time::Timestamp;
+use crossbeam_channel::{Receiver, Sender};
+use prometheus::IntGauge;
+
+/// What a capture thread sends a worker.
+pub enum Msg {
+    Batch(Batch),
+    /// The capture clock, when no packet carries time: drives flow expiry.
+    Tick(Timestamp),
+}
+
+/// Publish at least every this many batches even under constant load.
+const PUBLISH_EVERY: u32 = 16;
+
+/// Sends events to the writer; blocks when it falls behind, which backs up
+/// into the worker queues, where drops are counted.
+pub struct ChannelSink(pub Sender<Event>);
+
+impl EventSink for ChannelSink {
+    fn event(&mut self, event: Event) {
+        // The writer only goes away at shutdown after every worker.
+        let _ = self.0.send(event);
+    }
+}
+
+pub struct Worker {
+    pub engine: Engine,
+    pub rx: Receiver<Msg>,
+    /// Where analyzed batches go back to, by capture thread.
+    pub returns: Vec<Sender<Batch>>,
+    pub events: ChannelSink,
+    pub metrics: Metrics,
+    pub queue_depth: IntGauge,
+}
+
+impl Worker {
+    /// Runs until every capture thread has hung up, then ends every open
+    /// flow.
+    pub fn run(mut self) {
+        let mut published = Stats::default();
+        let mut active = 0i64;
+        let mut since_publish = 0u32;
+        let mut index = 0u64;
+        while let Ok(msg) = self.rx.recv() {
+            match msg {
+                Msg::Batch(mut batch) => {
+                    self.queue_depth.sub(batch.len() as i64);
+                    for frame in batch.frames() {
+                        index += 1;
+                        self.engine.process(&frame, index, &mut self.events);
+                    }
+                    batch.clear();
+                    if let Some(home) = self.returns.get(batch.origin) {
+                        // Sized for every batch there is: never full.
+                        let _ = home.try_send(batch);
+                    }
+                    since_publish += 1;
+                }
+                Msg::Tick(now) => {
+                    self.engine.advance(now, &mut self.events);
+                    since_publish = PUBLISH_EVERY;
+                }
+            }
+            if since_publish >= PUBLISH_EVERY || self.rx.is_empty() {
+                self.publish(&mut published, &mut active);
+                since_publish = 0;
+            }
+        }
+        self.engine.finish(&mut self.events);
+        self.publish(&mut published, &mut active);
+    }
+
+    fn publish(&self, published: &mut Stats, active: &mut i64) {
+        let stats = self.engine.stats();
+        self.metrics.add_engine(published, stats);
+        published.clone_from(stats);
+        let now = i64::try_from(self.engine.flows_active()).unwrap_or(i64::MAX);
+        self.metrics.add_flows_active(now - *active);
+        *active = now;
+    }
+}

@@ -11,7 +11,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 packages=(openssh-server openssh-client dropbear-bin tcpdump iproute2 ethtool python3 curl git procps passwd
-  dnsmasq-base openssl)
+  dnsmasq-base openssl prometheus tcpreplay)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -25,8 +25,8 @@ fi
 # own per namespace and does not need it (nor touch it).
 
 # Each test binary runs its part of the lab once (SSH about 7 min, app-layer
-# under 1 min, live sensor about 1 min).
-for t in netns_ssh netns_app netns_live; do
+# under 1 min, live capture about 1 min, sensor operations about 1.5 min).
+for t in netns_ssh netns_app netns_live netns_sensor; do
   echo "lab-ci: EGRESSWATCH_NETNS=1 cargo test --test $t"
   EGRESSWATCH_NETNS=1 cargo test --test "$t" -- --test-threads=1
 done

@@ -1380,7 +1380,7 @@ def main():
                     "SIGTERM after it ({iface}, {out}, {scenario}, {outdir} are filled in), e.g. "
                     "'egresswatch capture --interface {iface} --eve {out}'")
     ap.add_argument("--live-ready", type=float, default=2.0, help="seconds to give the live command to start")
-    args = ap.parse_args()
+    args = ap.parse_intermixed_args()
     cat = catalog(args.seed)
     if args.list:
         for sc in cat:

@@ -188,22 +188,16 @@ fn explain(args: ExplainArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The one wall-clock read: "now" for rule expiry warnings and `explain`.
+/// "Now" for rule expiry warnings and `explain`: the wall clock, read at
+/// the binary's edge (the live source's clock).
 fn wall_clock() -> Timestamp {
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    Timestamp::from_nanos(since.as_nanos().min(u128::from(u64::MAX)) as u64)
+    egresswatch::source::live::capture_clock()
 }
 
 /// Loads a rules directory, or the built-in rules; every problem is
 /// reported (exit 78).
 fn load_rules(dir: Option<&Path>) -> Result<RuleSet> {
-    let loaded = match dir {
-        Some(dir) => policy::load_dir(dir, Some(wall_clock())),
-        None => policy::load_sources(policy::shipped(), Some(wall_clock())),
-    };
-    match loaded.into_result() {
+    match policy::load_dir_or_shipped(dir, Some(wall_clock())).into_result() {
         Ok((rules, warnings)) => {
             if !warnings.is_empty() {
                 eprint!("{warnings}");

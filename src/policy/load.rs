@@ -1029,6 +1029,15 @@ expires = 2025-01-31T12:00:00Z
     }
 }
 
+/// Loads `dir`, or the built-in rules when there is none (`--rules`
+/// omitted).
+pub fn load_dir_or_shipped(dir: Option<&Path>, now: Option<Timestamp>) -> Loaded {
+    match dir {
+        Some(dir) => load_dir(dir, now),
+        None => load_sources(shipped(), now),
+    }
+}
+
 /// The rules shipped in `rules/`, built into the binary: the default when
 /// no `--rules` directory is given.
 pub fn shipped() -> Vec<SourceFile> {

@@ -31,7 +31,7 @@ pub use classify::{Considered, Direction, EntryStatus, Finding, FlowSubject, Sta
 pub use detection::{Detection, DetectionSettings, Permission, Permissions, Severity};
 pub use diag::{Diagnostic, Diagnostics, Level, SourceFile};
 pub use explain::{check_rules, explain, summary, CheckReport, ExplainQuery, EX_CONFIG};
-pub use load::{load_dir, load_sources, reload, shipped, Loaded};
+pub use load::{load_dir, load_dir_or_shipped, load_sources, reload, shipped, Loaded};
 pub use schema::{
     AllowEntry, AppProto, EgressMode, PortRange, ProtoMatch, RuleSet, Transport, Zone,
 };

@@ -138,12 +138,7 @@ impl Readiness for Health {
 
 /// Loads the rules directory, or the rules built into the binary.
 pub fn load_rules(dir: Option<&std::path::Path>) -> Result<RuleSet, SensorError> {
-    let now = Some(capture_clock());
-    let loaded = match dir {
-        Some(dir) => policy::load_dir(dir, now),
-        None => policy::load_sources(policy::shipped(), now),
-    };
-    match loaded.into_result() {
+    match policy::load_dir_or_shipped(dir, Some(capture_clock())).into_result() {
         Ok((rules, warnings)) => {
             if !warnings.is_empty() {
                 tracing::warn!("rules loaded with warnings:\n{}", warnings.render());

@@ -22,27 +22,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
-        })
-        .unwrap_or(false)
-}
+#[path = "lab/harness.rs"]
+mod harness;
 
 fn enabled(what: &str) -> bool {
-    if std::env::var("EGRESSWATCH_NETNS").as_deref() != Ok("1") {
-        eprintln!("netns_sensor {what}: skipped (set EGRESSWATCH_NETNS=1 and run as root)");
-        return false;
-    }
-    if !is_root() {
-        eprintln!("netns_sensor {what}: skipped (EGRESSWATCH_NETNS=1 but not root)");
-        return false;
-    }
-    true
+    harness::enabled(&format!("netns_sensor {what}"))
 }
 
 /// What one run of `sensor_lab.py MODE` left: its result.json and the EVE

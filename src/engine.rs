@@ -120,12 +120,7 @@ impl Engine {
             &self.cfg.flow,
             &mut self.emit,
         );
-        let age = flow.secs_since_start(pkt.ts);
-        let active = self.cfg.flow.active_seconds;
-        let interim = active > 0 && u64::from(age - flow.period_secs.min(age)) >= active;
-        if interim {
-            flow.period_secs = age;
-        }
+        let interim = flow.next_period_due(pkt.ts, self.cfg.flow.active_seconds);
         if let Some(judge) = &mut self.judge {
             judge.on_packet(flow, pkt.ts, &mut self.alerts);
         }

@@ -170,6 +170,18 @@ impl Flow {
         (now.since(self.start()) / crate::time::NANOS_PER_SEC).min(u64::from(u32::MAX)) as u32
     }
 
+    /// Active timeout: true (and a new reporting period begins) when the
+    /// current period has lasted `active_seconds` at `now`; 0 disables it.
+    pub fn next_period_due(&mut self, now: Timestamp, active_seconds: u64) -> bool {
+        let age = self.secs_since_start(now);
+        let due =
+            active_seconds > 0 && u64::from(age.saturating_sub(self.period_secs)) >= active_seconds;
+        if due {
+            self.period_secs = age;
+        }
+        due
+    }
+
     /// Time of the first packet.
     pub fn start(&self) -> Timestamp {
         match (self.dirs[0].pkts, self.dirs[1].pkts) {

@@ -178,37 +178,17 @@ impl Candidate {
     pub fn new(u: &Unit, m: &Model) -> Candidate {
         // The start may be an identification line; if the other side
         // answers with a channel-open confirmation it was an open instead.
-        let mut first_data = [None; 2];
-        first_data[u.dir.index()] = m.suite(u.dir).channel_data_range(u.size);
-        Candidate {
-            start: (u.idx, u.ts),
-            start_dir: u.dir,
-            other_seen: false,
-            first_data,
-            large: [0; 2],
-            last_large: None,
-            last_large_ts: Timestamp::default(),
-            answered: false,
-            units: 0,
-            pkts: [0; Evidence::MAX_PACKETS],
-            sizes: [(Dir::ToServer, 0); Evidence::MAX_PACKETS],
-            noted: 0,
-        }
-        .noting(u.idx, u.dir, u.size)
+        let mut c = Candidate::empty((u.idx, u.ts), u.dir, false);
+        c.first_data[u.dir.index()] = m.suite(u.dir).channel_data_range(u.size);
+        c.noting(u.idx, u.dir, u.size)
     }
 
-    fn noting(mut self, idx: u64, dir: Dir, size: u32) -> Candidate {
-        self.push(idx, dir, size);
-        self
-    }
-
-    /// A candidate for a confirmed channel: it starts empty after the
-    /// confirmation.
-    pub fn from_open(o: &Opened) -> Candidate {
+    /// A candidate that has seen nothing yet.
+    fn empty(start: (u64, Timestamp), start_dir: Dir, other_seen: bool) -> Candidate {
         Candidate {
-            start: o.open,
-            start_dir: o.opener,
-            other_seen: true,
+            start,
+            start_dir,
+            other_seen,
             first_data: [None; 2],
             large: [0; 2],
             last_large: None,
@@ -219,8 +199,19 @@ impl Candidate {
             sizes: [(Dir::ToServer, 0); Evidence::MAX_PACKETS],
             noted: 0,
         }
-        .noting(o.open.0, o.opener, 0)
-        .noting(o.confirm.0, o.opener.reverse(), 0)
+    }
+
+    fn noting(mut self, idx: u64, dir: Dir, size: u32) -> Candidate {
+        self.push(idx, dir, size);
+        self
+    }
+
+    /// A candidate for a confirmed channel: it starts empty after the
+    /// confirmation.
+    pub fn from_open(o: &Opened) -> Candidate {
+        Candidate::empty(o.open, o.opener, true)
+            .noting(o.open.0, o.opener, 0)
+            .noting(o.confirm.0, o.opener.reverse(), 0)
     }
 
     /// Both sides have sent large messages: a handshake may be under way,

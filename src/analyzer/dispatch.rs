@@ -20,6 +20,9 @@ pub type Protocols = [Box<dyn Protocol>];
 /// Application-layer state of one flow.
 pub struct AppSlot {
     state: State,
+    /// The active analyzer said it is done: packets are no longer handed
+    /// to it.
+    finished: bool,
     streams: [Stream; 2],
     ctx: FlowContext,
 }
@@ -74,6 +77,7 @@ impl AppSlot {
     pub fn new(ctx: FlowContext) -> Self {
         AppSlot {
             state: State::Probing(Box::default()),
+            finished: false,
             streams: Default::default(),
             ctx,
         }
@@ -94,6 +98,9 @@ impl AppSlot {
 
     /// Hands one packet of the flow to probing or to the analyzer.
     pub fn on_packet(&mut self, protocols: &Protocols, input: &PacketInput<'_>, out: &mut Emit) {
+        if self.finished {
+            return;
+        }
         let view = &input.view;
         if let State::Active(a) = &mut self.state {
             a.on_packet(view, out);
@@ -102,6 +109,9 @@ impl AppSlot {
             Some(tcp) => self.on_segment(protocols, input, tcp.seq, tcp.flags.syn(), out),
             None if view.payload_len > 0 => self.on_datagram(protocols, view, out),
             None => {}
+        }
+        if let State::Active(a) = &self.state {
+            self.finished = a.done();
         }
     }
 
@@ -139,6 +149,7 @@ impl AppSlot {
             state,
             streams,
             ctx,
+            ..
         } = self;
         let stream = &mut streams[dir.index()];
         if let Some(start) = input.data_start {

@@ -120,6 +120,13 @@ pub trait Analyzer: Send {
         false
     }
 
+    /// Nothing more to learn: neither packets nor stream bytes are wanted
+    /// from now on. The tracker then stops calling the analyzer per packet;
+    /// its facts stay readable and `finish` is still called.
+    fn done(&self) -> bool {
+        false
+    }
+
     /// What has been learned so far.
     fn facts(&self) -> &AppFacts;
 

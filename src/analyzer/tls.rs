@@ -622,6 +622,10 @@ impl Analyzer for TlsAnalyzer {
         self.readers.get(dir.index()).is_some_and(|r| !r.done)
     }
 
+    fn done(&self) -> bool {
+        self.logged && self.finished_reading()
+    }
+
     fn facts(&self) -> &AppFacts {
         &self.facts
     }

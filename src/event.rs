@@ -51,8 +51,6 @@ pub struct FlowRecord {
     pub originator: &'static str,
     /// Interim records are cumulative since the flow started.
     pub interim: bool,
-    /// The analyzer claimed nothing (payload was seen, no protocol matched).
-    pub app_unknown: bool,
     /// The policy raised at least one alert on this flow.
     pub alerted: bool,
     /// Names of the server (DNS answers the client got, SNI, Host).
@@ -91,8 +89,7 @@ impl FlowRecord {
         // Payload nobody identified is `unknown`, as issue #5 asks (Suricata
         // writes `failed`); a flow without payload has no app_proto.
         let payload = flow.dirs[0].payload_bytes + flow.dirs[1].payload_bytes > 0;
-        let app_unknown = meta.app_proto.is_none() && payload;
-        if app_unknown {
+        if meta.app_proto.is_none() && payload {
             meta.app_proto = Some("unknown");
         }
         FlowRecord {
@@ -105,7 +102,6 @@ impl FlowRecord {
             tcp,
             originator: flow.basis.name(),
             interim: reason == EndReason::Active,
-            app_unknown,
             alerted: flow.alerts.raised().next().is_some(),
             names,
         }

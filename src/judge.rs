@@ -48,15 +48,19 @@ impl Judge {
     /// A flow still being probed is not judged: until its protocol is known
     /// every detection an allow entry could silence has to wait anyway.
     pub fn on_packet(&mut self, flow: &mut Flow, now: Timestamp, out: &mut Vec<Alert>) {
-        let stage = stage(flow);
-        if stage == Stage::Probing {
-            return;
+        let revision = flow
+            .app
+            .as_ref()
+            .and_then(|a| a.facts())
+            .map(|f| f.revision);
+        if revision.is_none() && !flow.app_unknown {
+            return; // still probing
         }
-        let mark = judged_mark(flow, stage);
+        let mark = judged_mark(revision.unwrap_or(0), Stage::Identified);
         let due = flow.recheck_minutes != 0
             && flow.secs_since_start(now) >= u32::from(flow.recheck_minutes) * 60;
         if mark != flow.judged || due {
-            self.judge(flow, stage, now, out);
+            self.judge(flow, Stage::Identified, now, out);
         }
     }
 
@@ -92,7 +96,8 @@ impl Judge {
         let rules = self.rules.load();
         let classified = rules.classify(&subject, &mut flow.alerts, &mut self.window);
         self.suppressed += u64::from(classified.suppressed);
-        flow.judged = judged_mark(flow, stage);
+        let revision = facts.map_or(0, |f| f.revision);
+        flow.judged = judged_mark(revision, stage);
         flow.recheck_minutes = classified.next_check.map_or(0, |t| {
             (t.since(flow.start()).div_ceil(60 * NANOS_PER_SEC)).clamp(1, u64::from(u16::MAX))
                 as u16
@@ -126,23 +131,8 @@ pub fn flow_names(cache: &NameCache, flow: &Flow) -> Vec<Arc<str>> {
     names
 }
 
-/// How far analysis of the flow has come.
-fn stage(flow: &Flow) -> Stage {
-    let claimed = flow.app.as_ref().is_some_and(|a| a.facts().is_some());
-    if claimed || flow.app_unknown {
-        Stage::Identified
-    } else {
-        Stage::Probing
-    }
-}
-
 /// The facts revision (low 14 bits) and the stage, packed.
-fn judged_mark(flow: &Flow, stage: Stage) -> u16 {
-    let revision = flow
-        .app
-        .as_ref()
-        .and_then(|a| a.facts())
-        .map_or(0, |f| f.revision);
+fn judged_mark(revision: u32, stage: Stage) -> u16 {
     let stage_bits: u16 = match stage {
         Stage::Probing => 1,
         Stage::Identified => 2,

@@ -105,10 +105,8 @@ fn flows(w: &mut dyn Write, events: &[Event]) -> io::Result<()> {
     for e in events {
         let Event::Flow(f) = e else { continue };
         let m = &f.meta;
-        let pair = format!("{} -> {}", endpoint(&m.src), endpoint(&m.dest));
-        let app = m
-            .app_proto
-            .unwrap_or(if f.app_unknown { "unknown" } else { "-" });
+        let pair = format!("{} -> {}", m.src, m.dest);
+        let app = m.app_proto.unwrap_or("-");
         let pkts = f.dirs[0].pkts + f.dirs[1].pkts;
         let bytes = f.dirs[0].bytes + f.dirs[1].bytes;
         let secs = egresswatch::time::Timestamp::secs_f64(f.end.since(f.start));
@@ -156,15 +154,8 @@ fn app_records(w: &mut dyn Write, events: &[Event]) -> io::Result<()> {
             ),
             other => other.to_string(),
         };
-        let pair = format!("{} -> {}", endpoint(&a.meta.src), endpoint(&a.meta.dest));
+        let pair = format!("{} -> {}", a.meta.src, a.meta.dest);
         writeln!(w, "  {:<8} {pair:<46} {what}", a.event.event_type)?;
     }
     Ok(())
-}
-
-fn endpoint(e: &egresswatch::flow::key::Endpoint) -> String {
-    match e.addr {
-        std::net::IpAddr::V6(a) => format!("[{a}]:{}", e.port),
-        std::net::IpAddr::V4(a) => format!("{a}:{}", e.port),
-    }
 }

@@ -21,6 +21,13 @@ pub struct Endpoint {
     pub port: u16,
 }
 
+impl std::fmt::Display for Endpoint {
+    /// `addr:port`, IPv6 in brackets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::net::SocketAddr::new(self.addr, self.port).fmt(f)
+    }
+}
+
 /// A flow's identity with its endpoints in canonical order (`lo <= hi`,
 /// except for one-way ICMP messages, which Community ID never swaps).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]

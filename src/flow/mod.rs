@@ -63,11 +63,6 @@ impl OriginBasis {
             OriginBasis::PortGuess => "port_guess",
         }
     }
-
-    /// Whether the originator is certain (the handshake was seen).
-    pub fn certain(self) -> bool {
-        matches!(self, OriginBasis::Syn | OriginBasis::SynAck)
-    }
 }
 
 /// One bidirectional flow.
@@ -194,10 +189,6 @@ impl Flow {
     /// Time of the latest packet.
     pub fn last(&self) -> Timestamp {
         self.dirs[0].last.max(self.dirs[1].last)
-    }
-
-    pub fn packets(&self) -> u64 {
-        self.dirs[0].pkts + self.dirs[1].pkts
     }
 
     /// EVE's `flow.state`.

@@ -194,17 +194,6 @@ impl FlowTable {
         self.remove(oldest.1)
     }
 
-    /// The slots of all flows in `class`, oldest activity first.
-    pub fn class_indices(&self, class: TimeoutClass) -> Vec<u32> {
-        let mut out = Vec::new();
-        let mut at = self.lists[class.index()].head;
-        while let Some(node) = self.slots.get(at as usize).and_then(Option::as_ref) {
-            out.push(at);
-            at = node.next;
-        }
-        out
-    }
-
     fn link_tail(&mut self, index: u32, class: TimeoutClass) {
         let list = &mut self.lists[class.index()];
         let old_tail = list.tail;

@@ -598,10 +598,7 @@ pub(crate) fn ep(e: Endpoint) -> String {
     if e.port == 0 {
         return e.addr.to_string();
     }
-    match e.addr {
-        IpAddr::V4(a) => format!("{a}:{}", e.port),
-        IpAddr::V6(a) => format!("[{a}]:{}", e.port),
-    }
+    e.to_string()
 }
 
 pub use crate::flow::key::proto_name;

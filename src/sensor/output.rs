@@ -4,7 +4,6 @@
 //! quiet sensor's output is never stale. SIGHUP reopens the file (for
 //! logrotate).
 
-use crate::eve::EveWriter;
 use crate::event::Event;
 use crate::metrics::{Metrics, SshClassifier};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
@@ -117,11 +116,7 @@ impl Writer {
         if matches!(self.target, EveTarget::Discard) {
             return;
         }
-        let mut w = EveWriter::new(&mut *buf);
-        w.write(event);
-        if let Err(e) = w.finish() {
-            tracing::error!(error = %e, "cannot serialize an EVE record");
-        }
+        crate::eve::append(buf, event);
     }
 
     fn write_out(&mut self, buf: &mut Vec<u8>, failed: &mut bool) {

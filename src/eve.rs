@@ -5,10 +5,8 @@
 use crate::event::{AppRecord, Event, EventSink, FlowMeta, FlowRecord};
 use crate::flow::key::proto;
 use crate::time::Timestamp;
-use json::Obj;
+use crate::json::Obj;
 use std::io::{self, Write};
-
-mod json;
 
 /// Records are gathered in a buffer and written out in blocks of this size.
 const BLOCK: usize = 256 * 1024;
@@ -150,9 +148,9 @@ fn flow_body(m: &mut Obj<'_>, r: &FlowRecord) {
 fn tcp_body(m: &mut Obj<'_>, t: &crate::event::TcpSummary) {
     use crate::decode::TcpFlags as F;
     let all = t.flags[0] | t.flags[1];
-    m.hex("tcp_flags", all);
-    m.hex("tcp_flags_ts", t.flags[0]);
-    m.hex("tcp_flags_tc", t.flags[1]);
+    m.hex_byte("tcp_flags", all);
+    m.hex_byte("tcp_flags_ts", t.flags[0]);
+    m.hex_byte("tcp_flags_tc", t.flags[1]);
     for (name, bit) in [
         ("syn", F::SYN),
         ("fin", F::FIN),
@@ -205,9 +203,9 @@ fn app_record(buf: &mut Vec<u8>, r: &AppRecord) {
     let e = &r.event;
     let mut m = Obj::open(buf);
     header(&mut m, e.ts, e.event_type, &r.meta);
-    m.value(e.event_type, &e.body);
+    m.rendered(e.event_type, &e.body);
     if let Some(extra) = &e.extra {
-        m.obj("egresswatch", |m| m.value(e.event_type, extra));
+        m.obj("egresswatch", |m| m.rendered(e.event_type, extra));
     }
     m.close();
 }

@@ -82,8 +82,8 @@ impl Judge {
             app_proto: facts.and_then(|f| f.app_proto),
             stage,
             names: &names,
-            ssh: facts.and_then(|f| f.ssh.as_ref()),
-            mining: facts.and_then(|f| f.mining.as_ref()),
+            ssh: facts.and_then(|f| f.ssh.as_deref()),
+            mining: facts.and_then(|f| f.mining.as_deref()),
             now,
             ..FlowSubject::new(
                 flow.id(),

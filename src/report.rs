@@ -125,7 +125,7 @@ fn app_records(w: &mut dyn Write, events: &[Event]) -> io::Result<()> {
     writeln!(w, "\nWhat the analyzers saw:")?;
     for e in events {
         let Event::App(a) = e else { continue };
-        let b = &a.event.body;
+        let b = &a.event.body.to_value();
         let what = match a.event.event_type {
             "ssh" => format!(
                 "client {} / server {}, hassh {}",

@@ -14,8 +14,10 @@ pub struct AppFacts {
     pub revision: u32,
     /// A name the client itself asked for: TLS SNI or HTTP Host.
     pub server_name: Option<String>,
-    pub ssh: Option<SshFacts>,
-    pub mining: Option<MiningFacts>,
+    /// Boxed: only SSH flows have them, and every analyzer holds facts.
+    pub ssh: Option<Box<SshFacts>>,
+    /// Boxed: only mining flows have them.
+    pub mining: Option<Box<MiningFacts>>,
 }
 
 impl AppFacts {

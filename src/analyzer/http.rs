@@ -9,13 +9,14 @@
 //! `eth_getWork` run over plain HTTP POSTs. A confirmed exchange sets the
 //! flow's mining facts and writes one `stratum` record, as raw Stratum does.
 
+use crate::json::Rendered;
 use super::stratum::{Family, MiningDetector};
 use super::{
     Analyzer, AppEvent, AppFacts, Chunk, Dir, Emit, FlowContext, PacketView, Probe, Protocol,
 };
 use crate::time::Timestamp;
 use base64::Engine as _;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::collections::VecDeque;
 
 /// Longest message head read; a longer head is parsed as far as it got.
@@ -550,8 +551,8 @@ impl HttpAnalyzer {
         let Some(m) = self.mining.facts() else {
             return;
         };
-        if self.facts.mining.as_ref() != Some(&m) {
-            self.facts.mining = Some(m);
+        if self.facts.mining.as_deref() != Some(&m) {
+            self.facts.mining = Some(Box::new(m));
             self.facts.touch();
         }
         if !self.mining_logged {
@@ -559,12 +560,12 @@ impl HttpAnalyzer {
             out.push(AppEvent {
                 ts,
                 event_type: "stratum",
-                body: self.mining.eve(),
+                body: Rendered::of(&self.mining.eve()),
                 extra: self
                     .facts
                     .mining
                     .as_ref()
-                    .map(|m| json!({ "evidence": m.evidence })),
+                    .map(|m| Rendered::of(&json!({ "evidence": m.evidence }))),
             });
         }
     }
@@ -573,34 +574,35 @@ impl HttpAnalyzer {
 /// The EVE `http` object, with Suricata's field names.
 fn log(tx: &Transaction, resp: Option<&ResponseHead>) -> AppEvent {
     let r = &tx.request;
-    let mut o = Map::new();
-    if let Some(h) = &r.host {
-        o.insert("hostname".into(), json!(h));
-    }
-    if let Some(p) = r.port {
-        o.insert("http_port".into(), json!(p));
-    }
-    o.insert("url".into(), json!(r.uri));
-    if let Some(ua) = &r.user_agent {
-        o.insert("http_user_agent".into(), json!(ua));
-    }
-    o.insert("http_method".into(), json!(r.method));
-    if !r.protocol.is_empty() {
-        o.insert("protocol".into(), json!(r.protocol));
-    }
-    if let Some(resp) = resp {
-        o.insert("status".into(), json!(resp.status));
-        if let Some(t) = &resp.content_type {
-            o.insert("http_content_type".into(), json!(t));
+    let body = Rendered::build(|o| {
+        if let Some(h) = &r.host {
+            o.str("hostname", h);
         }
-        if let Some(n) = resp.content_length {
-            o.insert("length".into(), json!(n));
+        if let Some(p) = r.port {
+            o.u64("http_port", p.into());
         }
-    }
+        o.str("url", &r.uri);
+        if let Some(ua) = &r.user_agent {
+            o.str("http_user_agent", ua);
+        }
+        o.str("http_method", &r.method);
+        if !r.protocol.is_empty() {
+            o.str("protocol", &r.protocol);
+        }
+        if let Some(resp) = resp {
+            o.u64("status", resp.status.into());
+            if let Some(t) = &resp.content_type {
+                o.str("http_content_type", t);
+            }
+            if let Some(n) = resp.content_length {
+                o.u64("length", n);
+            }
+        }
+    });
     AppEvent {
         ts: tx.ts,
         event_type: "http",
-        body: Value::Object(o),
+        body,
         extra: None,
     }
 }

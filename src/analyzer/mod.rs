@@ -24,6 +24,7 @@ pub mod tls;
 pub use facts::{AppFacts, AuthOutcome, Evidence, MiningFacts, SshFacts};
 
 use crate::decode::TcpInfo;
+use crate::json::Rendered;
 use crate::flow::key::Endpoint;
 use crate::time::Timestamp;
 
@@ -88,6 +89,20 @@ pub enum Chunk<'a> {
     Gap(u32),
 }
 
+/// Lower-case hex MD5 of a string: how HASSH and JA3 fingerprints are
+/// written.
+pub fn md5_hex(s: &str) -> String {
+    use md5::{Digest, Md5};
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = Md5::digest(s.as_bytes());
+    let mut out = String::with_capacity(32);
+    for b in digest {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    out
+}
+
 /// A record an analyzer wants written, e.g. one EVE `ssh` or `dns` event.
 #[derive(Clone, Debug)]
 pub struct AppEvent {
@@ -95,9 +110,9 @@ pub struct AppEvent {
     /// EVE `event_type`, e.g. `"ssh"`.
     pub event_type: &'static str,
     /// The protocol object, written under the key `event_type`.
-    pub body: serde_json::Value,
+    pub body: Rendered,
     /// Project-specific detail, written under `egresswatch.<event_type>`.
-    pub extra: Option<serde_json::Value>,
+    pub extra: Option<Rendered>,
 }
 
 /// Where analyzers put their events.

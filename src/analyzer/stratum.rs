@@ -18,6 +18,7 @@
 //! with `confirmed_by: null` (an attempt, e.g. a pool probe) and no
 //! mining facts.
 
+use crate::json::Rendered;
 use super::{
     Analyzer, AppEvent, AppFacts, Chunk, Dir, Emit, Evidence, FlowContext, MiningFacts, PacketView,
     Probe, Protocol,
@@ -758,7 +759,7 @@ impl StratumAnalyzer {
     fn update_facts(&mut self) {
         if let Some(m) = self.detector.facts() {
             self.facts.app_proto = Some("stratum");
-            self.facts.mining = Some(m);
+            self.facts.mining = Some(Box::new(m));
             self.facts.touch();
         }
     }
@@ -777,11 +778,11 @@ impl StratumAnalyzer {
             .facts
             .mining
             .as_ref()
-            .map(|m| json!({ "evidence": m.evidence }));
+            .map(|m| Rendered::of(&json!({ "evidence": m.evidence })));
         out.push(AppEvent {
             ts,
             event_type: "stratum",
-            body: self.detector.eve(),
+            body: Rendered::of(&self.detector.eve()),
             extra: evidence,
         });
     }
@@ -839,7 +840,7 @@ impl Analyzer for StratumAnalyzer {
             out.push(AppEvent {
                 ts: last_ts,
                 event_type: "stratum",
-                body: self.detector.eve(),
+                body: Rendered::of(&self.detector.eve()),
                 extra: None,
             });
         }

@@ -10,13 +10,13 @@
 //! values (RFC 8701) left out. JA4 is not computed: its licence (FoxIO
 //! License 1.1) does not fit this project.
 
+use crate::json::{Obj, Rendered};
 use super::stratum::PoolList;
-use super::{
+use super::{md5_hex, 
     Analyzer, AppEvent, AppFacts, Chunk, Dir, Emit, FlowContext, PacketView, Probe, Protocol,
 };
 use crate::time::Timestamp;
-use md5::{Digest, Md5};
-use serde_json::{json, Map, Value};
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -215,15 +215,16 @@ impl ClientHello {
     }
 
     pub fn ja3_string(&self) -> String {
+        let mut s = String::with_capacity(128);
+        push_number(&mut s, self.legacy_version);
+        for list in [&self.ciphers, &self.extensions, &self.groups] {
+            s.push(',');
+            push_no_grease(&mut s, list);
+        }
+        s.push(',');
         let formats: Vec<u16> = self.point_formats.iter().map(|&f| u16::from(f)).collect();
-        format!(
-            "{},{},{},{},{}",
-            self.legacy_version,
-            join_no_grease(&self.ciphers),
-            join_no_grease(&self.extensions),
-            join_no_grease(&self.groups),
-            join_no_grease(&formats),
-        )
+        push_no_grease(&mut s, &formats);
+        s
     }
 }
 
@@ -255,12 +256,13 @@ impl ServerHello {
     }
 
     pub fn ja3s_string(&self) -> String {
-        format!(
-            "{},{},{}",
-            self.legacy_version,
-            self.cipher,
-            join_no_grease(&self.extensions)
-        )
+        let mut s = String::with_capacity(64);
+        push_number(&mut s, self.legacy_version);
+        s.push(',');
+        push_number(&mut s, self.cipher);
+        s.push(',');
+        push_no_grease(&mut s, &self.extensions);
+        s
     }
 }
 
@@ -306,28 +308,22 @@ pub fn is_grease(v: u16) -> bool {
     v & 0x0f0f == 0x0a0a && v >> 8 == v & 0xff
 }
 
-fn join_no_grease(values: &[u16]) -> String {
-    let mut s = String::new();
-    for v in values.iter().filter(|&&v| !is_grease(v)) {
-        if !s.is_empty() {
+/// Appends the values that are not GREASE, `-`-separated (JA3's lists).
+fn push_no_grease(s: &mut String, values: &[u16]) {
+    for (i, &v) in values.iter().filter(|&&v| !is_grease(v)).enumerate() {
+        if i > 0 {
             s.push('-');
         }
-        let _ = write!(s, "{v}");
+        push_number(s, v);
     }
-    s
 }
 
-fn md5_hex(s: &str) -> String {
-    let digest = Md5::digest(s.as_bytes());
-    let mut out = String::with_capacity(32);
-    for b in digest {
-        let _ = write!(out, "{b:02x}");
-    }
-    out
+fn push_number(s: &mut String, v: u16) {
+    s.push_str(itoa::Buffer::new().format(v));
 }
 
 /// Suricata's names for protocol versions.
-pub fn version_name(v: u16) -> String {
+pub fn version_name(v: u16) -> Cow<'static, str> {
     match v {
         0x0002 | 0x0200 => "SSLv2".into(),
         0x0300 => "SSLv3".into(),
@@ -335,8 +331,8 @@ pub fn version_name(v: u16) -> String {
         0x0302 => "TLS 1.1".into(),
         0x0303 => "TLS 1.2".into(),
         0x0304 => "TLS 1.3".into(),
-        0x7f00..=0x7fff => format!("TLS 1.3 draft-{}", v & 0xff),
-        _ => format!("0x{v:04x}"),
+        0x7f00..=0x7fff => format!("TLS 1.3 draft-{}", v & 0xff).into(),
+        _ => format!("0x{v:04x}").into(),
     }
 }
 
@@ -507,7 +503,7 @@ impl TlsAnalyzer {
         };
         let first = self.first_ts.unwrap_or(pkt.ts);
         if let Some(m) = pools.facts_for(name, "TLS SNI", &[pkt.index], first, pkt.ts) {
-            self.facts.mining = Some(m);
+            self.facts.mining = Some(Box::new(m));
             self.facts.touch();
         }
     }
@@ -534,57 +530,54 @@ impl TlsAnalyzer {
         });
     }
 
-    fn eve(&self) -> Value {
-        let mut o = Map::new();
-        if let Some(c) = &self.client {
-            if let Some(sni) = &c.sni {
-                o.insert("sni".into(), json!(sni));
+    /// Suricata's `tls` object.
+    fn eve(&self) -> Rendered {
+        Rendered::build(|o| {
+            if let Some(sni) = self.client.as_ref().and_then(|c| c.sni.as_deref()) {
+                o.str("sni", sni);
             }
-        }
-        let version = match (&self.server, &self.client) {
-            (Some(s), _) => Some(s.version()),
-            (None, Some(c)) => Some(c.max_version()),
-            _ => None,
-        };
-        if let Some(v) = version {
-            o.insert("version".into(), json!(version_name(v)));
-        }
-        if let Some(c) = &self.client {
-            let ja3 = c.ja3_string();
-            o.insert(
-                "ja3".into(),
-                json!({ "hash": md5_hex(&ja3), "string": ja3 }),
-            );
-            if !c.alpn.is_empty() {
-                o.insert("client_alpns".into(), json!(c.alpn));
+            let version = match (&self.server, &self.client) {
+                (Some(s), _) => Some(s.version()),
+                (None, Some(c)) => Some(c.max_version()),
+                _ => None,
+            };
+            if let Some(v) = version {
+                o.str("version", &version_name(v));
             }
-        }
-        if let Some(s) = &self.server {
-            let ja3s = s.ja3s_string();
-            o.insert(
-                "ja3s".into(),
-                json!({ "hash": md5_hex(&ja3s), "string": ja3s }),
-            );
-            if let Some(a) = &s.alpn {
-                o.insert("server_alpns".into(), json!([a]));
+            if let Some(c) = &self.client {
+                fingerprint(o, "ja3", &c.ja3_string());
+                if !c.alpn.is_empty() {
+                    o.strs("client_alpns", c.alpn.iter().map(String::as_str));
+                }
             }
-        }
-        Value::Object(o)
+            if let Some(s) = &self.server {
+                fingerprint(o, "ja3s", &s.ja3s_string());
+                if let Some(a) = &s.alpn {
+                    o.strs("server_alpns", [a.as_str()]);
+                }
+            }
+        })
     }
 
-    fn eve_extra(&self) -> Option<Value> {
+    fn eve_extra(&self) -> Option<Rendered> {
         let c = self.client.as_ref()?;
-        let offered: Vec<String> = c
-            .supported_versions
-            .iter()
-            .filter(|&&v| !is_grease(v))
-            .map(|&v| version_name(v))
-            .collect();
-        Some(json!({
-            "client_legacy_version": version_name(c.legacy_version),
-            "client_supported_versions": offered,
+        Some(Rendered::build(|o| {
+            o.str("client_legacy_version", &version_name(c.legacy_version));
+            o.arr("client_supported_versions", |a| {
+                for &v in c.supported_versions.iter().filter(|&&v| !is_grease(v)) {
+                    a.str(&version_name(v));
+                }
+            });
         }))
     }
+}
+
+/// `{"hash": md5, "string": s}`, as JA3 and JA3S are written.
+fn fingerprint(o: &mut Obj<'_>, key: &str, s: &str) {
+    o.obj(key, |o| {
+        o.str("hash", &md5_hex(s));
+        o.str("string", s);
+    });
 }
 
 impl Analyzer for TlsAnalyzer {

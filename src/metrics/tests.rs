@@ -78,7 +78,7 @@ fn ssh_event(dest: &str) -> Event {
         event: AppEvent {
             ts: Timestamp::from_secs(1_700_000_000),
             event_type: "ssh",
-            body: serde_json::json!({}),
+            body: crate::json::Rendered::build(|_| {}),
             extra: None,
         },
     }))

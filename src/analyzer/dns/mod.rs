@@ -13,6 +13,7 @@
 
 pub mod wire;
 
+use crate::json::{Obj, Rendered};
 use super::names::NameCache;
 use super::{
     Analyzer, AppEvent, AppFacts, Chunk, Dir, Emit, FlowContext, PacketView, Probe, Protocol,
@@ -20,7 +21,7 @@ use super::{
 use crate::flow::key::proto;
 use crate::time::Timestamp;
 use ipnet::IpNet;
-use serde_json::{json, Map, Value};
+
 use std::net::IpAddr;
 use std::sync::Arc;
 use wire::{rcode_name, rtype, rtype_name, DnsError, Message, RData, Record};
@@ -239,7 +240,9 @@ impl DnsAnalyzer {
             ts,
             event_type: "dns",
             body: eve(&msg),
-            extra: msg.error.map(|e| json!({ "parse_error": e.name() })),
+            extra: msg
+                .error
+                .map(|e| Rendered::build(|o| o.str("parse_error", e.name()))),
         });
     }
 
@@ -388,58 +391,52 @@ fn cname_chain<'a>(answers: &'a [Record], start: &'a str) -> (Vec<&'a str>, u32)
 /// The EVE `dns` object, Suricata "version 3" layout: one record per
 /// message, `queries` in both directions, `answers`/`authorities` in
 /// responses, flags as unprefixed hex, flag booleans only when set.
-pub fn eve(msg: &Message) -> Value {
+pub fn eve(msg: &Message) -> Rendered {
     let h = &msg.header;
-    let mut o = Map::new();
-    o.insert("version".into(), json!(3));
-    o.insert(
-        "type".into(),
-        json!(if h.qr() { "response" } else { "request" }),
-    );
-    o.insert("id".into(), json!(h.id));
-    o.insert("flags".into(), json!(format!("{:x}", h.flags)));
-    for (key, set) in [
-        ("qr", h.qr()),
-        ("aa", h.aa()),
-        ("tc", h.tc()),
-        ("rd", h.rd()),
-        ("ra", h.ra()),
-        ("z", h.z()),
-    ] {
-        if set {
-            o.insert(key.into(), json!(true));
+    Rendered::build(|o| {
+        o.u64("version", 3);
+        o.str("type", if h.qr() { "response" } else { "request" });
+        o.u64("id", h.id.into());
+        o.hex("flags", h.flags.into());
+        for (key, set) in [
+            ("qr", h.qr()),
+            ("aa", h.aa()),
+            ("tc", h.tc()),
+            ("rd", h.rd()),
+            ("ra", h.ra()),
+            ("z", h.z()),
+        ] {
+            if set {
+                o.bool(key, true);
+            }
         }
-    }
-    o.insert("opcode".into(), json!(h.opcode()));
-    if h.qr() {
-        o.insert("rcode".into(), json!(rcode_name(h.rcode())));
-    }
-    let queries: Vec<Value> = msg
-        .questions
-        .iter()
-        .map(|q| json!({ "rrname": q.name, "rrtype": rtype_name(q.rtype) }))
-        .collect();
-    o.insert("queries".into(), Value::Array(queries));
-    for (key, records) in [("answers", &msg.answers), ("authorities", &msg.authorities)] {
-        if !records.is_empty() {
-            o.insert(key.into(), records.iter().map(eve_record).collect());
+        o.u64("opcode", h.opcode().into());
+        if h.qr() {
+            o.str("rcode", &rcode_name(h.rcode()));
         }
-    }
-    Value::Object(o)
+        o.arr("queries", |a| {
+            for q in &msg.questions {
+                a.obj(|o| {
+                    o.str("rrname", &q.name);
+                    o.str("rrtype", &rtype_name(q.rtype));
+                });
+            }
+        });
+        for (key, records) in [("answers", &msg.answers), ("authorities", &msg.authorities)] {
+            if !records.is_empty() {
+                o.arr(key, |a| records.iter().for_each(|r| a.obj(|o| record(o, r))));
+            }
+        }
+    })
 }
 
-fn eve_record(r: &Record) -> Value {
-    let mut o = Map::new();
-    o.insert("rrname".into(), json!(r.name));
-    o.insert("rrtype".into(), json!(rtype_name(r.rtype)));
-    o.insert("ttl".into(), json!(r.ttl));
+fn record(o: &mut Obj<'_>, r: &Record) {
+    o.str("rrname", &r.name);
+    o.str("rrtype", &rtype_name(r.rtype));
+    o.u64("ttl", r.ttl.into());
     match &r.data {
-        RData::Addr(a) => {
-            o.insert("rdata".into(), json!(a.to_string()));
-        }
-        RData::Name(n) | RData::Txt(n) | RData::Mx { exchange: n, .. } => {
-            o.insert("rdata".into(), json!(n));
-        }
+        RData::Addr(a) => o.ip("rdata", *a),
+        RData::Name(n) | RData::Txt(n) | RData::Mx { exchange: n, .. } => o.str("rdata", n),
         RData::Soa {
             mname,
             rname,
@@ -448,18 +445,17 @@ fn eve_record(r: &Record) -> Value {
             retry,
             expire,
             minimum,
-        } => {
-            o.insert(
-                "soa".into(),
-                json!({
-                    "mname": mname, "rname": rname, "serial": serial, "refresh": refresh,
-                    "retry": retry, "expire": expire, "minimum": minimum,
-                }),
-            );
-        }
+        } => o.obj("soa", |o| {
+            o.str("mname", mname);
+            o.str("rname", rname);
+            o.u64("serial", (*serial).into());
+            o.u64("refresh", (*refresh).into());
+            o.u64("retry", (*retry).into());
+            o.u64("expire", (*expire).into());
+            o.u64("minimum", (*minimum).into());
+        }),
         RData::Other { .. } => {}
     }
-    Value::Object(o)
 }
 
 #[cfg(test)]

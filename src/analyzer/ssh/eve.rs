@@ -3,6 +3,7 @@
 //! algorithms, the size model, every inference with its evidence and the
 //! session-class timeline.
 
+use crate::json::Rendered;
 use super::banner::Banner;
 use super::infer::Inference;
 use super::kex::{md5_hex, DirAlgs, KexInit, Negotiated};
@@ -35,8 +36,8 @@ pub fn event(v: &View<'_>, ts: Timestamp) -> AppEvent {
     AppEvent {
         ts,
         event_type: "ssh",
-        body: body(v),
-        extra: Some(extra(v)),
+        body: Rendered::of(&body(v)),
+        extra: Some(Rendered::of(&extra(v))),
     }
 }
 

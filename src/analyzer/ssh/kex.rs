@@ -3,7 +3,7 @@
 //! compression lists as sent, joined by `;`), the negotiated algorithms, and
 //! the pseudo-algorithms that betray which side is the SSH client.
 
-use md5::{Digest, Md5};
+pub use crate::analyzer::md5_hex;
 use thiserror::Error;
 
 /// `SSH_MSG_KEXINIT`.
@@ -136,16 +136,6 @@ impl KexInit {
             .filter(|n| CLIENT_ONLY.contains(n) || SERVER_ONLY.contains(n))
             .collect()
     }
-}
-
-/// Lower-case hex MD5 of a string.
-pub fn md5_hex(s: &str) -> String {
-    let digest = Md5::digest(s.as_bytes());
-    let mut out = String::with_capacity(32);
-    for b in digest {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
 }
 
 /// Algorithms in force for one direction.

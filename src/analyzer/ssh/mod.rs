@@ -184,7 +184,7 @@ impl Default for SshAnalyzer {
 impl SshAnalyzer {
     pub fn new() -> SshAnalyzer {
         let mut facts = AppFacts::new("ssh");
-        facts.ssh = Some(SshFacts::default());
+        facts.ssh = Some(Box::default());
         SshAnalyzer {
             facts,
             sides: [Side::new(), Side::new()],
@@ -203,7 +203,7 @@ impl SshAnalyzer {
     }
 
     fn ssh(&mut self) -> &mut SshFacts {
-        self.facts.ssh.get_or_insert_with(SshFacts::default)
+        self.facts.ssh.get_or_insert_with(Box::default)
     }
 
     /// The SSH client's TCP direction (the originator until known).
@@ -642,7 +642,7 @@ impl SshAnalyzer {
         let ts = self.handshake_done.unwrap_or(self.last_ts);
         let c = self.client_dir();
         let view = eve::View {
-            facts: self.facts.ssh.as_ref(),
+            facts: self.facts.ssh.as_deref(),
             client: self.banners[c.index()].as_ref(),
             server: self.banners[c.reverse().index()].as_ref(),
             client_kex: self.kexinits[c.index()].as_ref(),

@@ -96,7 +96,7 @@ impl Flow {
         assert_eq!(self.out.len(), 1, "one ssh event per session");
         let e = &self.out[0];
         assert_eq!(e.event_type, "ssh");
-        serde_json::json!({"ssh": e.body, "egresswatch": e.extra})
+        serde_json::json!({"ssh": e.body.to_value(), "egresswatch": e.extra.as_ref().map(crate::json::Rendered::to_value)})
     }
 }
 

@@ -73,16 +73,16 @@ fn cpuminer_session_from_lab_capture() {
     assert_eq!(events.len(), 1);
     let e = &events[0];
     assert_eq!(e.event_type, "stratum");
-    assert_eq!(e.body["protocol"], "stratum");
-    assert_eq!(e.body["confirmed_by"], "reply");
-    assert_eq!(e.body["login"], WALLET);
-    assert_eq!(e.body["agent"], "cpuminer/2.5.1");
+    assert_eq!(e.body.to_value()["protocol"], "stratum");
+    assert_eq!(e.body.to_value()["confirmed_by"], "reply");
+    assert_eq!(e.body.to_value()["login"], WALLET);
+    assert_eq!(e.body.to_value()["agent"], "cpuminer/2.5.1");
     assert_eq!(
         e.ts,
         Timestamp::from_secs(1_003),
         "logged when the login arrived"
     );
-    assert!(e.extra.as_ref().unwrap()["evidence"]["packets"].is_array());
+    assert!(e.extra.as_ref().unwrap().to_value()["evidence"]["packets"].is_array());
 }
 
 #[test]
@@ -123,9 +123,9 @@ fn xmrig_login_with_job_reply() {
         m.agent.as_deref(),
         Some("XMRig/6.21.0 (Linux x86_64) libuv/1.44.2 gcc/12.2.0")
     );
-    assert_eq!(events[0].body["confirmed_by"], "reply");
+    assert_eq!(events[0].body.to_value()["confirmed_by"], "reply");
     assert_eq!(
-        events[0].body["methods"],
+        events[0].body.to_value()["methods"],
         json!(["login"]),
         "logged at the reply"
     );
@@ -173,10 +173,10 @@ fn ethproxy_with_and_without_spaces() {
         m.wallet.as_deref(),
         Some("0x9c99d212f7e5daa18ab50810e0fd255d1f04303b (worker eth1.0)")
     );
-    assert_eq!(events[0].body["confirmed_by"], "reply");
+    assert_eq!(events[0].body.to_value()["confirmed_by"], "reply");
     let (a, events) = run(&segs(&compact));
     assert_eq!(mining(a.as_ref()).protocol, "ethproxy");
-    assert_eq!(events[0].body["confirmed_by"], "client_methods");
+    assert_eq!(events[0].body.to_value()["confirmed_by"], "client_methods");
 }
 
 #[test]
@@ -238,9 +238,9 @@ fn unanswered_subscribe_is_an_attempt_not_a_verdict() {
     assert!(a.facts().mining.is_none());
     assert!(a.facts().app_proto.is_none());
     assert_eq!(events.len(), 1);
-    assert_eq!(events[0].body["confirmed_by"], Value::Null);
-    assert_eq!(events[0].body["protocol"], "stratum");
-    assert_eq!(events[0].body["agent"], "cgminer/3.7.2");
+    assert_eq!(events[0].body.to_value()["confirmed_by"], Value::Null);
+    assert_eq!(events[0].body.to_value()["protocol"], "stratum");
+    assert_eq!(events[0].body.to_value()["agent"], "cgminer/3.7.2");
     // A lone CryptoNote login is too generic even for that.
     let (_, events) = run(&segs(&BENIGN_LOGIN[..1]));
     assert!(events.is_empty());

@@ -1,15 +1,53 @@
-//! A JSON object appended to a byte buffer field by field, in the order the
-//! fields are written. EVE records are written with it instead of through
-//! serde: a flow record is a fixed shape of numbers, timestamps and
-//! addresses, and going through the generic machinery (escaping every key,
-//! `fmt` for every address) was most of the cost of writing one.
+//! JSON objects appended to a byte buffer field by field, in the order the
+//! fields are written (as Suricata's JsonBuilder does). EVE records and
+//! analyzer bodies are written with it instead of through `serde_json::Value`:
+//! they are fixed shapes of numbers, strings, timestamps and addresses, and
+//! the generic route (a map and a key string allocated per field, `fmt` for
+//! every address) was most of the cost of a record.
 
 use crate::time::Timestamp;
 use std::io::Write;
 use std::net::IpAddr;
 
+/// A rendered JSON object, e.g. an analyzer's EVE body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rendered(Box<str>);
+
+impl Rendered {
+    /// Renders the object `fill` writes.
+    pub fn build(fill: impl FnOnce(&mut Obj<'_>)) -> Self {
+        let mut buf = Vec::with_capacity(256);
+        let mut obj = Obj::open(&mut buf);
+        fill(&mut obj);
+        obj.close();
+        // Only whole UTF-8 strs and ASCII are ever appended.
+        Rendered(String::from_utf8(buf).unwrap_or_default().into_boxed_str())
+    }
+
+    /// Renders a serde value: the route for rare, deeply nested records
+    /// (SSH, Stratum) where writing fields by hand buys nothing.
+    pub fn of<T: serde::Serialize + ?Sized>(value: &T) -> Self {
+        Rendered(
+            serde_json::to_string(value)
+                .unwrap_or_else(|_| "null".into())
+                .into_boxed_str(),
+        )
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The object as a value, for tests and the human-readable report.
+    pub fn to_value(&self) -> serde_json::Value {
+        serde_json::from_str(&self.0).unwrap_or_default()
+    }
+}
+
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
 /// An open JSON object; [`Obj::close`] writes the closing brace.
-pub(crate) struct Obj<'a> {
+pub struct Obj<'a> {
     buf: &'a mut Vec<u8>,
     empty: bool,
 }
@@ -63,14 +101,24 @@ impl<'a> Obj<'a> {
         buf.push(b'"');
     }
 
+    /// Unprefixed, unpadded lower-case hex, as a string (EVE's DNS flags).
+    pub fn hex(&mut self, key: &str, value: u64) {
+        let buf = self.key(key);
+        buf.push(b'"');
+        let digits = (64 - value.leading_zeros()).div_ceil(4).max(1);
+        for i in (0..digits).rev() {
+            buf.push(HEX_DIGITS[((value >> (i * 4)) & 0xf) as usize]);
+        }
+        buf.push(b'"');
+    }
+
     /// A byte as two lower-case hex digits, as a string (EVE's TCP flags).
-    pub fn hex(&mut self, key: &str, value: u8) {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    pub fn hex_byte(&mut self, key: &str, value: u8) {
         let buf = self.key(key);
         buf.extend_from_slice(&[
             b'"',
-            DIGITS[usize::from(value >> 4)],
-            DIGITS[usize::from(value & 0xf)],
+            HEX_DIGITS[usize::from(value >> 4)],
+            HEX_DIGITS[usize::from(value & 0xf)],
             b'"',
         ]);
     }
@@ -118,8 +166,57 @@ impl<'a> Obj<'a> {
         inner.close();
     }
 
+    /// An array, written by `fill`.
+    pub fn arr(&mut self, key: &str, fill: impl FnOnce(&mut Arr<'_>)) {
+        let buf = self.key(key);
+        buf.push(b'[');
+        let mut inner = Arr { buf, empty: true };
+        fill(&mut inner);
+        inner.buf.push(b']');
+    }
+
+    /// An object rendered before.
+    pub fn rendered(&mut self, key: &str, value: &Rendered) {
+        let buf = self.key(key);
+        buf.extend_from_slice(value.0.as_bytes());
+    }
+
     pub fn close(self) {
         self.buf.push(b'}');
+    }
+}
+
+/// An open JSON array.
+pub struct Arr<'a> {
+    buf: &'a mut Vec<u8>,
+    empty: bool,
+}
+
+impl Arr<'_> {
+    fn next(&mut self) -> &mut Vec<u8> {
+        if !self.empty {
+            self.buf.push(b',');
+        }
+        self.empty = false;
+        self.buf
+    }
+
+    pub fn str(&mut self, value: &str) {
+        let buf = self.next();
+        string(buf, value);
+    }
+
+    pub fn u64(&mut self, value: u64) {
+        let buf = self.next();
+        buf.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+    }
+
+    /// An object, written by `fill`.
+    pub fn obj(&mut self, fill: impl FnOnce(&mut Obj<'_>)) {
+        let buf = self.next();
+        let mut inner = Obj::open(buf);
+        fill(&mut inner);
+        inner.close();
     }
 }
 
@@ -179,16 +276,25 @@ mod tests {
             o.ts("ts", ts);
             o.ip("v4", "10.0.0.255".parse().unwrap());
             o.ip("v6", "fd00::1".parse().unwrap());
-            o.hex("f", 0x1b);
+            o.hex_byte("f", 0x0b);
+            o.hex("h", 0x8180);
+            o.hex("z", 0);
             o.pair("p", [1, 40_000]);
             o.strs("names", ["x", "y\""]);
             o.obj("o", |o| o.u64("k", 0));
             o.obj("e", |_| {});
             o.value("v", &serde_json::json!({"a": [1, null]}));
+            o.arr("a", |a| {
+                a.u64(7);
+                a.str("s");
+                a.obj(|o| o.bool("b", false));
+            });
+            o.arr("none", |_| {});
+            o.rendered("r", &Rendered::build(|o| o.u64("k", 1)));
         });
         assert_eq!(
             out,
-            r#"{"n":18446744073709551615,"s":"a\"b\\c\n\u0001é","t":true,"ts":"2023-11-14T22:13:20.000005+0000","v4":"10.0.0.255","v6":"fd00::1","f":"1b","p":[1,40000],"names":["x","y\""],"o":{"k":0},"e":{},"v":{"a":[1,null]}}"#
+            r#"{"n":18446744073709551615,"s":"a\"b\\c\n\u0001é","t":true,"ts":"2023-11-14T22:13:20.000005+0000","v4":"10.0.0.255","v6":"fd00::1","f":"0b","h":"8180","z":"0","p":[1,40000],"names":["x","y\""],"o":{"k":0},"e":{},"v":{"a":[1,null]},"a":[7,"s",{"b":false}],"none":[],"r":{"k":1}}"#
         );
     }
 
@@ -205,8 +311,9 @@ mod tests {
             });
             let back: serde_json::Value = serde_json::from_str(&out).unwrap();
             prop_assert_eq!(back["s"].as_str(), Some(s.as_str()));
-            prop_assert_eq!(back["a"].as_str(), Some(v4.to_string().as_str()));
-            prop_assert_eq!(back["b"].as_str(), Some(v6.to_string().as_str()));
+            let (v4, v6) = (v4.to_string(), v6.to_string());
+            prop_assert_eq!(back["a"].as_str(), Some(v4.as_str()));
+            prop_assert_eq!(back["b"].as_str(), Some(v6.as_str()));
             // Byte-identical to serde_json's own escaping.
             let mut reference = Vec::new();
             serde_json::to_writer(&mut reference, &s).unwrap();

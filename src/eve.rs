@@ -83,10 +83,10 @@ fn record(buf: &mut Vec<u8>, event: &Event) {
     match event {
         Event::Flow(r) => flow_record(buf, r),
         Event::App(r) => app_record(buf, r),
-        // Alerts are rare; their object is built by the policy.
         Event::Alert(a) => {
-            // Writing a Value into a Vec cannot fail.
-            let _ = serde_json::to_writer(&mut *buf, &a.to_eve());
+            let mut m = Obj::open(buf);
+            a.write_eve(&mut m);
+            m.close();
         }
     }
 }

@@ -77,6 +77,18 @@ impl<'a> Obj<'a> {
         string(buf, value);
     }
 
+    /// A string, or `null` for `None`.
+    pub fn opt_str(&mut self, key: &str, value: Option<&str>) {
+        match value {
+            Some(v) => self.str(key, v),
+            None => self.null(key),
+        }
+    }
+
+    pub fn null(&mut self, key: &str) {
+        self.key(key).extend_from_slice(b"null");
+    }
+
     pub fn u64(&mut self, key: &str, value: u64) {
         let buf = self.key(key);
         buf.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
@@ -272,6 +284,8 @@ mod tests {
         let out = written(|o| {
             o.u64("n", 18_446_744_073_709_551_615);
             o.str("s", "a\"b\\c\n\u{1}é");
+            o.opt_str("o1", Some("x"));
+            o.opt_str("o2", None);
             o.bool("t", true);
             o.ts("ts", ts);
             o.ip("v4", "10.0.0.255".parse().unwrap());
@@ -294,7 +308,7 @@ mod tests {
         });
         assert_eq!(
             out,
-            r#"{"n":18446744073709551615,"s":"a\"b\\c\n\u0001é","t":true,"ts":"2023-11-14T22:13:20.000005+0000","v4":"10.0.0.255","v6":"fd00::1","f":"0b","h":"8180","z":"0","p":[1,40000],"names":["x","y\""],"o":{"k":0},"e":{},"v":{"a":[1,null]},"a":[7,"s",{"b":false}],"none":[],"r":{"k":1}}"#
+            r#"{"n":18446744073709551615,"s":"a\"b\\c\n\u0001é","o1":"x","o2":null,"t":true,"ts":"2023-11-14T22:13:20.000005+0000","v4":"10.0.0.255","v6":"fd00::1","f":"0b","h":"8180","z":"0","p":[1,40000],"names":["x","y\""],"o":{"k":0},"e":{},"v":{"a":[1,null]},"a":[7,"s",{"b":false}],"none":[],"r":{"k":1}}"#
         );
     }
 

@@ -10,8 +10,9 @@ use super::schema::RuleSet;
 use super::suppress::{SuppressKey, SuppressionWindow};
 use crate::analyzer::facts::Evidence;
 use crate::flow::key::Endpoint;
+use crate::json::{Obj, Rendered};
 use crate::time::Timestamp;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::sync::Arc;
 
 /// What a flow has already alerted on; the engine keeps one per flow.
@@ -206,19 +207,6 @@ impl Alert {
         self.detection.sid()
     }
 
-    /// EVE's `alert` object.
-    pub fn alert_object(&self) -> Value {
-        json!({
-            "action": "allowed",
-            "gid": GID,
-            "signature_id": self.detection.sid(),
-            "rev": REV,
-            "signature": self.signature(),
-            "category": self.detection.category(),
-            "severity": self.severity.get(),
-        })
-    }
-
     /// The signature text; long-lived alerts name their threshold.
     pub fn signature(&self) -> String {
         match &self.threshold_hours {
@@ -227,52 +215,63 @@ impl Alert {
         }
     }
 
-    /// The project's own detail, written under `egresswatch`.
-    pub fn egresswatch_object(&self) -> Value {
-        let allow = self.allow.as_ref().map(|a| {
-            json!({
-                "file": &*a.file,
-                "line": a.line,
-                "name": a.name.as_deref(),
-                "reason": &*a.reason,
-                "status": a.status,
-                "detail": a.detail,
-            })
-        });
-        let mut obj = json!({
-            "detection": self.detection.id(),
-            "direction": self.direction.name(),
-            "zone": self.zone.as_deref(),
-            "allow": allow,
-            "mitre": self.detection.mitre(),
-            "evidence": &self.evidence,
-        });
-        if let (Some(h), Some(map)) = (&self.threshold_hours, obj.as_object_mut()) {
-            map.insert("threshold_hours".into(), json!(h));
-        }
-        obj
-    }
-
-    /// A whole EVE `alert` record (one JSON line once serialized).
-    pub fn to_eve(&self) -> Value {
-        let mut rec = serde_json::Map::new();
-        rec.insert("timestamp".into(), json!(self.ts.eve().to_string()));
-        rec.insert("flow_id".into(), json!(self.flow_id));
-        rec.insert("event_type".into(), json!("alert"));
-        rec.insert("src_ip".into(), json!(self.src.addr.to_string()));
-        rec.insert("src_port".into(), json!(self.src.port));
-        rec.insert("dest_ip".into(), json!(self.dst.addr.to_string()));
-        rec.insert("dest_port".into(), json!(self.dst.port));
-        rec.insert("proto".into(), json!(proto_name(self.proto)));
+    /// Writes the whole EVE `alert` record.
+    pub fn write_eve(&self, o: &mut Obj<'_>) {
+        o.ts("timestamp", self.ts);
+        o.u64("flow_id", self.flow_id);
+        o.str("event_type", "alert");
+        o.ip("src_ip", self.src.addr);
+        o.u64("src_port", self.src.port.into());
+        o.ip("dest_ip", self.dst.addr);
+        o.u64("dest_port", self.dst.port.into());
+        o.str("proto", &proto_name(self.proto));
         if let Some(c) = &self.community_id {
-            rec.insert("community_id".into(), json!(c));
+            o.str("community_id", c);
         }
         if let Some(p) = &self.app_proto {
-            rec.insert("app_proto".into(), json!(p));
+            o.str("app_proto", p);
         }
-        rec.insert("alert".into(), self.alert_object());
-        rec.insert("egresswatch".into(), self.egresswatch_object());
-        Value::Object(rec)
+        o.obj("alert", |o| self.write_alert_object(o));
+        o.obj("egresswatch", |o| self.write_own_object(o));
+    }
+
+    /// EVE's `alert` object.
+    fn write_alert_object(&self, o: &mut Obj<'_>) {
+        o.str("action", "allowed");
+        o.u64("gid", GID.into());
+        o.u64("signature_id", self.detection.sid().into());
+        o.u64("rev", REV.into());
+        o.str("signature", &self.signature());
+        o.str("category", self.detection.category());
+        o.u64("severity", self.severity.get().into());
+    }
+
+    /// The project's own detail, written under `egresswatch`.
+    fn write_own_object(&self, o: &mut Obj<'_>) {
+        o.str("detection", self.detection.id());
+        o.str("direction", self.direction.name());
+        o.opt_str("zone", self.zone.as_deref());
+        match &self.allow {
+            Some(a) => o.obj("allow", |o| {
+                o.str("file", &a.file);
+                o.u64("line", a.line.into());
+                o.opt_str("name", a.name.as_deref());
+                o.str("reason", &a.reason);
+                o.str("status", a.status);
+                o.opt_str("detail", a.detail.as_deref());
+            }),
+            None => o.null("allow"),
+        }
+        o.strs("mitre", self.detection.mitre().iter().copied());
+        o.value("evidence", &self.evidence);
+        if let Some(h) = &self.threshold_hours {
+            o.str("threshold_hours", h);
+        }
+    }
+
+    /// The EVE record as a value (tests, tools).
+    pub fn to_eve(&self) -> Value {
+        Rendered::build(|o| self.write_eve(o)).to_value()
     }
 
     /// One line for stderr, e.g.

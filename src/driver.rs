@@ -1,9 +1,17 @@
 //! The loop that feeds a packet source through an engine. Live capture and
 //! replay differ only in the source handed in here.
+//!
+//! [`run`] does everything on the calling thread. [`run_threaded`] is the
+//! same loop cut into three stages that overlap on a multi-core machine:
+//! the source is read on one thread, the engine runs on the caller's, and
+//! events are written on a third. Frames and events keep their order, so
+//! both produce the same output.
 
 use crate::engine::Engine;
-use crate::event::EventSink;
-use crate::source::{PacketSource, SourceError};
+use crate::event::{Event, EventSink};
+use crate::source::batch::{batch_bytes, Batch};
+use crate::source::{LinkType, PacketSource, SourceError};
+use crossbeam_channel::{bounded, Receiver, Sender};
 
 /// Runs `source` to its end (or first error) through `engine`, then ends
 /// every open flow. Frames read before an error are fully reported: the
@@ -26,4 +34,136 @@ pub fn run(
     };
     engine.finish(sink);
     result
+}
+
+/// Batches in flight between the reader and the engine.
+const FRAME_BATCHES: usize = 32;
+/// Events per message to the writer, and messages in flight.
+const EVENT_BATCH: usize = 256;
+const EVENT_BATCHES: usize = 32;
+/// Largest frame a batch must hold (the pcap maximum snap length).
+const MAX_FRAME: u32 = 262_144;
+
+/// [`run`], with the source read on its own thread and the events written
+/// on another.
+pub fn run_threaded(
+    source: &mut (dyn PacketSource + Send),
+    engine: &mut Engine,
+    sink: &mut (dyn EventSink + Send),
+) -> Result<(), SourceError> {
+    let (frames_tx, frames_rx) = bounded::<Batch>(FRAME_BATCHES);
+    let (free_tx, free_rx) = bounded::<Batch>(FRAME_BATCHES + 1);
+    let (events_tx, events_rx) = bounded::<Vec<Event>>(EVENT_BATCHES);
+    let (spent_tx, spent_rx) = bounded::<Vec<Event>>(EVENT_BATCHES + 1);
+    for _ in 0..=FRAME_BATCHES {
+        // Cannot fail: the channel has room for every batch.
+        let _ = free_tx.send(Batch::new(0, LinkType::Ethernet, batch_bytes(MAX_FRAME)));
+    }
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(move || read(source, &frames_tx, &free_rx));
+        scope.spawn(move || write(sink, &events_rx, &spent_tx));
+        let mut events = BatchingSink {
+            batch: Vec::with_capacity(EVENT_BATCH),
+            to_writer: events_tx,
+            spent: spent_rx,
+        };
+        let mut index = 0u64;
+        for batch in frames_rx {
+            for frame in batch.frames() {
+                index += 1;
+                engine.process(&frame, index, &mut events);
+            }
+            // The reader may have stopped; then the batch is not needed.
+            let _ = free_tx.send(batch);
+        }
+        engine.finish(&mut events);
+        events.flush();
+        // Dropping `events` hangs up on the writer, which then ends.
+        drop(events);
+        reader
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
+/// The reader stage: frames into batches, batches to the engine.
+fn read(
+    source: &mut (dyn PacketSource + Send),
+    full: &Sender<Batch>,
+    free: &Receiver<Batch>,
+) -> Result<(), SourceError> {
+    let Ok(mut batch) = free.recv() else {
+        return Ok(());
+    };
+    loop {
+        let frame = match source.next_frame() {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(e) => {
+                let _ = full.send(batch);
+                return Err(e);
+            }
+        };
+        if frame.link != batch.link() || !batch.fits(&frame) {
+            if !batch.is_empty() {
+                if full.send(batch).is_err() {
+                    return Ok(()); // the engine is gone
+                }
+                let Ok(next) = free.recv() else {
+                    return Ok(());
+                };
+                batch = next;
+            }
+            batch.clear_for(frame.link);
+        }
+        batch.push(&frame);
+    }
+    let _ = full.send(batch);
+    Ok(())
+}
+
+/// The writer stage: every event, in order, to the sink.
+fn write(
+    sink: &mut (dyn EventSink + Send),
+    full: &Receiver<Vec<Event>>,
+    spent: &Sender<Vec<Event>>,
+) {
+    for mut events in full {
+        for event in events.drain(..) {
+            sink.event(event);
+        }
+        // A full return channel just lets this buffer go.
+        let _ = spent.try_send(events);
+    }
+}
+
+/// Gathers the engine's events into batches for the writer thread.
+struct BatchingSink {
+    batch: Vec<Event>,
+    to_writer: Sender<Vec<Event>>,
+    spent: Receiver<Vec<Event>>,
+}
+
+impl BatchingSink {
+    fn flush(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let next = self
+            .spent
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(EVENT_BATCH));
+        let full = std::mem::replace(&mut self.batch, next);
+        // The writer only stops once this sink is dropped.
+        let _ = self.to_writer.send(full);
+    }
+}
+
+impl EventSink for BatchingSink {
+    fn event(&mut self, event: Event) {
+        self.batch.push(event);
+        if self.batch.len() >= EVENT_BATCH {
+            self.flush();
+        }
+    }
 }

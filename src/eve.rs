@@ -4,8 +4,8 @@
 
 use crate::event::{AppRecord, Event, EventSink, FlowMeta, FlowRecord};
 use crate::flow::key::proto;
-use crate::time::Timestamp;
 use crate::json::Obj;
+use crate::time::Timestamp;
 use std::io::{self, Write};
 
 /// Records are gathered in a buffer and written out in blocks of this size.

@@ -61,7 +61,9 @@ impl<'a> Obj<'a> {
     /// Starts a field. Keys are the project's own literals: plain ASCII that
     /// needs no escaping.
     fn key(&mut self, key: &str) -> &mut Vec<u8> {
-        debug_assert!(key.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\'));
+        debug_assert!(key
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\'));
         if !self.empty {
             self.buf.push(b',');
         }
@@ -234,9 +236,7 @@ impl Arr<'_> {
 
 /// A JSON string, escaped as serde_json escapes it.
 fn string(buf: &mut Vec<u8>, value: &str) {
-    let clean = value
-        .bytes()
-        .all(|b| b >= 0x20 && b != b'"' && b != b'\\');
+    let clean = value.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\');
     if clean {
         buf.push(b'"');
         buf.extend_from_slice(value.as_bytes());

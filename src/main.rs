@@ -268,7 +268,11 @@ struct Outcome {
     result: Result<(), SourceError>,
 }
 
-fn analyze<S: SelectSource>(source: S, args: &AnalysisArgs, out: &mut Output) -> Result<Outcome> {
+fn analyze<S: SelectSource + Send>(
+    source: S,
+    args: &AnalysisArgs,
+    out: &mut Output,
+) -> Result<Outcome> {
     let config = engine_config(args)?;
     let rules: SharedRules = Arc::new(arc_swap::ArcSwap::from_pointee(load_rules(
         args.rules.as_deref(),
@@ -289,12 +293,15 @@ fn analyze<S: SelectSource>(source: S, args: &AnalysisArgs, out: &mut Output) ->
     let (result, filtered) = match &args.bpf {
         None => {
             let mut source = source;
-            (egresswatch::driver::run(&mut source, &mut engine, out), 0)
+            (
+                egresswatch::driver::run_threaded(&mut source, &mut engine, out),
+                0,
+            )
         }
         Some(expr) => {
             let filter = BpfFilter::new(expr).map_err(|e| ConfigError(e.to_string()))?;
             let mut source = Filtered::new(source, filter);
-            let result = egresswatch::driver::run(&mut source, &mut engine, out);
+            let result = egresswatch::driver::run_threaded(&mut source, &mut engine, out);
             (result, source.rejected())
         }
     };
@@ -345,7 +352,7 @@ fn parse_timeout(setting: &str) -> Result<(TimeoutClass, u64), String> {
 /// Where events go: an EVE file or stdout, and/or a list kept for the
 /// human-readable report.
 struct Output {
-    eve: Option<EveWriter<Box<dyn Write>>>,
+    eve: Option<EveWriter<Box<dyn Write + Send>>>,
     keep: Option<Vec<Event>>,
     /// Print each alert as a line on stderr.
     alert_lines: bool,
@@ -359,13 +366,12 @@ impl Output {
     fn open(eve: Option<&Path>, keep: bool) -> Result<Self> {
         let eve = match eve {
             None => None,
-            Some(p) if p == Path::new("-") => {
-                Some(Box::new(BufWriter::with_capacity(1 << 16, io::stdout())) as Box<dyn Write>)
-            }
+            Some(p) if p == Path::new("-") => Some(Box::new(io::stdout()) as Box<dyn Write + Send>),
             Some(p) => {
                 let file = File::create(p)
                     .with_context(|| format!("{}: cannot create EVE output", p.display()))?;
-                Some(Box::new(BufWriter::with_capacity(1 << 20, file)) as Box<dyn Write>)
+                // EveWriter writes in large blocks itself.
+                Some(Box::new(file) as Box<dyn Write + Send>)
             }
         };
         Ok(Output {

@@ -9,11 +9,11 @@
 //! `eth_getWork` run over plain HTTP POSTs. A confirmed exchange sets the
 //! flow's mining facts and writes one `stratum` record, as raw Stratum does.
 
-use crate::json::Rendered;
 use super::stratum::{Family, MiningDetector};
 use super::{
     Analyzer, AppEvent, AppFacts, Chunk, Dir, Emit, FlowContext, PacketView, Probe, Protocol,
 };
+use crate::json::Rendered;
 use crate::time::Timestamp;
 use base64::Engine as _;
 use serde_json::{json, Value};

@@ -24,8 +24,8 @@ pub mod tls;
 pub use facts::{AppFacts, AuthOutcome, Evidence, MiningFacts, SshFacts};
 
 use crate::decode::TcpInfo;
-use crate::json::Rendered;
 use crate::flow::key::Endpoint;
+use crate::json::Rendered;
 use crate::time::Timestamp;
 
 /// Direction of a packet relative to the flow's originator.

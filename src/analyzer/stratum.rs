@@ -18,11 +18,11 @@
 //! with `confirmed_by: null` (an attempt, e.g. a pool probe) and no
 //! mining facts.
 
-use crate::json::Rendered;
 use super::{
     Analyzer, AppEvent, AppFacts, Chunk, Dir, Emit, Evidence, FlowContext, MiningFacts, PacketView,
     Probe, Protocol,
 };
+use crate::json::Rendered;
 use crate::time::Timestamp;
 use serde_json::{json, Value};
 

@@ -10,11 +10,12 @@
 //! values (RFC 8701) left out. JA4 is not computed: its licence (FoxIO
 //! License 1.1) does not fit this project.
 
-use crate::json::{Obj, Rendered};
 use super::stratum::PoolList;
-use super::{md5_hex, 
-    Analyzer, AppEvent, AppFacts, Chunk, Dir, Emit, FlowContext, PacketView, Probe, Protocol,
+use super::{
+    md5_hex, Analyzer, AppEvent, AppFacts, Chunk, Dir, Emit, FlowContext, PacketView, Probe,
+    Protocol,
 };
+use crate::json::{Obj, Rendered};
 use crate::time::Timestamp;
 use std::borrow::Cow;
 use std::fmt::Write as _;

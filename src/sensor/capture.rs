@@ -6,10 +6,10 @@
 //! arrives the thread sends the workers the capture clock so idle flows
 //! still expire.
 
-use super::batch::{batch_bytes, Batch, BATCH_FRAMES};
 use super::shard::Sharder;
 use super::worker::Msg;
 use crate::metrics::CaptureCounters;
+use crate::source::batch::{batch_bytes, Batch, BATCH_FRAMES};
 use crate::source::live::{capture_clock, CaptureDrops, LiveCapture};
 use crate::source::{Frame, SourceError};
 use crossbeam_channel::{Receiver, Sender, TrySendError};

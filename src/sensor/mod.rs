@@ -18,14 +18,13 @@
 //! SIGINT/SIGTERM stop capture, drain what the kernel holds, end every open
 //! flow on every worker, flush the output and return.
 
-mod batch;
 mod capture;
 mod output;
 pub mod privilege;
 pub mod shard;
 mod worker;
 
-pub use batch::BATCH_FRAMES;
+pub use crate::source::batch::BATCH_FRAMES;
 pub use output::EveTarget;
 
 use crate::analyzer::applayer::AppLayerConfig;

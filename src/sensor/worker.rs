@@ -2,10 +2,10 @@
 //! the batches the capture threads send it, and publishes its counters to
 //! the metrics per batch, as deltas of its plain [`Stats`].
 
-use super::batch::Batch;
 use crate::engine::Engine;
 use crate::event::{Event, EventSink};
 use crate::metrics::Metrics;
+use crate::source::batch::Batch;
 use crate::stats::Stats;
 use crate::time::Timestamp;
 use crossbeam_channel::{Receiver, Sender};

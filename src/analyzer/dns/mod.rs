@@ -13,12 +13,12 @@
 
 pub mod wire;
 
-use crate::json::{Obj, Rendered};
 use super::names::NameCache;
 use super::{
     Analyzer, AppEvent, AppFacts, Chunk, Dir, Emit, FlowContext, PacketView, Probe, Protocol,
 };
 use crate::flow::key::proto;
+use crate::json::{Obj, Rendered};
 use crate::time::Timestamp;
 use ipnet::IpNet;
 
@@ -424,7 +424,9 @@ pub fn eve(msg: &Message) -> Rendered {
         });
         for (key, records) in [("answers", &msg.answers), ("authorities", &msg.authorities)] {
             if !records.is_empty() {
-                o.arr(key, |a| records.iter().for_each(|r| a.obj(|o| record(o, r))));
+                o.arr(key, |a| {
+                    records.iter().for_each(|r| a.obj(|o| record(o, r)))
+                });
             }
         }
     })

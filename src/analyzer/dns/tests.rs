@@ -1,10 +1,10 @@
 use super::wire::tests::Builder;
 use super::*;
-use crate::json::Rendered;
-use serde_json::json;
 use crate::analyzer::names::NameCacheConfig;
 use crate::analyzer::testkit::{ctx, hex, packet, play};
+use crate::json::Rendered;
 use proptest::prelude::*;
+use serde_json::json;
 
 // Lab capture h_benign_dns_https_http.pcap: 10.10.0.10 asks 198.51.100.53.
 const QUERY_WWW: &str = "98d50120000100000000000103777777076578616d706c6503636f6d000001000100002904d000000000000c000a000813350289d8935116";
@@ -204,7 +204,11 @@ fn tcp_messages_split_and_coalesced() {
     ];
     let played = play(&p, &c, &segs);
     assert_eq!(played.matched_at, Some(3));
-    let types: Vec<serde_json::Value> = played.events.iter().map(|e| e.body.to_value()["type"].clone()).collect();
+    let types: Vec<serde_json::Value> = played
+        .events
+        .iter()
+        .map(|e| e.body.to_value()["type"].clone())
+        .collect();
     assert_eq!(types, ["request", "response", "response"]);
     assert_eq!(
         names(&cache, "10.10.0.10", "203.0.113.80"),
@@ -249,7 +253,10 @@ fn malformed_messages_are_counted_and_logged_with_what_was_read() {
     assert_eq!(n.errors[DnsError::Truncated.index()], 2);
     assert_eq!(out.len(), 2);
     assert_eq!(out[0].body.to_value()["queries"][0]["rrname"], "x.example");
-    assert_eq!(out[0].extra.as_ref().map(Rendered::to_value), Some(json!({"parse_error": "bad_pointer"})));
+    assert_eq!(
+        out[0].extra.as_ref().map(Rendered::to_value),
+        Some(json!({"parse_error": "bad_pointer"}))
+    );
 }
 
 #[test]

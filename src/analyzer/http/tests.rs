@@ -80,7 +80,12 @@ fn keep_alive_transactions_with_bodies_and_bare_lf() {
     ]);
     let urls: Vec<_> = events
         .iter()
-        .map(|e| (e.body.to_value()["url"].clone(), e.body.to_value()["status"].clone()))
+        .map(|e| {
+            (
+                e.body.to_value()["url"].clone(),
+                e.body.to_value()["status"].clone(),
+            )
+        })
         .collect();
     assert_eq!(urls, [(json!("/a"), json!(201)), (json!("/b"), json!(200))]);
     assert!(a.wants_stream(Dir::ToServer));

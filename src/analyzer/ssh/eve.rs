@@ -3,12 +3,12 @@
 //! algorithms, the size model, every inference with its evidence and the
 //! session-class timeline.
 
-use crate::json::Rendered;
 use super::banner::Banner;
 use super::infer::Inference;
 use super::kex::{md5_hex, DirAlgs, KexInit, Negotiated};
 use super::sizes::Suite;
 use crate::analyzer::{AppEvent, Dir, Evidence, SshFacts};
+use crate::json::Rendered;
 use crate::time::Timestamp;
 use serde_json::{json, Map, Value};
 

@@ -1,9 +1,9 @@
 use super::*;
-use crate::json::Rendered;
-use serde_json::{json, Value};
 use crate::analyzer::testkit::{ctx, hex, packet, play, split_at};
 use crate::flow::key::proto;
+use crate::json::Rendered;
 use proptest::prelude::*;
+use serde_json::{json, Value};
 
 /// curl 7.88.1 (OpenSSL 3) ClientHello from the lab capture
 /// h_benign_dns_https_http.pcap: one record, SNI www.example.com, ALPN

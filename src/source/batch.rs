@@ -1,7 +1,7 @@
-//! Frames in flight between a capture thread and a worker: a batch copies
-//! frames into one buffer allocated when the sensor starts and is sent
-//! back to its capture thread once analyzed, so the hot path allocates
-//! nothing per packet and a channel operation is paid per batch.
+//! Frames in flight between threads (a capture thread and a worker, the
+//! replay reader and the engine): a batch copies frames into one buffer
+//! allocated up front and is sent back once analyzed, so the hot path
+//! allocates nothing per packet and a channel operation is paid per batch.
 
 use crate::source::{Frame, LinkType};
 use crate::time::Timestamp;
@@ -85,6 +85,17 @@ impl Batch {
     pub fn clear(&mut self) {
         self.data.clear();
         self.slots.clear();
+    }
+
+    pub fn link(&self) -> LinkType {
+        self.link
+    }
+
+    /// Empties the batch for frames of `link` (several capture files in
+    /// one replay may differ).
+    pub fn clear_for(&mut self, link: LinkType) {
+        self.clear();
+        self.link = link;
     }
 
     /// The frames, in the order they were pushed.

@@ -1,13 +1,15 @@
-//! Frame → packet: link-layer dispatch and IP/transport decoding with
-//! etherparse's lax slicer. Borrowing only, no allocation, no panics: a frame
+//! Frame → packet: the link layer walked by hand (it is a few fixed
+//! offsets), IP with etherparse's lax IP slicer, transport headers with
+//! etherparse's slices. Borrowing only, no allocation, no panics: a frame
 //! that cannot be decoded yields a [`Skip`] reason that the caller counts.
 
 use crate::flow::key::{icmp_ports, proto, Endpoint, FlowKey, Side};
 use crate::source::{Frame, LinkType};
 use crate::time::Timestamp;
-use etherparse::err::Layer;
+use etherparse::err::ip::LaxHeaderSliceError;
 use etherparse::{
-    EtherType, Ipv6ExtensionSlice, LaxIpPayloadSlice, LaxNetSlice, LaxSlicedPacket, TransportSlice,
+    ArpPacketSlice, EtherType, Ipv6ExtensionSlice, LaxIpPayloadSlice, LaxIpSlice,
+    LaxMacsecPayloadSlice, LaxMacsecSlice, TcpSlice, UdpSlice,
 };
 use std::net::IpAddr;
 
@@ -159,13 +161,13 @@ impl Packet<'_> {
 
 /// Decodes one frame.
 pub fn decode<'a>(frame: &Frame<'a>) -> Result<Packet<'a>, Skip> {
-    let sliced = slice_link(frame.link, frame.data)?;
-    let net = match &sliced.net {
-        Some(net) => net,
-        None => return Err(skip_without_net(&sliced)),
-    };
-    let ip = match net {
-        LaxNetSlice::Ipv4(v4) => {
+    let ip_bytes = link_payload(frame.link, frame.data)?;
+    let (sliced, stop) = LaxIpSlice::from_slice(ip_bytes).map_err(|e| match e {
+        LaxHeaderSliceError::Len(_) => Skip::Truncated,
+        LaxHeaderSliceError::Content(_) => Skip::BadHeader,
+    })?;
+    let ip = match &sliced {
+        LaxIpSlice::Ipv4(v4) => {
             let h = v4.header();
             if v4.is_payload_fragmented() && h.fragments_offset().value() != 0 {
                 return Err(Skip::Fragment);
@@ -178,7 +180,7 @@ pub fn decode<'a>(frame: &Frame<'a>) -> Result<Packet<'a>, Skip> {
                 payload: v4.payload(),
             }
         }
-        LaxNetSlice::Ipv6(v6) => {
+        LaxIpSlice::Ipv6(v6) => {
             let h = v6.header();
             if v6.is_payload_fragmented() && !is_first_v6_fragment(v6.extensions()) {
                 return Err(Skip::Fragment);
@@ -191,15 +193,13 @@ pub fn decode<'a>(frame: &Frame<'a>) -> Result<Packet<'a>, Skip> {
                 payload: v6.payload(),
             }
         }
-        LaxNetSlice::Arp(_) => return Err(Skip::NonIp),
     };
-    if let Some((_, layer)) = &sliced.stop_err {
-        if is_ip_layer(*layer) {
-            return Err(Skip::BadHeader);
-        }
+    if stop.is_some() {
+        // An IPv6 extension or IP authentication header is broken.
+        return Err(Skip::BadHeader);
     }
     check_ip_len(frame, ip.len, ip.payload)?;
-    let l4 = decode_transport(&sliced, ip.payload)?;
+    let l4 = decode_transport(ip.payload)?;
     Ok(build_packet(frame, &ip, l4))
 }
 
@@ -261,61 +261,81 @@ fn build_packet<'a>(frame: &Frame<'a>, ip: &IpPart<'_, 'a>, l4: L4<'a>) -> Packe
     }
 }
 
-fn slice_link(link: LinkType, data: &[u8]) -> Result<LaxSlicedPacket<'_>, Skip> {
+/// VLAN and MACsec headers walked at most (as etherparse's slicer does).
+const LINK_EXTENSIONS: usize = 3;
+
+/// The IP packet inside a frame's link layer.
+fn link_payload(link: LinkType, data: &[u8]) -> Result<&[u8], Skip> {
     match link {
-        LinkType::Ethernet => LaxSlicedPacket::from_ethernet(data).map_err(|_| Skip::Truncated),
-        LinkType::RawIp => from_ip(data),
-        LinkType::Null | LinkType::Loop => from_ip(data.get(4..).ok_or(Skip::Truncated)?),
+        LinkType::Ethernet => {
+            let ty = data.get(12..14).ok_or(Skip::Truncated)?;
+            ether_payload(ether_type(ty), &data[14..])
+        }
+        LinkType::RawIp => Ok(data),
+        LinkType::Null | LinkType::Loop => data.get(4..).ok_or(Skip::Truncated),
         LinkType::LinuxSll => ether_typed(data, 16, 14),
         LinkType::LinuxSll2 => ether_typed(data, 20, 0),
         LinkType::Other(_) => Err(Skip::UnsupportedLink),
     }
 }
 
-fn from_ip(data: &[u8]) -> Result<LaxSlicedPacket<'_>, Skip> {
-    use etherparse::err::ip::LaxHeaderSliceError;
-    LaxSlicedPacket::from_ip(data).map_err(|e| match e {
-        LaxHeaderSliceError::Len(_) => Skip::Truncated,
-        LaxHeaderSliceError::Content(_) => Skip::BadHeader,
-    })
-}
-
 /// Linux cooked captures: a fixed header with an EtherType at `type_at`.
-fn ether_typed(
-    data: &[u8],
-    header_len: usize,
-    type_at: usize,
-) -> Result<LaxSlicedPacket<'_>, Skip> {
+fn ether_typed(data: &[u8], header_len: usize, type_at: usize) -> Result<&[u8], Skip> {
     let ty = data.get(type_at..type_at + 2).ok_or(Skip::Truncated)?;
     let payload = data.get(header_len..).ok_or(Skip::Truncated)?;
-    let ether_type = EtherType(u16::from_be_bytes([ty[0], ty[1]]));
-    Ok(LaxSlicedPacket::from_ether_type(ether_type, payload))
+    ether_payload(ether_type(ty), payload)
 }
 
-fn skip_without_net(sliced: &LaxSlicedPacket<'_>) -> Skip {
-    match &sliced.stop_err {
-        Some((etherparse::err::packet::SliceError::Len(_), _)) => Skip::Truncated,
-        Some((_, layer)) if is_ip_layer(*layer) => Skip::BadHeader,
-        Some(_) => Skip::Truncated,
-        None => Skip::NonIp,
+fn ether_type(bytes: &[u8]) -> EtherType {
+    EtherType(u16::from_be_bytes([bytes[0], bytes[1]]))
+}
+
+/// Walks VLAN tags (802.1Q, QinQ) and unencrypted MACsec to the IP packet.
+fn ether_payload(mut ty: EtherType, mut payload: &[u8]) -> Result<&[u8], Skip> {
+    use etherparse::ether_type::*;
+    let mut extensions = 0;
+    loop {
+        let is_extension = matches!(
+            ty,
+            VLAN_TAGGED_FRAME | PROVIDER_BRIDGING | VLAN_DOUBLE_TAGGED_FRAME | MACSEC
+        );
+        if is_extension {
+            if extensions == LINK_EXTENSIONS {
+                return Err(Skip::NonIp); // more headers than are walked
+            }
+            extensions += 1;
+        }
+        (ty, payload) = match ty {
+            IPV4 | IPV6 => return Ok(payload),
+            MACSEC => macsec_payload(payload)?,
+            ARP => return Err(arp_skip(payload)),
+            _ if is_extension => {
+                let tag = payload.get(..4).ok_or(Skip::Truncated)?;
+                (ether_type(&tag[2..]), &payload[4..])
+            }
+            _ => return Err(Skip::NonIp),
+        };
     }
 }
 
-fn is_ip_layer(layer: Layer) -> bool {
-    matches!(
-        layer,
-        Layer::IpHeader
-            | Layer::Ipv4Header
-            | Layer::Ipv4Packet
-            | Layer::IpAuthHeader
-            | Layer::Ipv6Header
-            | Layer::Ipv6Packet
-            | Layer::Ipv6ExtHeader
-            | Layer::Ipv6HopByHopHeader
-            | Layer::Ipv6DestOptionsHeader
-            | Layer::Ipv6RouteHeader
-            | Layer::Ipv6FragHeader
-    )
+/// What an integrity-only MACsec frame carries (an encrypted one is not
+/// decoded).
+fn macsec_payload(data: &[u8]) -> Result<(EtherType, &[u8]), Skip> {
+    match LaxMacsecSlice::from_slice(data) {
+        Ok(m) => match m.payload {
+            LaxMacsecPayloadSlice::Unmodified(e) => Ok((e.ether_type, e.payload)),
+            LaxMacsecPayloadSlice::Modified { .. } => Err(Skip::NonIp),
+        },
+        Err(_) => Err(Skip::Truncated),
+    }
+}
+
+/// ARP is not IP; a cut ARP packet is counted as truncated.
+fn arp_skip(data: &[u8]) -> Skip {
+    match ArpPacketSlice::from_slice(data) {
+        Ok(_) => Skip::NonIp,
+        Err(_) => Skip::Truncated,
+    }
 }
 
 fn is_first_v6_fragment(exts: &etherparse::Ipv6ExtensionsSlice<'_>) -> bool {
@@ -339,48 +359,40 @@ fn check_ip_len(frame: &Frame<'_>, ip_len: u32, p: &LaxIpPayloadSlice<'_>) -> Re
     Ok(())
 }
 
-fn decode_transport<'a>(
-    sliced: &LaxSlicedPacket<'a>,
-    ip_payload: &LaxIpPayloadSlice<'a>,
-) -> Result<L4<'a>, Skip> {
-    match &sliced.transport {
-        Some(t) => transport_from_slice(t),
-        // etherparse does not slice fragmented payloads: the first
-        // fragment still starts with the transport header.
-        None if ip_payload.fragmented => first_fragment_transport(ip_payload),
-        None => transport_missing(sliced, ip_payload),
+/// The transport header at the start of the IP payload (a first fragment
+/// carries it too).
+fn decode_transport<'a>(p: &LaxIpPayloadSlice<'a>) -> Result<L4<'a>, Skip> {
+    let data = p.payload;
+    match p.ip_number.0 {
+        proto::TCP => match TcpSlice::from_slice(data) {
+            Ok(tcp) => tcp_l4(&tcp),
+            Err(etherparse::err::tcp::HeaderSliceError::Content(_)) if !p.fragmented => {
+                Err(Skip::BadHeader)
+            }
+            Err(_) => Err(Skip::Truncated),
+        },
+        proto::UDP => {
+            let udp = UdpSlice::from_slice_lax(data).map_err(|_| Skip::Truncated)?;
+            Ok(L4 {
+                transport: Transport::Udp,
+                icmp_inner: None,
+                sport: udp.source_port(),
+                dport: udp.destination_port(),
+                header_len: 8,
+                one_way: false,
+                payload: udp.payload(),
+            })
+        }
+        proto::ICMP | proto::ICMPV6 => {
+            let h = data.get(..8).ok_or(Skip::Truncated)?;
+            let is_v6 = p.ip_number.0 == proto::ICMPV6;
+            Ok(icmp_l4(is_v6, h[0], h[1], &data[8..]))
+        }
+        _ => Ok(other_l4()),
     }
 }
 
-fn transport_from_slice<'a>(t: &TransportSlice<'a>) -> Result<L4<'a>, Skip> {
-    match t {
-        TransportSlice::Tcp(tcp) => tcp_l4(tcp),
-        TransportSlice::Udp(udp) => Ok(L4 {
-            transport: Transport::Udp,
-            icmp_inner: None,
-            sport: udp.source_port(),
-            dport: udp.destination_port(),
-            header_len: 8,
-            one_way: false,
-            payload: udp.payload(),
-        }),
-        TransportSlice::Icmpv4(icmp) => Ok(icmp_l4(
-            false,
-            icmp.type_u8(),
-            icmp.code_u8(),
-            icmp.payload(),
-        )),
-        TransportSlice::Icmpv6(icmp) => Ok(icmp_l4(
-            true,
-            icmp.type_u8(),
-            icmp.code_u8(),
-            icmp.payload(),
-        )),
-        TransportSlice::Igmp(_) => Ok(other_l4()),
-    }
-}
-
-fn tcp_l4<'a>(tcp: &etherparse::TcpSlice<'a>) -> Result<L4<'a>, Skip> {
+fn tcp_l4<'a>(tcp: &TcpSlice<'a>) -> Result<L4<'a>, Skip> {
     if !tcp_options_valid(tcp.options()) {
         return Err(Skip::BadHeader);
     }
@@ -454,9 +466,9 @@ fn icmp_l4(is_v6: bool, icmp_type: u8, code: u8, payload: &[u8]) -> L4<'_> {
 /// The 5-tuple of the packet quoted in an ICMP error (its IP header and
 /// the first 8 bytes of its transport header).
 fn inner_tuple(quoted: &[u8]) -> Option<(Endpoint, Endpoint, u8)> {
-    let sliced = LaxSlicedPacket::from_ip(quoted).ok()?;
-    let (src, dst, payload) = match sliced.net? {
-        LaxNetSlice::Ipv4(v4) => {
+    let (sliced, _) = LaxIpSlice::from_slice(quoted).ok()?;
+    let (src, dst, payload) = match sliced {
+        LaxIpSlice::Ipv4(v4) => {
             let h = v4.header();
             (
                 IpAddr::from(h.source_addr()),
@@ -464,7 +476,7 @@ fn inner_tuple(quoted: &[u8]) -> Option<(Endpoint, Endpoint, u8)> {
                 v4.payload().clone(),
             )
         }
-        LaxNetSlice::Ipv6(v6) => {
+        LaxIpSlice::Ipv6(v6) => {
             let h = v6.header();
             (
                 IpAddr::from(h.source_addr()),
@@ -472,7 +484,6 @@ fn inner_tuple(quoted: &[u8]) -> Option<(Endpoint, Endpoint, u8)> {
                 v6.payload().clone(),
             )
         }
-        LaxNetSlice::Arp(_) => return None,
     };
     let proto = payload.ip_number.0;
     if !matches!(proto, proto::TCP | proto::UDP | proto::SCTP) {
@@ -503,56 +514,6 @@ fn other_l4<'a>() -> L4<'a> {
         header_len: 0,
         one_way: false,
         payload: &[],
-    }
-}
-
-fn first_fragment_transport<'a>(p: &LaxIpPayloadSlice<'a>) -> Result<L4<'a>, Skip> {
-    let data = p.payload;
-    match p.ip_number.0 {
-        proto::TCP => match etherparse::TcpSlice::from_slice(data) {
-            Ok(tcp) => tcp_l4(&tcp),
-            Err(_) => Err(Skip::Truncated),
-        },
-        proto::UDP => {
-            let h = data.get(..8).ok_or(Skip::Truncated)?;
-            Ok(L4 {
-                transport: Transport::Udp,
-                icmp_inner: None,
-                sport: u16::from_be_bytes([h[0], h[1]]),
-                dport: u16::from_be_bytes([h[2], h[3]]),
-                header_len: 8,
-                one_way: false,
-                payload: &data[8..],
-            })
-        }
-        proto::ICMP | proto::ICMPV6 => {
-            let h = data.get(..8).ok_or(Skip::Truncated)?;
-            Ok(icmp_l4(
-                p.ip_number.0 == proto::ICMPV6,
-                h[0],
-                h[1],
-                &data[8..],
-            ))
-        }
-        _ => Ok(other_l4()),
-    }
-}
-
-/// No transport slice and not a fragment: either a protocol etherparse does
-/// not slice (keyed by addresses) or a transport header that failed.
-fn transport_missing<'a>(
-    sliced: &LaxSlicedPacket<'a>,
-    p: &LaxIpPayloadSlice<'a>,
-) -> Result<L4<'a>, Skip> {
-    let known = matches!(
-        p.ip_number.0,
-        proto::TCP | proto::UDP | proto::ICMP | proto::ICMPV6
-    );
-    match &sliced.stop_err {
-        Some((etherparse::err::packet::SliceError::Len(_), _)) if known => Err(Skip::Truncated),
-        Some(_) if known => Err(Skip::BadHeader),
-        _ if known => Err(Skip::Truncated),
-        _ => Ok(other_l4()),
     }
 }
 

@@ -202,3 +202,81 @@ proptest::proptest! {
         let _ = decode(&frame(LinkType::Ethernet, &data));
     }
 }
+
+/// What etherparse's full lax slicer (an independent decoder) finds in an
+/// Ethernet frame: addresses, ports and payload of an unfragmented TCP or
+/// UDP packet it sliced without error.
+fn etherparse_view(data: &[u8]) -> Option<(IpAddr, IpAddr, u16, u16, Vec<u8>)> {
+    use etherparse::{LaxNetSlice, LaxSlicedPacket, TransportSlice};
+    let sliced = LaxSlicedPacket::from_ethernet(data).ok()?;
+    if sliced.stop_err.is_some() {
+        return None;
+    }
+    let (src, dst) = match sliced.net? {
+        LaxNetSlice::Ipv4(v4) => (
+            v4.header().source_addr().into(),
+            v4.header().destination_addr().into(),
+        ),
+        LaxNetSlice::Ipv6(v6) => (
+            v6.header().source_addr().into(),
+            v6.header().destination_addr().into(),
+        ),
+        LaxNetSlice::Arp(_) => return None,
+    };
+    match sliced.transport? {
+        TransportSlice::Tcp(t) => Some((
+            src,
+            dst,
+            t.source_port(),
+            t.destination_port(),
+            t.payload().to_vec(),
+        )),
+        TransportSlice::Udp(u) => Some((
+            src,
+            dst,
+            u.source_port(),
+            u.destination_port(),
+            u.payload().to_vec(),
+        )),
+        _ => None,
+    }
+}
+
+fn udp_v6_in_qinq(payload: &[u8]) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2([1; 6], [2; 6])
+        .double_vlan(7.try_into().unwrap(), 8.try_into().unwrap())
+        .ipv6([0xfd; 16], [0x20; 16], 64)
+        .udp(5353, 53);
+    let mut out = Vec::new();
+    b.write(&mut out, payload).unwrap();
+    out
+}
+
+proptest::proptest! {
+    /// Wherever etherparse's full slicer decodes a TCP or UDP packet, the
+    /// hand-walked link layer and our transport decoding agree with it.
+    #[test]
+    fn agrees_with_etherparse_slicer(
+        v6 in proptest::bool::ANY,
+        muts in proptest::collection::vec((0usize..100, proptest::num::u8::ANY), 0..3),
+        cut in 0usize..40,
+    ) {
+        let mut data = if v6 { udp_v6_in_qinq(&[7u8; 30]) } else { tcp_v4(&[9u8; 30]) };
+        for (pos, byte) in muts {
+            let p = pos % data.len();
+            data[p] = byte;
+        }
+        data.truncate(data.len() - cut.min(data.len()));
+        if let Some((src, dst, sport, dport, payload)) = etherparse_view(&data) {
+            match decode(&frame(LinkType::Ethernet, &data)) {
+                Ok(p) => {
+                    proptest::prop_assert_eq!((p.src.addr, p.dst.addr), (src, dst));
+                    proptest::prop_assert_eq!((p.src.port, p.dst.port), (sport, dport));
+                    proptest::prop_assert_eq!(p.payload, &payload[..]);
+                }
+                // Checks etherparse does not make: TCP options, lying lengths.
+                Err(skip) => proptest::prop_assert!(matches!(skip, Skip::BadHeader | Skip::BadLength)),
+            }
+        }
+    }
+}

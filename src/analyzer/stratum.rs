@@ -81,15 +81,27 @@ pub fn probe(data: &[u8]) -> Probe {
     if window.contains(&b'{') && has_marker(window) {
         return Probe::Match;
     }
-    let text = window
-        .iter()
-        .filter(|&&b| b.is_ascii_graphic() || b.is_ascii_whitespace())
-        .count();
-    if !window.is_empty() && text * 10 >= window.len() * 9 {
+    if !window.is_empty() && mostly_text(window) {
         Probe::NeedMore
     } else {
         Probe::NoMatch
     }
+}
+
+/// At least 90 % printable ASCII; binary data is told apart after its
+/// first few bytes.
+fn mostly_text(bytes: &[u8]) -> bool {
+    let allowed = bytes.len() / 10;
+    let mut binary = 0;
+    for &b in bytes {
+        if !(b.is_ascii_graphic() || b.is_ascii_whitespace()) {
+            binary += 1;
+            if binary > allowed {
+                return false;
+            }
+        }
+    }
+    true
 }
 
 /// Whether a marker starts at one of the quotes of `hay`.

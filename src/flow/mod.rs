@@ -95,9 +95,6 @@ pub struct Flow {
     /// Protocol analysis; `None` until the flow carries payload, and again
     /// once no protocol claimed it.
     pub app: Option<Box<AppSlot>>,
-    /// The table's links: neighbours in last-activity order.
-    pub(crate) prev: u32,
-    pub(crate) next: u32,
 }
 
 impl Flow {
@@ -123,8 +120,6 @@ impl Flow {
             dirs: [DirStats::default(); 2],
             tcp: TcpState::default(),
             app: None,
-            prev: u32::MAX,
-            next: u32::MAX,
         }
     }
 

@@ -9,7 +9,7 @@
 
 use crate::engine::Engine;
 use crate::event::{Event, EventSink};
-use crate::source::batch::{batch_bytes, Batch};
+use crate::source::batch::Batch;
 use crate::source::{LinkType, PacketSource, SourceError};
 use crossbeam_channel::{bounded, Receiver, Sender};
 
@@ -36,13 +36,17 @@ pub fn run(
     result
 }
 
-/// Batches in flight between the reader and the engine.
-const FRAME_BATCHES: usize = 32;
+/// Batches in flight between the reader and the engine, and their size
+/// (larger than the live sensor's: a file is never waited on).
+const FRAME_BATCHES: usize = 8;
+const BATCH_FRAMES: usize = 512;
 /// Events per message to the writer, and messages in flight.
 const EVENT_BATCH: usize = 256;
 const EVENT_BATCHES: usize = 32;
-/// Largest frame a batch must hold (the pcap maximum snap length).
-const MAX_FRAME: u32 = 262_144;
+/// Bytes per batch: typical frames, and always room for the largest (the
+/// pcap maximum snap length).
+const BATCH_BYTES: usize = 1600 * BATCH_FRAMES;
+const _: () = assert!(BATCH_BYTES >= 262_144);
 
 /// [`run`], with the source read on its own thread and the events written
 /// on another.
@@ -57,7 +61,8 @@ pub fn run_threaded(
     let (spent_tx, spent_rx) = bounded::<Vec<Event>>(EVENT_BATCHES + 1);
     for _ in 0..=FRAME_BATCHES {
         // Cannot fail: the channel has room for every batch.
-        let _ = free_tx.send(Batch::new(0, LinkType::Ethernet, batch_bytes(MAX_FRAME)));
+        let batch = Batch::with_capacity(0, LinkType::Ethernet, BATCH_FRAMES, BATCH_BYTES);
+        let _ = free_tx.send(batch);
     }
     std::thread::scope(|scope| {
         let reader = scope.spawn(move || read(source, &frames_tx, &free_rx));

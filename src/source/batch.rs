@@ -35,9 +35,14 @@ pub struct Batch {
 
 impl Batch {
     pub fn new(origin: usize, link: LinkType, bytes: usize) -> Batch {
+        Batch::with_capacity(origin, link, BATCH_FRAMES, bytes)
+    }
+
+    /// A batch for at most `frames` frames and `bytes` bytes of frame data.
+    pub fn with_capacity(origin: usize, link: LinkType, frames: usize, bytes: usize) -> Batch {
         Batch {
             data: Vec::with_capacity(bytes),
-            slots: Vec::with_capacity(BATCH_FRAMES),
+            slots: Vec::with_capacity(frames),
             link,
             origin,
         }

@@ -111,7 +111,7 @@ impl Engine {
         if let Some(tcp) = pkt.tcp() {
             flow.tcp.update(dir, tcp, pkt.payload_len);
         }
-        analyze(
+        let analyzed = analyze(
             flow,
             &self.protocols,
             pkt,
@@ -122,7 +122,7 @@ impl Engine {
         );
         let interim = flow.next_period_due(pkt.ts, self.cfg.flow.active_seconds);
         if let Some(judge) = &mut self.judge {
-            judge.on_packet(flow, pkt.ts, &mut self.alerts);
+            judge.on_packet(flow, pkt.ts, analyzed, &mut self.alerts);
         }
         let flow = &*flow;
         write_alerts(&mut self.alerts, &mut self.stats, sink);
@@ -296,7 +296,8 @@ fn is_reuse(flow: &Flow, pkt: &Packet<'_>) -> bool {
 }
 
 /// Hands the packet to the flow's protocol analysis, creating it when the
-/// flow first carries payload.
+/// flow first carries payload. False when the analysis did not run (so
+/// its facts cannot have changed).
 fn analyze(
     flow: &mut Flow,
     protocols: &Protocols,
@@ -305,13 +306,13 @@ fn analyze(
     index: u64,
     cfg: &FlowConfig,
     emit: &mut Emit,
-) {
-    if protocols.is_empty() {
-        return;
+) -> bool {
+    if protocols.is_empty() || flow.app_done {
+        return false;
     }
     if flow.app.is_none() {
         if pkt.payload_len == 0 || flow.app_unknown {
-            return;
+            return false;
         }
         let ctx = FlowContext {
             client: flow.client(),
@@ -321,7 +322,7 @@ fn analyze(
         flow.app = Some(Box::new(AppSlot::new(ctx)));
     }
     let Some(app) = flow.app.as_mut() else {
-        return;
+        return false;
     };
     let input = PacketInput {
         view: PacketView {
@@ -336,11 +337,13 @@ fn analyze(
         budget: cfg.stream_budget_bytes,
     };
     app.on_packet(protocols, &input, emit);
+    flow.app_done = app.is_finished();
     if app.is_unknown() {
         // Nobody claimed the flow: free the analysis state, keep the mark.
         flow.app = None;
         flow.app_unknown = true;
     }
+    true
 }
 
 /// Counts of skipped frames by reason, for summaries.

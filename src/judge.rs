@@ -43,11 +43,27 @@ impl Judge {
     }
 
     /// Judges `flow` at `now` if anything changed since the last time;
-    /// new alerts are appended to `out`.
+    /// new alerts are appended to `out`. `analyzed`: the flow's analysis
+    /// ran for this packet (only then can its facts have changed).
     ///
     /// A flow still being probed is not judged: until its protocol is known
     /// every detection an allow entry could silence has to wait anyway.
-    pub fn on_packet(&mut self, flow: &mut Flow, now: Timestamp, out: &mut Vec<Alert>) {
+    pub fn on_packet(
+        &mut self,
+        flow: &mut Flow,
+        now: Timestamp,
+        analyzed: bool,
+        out: &mut Vec<Alert>,
+    ) {
+        let due = flow.recheck_minutes != 0
+            && flow.secs_since_start(now) >= u32::from(flow.recheck_minutes) * 60;
+        if !analyzed && flow.judged != 0 {
+            // Judged before and nothing new: the facts stay unread.
+            if due {
+                self.judge(flow, Stage::Identified, now, out);
+            }
+            return;
+        }
         let revision = flow
             .app
             .as_ref()
@@ -57,8 +73,6 @@ impl Judge {
             return; // still probing
         }
         let mark = judged_mark(revision.unwrap_or(0), Stage::Identified);
-        let due = flow.recheck_minutes != 0
-            && flow.secs_since_start(now) >= u32::from(flow.recheck_minutes) * 60;
         if mark != flow.judged || due {
             self.judge(flow, Stage::Identified, now, out);
         }

@@ -91,6 +91,11 @@ impl AppSlot {
         }
     }
 
+    /// The active analyzer said it is done; packets are no longer needed.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
     /// True once no protocol can claim the flow any more.
     pub fn is_unknown(&self) -> bool {
         matches!(self.state, State::Unknown)

@@ -74,6 +74,9 @@ pub struct Flow {
     pub basis: OriginBasis,
     /// Payload was seen and no protocol claimed it.
     pub app_unknown: bool,
+    /// The flow's analyzer learned all it can: packets no longer go to it
+    /// (nor need the analysis state be touched per packet).
+    pub app_done: bool,
     /// Which direction sent the first packet (its time anchors the id).
     first_dir: Dir,
     /// What the policy already alerted on.
@@ -107,6 +110,7 @@ impl Flow {
             orig,
             basis,
             app_unknown: false,
+            app_done: false,
             first_dir: if sender_is_orig {
                 Dir::ToServer
             } else {

@@ -159,6 +159,38 @@ impl Packet<'_> {
     }
 }
 
+/// A decoded packet detached from its frame's bytes (the payload is kept as
+/// a position in them), so one thread can decode and another analyze.
+#[derive(Copy, Clone, Debug)]
+pub struct Detached {
+    packet: Packet<'static>,
+    payload_at: u32,
+    payload_caplen: u32,
+}
+
+impl Detached {
+    /// `pkt` decoded from `data`.
+    pub fn new(pkt: &Packet<'_>, data: &[u8]) -> Detached {
+        Detached {
+            packet: Packet {
+                payload: &[],
+                ..*pkt
+            },
+            payload_at: offset_of(data, pkt.payload),
+            payload_caplen: pkt.payload.len() as u32,
+        }
+    }
+
+    /// The packet again, borrowing `data` (the bytes it was decoded from).
+    pub fn attach<'a>(&self, data: &'a [u8]) -> Packet<'a> {
+        let (at, len) = (self.payload_at as usize, self.payload_caplen as usize);
+        Packet {
+            payload: data.get(at..at + len).unwrap_or(&[]),
+            ..self.packet
+        }
+    }
+}
+
 /// Decodes one frame.
 pub fn decode<'a>(frame: &Frame<'a>) -> Result<Packet<'a>, Skip> {
     let ip_bytes = link_payload(frame.link, frame.data)?;

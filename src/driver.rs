@@ -3,10 +3,11 @@
 //!
 //! [`run`] does everything on the calling thread. [`run_threaded`] is the
 //! same loop cut into three stages that overlap on a multi-core machine:
-//! the source is read on one thread, the engine runs on the caller's, and
-//! events are written on a third. Frames and events keep their order, so
+//! the source is read and decoded on one thread, the engine runs on the
+//! caller's, and events are written on a third. Frames and events keep their order, so
 //! both produce the same output.
 
+use crate::decode::decode;
 use crate::engine::Engine;
 use crate::event::{Event, EventSink};
 use crate::source::batch::Batch;
@@ -74,9 +75,9 @@ pub fn run_threaded(
         };
         let mut index = 0u64;
         for batch in frames_rx {
-            for frame in batch.frames() {
+            for (frame, decoded) in batch.decoded() {
                 index += 1;
-                engine.process(&frame, index, &mut events);
+                engine.process_decoded(&frame, decoded, index, &mut events);
             }
             // The reader may have stopped; then the batch is not needed.
             let _ = free_tx.send(batch);
@@ -91,7 +92,7 @@ pub fn run_threaded(
     })
 }
 
-/// The reader stage: frames into batches, batches to the engine.
+/// The reader stage: frames decoded into batches, batches to the engine.
 fn read(
     source: &mut (dyn PacketSource + Send),
     full: &Sender<Batch>,
@@ -121,7 +122,7 @@ fn read(
             }
             batch.clear_for(frame.link);
         }
-        batch.push(&frame);
+        batch.push(&frame, decode(&frame));
     }
     let _ = full.send(batch);
     Ok(())

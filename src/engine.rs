@@ -84,9 +84,20 @@ impl Engine {
 
     /// Processes one frame; `index` is its 1-based position in the input.
     pub fn process(&mut self, frame: &Frame<'_>, index: u64, sink: &mut dyn EventSink) {
+        self.process_decoded(frame, decode(frame), index, sink);
+    }
+
+    /// Processes one frame that another thread decoded already.
+    pub fn process_decoded(
+        &mut self,
+        frame: &Frame<'_>,
+        decoded: Result<Packet<'_>, Skip>,
+        index: u64,
+        sink: &mut dyn EventSink,
+    ) {
         self.stats.packets += 1;
         self.stats.bytes += u64::from(frame.orig_len);
-        match decode(frame) {
+        match decoded {
             Ok(pkt) => self.on_packet(&pkt, index, sink),
             Err(skip) => self.stats.skipped[skip.index()] += 1,
         }

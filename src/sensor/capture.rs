@@ -8,6 +8,7 @@
 
 use super::shard::Sharder;
 use super::worker::Msg;
+use crate::decode::decode;
 use crate::metrics::CaptureCounters;
 use crate::source::batch::{batch_bytes, Batch, BATCH_FRAMES};
 use crate::source::live::{capture_clock, CaptureDrops, LiveCapture};
@@ -184,7 +185,8 @@ impl Shipper {
     fn on_frame(&mut self, frame: &Frame<'_>) {
         self.packets += 1;
         self.bytes += u64::from(frame.orig_len);
-        let w = self.sharder.worker_of(frame);
+        let decoded = decode(frame);
+        let w = self.sharder.worker_of_decoded(&decoded);
         let has_room = self
             .current
             .get(w)
@@ -199,7 +201,7 @@ impl Shipper {
         }
         let full = match self.current.get_mut(w).and_then(Option::as_mut) {
             Some(batch) => {
-                batch.push(frame);
+                batch.push(frame, decoded);
                 batch.len() >= BATCH_FRAMES
             }
             None => false,

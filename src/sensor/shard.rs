@@ -2,7 +2,7 @@
 //! both directions of a flow (and the ICMP errors about it) land on the
 //! same worker, whose flow table then needs no lock.
 
-use crate::decode::decode;
+use crate::decode::{decode, Packet, Skip};
 use crate::flow::key::FlowKey;
 use crate::source::Frame;
 
@@ -33,10 +33,15 @@ impl Sharder {
 
     /// The worker of `frame`'s flow.
     pub fn worker_of(&mut self, frame: &Frame<'_>) -> usize {
+        self.worker_of_decoded(&decode(frame))
+    }
+
+    /// The worker of a decoded frame's flow.
+    pub fn worker_of_decoded(&mut self, decoded: &Result<Packet<'_>, Skip>) -> usize {
         if self.workers == 1 {
             return 0;
         }
-        match decode(frame) {
+        match decoded {
             Ok(pkt) => {
                 let key = match pkt.icmp_inner {
                     // An ICMP error counts toward the flow it quotes.

@@ -54,9 +54,10 @@ impl Worker {
             match msg {
                 Msg::Batch(mut batch) => {
                     self.queue_depth.sub(batch.len() as i64);
-                    for frame in batch.frames() {
+                    for (frame, decoded) in batch.decoded() {
                         index += 1;
-                        self.engine.process(&frame, index, &mut self.events);
+                        self.engine
+                            .process_decoded(&frame, decoded, index, &mut self.events);
                     }
                     batch.clear();
                     if let Some(home) = self.returns.get(batch.origin) {

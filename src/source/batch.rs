@@ -3,6 +3,7 @@
 //! allocated up front and is sent back once analyzed, so the hot path
 //! allocates nothing per packet and a channel operation is paid per batch.
 
+use crate::decode::{decode, Detached, Packet, Skip};
 use crate::source::{Frame, LinkType};
 use crate::time::Timestamp;
 
@@ -21,6 +22,8 @@ struct Slot {
     start: usize,
     len: usize,
     orig_len: u32,
+    /// Decoded by the sending thread.
+    decoded: Result<Detached, Skip>,
 }
 
 /// A reusable buffer of frames from one capture.
@@ -62,10 +65,11 @@ impl Batch {
             && self.data.len() + frame.data.len() <= self.data.capacity()
     }
 
-    /// Copies `frame` in; false (and nothing copied) when it does not fit.
-    /// A frame longer than the whole buffer is cut to it (the engine sees
-    /// the wire length and counts a truncated frame).
-    pub fn push(&mut self, frame: &Frame<'_>) -> bool {
+    /// Copies `frame` in with its decoding (`decoded`, from `decode(frame)`);
+    /// false (and nothing copied) when it does not fit. A frame longer than
+    /// the whole buffer is cut to it (and decoded again: the engine sees the
+    /// wire length and counts a truncated frame).
+    pub fn push(&mut self, frame: &Frame<'_>, decoded: Result<Packet<'_>, Skip>) -> bool {
         let data = match frame.data.get(..self.data.capacity()) {
             Some(cut) => cut,
             None => frame.data,
@@ -75,6 +79,11 @@ impl Batch {
         {
             return false;
         }
+        let decoded = if data.len() < frame.data.len() {
+            decode(&Frame { data, ..*frame })
+        } else {
+            decoded
+        };
         let start = self.data.len();
         self.data.extend_from_slice(data);
         self.slots.push(Slot {
@@ -82,6 +91,7 @@ impl Batch {
             start,
             len: data.len(),
             orig_len: frame.orig_len,
+            decoded: decoded.map(|p| Detached::new(&p, data)),
         });
         true
     }
@@ -105,12 +115,24 @@ impl Batch {
 
     /// The frames, in the order they were pushed.
     pub fn frames(&self) -> impl Iterator<Item = Frame<'_>> + '_ {
-        self.slots.iter().map(move |s| Frame {
+        self.slots.iter().map(move |s| self.frame(s))
+    }
+
+    /// The frames with their decoding, in the order they were pushed.
+    pub fn decoded(&self) -> impl Iterator<Item = (Frame<'_>, Result<Packet<'_>, Skip>)> + '_ {
+        self.slots.iter().map(move |s| {
+            let frame = self.frame(s);
+            (frame, s.decoded.map(|d| d.attach(frame.data)))
+        })
+    }
+
+    fn frame(&self, s: &Slot) -> Frame<'_> {
+        Frame {
             ts: s.ts,
             link: self.link,
             data: self.data.get(s.start..s.start + s.len).unwrap_or(&[]),
             orig_len: s.orig_len,
-        })
+        }
     }
 }
 
@@ -127,12 +149,37 @@ mod tests {
         }
     }
 
+    fn put(b: &mut Batch, f: &Frame<'_>) -> bool {
+        b.push(f, decode(f))
+    }
+
+    #[test]
+    fn decoded_packets_come_back_with_their_payload() {
+        let mut data = Vec::new();
+        etherparse::PacketBuilder::ethernet2([1; 6], [2; 6])
+            .ipv4([10, 0, 0, 1], [198, 51, 100, 7], 64)
+            .udp(5353, 53)
+            .write(&mut data, b"query")
+            .unwrap();
+        let mut b = Batch::new(0, LinkType::Ethernet, 1600);
+        assert!(put(&mut b, &frame(1, b"junk")));
+        assert!(put(&mut b, &frame(2, &data)));
+        let got: Vec<_> = b
+            .decoded()
+            .map(|(_, p)| p.map(|p| (p.src.port, p.payload.to_vec())))
+            .collect();
+        assert_eq!(
+            got,
+            vec![Err(Skip::Truncated), Ok((5353, b"query".to_vec()))]
+        );
+    }
+
     #[test]
     fn frames_come_back_as_pushed() {
         let mut b = Batch::new(0, LinkType::Ethernet, 100);
-        assert!(b.push(&frame(1, b"abc")));
-        assert!(b.push(&frame(2, b"")));
-        assert!(b.push(&frame(3, b"defgh")));
+        assert!(put(&mut b, &frame(1, b"abc")));
+        assert!(put(&mut b, &frame(2, b"")));
+        assert!(put(&mut b, &frame(3, b"defgh")));
         let got: Vec<(u64, Vec<u8>, u32)> = b
             .frames()
             .map(|f| (f.ts.as_secs(), f.data.to_vec(), f.orig_len))
@@ -151,19 +198,19 @@ mod tests {
     fn full_batch_refuses_without_growing() {
         let mut b = Batch::new(0, LinkType::Ethernet, 10);
         let cap = (b.data.capacity(), b.slots.capacity());
-        assert!(b.push(&frame(1, b"123456")));
+        assert!(put(&mut b, &frame(1, b"123456")));
         assert!(!b.fits(&frame(2, b"12345")));
-        assert!(!b.push(&frame(2, b"12345")));
+        assert!(!put(&mut b, &frame(2, b"12345")));
         assert_eq!(b.len(), 1);
         for _ in 1..BATCH_FRAMES {
-            b.push(&frame(3, b""));
+            put(&mut b, &frame(3, b""));
         }
         assert_eq!(b.len(), BATCH_FRAMES);
-        assert!(!b.push(&frame(4, b"")));
+        assert!(!put(&mut b, &frame(4, b"")));
         assert_eq!((b.data.capacity(), b.slots.capacity()), cap);
         b.clear();
         assert!(b.is_empty());
-        assert!(b.push(&frame(5, b"12345")));
+        assert!(put(&mut b, &frame(5, b"12345")));
     }
 
     #[test]
@@ -171,9 +218,14 @@ mod tests {
         let mut b = Batch::new(0, LinkType::Ethernet, 8);
         let cap = b.data.capacity();
         let big = vec![7u8; cap + 50];
-        assert!(b.push(&frame(1, &big)));
+        assert!(put(&mut b, &frame(1, &big)));
         let f = b.frames().next().map(|f| (f.data.len(), f.orig_len));
         assert_eq!(f, Some((cap, big.len() as u32 + 4)));
+        // Decoded again as cut (8 bytes: no whole Ethernet header), not as
+        // the whole frame (non-IP).
+        assert_eq!(decode(&frame(1, &big)).err(), Some(Skip::NonIp));
+        let decoded = b.decoded().next().map(|(_, p)| p.err());
+        assert_eq!(decoded, Some(Some(Skip::Truncated)));
     }
 
     #[test]

@@ -9,29 +9,29 @@ use crate::time::Timestamp;
 use std::io::Write;
 use std::net::IpAddr;
 
-/// A rendered JSON object, e.g. an analyzer's EVE body.
+/// A rendered JSON object, e.g. an analyzer's EVE body. Short-lived (it
+/// lives until its record is written), so its buffer is not shrunk.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Rendered(Box<str>);
+pub struct Rendered(String);
+
+/// Room for a typical body (DNS, TLS with JA3 strings) without growing.
+const BODY_CAPACITY: usize = 1024;
 
 impl Rendered {
     /// Renders the object `fill` writes.
     pub fn build(fill: impl FnOnce(&mut Obj<'_>)) -> Self {
-        let mut buf = Vec::with_capacity(256);
+        let mut buf = Vec::with_capacity(BODY_CAPACITY);
         let mut obj = Obj::open(&mut buf);
         fill(&mut obj);
         obj.close();
         // Only whole UTF-8 strs and ASCII are ever appended.
-        Rendered(String::from_utf8(buf).unwrap_or_default().into_boxed_str())
+        Rendered(String::from_utf8(buf).unwrap_or_default())
     }
 
     /// Renders a serde value: the route for rare, deeply nested records
     /// (SSH, Stratum) where writing fields by hand buys nothing.
     pub fn of<T: serde::Serialize + ?Sized>(value: &T) -> Self {
-        Rendered(
-            serde_json::to_string(value)
-                .unwrap_or_else(|_| "null".into())
-                .into_boxed_str(),
-        )
+        Rendered(serde_json::to_string(value).unwrap_or_else(|_| "null".into()))
     }
 
     pub fn as_str(&self) -> &str {

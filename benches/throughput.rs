@@ -1,7 +1,8 @@
 //! Throughput of the packet path on a generated capture of 1,000,000
 //! packets and 100,000 flows (the `bench` scenario's realistic mix):
 //! decoding alone, decoding plus flow tracking, and the whole replay with
-//! every analyzer, the policy and EVE output (to a sink).
+//! every analyzer, the policy and EVE output (to a sink), on one thread
+//! and as `egresswatch replay` runs it (reader, engine and writer threads).
 //!
 //! `cargo bench --bench throughput`; figures are recorded in
 //! docs/PERFORMANCE.md.
@@ -114,17 +115,33 @@ fn throughput(c: &mut Criterion) {
     g.bench_function("replay_full", |b| {
         b.iter_batched(
             full_engine,
-            |mut engine| {
-                let reader: Box<dyn std::io::Read + Send> = Box::new(pcap);
-                let mut source = ReplaySource::from_readers([("bench".to_string(), reader)]);
-                let mut eve = EveWriter::new(std::io::sink());
-                egresswatch::driver::run(&mut source, &mut engine, &mut eve).expect("replay");
-                black_box(eve.written())
-            },
+            |e| replay(pcap, e, false),
+            BatchSize::LargeInput,
+        )
+    });
+    g.bench_function("replay_threaded", |b| {
+        b.iter_batched(
+            full_engine,
+            |e| replay(pcap, e, true),
             BatchSize::LargeInput,
         )
     });
     g.finish();
+}
+
+/// The whole replay of `pcap` from its bytes, EVE to a sink: on one thread,
+/// or threaded as `egresswatch replay` runs it.
+fn replay(pcap: &'static [u8], mut engine: Engine, threaded: bool) -> u64 {
+    let reader: Box<dyn std::io::Read + Send> = Box::new(pcap);
+    let mut source = ReplaySource::from_readers([("bench".to_string(), reader)]);
+    let mut eve = EveWriter::new(std::io::sink());
+    let result = if threaded {
+        egresswatch::driver::run_threaded(&mut source, &mut engine, &mut eve)
+    } else {
+        egresswatch::driver::run(&mut source, &mut engine, &mut eve)
+    };
+    result.expect("replay");
+    black_box(eve.written())
 }
 
 criterion_group!(benches, throughput);

@@ -13,6 +13,7 @@ use crate::event::{Event, EventSink};
 use crate::source::batch::Batch;
 use crate::source::{LinkType, PacketSource, SourceError};
 use crossbeam_channel::{bounded, Receiver, Sender};
+use std::thread;
 
 /// Runs `source` to its end (or first error) through `engine`, then ends
 /// every open flow. Frames read before an error are fully reported: the
@@ -50,12 +51,28 @@ const BATCH_BYTES: usize = 1600 * BATCH_FRAMES;
 const _: () = assert!(BATCH_BYTES >= 262_144);
 
 /// [`run`], with the source read on its own thread and the events written
-/// on another.
+/// on another. Where the threads cannot be started, it is [`run`].
 pub fn run_threaded(
     source: &mut (dyn PacketSource + Send),
     engine: &mut Engine,
     sink: &mut (dyn EventSink + Send),
 ) -> Result<(), SourceError> {
+    match stages(source, engine, sink) {
+        Some(result) => result,
+        None => {
+            tracing::warn!("cannot start the replay threads; replaying on one thread");
+            run(source, engine, sink)
+        }
+    }
+}
+
+/// The three stages; `None` (with nothing read) when a thread could not be
+/// started.
+fn stages(
+    source: &mut (dyn PacketSource + Send),
+    engine: &mut Engine,
+    sink: &mut (dyn EventSink + Send),
+) -> Option<Result<(), SourceError>> {
     let (frames_tx, frames_rx) = bounded::<Batch>(FRAME_BATCHES);
     let (free_tx, free_rx) = bounded::<Batch>(FRAME_BATCHES + 1);
     let (events_tx, events_rx) = bounded::<Vec<Event>>(EVENT_BATCHES);
@@ -66,8 +83,16 @@ pub fn run_threaded(
         let _ = free_tx.send(batch);
     }
     std::thread::scope(|scope| {
-        let reader = scope.spawn(move || read(source, &frames_tx, &free_rx));
-        scope.spawn(move || write(sink, &events_rx, &spent_tx));
+        // The writer first: if the reader then cannot start, nothing has
+        // been read and the writer ends when its channel closes.
+        thread::Builder::new()
+            .name("replay-write".into())
+            .spawn_scoped(scope, move || write(sink, &events_rx, &spent_tx))
+            .ok()?;
+        let reader = thread::Builder::new()
+            .name("replay-read".into())
+            .spawn_scoped(scope, move || read(source, &frames_tx, &free_rx))
+            .ok()?;
         let mut events = BatchingSink {
             batch: Vec::with_capacity(EVENT_BATCH),
             to_writer: events_tx,
@@ -86,9 +111,11 @@ pub fn run_threaded(
         events.flush();
         // Dropping `events` hangs up on the writer, which then ends.
         drop(events);
-        reader
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        Some(
+            reader
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+        )
     })
 }
 

@@ -79,14 +79,18 @@ pub fn probe(dir: Dir, data: &[u8]) -> Probe {
     };
     match dir {
         Dir::ToServer => {
+            let mut token = [0u8; 16];
             for m in METHODS {
                 // "GET " followed by at least the first byte of a target.
-                let mut token = m.to_vec();
-                token.push(b' ');
-                if data.get(token.len()).is_some_and(|&b| b == b' ') {
+                let Some(room) = token.get_mut(..m.len() + 1) else {
+                    continue;
+                };
+                room[..m.len()].copy_from_slice(m);
+                room[m.len()] = b' ';
+                if data.get(room.len()).is_some_and(|&b| b == b' ') {
                     continue;
                 }
-                check(&token);
+                check(room);
             }
         }
         Dir::ToClient => check(b"HTTP/1."),

@@ -179,7 +179,7 @@ fn flow_extra(m: &mut Obj<'_>, r: &FlowRecord) {
     }
     if let Some(tcp) = &r.tcp {
         m.str("conn_state", tcp.conn_state);
-        m.str("history", &tcp.history);
+        m.str("history", tcp.history.as_str());
         m.pair("retransmitted", tcp.retransmitted);
         m.pair("out_of_order", tcp.out_of_order);
     }

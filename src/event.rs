@@ -62,7 +62,7 @@ pub struct TcpSummary {
     pub flags: [u8; 2],
     pub state: &'static str,
     pub conn_state: &'static str,
-    pub history: String,
+    pub history: crate::flow::tcp::History,
     pub retransmitted: [u32; 2],
     pub out_of_order: [u32; 2],
 }
@@ -78,7 +78,7 @@ impl FlowRecord {
             flags: [flow.tcp.dirs[0].flags, flow.tcp.dirs[1].flags],
             state: flow.tcp.eve_state(),
             conn_state: flow.tcp.conn_state(),
-            history: flow.tcp.history().to_owned(),
+            history: flow.tcp.history(),
             retransmitted: [
                 flow.tcp.dirs[0].retransmitted,
                 flow.tcp.dirs[1].retransmitted,

@@ -111,8 +111,8 @@ impl TcpState {
         (d.known & KNOWN_ISN != 0).then(|| d.isn.wrapping_add(1))
     }
 
-    pub fn history(&self) -> &str {
-        self.history.as_str()
+    pub fn history(&self) -> History {
+        self.history
     }
 
     /// Zeek's `conn_state` summary.
@@ -232,7 +232,7 @@ pub fn seq_le(a: u32, b: u32) -> bool {
 /// order first seen, upper case for the originator. Seven letters (s h a d
 /// f r t) per direction fit.
 #[derive(Copy, Clone, Debug, Default)]
-struct History {
+pub struct History {
     letters: [u8; 14],
     len: u8,
 }
@@ -251,7 +251,7 @@ impl History {
         self.len += 1;
     }
 
-    fn as_str(&self) -> &str {
+    pub fn as_str(&self) -> &str {
         // Only ASCII letters are ever pushed.
         std::str::from_utf8(&self.letters[..usize::from(self.len)]).unwrap_or("")
     }
@@ -286,7 +286,7 @@ mod tests {
         t.update(Dir::ToServer, &seg(F::FIN | F::ACK, 111), 0);
         t.update(Dir::ToClient, &seg(F::FIN | F::ACK, 521), 0);
         assert_eq!(t.conn_state(), "SF");
-        assert_eq!(t.history(), "ShADdFf");
+        assert_eq!(t.history().as_str(), "ShADdFf");
         assert!(t.closed());
         assert_eq!(t.eve_state(), "closed");
     }
@@ -337,7 +337,7 @@ mod tests {
         );
         assert_eq!(t.dirs[0].retransmitted, 2);
         assert_eq!(t.dirs[0].out_of_order, 1);
-        assert!(t.history().contains('T'));
+        assert!(t.history().as_str().contains('T'));
     }
 
     #[test]

@@ -13,7 +13,6 @@ use egresswatch::analyzer::names::NameCache;
 use egresswatch::engine::{Engine, EngineConfig};
 use egresswatch::eve::EveWriter;
 use egresswatch::gen::{self, BenchConfig, TsPrecision};
-use egresswatch::judge::Judge;
 use egresswatch::source::file::ReplaySource;
 use egresswatch::source::{Frame, LinkType};
 use egresswatch::time::Timestamp;
@@ -66,13 +65,8 @@ fn full_engine() -> Engine {
     let rules = egresswatch::policy::load_sources(egresswatch::policy::shipped(), None)
         .rules
         .expect("shipped rules load");
-    let judge = Judge::new(Arc::new(arc_swap::ArcSwap::from_pointee(rules)), names, 0);
-    Engine::new(
-        EngineConfig::default(),
-        protocols,
-        ahash::RandomState::new(),
-    )
-    .with_judge(judge)
+    let rules = Arc::new(arc_swap::ArcSwap::from_pointee(rules));
+    Engine::analyzing(EngineConfig::default(), protocols, rules, names)
 }
 
 fn bare_engine() -> Engine {

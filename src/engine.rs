@@ -10,7 +10,7 @@ use crate::decode::{decode, Fragment, Packet, Skip};
 use crate::event::{AppRecord, Event, EventSink, FlowMeta, FlowRecord};
 use crate::flow::table::FlowTable;
 use crate::flow::{EndReason, Flow, FlowConfig, TimeoutClass};
-use crate::judge::{flow_names, Judge};
+use crate::judge::{flow_names, Judge, SharedRules};
 use crate::policy::Alert;
 use crate::source::Frame;
 use crate::stats::Stats;
@@ -60,6 +60,21 @@ impl Engine {
             now: Timestamp::default(),
             next_sweep: Timestamp::default(),
         }
+    }
+
+    /// An engine as `replay` and the sensor run it: the analyzers in
+    /// `protocols` (made with `names`), judging flows against `rules`, and
+    /// labelling flow records with the names their clients resolved.
+    pub fn analyzing(
+        cfg: EngineConfig,
+        protocols: Arc<Protocols>,
+        rules: SharedRules,
+        names: Arc<NameCache>,
+    ) -> Self {
+        let judge = Judge::new(rules, names.clone(), cfg.community_seed);
+        Engine::new(cfg, protocols, ahash::RandomState::new())
+            .with_judge(judge)
+            .with_names(names)
     }
 
     /// Labels flow records with the names their client resolved.

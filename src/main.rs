@@ -14,7 +14,7 @@ use egresswatch::engine::{Engine, EngineConfig};
 use egresswatch::eve::EveWriter;
 use egresswatch::event::{Event, EventSink};
 use egresswatch::flow::{FlowConfig, TimeoutClass};
-use egresswatch::judge::{Judge, SharedRules};
+use egresswatch::judge::SharedRules;
 use egresswatch::policy::{self, RuleSet, Severity};
 use egresswatch::source::bpf::{BpfFilter, Filtered};
 use egresswatch::source::file::ReplaySource;
@@ -285,10 +285,7 @@ fn analyze<S: SelectSource + Send>(
     if let Some(tally) = out.tally.as_mut() {
         tally.classify_with(rules.clone(), names.clone());
     }
-    let judge = Judge::new(rules, names.clone(), config.community_seed);
-    let mut engine = Engine::new(config, Arc::from(protocols), ahash::RandomState::new())
-        .with_judge(judge)
-        .with_names(names);
+    let mut engine = Engine::analyzing(config, Arc::from(protocols), rules, names);
     let started = Instant::now();
     let (result, filtered) = match &args.bpf {
         None => {

@@ -6,7 +6,6 @@ use egresswatch::analyzer::dispatch::Protocols;
 use egresswatch::analyzer::names::NameCache;
 use egresswatch::engine::{Engine, EngineConfig};
 use egresswatch::eve::EveWriter;
-use egresswatch::judge::Judge;
 use egresswatch::source::{Frame, LinkType};
 use egresswatch::time::Timestamp;
 use proptest::prelude::*;
@@ -31,11 +30,7 @@ fn engine() -> Engine {
     let rules = egresswatch::policy::load_sources(egresswatch::policy::shipped(), None)
         .rules
         .expect("shipped rules load");
-    let judge = Judge::new(
-        Arc::new(arc_swap::ArcSwap::from_pointee(rules)),
-        names.clone(),
-        0,
-    );
+    let rules = Arc::new(arc_swap::ArcSwap::from_pointee(rules));
     let cfg = EngineConfig {
         flow: egresswatch::flow::FlowConfig {
             capacity: 4,
@@ -43,9 +38,7 @@ fn engine() -> Engine {
         },
         community_seed: 0,
     };
-    Engine::new(cfg, protocols, ahash::RandomState::new())
-        .with_judge(judge)
-        .with_names(names)
+    Engine::analyzing(cfg, protocols, rules, names)
 }
 
 /// One damage: flip a byte, cut the frame, or shuffle it forward in time.

@@ -30,7 +30,7 @@ pub use output::EveTarget;
 use crate::analyzer::applayer::AppLayerConfig;
 use crate::analyzer::names::NameCache;
 use crate::engine::{Engine, EngineConfig};
-use crate::judge::{Judge, SharedRules};
+use crate::judge::SharedRules;
 use crate::metrics::{Metrics, SshClassifier};
 use crate::policy::{self, RuleSet};
 use crate::source::live::{capture_clock, LiveCapture, LiveOptions};
@@ -266,13 +266,12 @@ impl Running {
         for (w, depth) in depth.iter().enumerate() {
             let (tx, rx) = crossbeam_channel::bounded(queue_batches);
             to_workers.push(tx);
-            let judge = Judge::new(rules.clone(), names.clone(), engine_cfg.community_seed);
-            let engine = Engine::new(
+            let engine = Engine::analyzing(
                 engine_cfg.clone(),
                 protocols.clone(),
-                ahash::RandomState::new(),
-            )
-            .with_judge(judge);
+                rules.clone(),
+                names.clone(),
+            );
             let worker = worker::Worker {
                 engine,
                 rx,

@@ -9,7 +9,6 @@
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use egresswatch::analyzer::dispatch::Protocols;
-use egresswatch::analyzer::names::NameCache;
 use egresswatch::engine::{Engine, EngineConfig};
 use egresswatch::eve::EveWriter;
 use egresswatch::gen::{self, BenchConfig, TsPrecision};
@@ -57,16 +56,7 @@ fn frames(pcap: &[u8]) -> Vec<Frame<'_>> {
 }
 
 fn full_engine() -> Engine {
-    let names = Arc::new(NameCache::default());
-    let protocols: Arc<Protocols> = Arc::from(egresswatch::analyzer::registry(
-        names.clone(),
-        &Default::default(),
-    ));
-    let rules = egresswatch::policy::load_sources(egresswatch::policy::shipped(), None)
-        .rules
-        .expect("shipped rules load");
-    let rules = Arc::new(arc_swap::ArcSwap::from_pointee(rules));
-    Engine::analyzing(EngineConfig::default(), protocols, rules, names)
+    Engine::with_builtin_rules(EngineConfig::default()).expect("built-in rules load")
 }
 
 fn bare_engine() -> Engine {

@@ -77,6 +77,18 @@ impl Engine {
             .with_names(names)
     }
 
+    /// [`Engine::analyzing`] with every analyzer and the rules built into
+    /// the binary (`rules/`), as `egresswatch demo` runs: for tests and
+    /// benchmarks. `None` only if the built-in rules do not load (a test
+    /// keeps them loading).
+    pub fn with_builtin_rules(cfg: EngineConfig) -> Option<Self> {
+        let rules = crate::policy::load_sources(crate::policy::shipped(), None).rules?;
+        let names = Arc::new(NameCache::default());
+        let protocols = crate::analyzer::registry(names.clone(), &Default::default());
+        let rules = Arc::new(arc_swap::ArcSwap::from_pointee(rules));
+        Some(Engine::analyzing(cfg, Arc::from(protocols), rules, names))
+    }
+
     /// Labels flow records with the names their client resolved.
     pub fn with_names(mut self, names: Arc<NameCache>) -> Self {
         self.names = Some(names);

@@ -220,11 +220,6 @@ impl Arr<'_> {
         string(buf, value);
     }
 
-    pub fn u64(&mut self, value: u64) {
-        let buf = self.next();
-        buf.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
-    }
-
     /// An object, written by `fill`.
     pub fn obj(&mut self, fill: impl FnOnce(&mut Obj<'_>)) {
         let buf = self.next();
@@ -299,7 +294,6 @@ mod tests {
             o.obj("e", |_| {});
             o.value("v", &serde_json::json!({"a": [1, null]}));
             o.arr("a", |a| {
-                a.u64(7);
                 a.str("s");
                 a.obj(|o| o.bool("b", false));
             });
@@ -308,7 +302,7 @@ mod tests {
         });
         assert_eq!(
             out,
-            r#"{"n":18446744073709551615,"s":"a\"b\\c\n\u0001é","o1":"x","o2":null,"t":true,"ts":"2023-11-14T22:13:20.000005+0000","v4":"10.0.0.255","v6":"fd00::1","f":"0b","h":"8180","z":"0","p":[1,40000],"names":["x","y\""],"o":{"k":0},"e":{},"v":{"a":[1,null]},"a":[7,"s",{"b":false}],"none":[],"r":{"k":1}}"#
+            r#"{"n":18446744073709551615,"s":"a\"b\\c\n\u0001é","o1":"x","o2":null,"t":true,"ts":"2023-11-14T22:13:20.000005+0000","v4":"10.0.0.255","v6":"fd00::1","f":"0b","h":"8180","z":"0","p":[1,40000],"names":["x","y\""],"o":{"k":0},"e":{},"v":{"a":[1,null]},"a":["s",{"b":false}],"none":[],"r":{"k":1}}"#
         );
     }
 

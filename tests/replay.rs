@@ -312,23 +312,7 @@ fn demo_shows_the_incident() {
 
 /// An engine with every analyzer and the built-in rules.
 fn judging_engine() -> Engine {
-    let names = Arc::new(egresswatch::analyzer::names::NameCache::default());
-    let protocols: Arc<Protocols> = Arc::from(egresswatch::analyzer::registry(
-        names.clone(),
-        &Default::default(),
-    ));
-    let rules = egresswatch::policy::load_sources(egresswatch::policy::shipped(), None)
-        .rules
-        .expect("shipped rules load");
-    let rules = Arc::new(arc_swap::ArcSwap::from_pointee(rules));
-    let judge = egresswatch::judge::Judge::new(rules, names.clone(), 0);
-    Engine::new(
-        EngineConfig::default(),
-        protocols,
-        ahash::RandomState::new(),
-    )
-    .with_judge(judge)
-    .with_names(names)
+    Engine::with_builtin_rules(EngineConfig::default()).expect("built-in rules load")
 }
 
 /// The EVE bytes and frame count of a replay of `pcap`, on one thread or

@@ -2,14 +2,12 @@
 //! analyzer, the policy, EVE output) over damaged copies of a capture that
 //! exercises every analyzer.
 
-use egresswatch::analyzer::dispatch::Protocols;
-use egresswatch::analyzer::names::NameCache;
 use egresswatch::engine::{Engine, EngineConfig};
 use egresswatch::eve::EveWriter;
 use egresswatch::source::{Frame, LinkType};
 use egresswatch::time::Timestamp;
 use proptest::prelude::*;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 /// The demo capture's frames (DNS, TLS, SSH with a reverse tunnel,
 /// Stratum, NFS, ICMP): every analyzer sees traffic.
@@ -22,15 +20,6 @@ fn frames() -> &'static [(Timestamp, Vec<u8>)] {
 }
 
 fn engine() -> Engine {
-    let names = Arc::new(NameCache::default());
-    let protocols: Arc<Protocols> = Arc::from(egresswatch::analyzer::registry(
-        names.clone(),
-        &Default::default(),
-    ));
-    let rules = egresswatch::policy::load_sources(egresswatch::policy::shipped(), None)
-        .rules
-        .expect("shipped rules load");
-    let rules = Arc::new(arc_swap::ArcSwap::from_pointee(rules));
     let cfg = EngineConfig {
         flow: egresswatch::flow::FlowConfig {
             capacity: 4,
@@ -38,7 +27,7 @@ fn engine() -> Engine {
         },
         community_seed: 0,
     };
-    Engine::analyzing(cfg, protocols, rules, names)
+    Engine::with_builtin_rules(cfg).expect("built-in rules load")
 }
 
 /// One damage: flip a byte, cut the frame, or shuffle it forward in time.

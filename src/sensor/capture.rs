@@ -186,7 +186,7 @@ impl Shipper {
         self.packets += 1;
         self.bytes += u64::from(frame.orig_len);
         let decoded = decode(frame);
-        let w = self.sharder.worker_of_decoded(&decoded);
+        let w = self.sharder.worker_of(&decoded);
         let has_room = self
             .current
             .get(w)

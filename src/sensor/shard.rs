@@ -2,9 +2,8 @@
 //! both directions of a flow (and the ICMP errors about it) land on the
 //! same worker, whose flow table then needs no lock.
 
-use crate::decode::{decode, Packet, Skip};
+use crate::decode::{Packet, Skip};
 use crate::flow::key::FlowKey;
-use crate::source::Frame;
 
 /// Maps frames to workers. Every capture thread holds a clone: the hasher's
 /// seeds are shared, so all interfaces agree on a flow's worker.
@@ -31,13 +30,8 @@ impl Sharder {
         self.workers
     }
 
-    /// The worker of `frame`'s flow.
-    pub fn worker_of(&mut self, frame: &Frame<'_>) -> usize {
-        self.worker_of_decoded(&decode(frame))
-    }
-
-    /// The worker of a decoded frame's flow.
-    pub fn worker_of_decoded(&mut self, decoded: &Result<Packet<'_>, Skip>) -> usize {
+    /// The worker of a frame's flow, from the frame's decoding.
+    pub fn worker_of(&mut self, decoded: &Result<Packet<'_>, Skip>) -> usize {
         if self.workers == 1 {
             return 0;
         }
@@ -68,6 +62,8 @@ impl Sharder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decode::decode;
+    use crate::source::Frame;
     use crate::source::LinkType;
     use crate::time::Timestamp;
 
@@ -107,9 +103,13 @@ mod tests {
                 let dport = [22, 443, 2222][i as usize % 3];
                 let out = tcp_frame(src, sport, dst, dport);
                 let back = tcp_frame(dst, dport, src, sport);
-                let w = a.worker_of(&frame(&out));
+                let w = a.worker_of(&decode(&frame(&out)));
                 assert!(w < workers);
-                assert_eq!(w, b.worker_of(&frame(&back)), "flow {i}, {workers} workers");
+                assert_eq!(
+                    w,
+                    b.worker_of(&decode(&frame(&back))),
+                    "flow {i}, {workers} workers"
+                );
                 seen[w] += 1;
             }
             // The hash spreads flows: every worker gets some.
@@ -121,7 +121,9 @@ mod tests {
     fn undecodable_frames_go_round_robin() {
         let mut s = Sharder::new(3, ahash::RandomState::new());
         let junk = [0u8; 5];
-        let got: Vec<usize> = (0..6).map(|_| s.worker_of(&frame(&junk))).collect();
+        let got: Vec<usize> = (0..6)
+            .map(|_| s.worker_of(&decode(&frame(&junk))))
+            .collect();
         assert_eq!(got, vec![1, 2, 0, 1, 2, 0]);
     }
 
@@ -130,6 +132,6 @@ mod tests {
         let mut s = Sharder::new(0, ahash::RandomState::new());
         assert_eq!(s.workers(), 1);
         let f = tcp_frame([10, 0, 0, 1], 1, [10, 0, 0, 2], 2);
-        assert_eq!(s.worker_of(&frame(&f)), 0);
+        assert_eq!(s.worker_of(&decode(&frame(&f))), 0);
     }
 }

@@ -113,11 +113,6 @@ impl Batch {
         self.link = link;
     }
 
-    /// The frames, in the order they were pushed.
-    pub fn frames(&self) -> impl Iterator<Item = Frame<'_>> + '_ {
-        self.slots.iter().map(move |s| self.frame(s))
-    }
-
     /// The frames with their decoding, in the order they were pushed.
     pub fn decoded(&self) -> impl Iterator<Item = (Frame<'_>, Result<Packet<'_>, Skip>)> + '_ {
         self.slots.iter().map(move |s| {
@@ -181,7 +176,8 @@ mod tests {
         assert!(put(&mut b, &frame(2, b"")));
         assert!(put(&mut b, &frame(3, b"defgh")));
         let got: Vec<(u64, Vec<u8>, u32)> = b
-            .frames()
+            .decoded()
+            .map(|(f, _)| f)
             .map(|f| (f.ts.as_secs(), f.data.to_vec(), f.orig_len))
             .collect();
         assert_eq!(
@@ -219,7 +215,7 @@ mod tests {
         let cap = b.data.capacity();
         let big = vec![7u8; cap + 50];
         assert!(put(&mut b, &frame(1, &big)));
-        let f = b.frames().next().map(|f| (f.data.len(), f.orig_len));
+        let f = b.decoded().next().map(|(f, _)| (f.data.len(), f.orig_len));
         assert_eq!(f, Some((cap, big.len() as u32 + 4)));
         // Decoded again as cut (8 bytes: no whole Ethernet header), not as
         // the whole frame (non-IP).

@@ -3,6 +3,7 @@
 //! under the offending text. The loader collects every problem before it
 //! gives up, so one `check-rules` run shows them all.
 
+use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 use std::ops::Range;
 use std::sync::Arc;
@@ -29,6 +30,13 @@ impl Level {
 pub enum Kind {
     /// The file could not be read.
     Io,
+    /// A `*.toml` entry that is not a regular file (a directory, FIFO,
+    /// device or socket, after following symlinks).
+    NotAFile,
+    /// A rule file over [`MAX_RULE_FILE_BYTES`](super::load::MAX_RULE_FILE_BYTES).
+    TooLarge,
+    /// A rule file that is not UTF-8.
+    Encoding,
     /// The directory holds no `*.toml` file.
     NoFiles,
     /// TOML syntax error.
@@ -60,6 +68,9 @@ impl Kind {
     pub fn code(self) -> &'static str {
         match self {
             Kind::Io => "io",
+            Kind::NotAFile => "not-a-file",
+            Kind::TooLarge => "too-large",
+            Kind::Encoding => "encoding",
             Kind::NoFiles => "no-files",
             Kind::Syntax => "syntax",
             Kind::UnknownKey => "unknown-key",
@@ -153,14 +164,46 @@ pub struct LineCol {
     pub col: usize,
 }
 
-/// Line and column of byte `offset` in `text` (clamped to the text).
-pub fn line_col(text: &str, offset: usize) -> LineCol {
-    let offset = floor_char_boundary(text, offset);
-    let before = text.get(..offset).unwrap_or("");
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let col = before.get(line_start..).map_or(0, |s| s.chars().count()) + 1;
-    LineCol { line, col }
+/// Where each line of a text starts, built once per file: finding the
+/// line of an offset is then a binary search instead of a scan from the
+/// start of the file (which made loading quadratic in a file's entries).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LineIndex {
+    /// Byte offset of the start of each line; the first is 0.
+    starts: Vec<usize>,
+}
+
+impl LineIndex {
+    pub fn new(text: &str) -> Self {
+        let mut starts = vec![0];
+        starts.extend(
+            text.bytes()
+                .enumerate()
+                .filter(|(_, b)| *b == b'\n')
+                .map(|(i, _)| i + 1),
+        );
+        LineIndex { starts }
+    }
+
+    /// Line and column of byte `offset` in `text`, the text this index was
+    /// built from (clamped to the text).
+    pub fn line_col(&self, text: &str, offset: usize) -> LineCol {
+        let offset = floor_char_boundary(text, offset);
+        let line = self.starts.partition_point(|s| *s <= offset).max(1);
+        let start = self.starts.get(line - 1).copied().unwrap_or(0);
+        let col = text.get(start..offset).map_or(0, |s| s.chars().count()) + 1;
+        LineCol { line, col }
+    }
+
+    /// The text of 1-based line `line`, without its line ending.
+    pub fn line<'t>(&self, text: &'t str, line: usize) -> &'t str {
+        let Some(start) = line.checked_sub(1).and_then(|i| self.starts.get(i)) else {
+            return "";
+        };
+        let end = self.starts.get(line).map_or(text.len(), |e| e - 1);
+        let s = text.get(*start..end).unwrap_or("");
+        s.strip_suffix('\r').unwrap_or(s)
+    }
 }
 
 fn floor_char_boundary(text: &str, offset: usize) -> usize {
@@ -176,9 +219,40 @@ fn floor_char_boundary(text: &str, offset: usize) -> usize {
 pub struct Diagnostics {
     pub items: Vec<Diagnostic>,
     pub sources: Vec<SourceFile>,
+    /// The line index of each source, by position.
+    lines: Vec<LineIndex>,
 }
 
 impl Diagnostics {
+    pub fn new(items: Vec<Diagnostic>, sources: Vec<SourceFile>) -> Self {
+        let lines = sources.iter().map(|s| LineIndex::new(&s.text)).collect();
+        Diagnostics::indexed(items, sources, lines)
+    }
+
+    /// With the sources' line indexes already built (`lines[i]` of
+    /// `sources[i]`).
+    pub(crate) fn indexed(
+        items: Vec<Diagnostic>,
+        sources: Vec<SourceFile>,
+        lines: Vec<LineIndex>,
+    ) -> Self {
+        Diagnostics {
+            items,
+            sources,
+            lines,
+        }
+    }
+
+    /// A source with its line index (built here if it is missing).
+    fn source(&self, file: usize) -> Option<(&SourceFile, Cow<'_, LineIndex>)> {
+        let src = self.sources.get(file)?;
+        let lines = match self.lines.get(file) {
+            Some(l) => Cow::Borrowed(l),
+            None => Cow::Owned(LineIndex::new(&src.text)),
+        };
+        Some((src, lines))
+    }
+
     pub fn has_errors(&self) -> bool {
         self.error_count() > 0
     }
@@ -211,8 +285,8 @@ impl Diagnostics {
     /// `file:line:col` of a diagnostic, if it has a place.
     pub fn location(&self, diag: &Diagnostic) -> Option<(Arc<str>, LineCol)> {
         let site = diag.site.as_ref()?;
-        let src = self.sources.get(site.file)?;
-        Some((src.name.clone(), line_col(&src.text, site.span.start)))
+        let (src, lines) = self.source(site.file)?;
+        Some((src.name.clone(), lines.line_col(&src.text, site.span.start)))
     }
 
     /// Every diagnostic in rustc style, followed by a one-line tally.
@@ -241,21 +315,22 @@ impl Diagnostics {
         let snippet = diag
             .site
             .as_ref()
-            .and_then(|site| Some((site, self.sources.get(site.file)?)));
-        let Some((site, src)) = snippet else {
+            .and_then(|site| Some((site, self.source(site.file)?)));
+        let Some((site, (src, lines))) = snippet else {
             for note in &diag.notes {
                 let _ = writeln!(out, "  = note: {note}");
             }
             return;
         };
-        let pos = line_col(&src.text, site.span.start);
-        let line_text = src.text.lines().nth(pos.line - 1).unwrap_or("");
+        let pos = lines.line_col(&src.text, site.span.start);
+        let line_text = lines.line(&src.text, pos.line);
         let gutter = pos.line.to_string().len();
         let pad = " ".repeat(gutter);
         let _ = writeln!(out, "{pad}--> {}:{}:{}", src.name, pos.line, pos.col);
         let _ = writeln!(out, "{pad} |");
-        let _ = writeln!(out, "{} | {}", pos.line, line_text);
-        let carets = caret_line(line_text, pos.col, site, &src.text);
+        let excerpt = Excerpt::new(line_text, pos.col);
+        let _ = writeln!(out, "{} | {}", pos.line, excerpt.text);
+        let carets = excerpt.carets(span_width(site, &src.text));
         match &diag.label {
             Some(label) => {
                 let _ = writeln!(out, "{pad} | {carets} {label}");
@@ -270,21 +345,64 @@ impl Diagnostics {
     }
 }
 
-/// Spaces (tabs kept, so the caret lines up) up to the column, then one
-/// caret per character of the span on this line (at least one).
-fn caret_line(line_text: &str, col: usize, site: &Site, text: &str) -> String {
-    let mut out: String = line_text
-        .chars()
-        .take(col.saturating_sub(1))
-        .map(|c| if c == '\t' { '\t' } else { ' ' })
-        .collect();
+/// Characters of a source line a diagnostic shows at most; a longer line
+/// is cut around the column, with `…` where text was left out.
+pub const EXCERPT_CHARS: usize = 200;
+
+/// The part of a source line a diagnostic shows, and where its column
+/// falls in it.
+struct Excerpt {
+    text: String,
+    /// 1-based column in `text`.
+    col: usize,
+}
+
+impl Excerpt {
+    fn new(line: &str, col: usize) -> Self {
+        if line.chars().take(EXCERPT_CHARS + 1).count() <= EXCERPT_CHARS {
+            return Excerpt {
+                text: line.to_string(),
+                col,
+            };
+        }
+        let skip = col.saturating_sub(1 + EXCERPT_CHARS / 2);
+        let mut chars = line.chars().skip(skip);
+        let mut text = String::new();
+        if skip > 0 {
+            text.push('…');
+        }
+        text.extend(chars.by_ref().take(EXCERPT_CHARS));
+        if chars.next().is_some() {
+            text.push('…');
+        }
+        Excerpt {
+            col: col - skip + usize::from(skip > 0),
+            text,
+        }
+    }
+
+    /// Spaces (tabs kept, so the caret lines up) up to the column, then
+    /// `width` carets, at least one and no further than the excerpt.
+    fn carets(&self, width: usize) -> String {
+        let mut out: String = self
+            .text
+            .chars()
+            .take(self.col.saturating_sub(1))
+            .map(|c| if c == '\t' { '\t' } else { ' ' })
+            .collect();
+        let room = self.text.chars().count().saturating_sub(self.col - 1);
+        out.extend(std::iter::repeat_n('^', width.min(room).max(1)));
+        out
+    }
+}
+
+/// Characters of a site's span on its first line.
+fn span_width(site: &Site, text: &str) -> usize {
     let start = floor_char_boundary(text, site.span.start);
     let end = floor_char_boundary(text, site.span.end.max(start));
     let spanned = text.get(start..end).unwrap_or("");
     let on_line = spanned.split('\n').next().unwrap_or("");
-    let width = on_line.chars().count().max(1);
-    out.extend(std::iter::repeat_n('^', width));
-    out
+    on_line.chars().take(EXCERPT_CHARS + 1).count()
 }
 
 fn plural(n: usize, word: &str) -> String {
@@ -335,24 +453,69 @@ mod tests {
     use super::*;
 
     fn one(text: &str, span: Range<usize>, diag: Diagnostic) -> String {
-        let diags = Diagnostics {
-            items: vec![diag.at(0, span)],
-            sources: vec![SourceFile {
+        let diags = Diagnostics::new(
+            vec![diag.at(0, span)],
+            vec![SourceFile {
                 name: "rules/a.toml".into(),
                 text: text.into(),
             }],
-        };
+        );
         diags.render()
     }
 
     #[test]
     fn line_and_column_count_characters() {
         let text = "a = 1\nbé = \"x\"\n";
-        assert_eq!(line_col(text, 0), LineCol { line: 1, col: 1 });
-        assert_eq!(line_col(text, 6), LineCol { line: 2, col: 1 });
+        let lines = LineIndex::new(text);
+        let at = |offset| lines.line_col(text, offset);
+        assert_eq!(at(0), LineCol { line: 1, col: 1 });
+        assert_eq!(at(5), LineCol { line: 1, col: 6 });
+        assert_eq!(at(6), LineCol { line: 2, col: 1 });
         // byte 12 is the quote after "bé = " (é is two bytes)
-        assert_eq!(line_col(text, 12), LineCol { line: 2, col: 6 });
-        assert_eq!(line_col(text, 999), LineCol { line: 3, col: 1 });
+        assert_eq!(at(12), LineCol { line: 2, col: 6 });
+        // inside é: the character's start
+        assert_eq!(at(8), LineCol { line: 2, col: 2 });
+        assert_eq!(at(999), LineCol { line: 3, col: 1 });
+    }
+
+    #[test]
+    fn lines_are_found_without_their_endings() {
+        let text = "one\r\ntwo\n\nfour";
+        let lines = LineIndex::new(text);
+        let got: Vec<&str> = (0..=5).map(|n| lines.line(text, n)).collect();
+        assert_eq!(got, ["", "one", "two", "", "four", ""]);
+        assert_eq!(
+            lines.line_col(text, text.len()),
+            LineCol { line: 4, col: 5 }
+        );
+        let empty = LineIndex::new("");
+        assert_eq!(empty.line_col("", 0), LineCol { line: 1, col: 1 });
+        assert_eq!(empty.line("", 1), "");
+    }
+
+    #[test]
+    fn long_lines_are_cut_around_the_column() {
+        let mut text = "x".repeat(1000);
+        text.push_str("BAD");
+        text.push_str(&"y".repeat(1_000_000));
+        text.push('\n');
+        let out = one(&text, 1000..1003, Diagnostic::error(Kind::BadValue, "bad"));
+        let shown = format!("…{}BAD{}…", "x".repeat(100), "y".repeat(97));
+        let carets = format!("{}^^^", " ".repeat(101));
+        assert!(
+            out.contains(&format!("1 | {shown}\n  | {carets}\n")),
+            "{out}"
+        );
+        assert!(out.len() < 1000, "{} bytes", out.len());
+        // Near the start only the end is cut; a span running past the
+        // excerpt is underlined to its edge.
+        let out = one(&text, 2..999_999, Diagnostic::error(Kind::BadValue, "bad"));
+        let shown = format!("{}…", "x".repeat(200));
+        let carets = format!("  {}", "^".repeat(199));
+        assert!(
+            out.contains(&format!("1 | {shown}\n  | {carets}\n")),
+            "{out}"
+        );
     }
 
     #[test]
@@ -395,10 +558,10 @@ mod tests {
 
     #[test]
     fn unplaced_diagnostics_render_without_snippet() {
-        let diags = Diagnostics {
-            items: vec![Diagnostic::error(Kind::NoFiles, "no rule files in `x`").note("add *.toml")],
-            sources: vec![],
-        };
+        let diags = Diagnostics::new(
+            vec![Diagnostic::error(Kind::NoFiles, "no rule files in `x`").note("add *.toml")],
+            vec![],
+        );
         assert_eq!(
             diags.render(),
             "error[no-files]: no rule files in `x`\n  = note: add *.toml\n\n1 error, 0 warnings\n"

@@ -6,7 +6,7 @@
 
 use super::cidr::CidrMap;
 use super::detection::{Detection, DetectionSettings};
-use super::diag::{line_col, Diagnostic, Diagnostics, Kind, SourceFile};
+use super::diag::{Diagnostic, Diagnostics, Kind, LineCol, LineIndex, SourceFile};
 use super::names::NameIndex;
 use super::parse::{parse_file, RawAllow, RawFile, RawSetting, RawZone, Setting};
 use super::schema::{AllowEntry, EgressMode, RuleSet, Zone};
@@ -35,73 +35,201 @@ impl Loaded {
     }
 }
 
+/// Rule files larger than this are refused. A policy of 100,000 allow
+/// entries in one file is about 12 MiB.
+pub const MAX_RULE_FILE_BYTES: u64 = 32 << 20;
+
 /// Reads and loads every `*.toml` file of `dir`. `now` decides which allow
 /// entries are reported as expired (`None`: no such warnings); expiry
 /// itself is always judged against packet time when classifying.
+///
+/// Fails closed: a `*.toml` entry that is not a readable regular file
+/// (after following symlinks), is larger than [`MAX_RULE_FILE_BYTES`] or
+/// is not UTF-8 is an error, so a dangling symlink cannot silently drop
+/// a zone.
 pub fn load_dir(dir: &Path, now: Option<Timestamp>) -> Loaded {
-    let mut early = Vec::new();
-    let mut sources = Vec::new();
-    match std::fs::read_dir(dir) {
-        Err(err) => early.push(Diagnostic::error(
-            Kind::Io,
-            format!("cannot read rules directory `{}`: {err}", dir.display()),
-        )),
-        Ok(entries) => {
-            let mut paths: Vec<_> = entries
-                .filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|e| e == "toml") && p.is_file())
-                .collect();
-            paths.sort();
-            for path in paths {
-                match std::fs::read_to_string(&path) {
-                    Ok(text) => sources.push(SourceFile {
-                        name: path.display().to_string().into(),
-                        text,
-                    }),
-                    Err(err) => early.push(Diagnostic::error(
-                        Kind::Io,
-                        format!("cannot read `{}`: {err}", path.display()),
-                    )),
+    let files = read_rule_files(dir);
+    load(files.sources, files.problems, now)
+}
+
+/// The rule files of a directory as read, and what went wrong reading
+/// them.
+#[derive(Default)]
+struct RuleFiles {
+    sources: Vec<SourceFile>,
+    problems: Vec<Diagnostic>,
+}
+
+fn read_rule_files(dir: &Path) -> RuleFiles {
+    let mut files = RuleFiles::default();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) => {
+            files.problems.push(Diagnostic::error(
+                Kind::Io,
+                format!("cannot read rules directory `{}`: {err}", dir.display()),
+            ));
+            return files;
+        }
+    };
+    let mut paths = Vec::new();
+    for entry in entries {
+        match entry {
+            Ok(e) if e.path().extension().is_some_and(|x| x == "toml") => paths.push(e.path()),
+            Ok(_) => {}
+            Err(err) => files.problems.push(Diagnostic::error(
+                Kind::Io,
+                format!("cannot list rules directory `{}`: {err}", dir.display()),
+            )),
+        }
+    }
+    paths.sort();
+    for path in paths {
+        files.read(&path);
+    }
+    if files.sources.is_empty() && files.problems.is_empty() {
+        files.problems.push(
+            Diagnostic::error(
+                Kind::NoFiles,
+                format!("no rule files in `{}`", dir.display()),
+            )
+            .note("rule files are the `*.toml` files directly in the directory"),
+        );
+    }
+    files
+}
+
+impl RuleFiles {
+    fn read(&mut self, path: &Path) {
+        let name: Arc<str> = path.display().to_string().into();
+        let bytes = match read_rule_file(path) {
+            Ok(bytes) => bytes,
+            Err(problem) => return self.problems.push(problem),
+        };
+        match String::from_utf8(bytes) {
+            Ok(text) => self.sources.push(SourceFile { name, text }),
+            Err(err) => {
+                let at = err.utf8_error().valid_up_to();
+                let bytes = err.as_bytes();
+                let mut d = Diagnostic::error(Kind::Encoding, format!("`{name}` is not UTF-8"))
+                    .at(self.sources.len(), at..at + 1)
+                    .label(format!(
+                        "byte 0x{:02x} is not valid UTF-8 here",
+                        bytes.get(at).copied().unwrap_or(0)
+                    ));
+                if bytes.starts_with(&[0xff, 0xfe]) || bytes.starts_with(&[0xfe, 0xff]) {
+                    d = d.note("the file starts with a UTF-16 byte-order mark");
                 }
-            }
-            if sources.is_empty() && early.is_empty() {
-                early.push(
-                    Diagnostic::error(
-                        Kind::NoFiles,
-                        format!("no rule files in `{}`", dir.display()),
-                    )
-                    .note("rule files are the `*.toml` files directly in the directory"),
-                );
+                self.problems
+                    .push(d.note("rule files are UTF-8 text: save the file as UTF-8"));
+                let text = String::from_utf8_lossy(bytes).into_owned();
+                self.sources.push(SourceFile { name, text });
             }
         }
     }
-    let mut loaded = load_sources(sources, now);
-    if !early.is_empty() {
-        early.append(&mut loaded.diagnostics.items);
-        loaded.diagnostics.items = early;
-        loaded.rules = None;
+}
+
+/// The bytes of one rule file: a regular file (after following symlinks)
+/// of at most [`MAX_RULE_FILE_BYTES`].
+fn read_rule_file(path: &Path) -> Result<Vec<u8>, Diagnostic> {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let cannot = |err: std::io::Error| {
+        Diagnostic::error(Kind::Io, format!("cannot read `{}`: {err}", path.display()))
+    };
+    check_file_kind(path, &std::fs::metadata(path).map_err(cannot)?)?;
+    // Opened without blocking in case a FIFO has taken the file's place
+    // since, and checked again on the open file.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(path)
+        .map_err(cannot)?;
+    let meta = file.metadata().map_err(cannot)?;
+    check_file_kind(path, &meta)?;
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.take(MAX_RULE_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    if bytes.len() as u64 > MAX_RULE_FILE_BYTES {
+        return Err(too_large(path));
     }
-    loaded
+    Ok(bytes)
+}
+
+/// A regular file within the size limit, or the error saying why not.
+fn check_file_kind(path: &Path, meta: &std::fs::Metadata) -> Result<(), Diagnostic> {
+    use std::os::unix::fs::FileTypeExt as _;
+    let t = meta.file_type();
+    let what = if t.is_file() {
+        return if meta.len() > MAX_RULE_FILE_BYTES {
+            Err(too_large(path))
+        } else {
+            Ok(())
+        };
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_char_device() || t.is_block_device() {
+        "a device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    };
+    Err(Diagnostic::error(
+        Kind::NotAFile,
+        format!("`{}` is {what}, not a rule file", path.display()),
+    )
+    .note("every `*.toml` entry in the rules directory must be a readable regular file or a symlink to one"))
+}
+
+fn too_large(path: &Path) -> Diagnostic {
+    Diagnostic::error(
+        Kind::TooLarge,
+        format!(
+            "`{}` is larger than the limit of {} MiB for a rule file",
+            path.display(),
+            MAX_RULE_FILE_BYTES >> 20
+        ),
+    )
+    .note("split the rules over several files")
 }
 
 /// Loads rule files already in memory (name and text each), in the given
 /// order. Pure: no I/O.
 pub fn load_sources(sources: Vec<SourceFile>, now: Option<Timestamp>) -> Loaded {
-    let mut diags = Vec::new();
+    load(sources, Vec::new(), now)
+}
+
+/// Loads `sources`. `problems` are what went wrong reading them: a file a
+/// problem points at is not parsed, and with any problem the set is known
+/// to be incomplete, so nothing is reported missing from it.
+fn load(sources: Vec<SourceFile>, problems: Vec<Diagnostic>, now: Option<Timestamp>) -> Loaded {
+    let lines: Vec<LineIndex> = sources.iter().map(|s| LineIndex::new(&s.text)).collect();
+    let unread: Vec<usize> = problems
+        .iter()
+        .filter_map(|d| d.site.as_ref().map(|s| s.file))
+        .collect();
+    let read_all = problems.is_empty();
+    let mut diags = problems;
     let raws: Vec<RawFile> = sources
         .iter()
         .enumerate()
-        .map(|(i, src)| parse_file(i, &src.text, now, &mut diags))
+        .map(|(i, src)| {
+            if unread.contains(&i) {
+                RawFile::default()
+            } else {
+                parse_file(i, &src.text, now, &mut diags)
+            }
+        })
         .collect();
     // A file that failed to parse may hold the missing parts: only report
     // what is missing overall when every file was read.
-    let complete = !diags.iter().any(|d| d.kind == Kind::Syntax);
-    let rules = Merger::new(&sources, &mut diags, complete).build(raws);
-    let mut diagnostics = Diagnostics {
-        items: diags,
-        sources,
-    };
+    let complete = read_all && !diags.iter().any(|d| d.kind == Kind::Syntax);
+    let rules = Merger::new(&sources, &lines, &mut diags, complete).build(raws);
+    let mut diagnostics = Diagnostics::indexed(diags, sources, lines);
     diagnostics.sort();
     let rules = if diagnostics.has_errors() {
         None
@@ -128,6 +256,7 @@ pub fn reload(
 /// Merges the files' raw parts and runs the checks that need all of them.
 struct Merger<'a> {
     sources: &'a [SourceFile],
+    lines: &'a [LineIndex],
     diags: &'a mut Vec<Diagnostic>,
     complete: bool,
 }
@@ -136,9 +265,15 @@ struct Merger<'a> {
 type Place = (usize, Range<usize>);
 
 impl<'a> Merger<'a> {
-    fn new(sources: &'a [SourceFile], diags: &'a mut Vec<Diagnostic>, complete: bool) -> Self {
+    fn new(
+        sources: &'a [SourceFile],
+        lines: &'a [LineIndex],
+        diags: &'a mut Vec<Diagnostic>,
+        complete: bool,
+    ) -> Self {
         Merger {
             sources,
+            lines,
             diags,
             complete,
         }
@@ -151,18 +286,23 @@ impl<'a> Merger<'a> {
     }
 
     /// `file:line:col` of a place, for notes.
-    fn locate(&self, (file, span): &Place) -> String {
-        let Some(src) = self.sources.get(*file) else {
+    fn locate(&self, place: &Place) -> String {
+        let Some(src) = self.sources.get(place.0) else {
             return "?".into();
         };
-        let lc = line_col(&src.text, span.start);
+        let lc = self.line_col(place);
         format!("{}:{}:{}", src.name, lc.line, lc.col)
     }
 
-    fn line_of(&self, (file, span): &Place) -> u32 {
-        self.sources.get(*file).map_or(0, |src| {
-            u32::try_from(line_col(&src.text, span.start).line).unwrap_or(u32::MAX)
-        })
+    fn line_of(&self, place: &Place) -> u32 {
+        u32::try_from(self.line_col(place).line).unwrap_or(u32::MAX)
+    }
+
+    fn line_col(&self, (file, span): &Place) -> LineCol {
+        match (self.sources.get(*file), self.lines.get(*file)) {
+            (Some(src), Some(lines)) => lines.line_col(&src.text, span.start),
+            _ => LineCol { line: 0, col: 0 },
+        }
     }
 
     fn build(mut self, raws: Vec<RawFile>) -> Option<RuleSet> {
@@ -982,6 +1122,129 @@ expires = 2025-01-31T12:00:00Z
         let missing = load_dir(&dir.path().join("nope"), None);
         assert!(missing.rules.is_none());
         assert_eq!(missing.diagnostics.items[0].kind, Kind::Io);
+    }
+
+    /// A rules directory with a valid cluster file and `setup` applied.
+    fn dir_with(setup: impl FnOnce(&Path)) -> (tempfile::TempDir, Loaded) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("00-cluster.toml"), CLUSTER).unwrap();
+        setup(dir.path());
+        let loaded = load_dir(dir.path(), None);
+        (dir, loaded)
+    }
+
+    #[test]
+    fn every_toml_entry_that_is_not_a_readable_file_is_an_error() {
+        use std::os::unix::fs::symlink;
+        let cases: [(&str, fn(&Path), Kind, &str); 6] = [
+            (
+                "dangling symlink",
+                |d| symlink(d.join("gone.toml"), d.join("zones.toml")).unwrap(),
+                Kind::Io,
+                "zones.toml`: No such file or directory",
+            ),
+            (
+                "symlink loop",
+                |d| {
+                    symlink(d.join("b.toml"), d.join("a.toml")).unwrap();
+                    symlink(d.join("a.toml"), d.join("b.toml")).unwrap();
+                },
+                Kind::Io,
+                "Too many levels of symbolic links",
+            ),
+            (
+                "FIFO",
+                |d| nix::unistd::mkfifo(&d.join("f.toml"), nix::sys::stat::Mode::S_IRWXU).unwrap(),
+                Kind::NotAFile,
+                "f.toml` is a FIFO",
+            ),
+            (
+                "device",
+                |d| symlink("/dev/zero", d.join("zero.toml")).unwrap(),
+                Kind::NotAFile,
+                "zero.toml` is a device",
+            ),
+            (
+                "directory",
+                |d| std::fs::create_dir(d.join("sub.toml")).unwrap(),
+                Kind::NotAFile,
+                "sub.toml` is a directory",
+            ),
+            (
+                "symlink to the parent",
+                |d| symlink("..", d.join("up.toml")).unwrap(),
+                Kind::NotAFile,
+                "up.toml` is a directory",
+            ),
+        ];
+        for (what, setup, kind, text) in cases {
+            let (_dir, loaded) = dir_with(setup);
+            assert!(loaded.rules.is_none(), "{what}: loaded");
+            let problem = loaded.diagnostics.items.iter().find(|d| d.kind == kind);
+            let message = problem.map(|d| d.message.as_str()).unwrap_or_default();
+            assert!(message.contains(text), "{what}: {}", loaded.diagnostics);
+            let rendered = loaded.diagnostics.render();
+            assert!(
+                !rendered.contains("no internal address ranges"),
+                "{what}: knock-on error\n{rendered}"
+            );
+        }
+    }
+
+    #[test]
+    fn oversized_files_are_refused_with_the_limit() {
+        let (_dir, loaded) = dir_with(|d| {
+            let f = std::fs::File::create(d.join("big.toml")).unwrap();
+            f.set_len(MAX_RULE_FILE_BYTES + 1).unwrap();
+        });
+        assert!(loaded.rules.is_none());
+        assert_eq!(loaded.diagnostics.items.len(), 1, "{}", loaded.diagnostics);
+        let d = &loaded.diagnostics.items[0];
+        assert_eq!(d.kind, Kind::TooLarge);
+        assert!(d.message.contains("limit of 32 MiB"), "{}", d.message);
+    }
+
+    #[test]
+    fn non_utf8_files_point_at_the_first_bad_byte() {
+        let (_dir, loaded) = dir_with(|d| {
+            let mut text = b"[[allow]]\ncidrs = [\"192.0.2.0/24\"]\nreason = \"caf".to_vec();
+            text.extend_from_slice(&[0xe9, b'"', b'\n']);
+            std::fs::write(d.join("latin1.toml"), text).unwrap();
+            std::fs::write(d.join("utf16.toml"), [0xff, 0xfe, b'[', 0]).unwrap();
+        });
+        assert!(loaded.rules.is_none());
+        let out = loaded.diagnostics.render();
+        let dir = loaded.diagnostics.sources[0]
+            .name
+            .replace("/00-cluster.toml", "");
+        let expected = format!(
+            "error[encoding]: `{dir}/latin1.toml` is not UTF-8
+ --> {dir}/latin1.toml:3:14
+  |
+3 | reason = \"caf\u{fffd}\"
+  |              ^ byte 0xe9 is not valid UTF-8 here
+  = note: rule files are UTF-8 text: save the file as UTF-8
+
+error[encoding]: `{dir}/utf16.toml` is not UTF-8
+ --> {dir}/utf16.toml:1:1
+  |
+1 | \u{fffd}\u{fffd}[\0
+  | ^ byte 0xff is not valid UTF-8 here
+  = note: the file starts with a UTF-16 byte-order mark
+  = note: rule files are UTF-8 text: save the file as UTF-8
+
+2 errors, 0 warnings
+"
+        );
+        assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn a_directory_error_has_no_knock_on_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let loaded = load_dir(&dir.path().join("missing"), None);
+        assert_eq!(loaded.diagnostics.items.len(), 1, "{}", loaded.diagnostics);
+        assert_eq!(loaded.diagnostics.items[0].kind, Kind::Io);
     }
 
     #[test]

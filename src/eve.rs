@@ -6,66 +6,88 @@ use crate::event::{AppRecord, Event, EventSink, FlowMeta, FlowRecord};
 use crate::flow::key::proto;
 use crate::json::Obj;
 use crate::time::Timestamp;
-use std::io::{self, Write};
+use std::io;
+
+pub mod spool;
+pub use spool::{Spool, Target};
 
 /// Records are gathered in a buffer and written out in blocks of this size.
 const BLOCK: usize = 256 * 1024;
 
-/// Writes events as one JSON object per line.
-pub struct EveWriter<W: Write> {
-    out: W,
-    buf: Vec<u8>,
+/// Writes events as one JSON object per line, for `replay`: the first
+/// write error stops the output, which then ends with the last whole
+/// record written, and every record after it is counted as lost.
+pub struct EveWriter<W: Target> {
+    spool: Spool<W>,
     error: Option<io::Error>,
-    written: u64,
+    records: u64,
+    lost: u64,
 }
 
-impl<W: Write> EveWriter<W> {
+/// The EVE output failed: how many records it lacks.
+#[derive(Debug, thiserror::Error)]
+#[error("{lost} of {records} records were not written")]
+pub struct WriteError {
+    pub lost: u64,
+    pub records: u64,
+    #[source]
+    pub source: io::Error,
+}
+
+impl<W: Target> EveWriter<W> {
     pub fn new(out: W) -> Self {
         EveWriter {
-            out,
-            buf: Vec::with_capacity(BLOCK + 4096),
+            spool: Spool::new(out, BLOCK + 4096),
             error: None,
-            written: 0,
+            records: 0,
+            lost: 0,
         }
     }
 
-    /// Writes one record; the first error is kept for [`Self::finish`] and
-    /// later records are dropped.
+    /// Writes one record; after the first error, records are counted as
+    /// lost.
     pub fn write(&mut self, event: &Event) {
+        self.records += 1;
         if self.error.is_some() {
+            self.lost += 1;
             return;
         }
-        append(&mut self.buf, event);
-        self.written += 1;
-        if self.buf.len() >= BLOCK {
+        self.spool.push(event);
+        if self.spool.pending_bytes() >= BLOCK {
             self.drain();
         }
     }
 
     fn drain(&mut self) {
-        if let Err(e) = self.out.write_all(&self.buf) {
+        if let Err(e) = self.spool.write_pending() {
+            self.lost += self.spool.discard();
             self.error = Some(e);
         }
-        self.buf.clear();
     }
 
-    /// Records written so far.
+    /// Records handed in so far.
     pub fn written(&self) -> u64 {
-        self.written
+        self.records
     }
 
-    /// Flushes and returns the first write error, if any happened.
-    pub fn finish(mut self) -> io::Result<W> {
-        self.drain();
-        if let Some(e) = self.error.take() {
-            return Err(e);
+    /// Writes what is left; the first error says how many records the
+    /// output lacks.
+    pub fn finish(mut self) -> Result<W, WriteError> {
+        if self.error.is_none() {
+            self.drain();
         }
-        self.out.flush()?;
-        Ok(self.out)
+        match self.error {
+            Some(source) => Err(WriteError {
+                lost: self.lost,
+                records: self.records,
+                source,
+            }),
+            None => Ok(self.spool.into_inner()),
+        }
     }
 }
 
-impl<W: Write> EventSink for EveWriter<W> {
+impl<W: Target> EventSink for EveWriter<W> {
     fn event(&mut self, event: Event) {
         self.write(&event);
     }

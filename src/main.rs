@@ -11,7 +11,7 @@ use cli::{
     LogFormat, ReplayArgs,
 };
 use egresswatch::engine::{Engine, EngineConfig};
-use egresswatch::eve::EveWriter;
+use egresswatch::eve::{EveWriter, Target};
 use egresswatch::event::{Event, EventSink};
 use egresswatch::flow::{FlowConfig, TimeoutClass};
 use egresswatch::judge::SharedRules;
@@ -21,7 +21,7 @@ use egresswatch::source::file::ReplaySource;
 use egresswatch::source::{SelectSource, SourceError};
 use egresswatch::time::Timestamp;
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -349,7 +349,7 @@ fn parse_timeout(setting: &str) -> Result<(TimeoutClass, u64), String> {
 /// Where events go: an EVE file or stdout, and/or a list kept for the
 /// human-readable report.
 struct Output {
-    eve: Option<EveWriter<Box<dyn Write + Send>>>,
+    eve: Option<EveWriter<Box<dyn Target + Send>>>,
     keep: Option<Vec<Event>>,
     /// Print each alert as a line on stderr.
     alert_lines: bool,
@@ -363,12 +363,14 @@ impl Output {
     fn open(eve: Option<&Path>, keep: bool) -> Result<Self> {
         let eve = match eve {
             None => None,
-            Some(p) if p == Path::new("-") => Some(Box::new(io::stdout()) as Box<dyn Write + Send>),
+            Some(p) if p == Path::new("-") => {
+                Some(Box::new(io::stdout()) as Box<dyn Target + Send>)
+            }
             Some(p) => {
                 let file = File::create(p)
                     .with_context(|| format!("{}: cannot create EVE output", p.display()))?;
                 // EveWriter writes in large blocks itself.
-                Some(Box::new(file) as Box<dyn Write + Send>)
+                Some(Box::new(file) as Box<dyn Target + Send>)
             }
         };
         Ok(Output {

@@ -119,6 +119,8 @@ pub struct Metrics {
     ssh_sessions: [IntCounter; 3],
     eve_records: Vec<IntCounter>,
     eve_write_errors: IntCounter,
+    eve_records_lost: IntCounter,
+    eve_records_pending: IntGauge,
     rules: RuleMetrics,
     workers: IntGauge,
     worker_queue: IntGaugeVec,
@@ -231,7 +233,17 @@ impl Metrics {
             eve_write_errors: counter(
                 r,
                 "eve_write_errors_total",
-                "EVE output writes that failed (the records in them are lost).",
+                "Attempts to write to the EVE output that failed (each retry counts); records lost are in eve_records_lost_total.",
+            ),
+            eve_records_lost: counter(
+                r,
+                "eve_records_lost_total",
+                "EVE records never written: dropped while the output failed (beyond what may wait) or still unwritten at shutdown.",
+            ),
+            eve_records_pending: gauge(
+                r,
+                "eve_records_pending",
+                "EVE records waiting for a failing output to work again.",
             ),
             rules: RuleMetrics::register(r),
             workers: gauge(r, "workers", "Worker threads analyzing packets."),
@@ -339,6 +351,15 @@ impl Metrics {
 
     pub fn eve_write_error(&self) {
         self.eve_write_errors.inc();
+    }
+
+    pub fn eve_records_lost(&self, records: u64) {
+        self.eve_records_lost.inc_by(records);
+    }
+
+    pub fn set_eve_records_pending(&self, records: u64) {
+        self.eve_records_pending
+            .set(i64::try_from(records).unwrap_or(i64::MAX));
     }
 
     /// The rules in force at start.

@@ -117,3 +117,22 @@ fn proto_names_follow_suricata() {
     assert_eq!(proto_name(58), "IPv6-ICMP");
     assert_eq!(proto_name(47), "47");
 }
+
+#[test]
+fn replay_on_a_full_disk_keeps_whole_records_and_counts_the_rest() {
+    use spool::fault::{event, ids, Disk};
+    // About 1,500 records: the first 256 KiB block meets the full disk.
+    let mut disk = Disk::file(100_000);
+    let mut w = EveWriter::new(&mut disk);
+    for n in 0..1500 {
+        w.write(&event(n));
+    }
+    let err = w.finish().map(drop).unwrap_err();
+    let written = ids(&disk.records());
+    assert_eq!(written, (0..written.len() as u64).collect::<Vec<_>>());
+    assert_eq!(err.records, 1500);
+    assert_eq!(err.lost, 1500 - written.len() as u64, "{err}");
+    assert_eq!(err.source.raw_os_error(), Some(28));
+    // The later records were dropped, not written after the failure.
+    assert_eq!(disk.failed_writes, 1);
+}

@@ -16,7 +16,8 @@
 //! SIGHUP reloads the rules (built off the packet path, swapped atomically
 //! for every worker; on error the old rules stay) and reopens the EVE file.
 //! SIGINT/SIGTERM stop capture, drain what the kernel holds, end every open
-//! flow on every worker, flush the output and return.
+//! flow on every worker, flush the output and return (an error, if the
+//! output failed and records were not written).
 
 mod capture;
 mod output;
@@ -25,7 +26,7 @@ pub mod shard;
 mod worker;
 
 pub use crate::source::batch::BATCH_FRAMES;
-pub use output::EveTarget;
+pub use output::{EveTarget, Lost};
 
 use crate::analyzer::applayer::AppLayerConfig;
 use crate::analyzer::names::NameCache;
@@ -84,6 +85,11 @@ pub enum SensorError {
     Rules(String),
     #[error("dropping privileges: {0}")]
     Privileges(String),
+    #[error(
+        "{} EVE records could not be written at shutdown ({} lost in all); see the errors above",
+        .0.at_shutdown, .0.total
+    )]
+    Unwritten(Lost),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -99,7 +105,7 @@ impl SensorError {
             SensorError::Source(e) => e.exit_code(),
             SensorError::Config(_) | SensorError::Rules(_) => 78,
             SensorError::Privileges(_) => 77,
-            SensorError::Io { .. } => 74,
+            SensorError::Io { .. } | SensorError::Unwritten(_) => 74,
         }
     }
 }
@@ -196,8 +202,13 @@ pub fn run(cfg: SensorConfig) -> Result<(), SensorError> {
         .map_err(io_err("starting the runtime"))?;
     let sensor = Running::start(&cfg, workers, rules, captures, target);
     let result = runtime.block_on(sensor.control(listener, cfg.rules_dir.clone()));
-    sensor.stop();
-    result
+    let lost = sensor.stop();
+    // A capture failure says more (and has its own code) than the loss.
+    result?;
+    if lost.at_shutdown > 0 {
+        return Err(SensorError::Unwritten(lost));
+    }
+    Ok(())
 }
 
 /// The threads of a started sensor and what they share.
@@ -210,7 +221,7 @@ struct Running {
     /// Each capture thread says whether it ended cleanly.
     captures: Vec<(String, JoinHandle<bool>)>,
     workers: Vec<JoinHandle<()>>,
-    writer: Option<JoinHandle<()>>,
+    writer: Option<JoinHandle<Lost>>,
 }
 
 impl Running {
@@ -427,8 +438,9 @@ impl Running {
         self.metrics.rules_reloaded(ok, &rules, now_secs());
     }
 
-    /// Stops capture, lets every worker end its flows, flushes the output.
-    fn stop(mut self) {
+    /// Stops capture, lets every worker end its flows, flushes the output;
+    /// returns the records that could not be written.
+    fn stop(mut self) -> Lost {
         self.stop.store(true, Ordering::Relaxed);
         for (iface, h) in self.captures.drain(..) {
             match h.join() {
@@ -442,12 +454,31 @@ impl Running {
                 tracing::error!("worker thread panicked");
             }
         }
-        if let Some(w) = self.writer.take() {
-            if w.join().is_err() {
+        let lost = match self.writer.take().map(JoinHandle::join) {
+            Some(Ok(lost)) => lost,
+            Some(Err(_)) => {
                 tracing::error!("writer thread panicked");
+                Lost::default()
             }
+            None => Lost::default(),
+        };
+        if lost.at_shutdown > 0 {
+            tracing::error!(
+                lost_at_shutdown = lost.at_shutdown,
+                lost_in_all = lost.total,
+                "sensor stopped; the EVE output failed and {} records were not written at shutdown",
+                lost.at_shutdown
+            );
+        } else if lost.total > 0 {
+            tracing::warn!(
+                lost_in_all = lost.total,
+                "sensor stopped; every open flow was flushed, but {} EVE records were lost earlier while the output failed",
+                lost.total
+            );
+        } else {
+            tracing::info!("sensor stopped; every flow was flushed");
         }
-        tracing::info!("sensor stopped; every flow was flushed");
+        lost
     }
 }
 

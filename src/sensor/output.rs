@@ -4,6 +4,7 @@
 //! quiet sensor's output is never stale. SIGHUP reopens the file (for
 //! logrotate).
 
+use crate::eve::{Spool, Target};
 use crate::event::Event;
 use crate::metrics::{Metrics, SshClassifier};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
@@ -12,10 +13,18 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Write once this much is buffered.
 const FLUSH_BYTES: usize = 1 << 16;
+/// While the output fails, records wait for it up to this many bytes
+/// (about 35,000 flow records); records beyond are dropped and counted.
+pub const PENDING_LIMIT: usize = 32 << 20;
+/// The first retry of a failed output, and the longest wait between two.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+/// How long the writer waits for an event before it looks at the output.
+const IDLE: Duration = Duration::from_millis(500);
 
 /// Where EVE records go.
 pub enum EveTarget {
@@ -47,18 +56,6 @@ impl EveTarget {
         Ok(())
     }
 
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        match self {
-            EveTarget::Discard => Ok(()),
-            EveTarget::Stdout => {
-                let mut out = io::stdout().lock();
-                out.write_all(buf)?;
-                out.flush()
-            }
-            EveTarget::File { file, .. } => file.write_all(buf),
-        }
-    }
-
     fn reopen(&mut self) -> io::Result<()> {
         if let EveTarget::File { path, file } = self {
             *file = open_append(path)?;
@@ -67,8 +64,51 @@ impl EveTarget {
     }
 }
 
+impl Write for EveTarget {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            EveTarget::Discard => Ok(buf.len()),
+            EveTarget::Stdout => io::stdout().lock().write(buf),
+            EveTarget::File { file, .. } => file.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            EveTarget::Stdout => io::stdout().lock().flush(),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Target for EveTarget {
+    fn end(&mut self) -> Option<u64> {
+        match self {
+            EveTarget::File { file, .. } => file.end(),
+            _ => None,
+        }
+    }
+
+    fn cut(&mut self, len: u64) -> io::Result<()> {
+        match self {
+            EveTarget::File { file, .. } => file.cut(len),
+            _ => Err(io::ErrorKind::Unsupported.into()),
+        }
+    }
+}
+
 fn open_append(p: &Path) -> io::Result<File> {
     OpenOptions::new().create(true).append(true).open(p)
+}
+
+/// Records the writer could not write.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Lost {
+    /// While the sensor ran and at shutdown.
+    pub total: u64,
+    /// Of those, at shutdown: the output still failed when the last
+    /// records were to be written.
+    pub at_shutdown: u64,
 }
 
 pub struct Writer {
@@ -81,57 +121,177 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Writes until every worker has hung up.
-    pub fn run(mut self) {
-        let mut buf: Vec<u8> = Vec::with_capacity(FLUSH_BYTES * 2);
-        let mut failed = false;
+    /// Writes until every worker has hung up; returns what it could not
+    /// write.
+    pub fn run(self) -> Lost {
+        let Writer {
+            rx,
+            target,
+            metrics,
+            ssh,
+            reopen,
+        } = self;
+        let discard = matches!(target, EveTarget::Discard);
+        let mut out = Output::new(target, metrics.clone());
         loop {
-            match self.rx.recv_timeout(Duration::from_millis(500)) {
-                Ok(event) => self.record(&event, &mut buf),
+            match rx.recv_timeout(out.wait(Instant::now())) {
+                Ok(event) => {
+                    metrics.observe_event(&event, Some(&ssh));
+                    if let Event::Alert(alert) = &event {
+                        tracing::info!(target: "egresswatch::alert", "{}", alert.line());
+                    }
+                    if !discard {
+                        out.push(&event);
+                    }
+                }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
-            if self.reopen.swap(false, Ordering::Relaxed) {
-                self.write_out(&mut buf, &mut failed);
-                match self.target.reopen() {
-                    Ok(()) => {
-                        failed = false;
-                        tracing::info!("EVE output reopened");
-                    }
-                    Err(e) => tracing::error!(error = %e, "cannot reopen the EVE output"),
-                }
+            if reopen.swap(false, Ordering::Relaxed) {
+                out.write(Instant::now());
+                out.reopen();
             }
-            if buf.len() >= FLUSH_BYTES || (self.rx.is_empty() && !buf.is_empty()) {
-                self.write_out(&mut buf, &mut failed);
+            if out.due(rx.is_empty(), Instant::now()) {
+                out.write(Instant::now());
             }
         }
-        self.write_out(&mut buf, &mut failed);
-    }
-
-    fn record(&self, event: &Event, buf: &mut Vec<u8>) {
-        self.metrics.observe_event(event, Some(&self.ssh));
-        if let Event::Alert(alert) = event {
-            tracing::info!(target: "egresswatch::alert", "{}", alert.line());
-        }
-        if matches!(self.target, EveTarget::Discard) {
-            return;
-        }
-        crate::eve::append(buf, event);
-    }
-
-    fn write_out(&mut self, buf: &mut Vec<u8>, failed: &mut bool) {
-        if buf.is_empty() {
-            return;
-        }
-        if let Err(e) = self.target.write_all(buf) {
-            self.metrics.eve_write_error();
-            if !*failed {
-                tracing::error!(error = %e, "cannot write EVE output; records are lost until it works again");
-            }
-            *failed = true;
-        } else {
-            *failed = false;
-        }
-        buf.clear();
+        out.finish()
     }
 }
+
+/// The EVE output of the sensor: writes whole records, and while the
+/// output fails keeps them (up to [`PENDING_LIMIT`]) and retries with
+/// back-off, until it works again.
+struct Output<T: Target> {
+    spool: Spool<T>,
+    metrics: Metrics,
+    /// `Some` while the output fails.
+    failing: Option<Failing>,
+    lost: u64,
+    /// [`PENDING_LIMIT`], smaller in tests.
+    limit: usize,
+}
+
+struct Failing {
+    retry_at: Instant,
+    delay: Duration,
+    /// Records lost before the failure began.
+    lost_before: u64,
+}
+
+impl<T: Target> Output<T> {
+    fn new(target: T, metrics: Metrics) -> Self {
+        Output {
+            spool: Spool::new(target, FLUSH_BYTES * 2),
+            metrics,
+            failing: None,
+            lost: 0,
+            limit: PENDING_LIMIT,
+        }
+    }
+
+    fn push(&mut self, event: &Event) {
+        if self.spool.pending_bytes() >= self.limit {
+            self.lose(1);
+            return;
+        }
+        self.spool.push(event);
+    }
+
+    fn lose(&mut self, records: u64) {
+        self.lost += records;
+        self.metrics.eve_records_lost(records);
+    }
+
+    /// How long to wait for the next event before looking at the output.
+    fn wait(&self, now: Instant) -> Duration {
+        self.failing.as_ref().map_or(IDLE, |f| {
+            f.retry_at.saturating_duration_since(now).min(IDLE)
+        })
+    }
+
+    /// Whether to write now: a full buffer or an idle moment, or while the
+    /// output fails, the time of the next retry.
+    fn due(&self, idle: bool, now: Instant) -> bool {
+        match &self.failing {
+            Some(f) => now >= f.retry_at,
+            None => {
+                self.spool.pending_bytes() >= FLUSH_BYTES
+                    || (idle && self.spool.pending_bytes() > 0)
+            }
+        }
+    }
+
+    fn write(&mut self, now: Instant) {
+        if self.spool.pending_bytes() == 0 {
+            // Nothing waits (a reopen dropped the rest of a record).
+            self.failing = None;
+            return;
+        }
+        let result = self.spool.write_pending();
+        self.metrics
+            .set_eve_records_pending(self.spool.pending_records());
+        match (result, self.failing.take()) {
+            (Ok(()), None) => {}
+            (Ok(()), Some(f)) => tracing::warn!(
+                lost = self.lost - f.lost_before,
+                "EVE output works again; the records that waited are written"
+            ),
+            (Err(e), None) => {
+                self.metrics.eve_write_error();
+                tracing::error!(
+                    error = %e,
+                    "cannot write EVE output; records wait for it (up to {} MiB), beyond that they are lost",
+                    PENDING_LIMIT >> 20
+                );
+                self.failing = Some(Failing {
+                    retry_at: now + RETRY_FIRST,
+                    delay: RETRY_FIRST,
+                    lost_before: self.lost,
+                });
+            }
+            (Err(_), Some(f)) => {
+                self.metrics.eve_write_error();
+                let delay = (f.delay * 2).min(RETRY_MAX);
+                self.failing = Some(Failing {
+                    retry_at: now + delay,
+                    delay,
+                    ..f
+                });
+            }
+        }
+    }
+
+    fn finish(mut self) -> Lost {
+        self.write(Instant::now());
+        let at_shutdown = self.spool.discard();
+        self.lose(at_shutdown);
+        self.metrics.set_eve_records_pending(0);
+        Lost {
+            total: self.lost,
+            at_shutdown,
+        }
+    }
+}
+
+impl Output<EveTarget> {
+    /// SIGHUP: a new file (logrotate); a failing output is tried again
+    /// at once.
+    fn reopen(&mut self) {
+        match self.spool.get_mut().reopen() {
+            Ok(()) => {
+                let dropped = self.spool.reopened();
+                self.lose(dropped);
+                if let Some(f) = &mut self.failing {
+                    f.retry_at = Instant::now();
+                    f.delay = RETRY_FIRST;
+                }
+                tracing::info!("EVE output reopened");
+            }
+            Err(e) => tracing::error!(error = %e, "cannot reopen the EVE output"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -55,8 +55,14 @@ impl Stream {
     /// in-order, in order.
     pub fn push(&mut self, seg: Segment<'_>, deliver: &mut dyn FnMut(Chunk<'_>)) {
         if seg.syn {
-            self.started = true;
-            self.next = seg.seq.wrapping_add(1);
+            // A SYN places the stream only until bytes were delivered; a
+            // later one (retransmitted, duplicated by the capture, or of a
+            // new connection on the same ports) must not move it back or
+            // forward under the analyzer: its data is placed like any.
+            if self.delivered == 0 {
+                self.started = true;
+                self.next = seg.seq.wrapping_add(1);
+            }
             return self.push_data(seg.seq.wrapping_add(1), seg, deliver);
         }
         if !self.started {
@@ -272,6 +278,22 @@ mod tests {
         };
         s.push(seg, &mut |c| out.push(format!("{c:?}")));
         assert_eq!(out, vec!["Data([104, 101, 97, 100])", "Gap(6)"]);
+    }
+
+    /// Found by the `stream` fuzz target: a SYN after data used to restart
+    /// the stream at its sequence number, so retransmitted bytes were
+    /// delivered twice and another connection's bytes were glued on.
+    #[test]
+    fn late_syn_does_not_move_the_stream() {
+        let mut s = Stream::default();
+        syn(&mut s, 99);
+        let mut out = run(&mut s, &[(100, b"abc")]);
+        syn(&mut s, 99);
+        out.extend(run(&mut s, &[(100, b"abc"), (103, b"de")]));
+        syn(&mut s, 7_000);
+        out.extend(run(&mut s, &[(7_001, b"other")]));
+        assert_eq!(out, vec![Out::D(b"abc".to_vec()), Out::D(b"de".to_vec())]);
+        assert_eq!(s.delivered(), 5);
     }
 
     #[test]

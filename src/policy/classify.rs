@@ -573,7 +573,7 @@ impl<F: Fn(Detection, u8) -> bool> FindingCtx<'_, '_, '_, F> {
 
 /// Hours as written in the rules (`4`, `0.5`).
 pub(crate) fn fmt_hours(secs: u64) -> String {
-    if secs % 3600 == 0 {
+    if secs.is_multiple_of(3600) {
         (secs / 3600).to_string()
     } else {
         let h = secs as f64 / 3600.0;

@@ -1136,7 +1136,8 @@ expires = 2025-01-31T12:00:00Z
     #[test]
     fn every_toml_entry_that_is_not_a_readable_file_is_an_error() {
         use std::os::unix::fs::symlink;
-        let cases: [(&str, fn(&Path), Kind, &str); 6] = [
+        type Case = (&'static str, fn(&Path), Kind, &'static str);
+        let cases: [Case; 6] = [
             (
                 "dangling symlink",
                 |d| symlink(d.join("gone.toml"), d.join("zones.toml")).unwrap(),

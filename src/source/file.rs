@@ -65,7 +65,7 @@ enum Scale {
 
 impl Scale {
     fn new(units_per_sec: u64) -> Scale {
-        if units_per_sec > 0 && NANOS_PER_SEC % units_per_sec == 0 {
+        if units_per_sec > 0 && NANOS_PER_SEC.is_multiple_of(units_per_sec) {
             Scale::Exact(NANOS_PER_SEC / units_per_sec)
         } else {
             Scale::Units(units_per_sec)
@@ -415,7 +415,7 @@ impl<R: Read> CaptureReader<R> {
         let be = section.big_endian;
         let block_type = u32_at(head, 0, be);
         let len = u32_at(head, 4, be) as usize;
-        if len < 12 || len % 4 != 0 || len > MAX_RECORD {
+        if len < 12 || !len.is_multiple_of(4) || len > MAX_RECORD {
             return Err(self.corrupt(format!(
                 "block of type {block_type:#x} has an impossible length {len}"
             )));
@@ -1338,7 +1338,7 @@ mod tests {
     impl Read for Trickle<'_> {
         fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
             self.calls += 1;
-            if self.calls % 5 == 0 {
+            if self.calls.is_multiple_of(5) {
                 return Err(io::Error::from(io::ErrorKind::Interrupted));
             }
             let n = (self.calls % 7 + 1).min(buf.len()).min(self.data.len());

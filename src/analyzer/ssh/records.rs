@@ -156,7 +156,7 @@ impl Walker {
                     return Ok(());
                 }
                 let len = u32::from_be_bytes(self.header);
-                if len < self.block || len > MAX_PACKET || len % self.block != 0 {
+                if len < self.block || len > MAX_PACKET || !len.is_multiple_of(self.block) {
                     return Err(Desync);
                 }
                 self.header_len = 0;

@@ -122,7 +122,7 @@ impl Suite {
     /// alone: true when one message's size is not a multiple of the block,
     /// e.g. chacha20-poly1305 (every message is 4 mod 8).
     pub fn counts_messages(&self) -> bool {
-        (self.tag + 4 - self.len_part()) % self.block != 0
+        !(self.tag + 4 - self.len_part()).is_multiple_of(self.block)
     }
 
     /// Whether `wire` is the size of exactly one message.

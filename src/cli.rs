@@ -38,7 +38,7 @@ pub enum Command {
     CheckRules(CheckRulesArgs),
     /// What would happen to a flow from A to B:port with protocol P under the rules.
     Explain(ExplainArgs),
-    /// Write a generated capture (`demo`, or `bench` with --packets) for tests and benchmarks.
+    /// Write a generated capture (`demo`, or `bench` and `flood` with --packets) for tests and benchmarks.
     Generate(GenerateArgs),
 }
 
@@ -165,12 +165,12 @@ pub struct AnalysisArgs {
 
 #[derive(Args, Debug)]
 pub struct GenerateArgs {
-    /// Scenario name: `demo` or `bench`.
+    /// Scenario name: `demo`, `bench` or `flood` (a SYN flood from spoofed sources).
     pub scenario: String,
     /// Output capture file.
     #[arg(long, short)]
     pub out: PathBuf,
-    /// Packets to generate (bench; default 2,000,000).
+    /// Packets to generate (bench, default 2,000,000; flood, default 100,000).
     #[arg(long)]
     pub packets: Option<u64>,
     /// Flows to start (bench; default packets / 20).

@@ -8,8 +8,9 @@ use crate::analyzer::names::NameCache;
 use crate::analyzer::{Dir, Emit, FlowContext, PacketView};
 use crate::decode::{decode, Fragment, Packet, Skip};
 use crate::event::{AppRecord, Event, EventSink, FlowMeta, FlowRecord};
+use crate::flow::pressure::Pressure;
 use crate::flow::table::FlowTable;
-use crate::flow::{EndReason, Flow, FlowConfig, TimeoutClass};
+use crate::flow::{EndReason, EvictionTier, Flow, FlowConfig, TimeoutClass};
 use crate::judge::{flow_names, Judge, SharedRules};
 use crate::policy::Alert;
 use crate::source::Frame;
@@ -30,6 +31,8 @@ pub struct EngineConfig {
 pub struct Engine {
     cfg: EngineConfig,
     table: FlowTable,
+    /// Whether the table is full and evicting, and what was evicted.
+    pressure: Pressure,
     protocols: Arc<Protocols>,
     stats: Stats,
     /// Scratch for analyzer events, reused across packets.
@@ -48,9 +51,11 @@ pub struct Engine {
 impl Engine {
     pub fn new(cfg: EngineConfig, protocols: Arc<Protocols>, hasher: ahash::RandomState) -> Self {
         let table = FlowTable::new(cfg.flow.capacity, hasher);
+        let pressure = Pressure::new(cfg.flow.emergency_idle_seconds);
         Engine {
             cfg,
             table,
+            pressure,
             protocols,
             stats: Stats::default(),
             emit: Vec::new(),
@@ -140,7 +145,7 @@ impl Engine {
             return;
         }
         let (key, side) = pkt.flow_key();
-        let slot = self.lookup(&key, side, pkt, sink);
+        let slot = self.lookup(&key, side, pkt, index, sink);
         let Some(flow) = self.table.get_mut(slot) else {
             return;
         };
@@ -162,6 +167,7 @@ impl Engine {
         if let Some(judge) = &mut self.judge {
             judge.on_packet(flow, pkt.ts, analyzed, &mut self.alerts);
         }
+        let tier = eviction_tier(flow, analyzed);
         let flow = &*flow;
         write_alerts(&mut self.alerts, &mut self.stats, sink);
         write_app_events(
@@ -181,7 +187,7 @@ impl Engine {
             let record = FlowRecord::of(flow, EndReason::Active, self.cfg.community_seed, names);
             sink.event(Event::Flow(Box::new(record)));
         }
-        self.table.touch(slot);
+        self.table.touch(slot, tier);
     }
 
     /// Counts an ICMP error toward the flow of the packet it quotes (as
@@ -195,21 +201,24 @@ impl Engine {
         let Some(slot) = self.table.find(&key) else {
             return false;
         };
-        if let Some(flow) = self.table.get_mut(slot) {
-            let dir = flow.dir_of(side).reverse();
-            flow.count(dir, pkt);
-        }
-        self.table.touch(slot);
+        let Some(flow) = self.table.get_mut(slot) else {
+            return false;
+        };
+        let dir = flow.dir_of(side).reverse();
+        flow.count(dir, pkt);
+        let tier = flow.tier();
+        self.table.touch(slot, tier);
         true
     }
 
     /// The slot of the packet's flow, created (and a full table or a reused
-    /// 5-tuple resolved) as needed.
+    /// 5-tuple resolved) as needed; `index` is the packet's position.
     fn lookup(
         &mut self,
         key: &crate::flow::key::FlowKey,
         side: crate::flow::key::Side,
         pkt: &Packet<'_>,
+        index: u64,
         sink: &mut dyn EventSink,
     ) -> u32 {
         let mut evicted = None;
@@ -219,6 +228,8 @@ impl Engine {
                 evicted = Some(f)
             });
         if let Some(flow) = evicted {
+            self.stats.flows_evicted[flow.tier().index()] += 1;
+            self.pressure.on_evict(&flow, pkt.ts, index);
             self.end_flow(flow, EndReason::Evicted, sink);
         }
         if slot.created {
@@ -250,16 +261,38 @@ impl Engine {
             return;
         }
         self.next_sweep = now.add_nanos(SWEEP_INTERVAL);
+        let emergency = self.pressure.active();
         for class in TimeoutClass::ALL {
-            let idle = self.cfg.flow.idle_seconds[class.index()] * NANOS_PER_SEC;
-            while let Some(flow) = self.table.pop_idle(class, now, idle) {
+            let idle = self.cfg.flow.idle_seconds[class.index()];
+            let cheap = match emergency {
+                true => idle.min(self.cfg.flow.emergency_idle_seconds),
+                false => idle,
+            };
+            let limits = [cheap, idle, idle].map(|secs| secs * NANOS_PER_SEC);
+            while let Some(flow) = self.table.pop_idle(class, now, &limits) {
                 self.end_flow(flow, EndReason::Idle, sink);
             }
         }
+        let (tracked, capacity) = (self.table.len(), self.table.capacity());
+        let report = self.pressure.check(now, tracked, capacity);
+        self.report_pressure(report, sink);
+    }
+
+    /// Alerts on a pressure episode's report.
+    fn report_pressure(&mut self, report: Option<crate::flow::pressure::Report>, sink: &mut dyn EventSink) {
+        let (Some(report), Some(judge)) = (report, &mut self.judge) else {
+            return;
+        };
+        judge.on_pressure(&report, &mut self.alerts);
+        self.stats.alerts_suppressed = judge.suppressed;
+        write_alerts(&mut self.alerts, &mut self.stats, sink);
     }
 
     /// Ends every open flow (end of input, or the sensor stops).
     pub fn finish(&mut self, sink: &mut dyn EventSink) {
+        let (tracked, capacity) = (self.table.len(), self.table.capacity());
+        let report = self.pressure.report(self.now, tracked, capacity);
+        self.report_pressure(report, sink);
         while let Some(flow) = self.table.pop_longest_idle() {
             self.end_flow(flow, EndReason::Shutdown, sink);
         }
@@ -322,6 +355,26 @@ fn write_app_events(
             meta: meta.clone(),
             event,
         })));
+    }
+}
+
+/// The flow's eviction tier after this packet. Tiers only rise (a flow
+/// never becomes cheap again, nor loses its analyzer or its alerts), so a
+/// protected flow costs one comparison, and the analysis state is read
+/// only when the analysis ran or the flow has just stopped being cheap.
+fn eviction_tier(flow: &Flow, analyzed: bool) -> EvictionTier {
+    let was = flow.tier();
+    match was {
+        EvictionTier::Protected => return was,
+        EvictionTier::Cheap if flow.is_cheap() => return was,
+        _ => {}
+    }
+    let look = analyzed || was == EvictionTier::Cheap;
+    let identified = look && flow.app.as_ref().is_some_and(|a| a.facts().is_some());
+    if identified || flow.alerts.any() {
+        EvictionTier::Protected
+    } else {
+        EvictionTier::Plain
     }
 }
 

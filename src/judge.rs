@@ -9,8 +9,11 @@
 
 use crate::analyzer::names::NameCache;
 use crate::community_id::community_id;
-use crate::flow::Flow;
-use crate::policy::{Alert, FlowSubject, RuleSet, Stage, SuppressionWindow};
+use crate::analyzer::facts::Evidence;
+use crate::flow::{pressure, Flow};
+use crate::policy::{
+    Alert, Detection, FlowSubject, RuleSet, SensorFinding, Stage, SuppressionWindow,
+};
 use crate::time::{Timestamp, NANOS_PER_SEC};
 use arc_swap::ArcSwap;
 use std::sync::Arc;
@@ -75,6 +78,26 @@ impl Judge {
         let mark = judged_mark(revision.unwrap_or(0), Stage::Identified);
         if mark != flow.judged || due {
             self.judge(flow, Stage::Identified, now, out);
+        }
+    }
+
+    /// Alerts on a flow-table pressure episode (see [`pressure`]).
+    pub fn on_pressure(&mut self, report: &pressure::Report, out: &mut Vec<Alert>) {
+        let sample = &report.sample;
+        let finding = SensorFinding {
+            detection: Detection::FlowTablePressure,
+            ts: report.now,
+            flow_id: sample.flow_id,
+            src: sample.client,
+            dst: sample.server,
+            proto: sample.key.proto,
+            evidence: Evidence::new(report.summary(), &[report.packet], report.since, report.now),
+        };
+        let classified = self.rules.load().sensor_alert(finding, &mut self.window);
+        self.suppressed += u64::from(classified.suppressed);
+        for mut alert in classified.alerts {
+            alert.community_id = Some(community_id(&sample.key, self.community_seed));
+            out.push(alert);
         }
     }
 

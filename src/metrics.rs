@@ -12,7 +12,7 @@
 use crate::analyzer::names::NameCache;
 use crate::decode::Skip;
 use crate::event::{Event, FlowMeta};
-use crate::flow::EndReason;
+use crate::flow::{EndReason, EvictionTier};
 use crate::judge::SharedRules;
 use crate::policy::{Detection, FlowSubject, RuleSet, Severity, Stage};
 use crate::stats::Stats;
@@ -97,7 +97,8 @@ struct EngineCounters {
     flows_created: IntCounter,
     /// By [`EndReason`] index; `Active` (interim records) is not an end.
     flows_ended: Vec<Option<IntCounter>>,
-    flows_evicted: IntCounter,
+    /// By [`EvictionTier`].
+    flows_evicted: Vec<IntCounter>,
     interim_records: IntCounter,
     app_records: IntCounter,
     /// `[detection][severity - 1]`.
@@ -142,6 +143,13 @@ fn counter_vec(reg: &Registry, n: &str, help: &str, labels: &[&str]) -> IntCount
     let c = IntCounterVec::new(Opts::new(name(n), help), labels).expect("valid metric");
     reg.register(Box::new(c.clone())).expect("unique metric");
     c
+}
+
+/// Adds `b - a`, element by element, to labelled counters.
+fn inc_each(counters: &[IntCounter], a: &[u64], b: &[u64]) {
+    for (c, (x, y)) in counters.iter().zip(a.iter().zip(b)) {
+        c.inc_by(y.saturating_sub(*x));
+    }
 }
 
 fn gauge(reg: &Registry, n: &str, help: &str) -> IntGauge {
@@ -441,6 +449,12 @@ impl EngineCounters {
             "Flows ended, by reason: idle (timeout), evicted (table full), reused (new connection on the 5-tuple), shutdown.",
             &["reason"],
         );
+        let evicted = counter_vec(
+            r,
+            "flows_evicted_total",
+            "Flows ended early because the flow table was full (also in flows_ended_total), by kind: cheap (one-way, half-open or payload-less), plain, protected (identified or alerted).",
+            &["kind"],
+        );
         let alerts = counter_vec(
             r,
             "alerts_total",
@@ -478,11 +492,10 @@ impl EngineCounters {
                 .iter()
                 .map(|e| (*e != EndReason::Active).then(|| ended.with_label_values(&[e.name()])))
                 .collect(),
-            flows_evicted: counter(
-                r,
-                "flows_evicted_total",
-                "Flows ended early because the flow table was full (also in flows_ended_total).",
-            ),
+            flows_evicted: EvictionTier::ALL
+                .iter()
+                .map(|t| evicted.with_label_values(&[t.name()]))
+                .collect(),
             interim_records: counter(
                 r,
                 "flow_interim_records_total",
@@ -510,12 +523,7 @@ impl EngineCounters {
         self.processed_packets.inc_by(d(a.packets, b.packets));
         self.processed_bytes.inc_by(d(a.bytes, b.bytes));
         self.decoded_packets.inc_by(d(a.decoded, b.decoded));
-        for (i, c) in self.skipped.iter().enumerate() {
-            c.inc_by(d(
-                a.skipped.get(i).copied().unwrap_or(0),
-                b.skipped.get(i).copied().unwrap_or(0),
-            ));
-        }
+        inc_each(&self.skipped, &a.skipped, &b.skipped);
         self.first_fragments
             .inc_by(d(a.first_fragments, b.first_fragments));
         self.flows_created
@@ -528,8 +536,7 @@ impl EngineCounters {
                 ));
             }
         }
-        self.flows_evicted
-            .inc_by(d(a.ended(EndReason::Evicted), b.ended(EndReason::Evicted)));
+        inc_each(&self.flows_evicted, &a.flows_evicted, &b.flows_evicted);
         self.interim_records
             .inc_by(d(a.ended(EndReason::Active), b.ended(EndReason::Active)));
         self.app_records.inc_by(d(a.app_events, b.app_events));

@@ -3,7 +3,7 @@
 //! atomically per packet.
 
 use crate::decode::Skip;
-use crate::flow::EndReason;
+use crate::flow::{EndReason, EvictionTier};
 use crate::policy::{Detection, Severity};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -23,6 +23,8 @@ pub struct Stats {
     /// Flow records written, by [`EndReason`] (interim records under
     /// `Active`).
     pub flows_ended: [u64; EndReason::ALL.len()],
+    /// Flows evicted (also under `flows_ended`), by [`EvictionTier`].
+    pub flows_evicted: [u64; EvictionTier::COUNT],
     /// Application-layer records written.
     pub app_events: u64,
     /// Alerts raised, by detection and severity (1..=3 at index 0..=2).
@@ -60,6 +62,9 @@ impl Stats {
         self.first_fragments += other.first_fragments;
         self.flows_created += other.flows_created;
         for (a, b) in self.flows_ended.iter_mut().zip(other.flows_ended) {
+            *a += b;
+        }
+        for (a, b) in self.flows_evicted.iter_mut().zip(other.flows_evicted) {
             *a += b;
         }
         self.app_events += other.app_events;

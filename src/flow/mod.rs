@@ -3,6 +3,7 @@
 //! table with packet-time expiry ([`table`]).
 
 pub mod key;
+pub mod pressure;
 pub mod stream;
 pub mod table;
 pub mod tcp;
@@ -87,8 +88,10 @@ pub struct Flow {
     /// Minutes after the start when the policy wants another look (0: no);
     /// minutes keep it small, the checks are for hour-long thresholds.
     pub recheck_minutes: u16,
-    /// The table's expiry list this flow is linked into.
+    /// The table's expiry list this flow is linked into: its timeout
+    /// class and eviction tier.
     pub(crate) class: TimeoutClass,
+    pub(crate) tier: EvictionTier,
     /// Start of the current reporting period (active timeout).
     /// Seconds after the start at which the current reporting period began.
     pub period_secs: u32,
@@ -120,6 +123,7 @@ impl Flow {
             judged: 0,
             recheck_minutes: 0,
             class: TimeoutClass::Other,
+            tier: EvictionTier::Cheap,
             period_secs: 0,
             dirs: [DirStats::default(); 2],
             tcp: TcpState::default(),
@@ -203,6 +207,24 @@ impl Flow {
         } else {
             "new"
         }
+    }
+
+    /// The eviction tier the table keeps this flow in (what the engine
+    /// last said, through [`table::FlowTable::touch`]).
+    pub fn tier(&self) -> EvictionTier {
+        self.tier
+    }
+
+    /// Whether the flow cost whoever made it nothing: one direction
+    /// silent, no payload either way, or a TCP handshake begun and never
+    /// completed. A spoofed SYN, scan probe or one-way datagram is cheap.
+    /// Once false it stays false.
+    pub fn is_cheap(&self) -> bool {
+        let [a, b] = &self.dirs;
+        a.pkts == 0
+            || b.pkts == 0
+            || a.payload_bytes + b.payload_bytes == 0
+            || (self.is_tcp() && !self.tcp.established() && self.basis != OriginBasis::PortGuess)
     }
 
     /// The expiry class this flow is in now.
@@ -328,6 +350,44 @@ impl TimeoutClass {
     }
 }
 
+/// How much a flow is worth keeping when the table is full, lowest first:
+/// what it costs an attacker to make one. The engine decides a flow's tier
+/// (it knows what analysis found); the table keeps one last-activity list
+/// per timeout class and tier, so a victim is still found in O(1): the
+/// longest-idle flow of the lowest tier that has any.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum EvictionTier {
+    /// [`Flow::is_cheap`]: spoofed SYNs, scans, one-way datagrams.
+    #[default]
+    Cheap = 0,
+    /// Answered and carrying payload, but nothing identified or alerted.
+    Plain = 1,
+    /// An analyzer claimed it (SSH, TLS, ...) or the policy alerted on it.
+    Protected = 2,
+}
+
+impl EvictionTier {
+    pub const COUNT: usize = 3;
+    pub const ALL: [EvictionTier; 3] = [
+        EvictionTier::Cheap,
+        EvictionTier::Plain,
+        EvictionTier::Protected,
+    ];
+
+    /// The `kind` label of the eviction counter.
+    pub fn name(self) -> &'static str {
+        match self {
+            EvictionTier::Cheap => "cheap",
+            EvictionTier::Plain => "plain",
+            EvictionTier::Protected => "protected",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
 /// Why a flow record was written.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum EndReason {
@@ -380,9 +440,12 @@ pub struct FlowConfig {
     /// A flow open this long gets an interim record, then another every
     /// period; 0 disables interim records.
     pub active_seconds: u64,
-    /// Maximum flows tracked at once; the longest-idle one is evicted to
-    /// make room.
+    /// Maximum flows tracked at once; to make room the longest-idle flow
+    /// of the lowest [`EvictionTier`] is evicted.
     pub capacity: usize,
+    /// Under pressure (the table filled up, see [`pressure`]), cheap flows
+    /// go idle after at most this many seconds (Suricata's emergency mode).
+    pub emergency_idle_seconds: u64,
     /// Stream bytes per direction handed to analyzers, at most.
     pub stream_budget_bytes: u64,
 }
@@ -394,6 +457,7 @@ impl Default for FlowConfig {
             idle_seconds: [30, 600, 10, 60, 30, 60],
             active_seconds: 1800,
             capacity: 1_000_000,
+            emergency_idle_seconds: 5,
             stream_budget_bytes: 1 << 20,
         }
     }

@@ -1,6 +1,7 @@
 //! The flow table: a hash index over a slab of flows, with one intrusive
-//! last-activity list per timeout class. Lookup, insert, touch, expiry of
-//! the idle and eviction of the longest-idle flow are all O(1) per flow.
+//! last-activity list per timeout class and eviction tier. Lookup, insert,
+//! touch, expiry of the idle and eviction (the longest-idle flow of the
+//! lowest tier) are all O(1) per flow.
 //!
 //! The index stores only slab positions (4 bytes per flow); keys live in
 //! the flows themselves. The list links live apart from the flows, in a
@@ -9,7 +10,7 @@
 //! themselves (a few hundred bytes each) do not. The hash is randomly seeded so a peer cannot choose
 //! colliding 5-tuples.
 
-use super::{Flow, FlowKey, TimeoutClass};
+use super::{EvictionTier, Flow, FlowKey, TimeoutClass};
 use crate::time::Timestamp;
 use hashbrown::HashTable;
 
@@ -38,6 +39,13 @@ const EMPTY: List = List {
     tail: NIL,
 };
 
+/// One list per (tier, class).
+const LISTS: usize = EvictionTier::COUNT * TimeoutClass::COUNT;
+
+fn list_of(class: TimeoutClass, tier: EvictionTier) -> usize {
+    tier.index() * TimeoutClass::COUNT + class.index()
+}
+
 /// A bounded table of flows.
 pub struct FlowTable {
     index: HashTable<u32>,
@@ -46,7 +54,7 @@ pub struct FlowTable {
     /// `links[i]` belongs to `slots[i]`.
     links: Vec<Link>,
     free: Vec<u32>,
-    lists: [List; TimeoutClass::COUNT],
+    lists: [List; LISTS],
     capacity: usize,
 }
 
@@ -66,7 +74,7 @@ impl FlowTable {
             slots: Vec::new(),
             links: Vec::new(),
             free: Vec::new(),
-            lists: [EMPTY; TimeoutClass::COUNT],
+            lists: [EMPTY; LISTS],
             capacity: capacity.clamp(1, NIL as usize - 1),
         }
     }
@@ -98,8 +106,8 @@ impl FlowTable {
     }
 
     /// The slot of `key`'s flow, created with `make` if absent. When the
-    /// table is full the longest-idle flow is removed first and handed to
-    /// `evicted`.
+    /// table is full the longest-idle flow of the lowest tier is removed
+    /// first and handed to `evicted`.
     pub fn find_or_insert(
         &mut self,
         key: &FlowKey,
@@ -118,7 +126,7 @@ impl FlowTable {
             };
         }
         if self.len() >= self.capacity {
-            if let Some(flow) = self.pop_longest_idle() {
+            if let Some(flow) = self.pop_victim() {
                 evicted(flow);
             }
         }
@@ -129,7 +137,7 @@ impl FlowTable {
     }
 
     fn insert(&mut self, hash: u64, node: Flow) -> u32 {
-        let class = node.timeout_class();
+        let (class, tier) = (node.timeout_class(), node.tier);
         let index = match self.free.pop() {
             Some(i) => {
                 self.slots[i as usize] = Some(node);
@@ -145,7 +153,7 @@ impl FlowTable {
         self.index.insert_unique(hash, index, |&i| {
             flow_at(slots, i).map_or(0, |f| hasher.hash_one(f.key))
         });
-        self.link_tail(index, class);
+        self.link_tail(index, class, tier);
         index
     }
 
@@ -157,20 +165,22 @@ impl FlowTable {
         self.slots.get_mut(index as usize)?.as_mut()
     }
 
-    /// Records activity: the flow moves to the back of its (possibly new)
-    /// class list, so each list stays in last-activity order and expiry
-    /// and eviction are exact. A flow already at the back (a burst) stays
-    /// put. Call after updating the flow.
-    pub fn touch(&mut self, index: u32) {
+    /// Records activity: the flow moves to the back of the list of its
+    /// (possibly new) class and of `tier`, so each list stays in
+    /// last-activity order and expiry and eviction are exact. A flow
+    /// already at the back (a burst) stays put. Call after updating the
+    /// flow.
+    pub fn touch(&mut self, index: u32, tier: EvictionTier) {
         let Some(flow) = self.get(index) else {
             return;
         };
         let class = flow.timeout_class();
-        if class == flow.class && self.lists[class.index()].tail == index {
+        let same = class == flow.class && tier == flow.tier;
+        if same && self.lists[list_of(class, tier)].tail == index {
             return;
         }
         self.unlink(index);
-        self.link_tail(index, class);
+        self.link_tail(index, class, tier);
     }
 
     /// Removes and returns the flow in `index`.
@@ -186,35 +196,52 @@ impl FlowTable {
         Some(flow)
     }
 
-    /// Removes and returns one flow of `class` idle for at least
-    /// `idle_nanos` at `now`, oldest first.
+    /// Removes and returns one flow of `class` idle at `now` for at least
+    /// its tier's `idle_nanos`, oldest first.
     pub fn pop_idle(
         &mut self,
         class: TimeoutClass,
         now: Timestamp,
-        idle_nanos: u64,
+        idle_nanos: &[u64; EvictionTier::COUNT],
     ) -> Option<Flow> {
-        let head = self.lists[class.index()].head;
-        let last = self.get(head)?.last();
-        if now.since(last) >= idle_nanos {
-            self.remove(head)
-        } else {
-            None
-        }
+        let (_, head) = EvictionTier::ALL
+            .into_iter()
+            .filter_map(|tier| {
+                let head = self.lists[list_of(class, tier)].head;
+                let last = self.get(head)?.last();
+                (now.since(last) >= idle_nanos[tier.index()]).then_some((last, head))
+            })
+            .min()?;
+        self.remove(head)
     }
 
-    /// Removes and returns the flow idle the longest, over all classes.
+    /// Removes and returns the flow idle the longest, over all lists.
     pub fn pop_longest_idle(&mut self) -> Option<Flow> {
-        let oldest = self
+        let head = self.oldest(&self.lists)?;
+        self.remove(head)
+    }
+
+    /// Removes and returns the flow to evict: the longest idle of the
+    /// lowest tier that has any.
+    pub fn pop_victim(&mut self) -> Option<Flow> {
+        let head = self
             .lists
+            .chunks_exact(TimeoutClass::COUNT)
+            .find_map(|tier| self.oldest(tier))?;
+        self.remove(head)
+    }
+
+    /// The longest-idle flow at the heads of `lists`.
+    fn oldest(&self, lists: &[List]) -> Option<u32> {
+        lists
             .iter()
             .filter_map(|l| self.get(l.head).map(|f| (f.last(), l.head)))
-            .min()?;
-        self.remove(oldest.1)
+            .min()
+            .map(|(_, head)| head)
     }
 
-    fn link_tail(&mut self, index: u32, class: TimeoutClass) {
-        let list = &mut self.lists[class.index()];
+    fn link_tail(&mut self, index: u32, class: TimeoutClass, tier: EvictionTier) {
+        let list = &mut self.lists[list_of(class, tier)];
         let old_tail = list.tail;
         list.tail = index;
         if list.head == NIL {
@@ -231,6 +258,7 @@ impl FlowTable {
         }
         if let Some(Some(node)) = self.slots.get_mut(index as usize) {
             node.class = class;
+            node.tier = tier;
         }
     }
 
@@ -241,7 +269,7 @@ impl FlowTable {
         ) else {
             return;
         };
-        let list = &mut self.lists[node.class.index()];
+        let list = &mut self.lists[list_of(node.class, node.tier)];
         match self.links.get_mut(link.prev as usize) {
             Some(p) => p.next = link.next,
             None => list.head = link.next,

@@ -12,11 +12,13 @@
 //!   time-ordered [`Capture`].
 //! - [`demo`]: the GPU training node with one outbound reverse SSH tunnel
 //!   and a Stratum miner, embedded in the binary for `egresswatch demo`.
+//! - [`flood`]: a SYN flood from spoofed sources, to fill a flow table.
 //! - [`bench`](mod@bench): a streaming generator of realistic mixed traffic, millions
 //!   of packets and 100k+ flows, for the throughput benchmarks.
 
 pub mod bench;
 pub mod demo;
+pub mod flood;
 pub mod frame;
 pub mod pcap;
 pub mod proto;
@@ -37,7 +39,7 @@ pub use truth::{FlowTruth, Truth};
 use std::io::Write;
 
 /// Names accepted by [`generate`], with a one-line description each.
-pub const SCENARIOS: [(&str, &str); 2] = [
+pub const SCENARIOS: [(&str, &str); 3] = [
     (
         "demo",
         "a GPU node's ordinary traffic plus a reverse SSH tunnel and a Stratum miner",
@@ -45,6 +47,10 @@ pub const SCENARIOS: [(&str, &str); 2] = [
     (
         "bench",
         "realistic mixed traffic: 2 M packets and 100 k flows by default",
+    ),
+    (
+        "flood",
+        "a SYN flood from spoofed sources: 100 k SYNs (--packets) over 10 s",
     ),
 ];
 
@@ -54,7 +60,7 @@ pub struct GenOptions {
     /// Seed; `None` takes the scenario's own default (the embedded demo's,
     /// or the reference bench capture's).
     pub seed: Option<u64>,
-    /// Packets to write (bench only; the demo has a fixed size).
+    /// Packets to write (bench and flood; the demo has a fixed size).
     pub packets: Option<u64>,
     /// Flows to start (bench only; default: packets / 20).
     pub flows: Option<u64>,
@@ -72,7 +78,7 @@ pub struct Summary {
 /// Why [`generate`] failed.
 #[derive(Debug, thiserror::Error)]
 pub enum GenError {
-    #[error("unknown scenario {0:?}; known: demo, bench")]
+    #[error("unknown scenario {0:?}; known: demo, bench, flood")]
     UnknownScenario(String),
     #[error("writing the capture: {0}")]
     Io(#[from] std::io::Error),
@@ -81,16 +87,21 @@ pub enum GenError {
 /// Writes the named scenario as a capture to `out`.
 pub fn generate<W: Write>(name: &str, opts: &GenOptions, out: W) -> Result<Summary, GenError> {
     let mut w = CaptureWriter::new(out, opts.format)?;
+    let whole = |cap: Capture, mut w: CaptureWriter<W>| -> Result<Summary, GenError> {
+        cap.write_to(&mut w)?;
+        w.into_inner().flush()?;
+        Ok(Summary {
+            packets: cap.truth.frames,
+            bytes: cap.truth.frame_bytes,
+            flows: cap.truth.flows.len() as u64,
+        })
+    };
     match name {
-        "demo" => {
-            let cap = demo::demo(opts.seed.unwrap_or(demo::DEMO_SEED));
-            cap.write_to(&mut w)?;
-            w.into_inner().flush()?;
-            Ok(Summary {
-                packets: cap.truth.frames,
-                bytes: cap.truth.frame_bytes,
-                flows: cap.truth.flows.len() as u64,
-            })
+        "demo" => whole(demo::demo(opts.seed.unwrap_or(demo::DEMO_SEED)), w),
+        "flood" => {
+            let syns = opts.packets.unwrap_or(flood::DEFAULT_SYNS);
+            let syns = u32::try_from(syns).unwrap_or(u32::MAX);
+            whole(flood::flood(syns, opts.seed.unwrap_or(0)), w)
         }
         "bench" => {
             let seed = opts.seed.unwrap_or(bench::DEFAULT_SEED);

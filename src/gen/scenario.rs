@@ -630,6 +630,14 @@ impl Tcp<'_> {
         self
     }
 
+    /// A lone SYN that nobody answers: a scan probe, or one packet of a
+    /// flood from a spoofed source.
+    pub fn syn(&mut self) -> &mut Self {
+        self.emit(Dir::ToServer, SYN, 0, &[]);
+        self.seq[0] = self.seq[0].wrapping_add(1);
+        self
+    }
+
     /// Client to server data.
     pub fn send(&mut self, bytes: &[u8]) -> &mut Self {
         self.data(Dir::ToServer, bytes)

@@ -128,6 +128,8 @@ fn known_label_values_start_at_zero() {
         "egresswatch_alerts_total{detection=\"crypto-mining\",severity=\"low\"}",
         "egresswatch_decode_skipped_packets_total{reason=\"non_ip\"}",
         "egresswatch_flows_ended_total{reason=\"evicted\"}",
+        "egresswatch_flows_evicted_total{kind=\"protected\"}",
+        "egresswatch_alerts_total{detection=\"flow-table-pressure\",severity=\"medium\"}",
         "egresswatch_ssh_sessions_total{destination=\"allowlisted\"}",
         "egresswatch_eve_records_total{event_type=\"alert\"}",
         "egresswatch_rules_reload_failures_total",
@@ -157,6 +159,7 @@ fn engine_deltas_add_up() {
     };
     b.skipped[Skip::NonIp.index()] = 1;
     b.flows_ended[EndReason::Evicted as usize] = 2;
+    b.flows_evicted = [2, 0, 0];
     b.flows_ended[EndReason::Active as usize] = 4;
     b.count_alert(Detection::SshReverseForward, Severity::HIGH);
     m.add_engine(&a, &b);
@@ -184,7 +187,8 @@ fn engine_deltas_add_up() {
         get("egresswatch_flows_ended_total{reason=\"evicted\"}"),
         2.0
     );
-    assert_eq!(get("egresswatch_flows_evicted_total"), 2.0);
+    assert_eq!(get("egresswatch_flows_evicted_total{kind=\"cheap\"}"), 2.0);
+    assert_eq!(get("egresswatch_flows_evicted_total{kind=\"plain\"}"), 0.0);
     assert_eq!(get("egresswatch_flow_interim_records_total"), 4.0);
     assert_eq!(
         get("egresswatch_alerts_total{detection=\"ssh-reverse-forward\",severity=\"high\"}"),

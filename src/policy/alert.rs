@@ -29,6 +29,11 @@ const _: () = assert!(Detection::COUNT <= 16);
 const _: () = assert!(std::mem::size_of::<AlertState>() <= 16);
 
 impl AlertState {
+    /// Whether anything was raised (or suppressed) on the flow.
+    pub fn any(&self) -> bool {
+        self.raised != 0
+    }
+
     pub fn has_raised(&self, d: Detection) -> bool {
         self.raised & (1 << d.index()) != 0
     }
@@ -104,7 +109,59 @@ pub struct Classified {
     pub pending: bool,
 }
 
+/// A finding about the sensor rather than about one flow (flow-table
+/// pressure). The flow it names is a sample; there is no allow entry, and
+/// one suppression key per detection spans every flow.
+#[derive(Clone, Debug)]
+pub struct SensorFinding {
+    pub detection: Detection,
+    pub ts: Timestamp,
+    pub flow_id: u64,
+    pub src: Endpoint,
+    pub dst: Endpoint,
+    pub proto: u8,
+    pub evidence: Evidence,
+}
+
 impl RuleSet {
+    /// The alert for a sensor finding, unless its detection is disabled
+    /// or suppressed (counted).
+    pub fn sensor_alert(&self, f: SensorFinding, window: &mut SuppressionWindow) -> Classified {
+        let settings = self.settings(f.detection);
+        let mut out = Classified::default();
+        let anywhere = std::net::IpAddr::from([0u8; 4]);
+        let key = SuppressKey {
+            src: anywhere,
+            dst: anywhere,
+            detection: f.detection,
+            level: 0,
+        };
+        if !settings.enabled {
+            return out;
+        }
+        if !window.admit(key, f.ts, settings.suppress_seconds) {
+            out.suppressed = 1;
+            return out;
+        }
+        out.alerts.push(Alert {
+            ts: f.ts,
+            flow_id: f.flow_id,
+            community_id: None,
+            src: f.src,
+            dst: f.dst,
+            proto: f.proto,
+            app_proto: None,
+            detection: f.detection,
+            severity: settings.severity,
+            threshold_hours: None,
+            direction: self.direction(f.src.addr, f.dst.addr),
+            zone: self.zone_of(f.src.addr).map(|z| z.name.clone()),
+            allow: None,
+            evidence: f.evidence,
+        });
+        out
+    }
+
     /// Judges a flow and turns new findings into alerts. Call it when the
     /// flow starts, whenever its facts change (`AppFacts::revision`), when
     /// packet time reaches `next_check`, and when the flow ends — not on

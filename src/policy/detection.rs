@@ -19,6 +19,9 @@ pub enum Detection {
     SshLongLived = 6,
     CryptoMining = 7,
     EgressNotAllowed = 8,
+    /// The sensor's own flow table is full and evicting: raised by the
+    /// engine once per pressure episode, not by the classifier.
+    FlowTablePressure = 9,
 }
 
 /// Signature ids are `SID_BASE + 1 + discriminant`, inside the range
@@ -30,7 +33,7 @@ pub const GID: u32 = 1;
 pub const REV: u32 = 1;
 
 impl Detection {
-    pub const ALL: [Detection; 9] = [
+    pub const ALL: [Detection; 10] = [
         Detection::SshToExternal,
         Detection::SshNonstandardPort,
         Detection::SshReverseForward,
@@ -40,6 +43,7 @@ impl Detection {
         Detection::SshLongLived,
         Detection::CryptoMining,
         Detection::EgressNotAllowed,
+        Detection::FlowTablePressure,
     ];
 
     pub const COUNT: usize = Self::ALL.len();
@@ -60,6 +64,7 @@ impl Detection {
             Detection::SshLongLived => "ssh-long-lived",
             Detection::CryptoMining => "crypto-mining",
             Detection::EgressNotAllowed => "egress-not-allowed",
+            Detection::FlowTablePressure => "flow-table-pressure",
         }
     }
 
@@ -95,6 +100,9 @@ impl Detection {
             Detection::SshLongLived => "EGRESSWATCH Long-lived SSH session to an external host",
             Detection::CryptoMining => "EGRESSWATCH Cryptocurrency mining pool traffic",
             Detection::EgressNotAllowed => "EGRESSWATCH Egress not allowed by zone policy",
+            Detection::FlowTablePressure => {
+                "EGRESSWATCH Flow table full, flows evicted (possible evasion flood)"
+            }
         }
     }
 
@@ -111,6 +119,7 @@ impl Detection {
             | Detection::SshReverseRole => "A Network Trojan was detected",
             Detection::SshLongLived => "Potentially Bad Traffic",
             Detection::CryptoMining => "Crypto Currency Mining Activity Detected",
+            Detection::FlowTablePressure => "Attempted Denial of Service",
         }
     }
 
@@ -126,6 +135,10 @@ impl Detection {
             Detection::SshLongLived => &["T1572", "T1021.004"],
             Detection::CryptoMining => &["T1496"],
             Detection::EgressNotAllowed => &["T1071"],
+            // What the sensor sees is its own view being flushed: Impair
+            // Defenses. Denial of service of a victim (T1498/T1499) is
+            // what a flood may also be, but nothing here shows it.
+            Detection::FlowTablePressure => &["T1562"],
         }
     }
 
@@ -136,9 +149,10 @@ impl Detection {
             | Detection::SshReverseInteractive
             | Detection::SshReverseRole
             | Detection::CryptoMining => Severity::HIGH,
-            Detection::SshToExternal | Detection::SshLongLived | Detection::EgressNotAllowed => {
-                Severity::MEDIUM
-            }
+            Detection::SshToExternal
+            | Detection::SshLongLived
+            | Detection::EgressNotAllowed
+            | Detection::FlowTablePressure => Severity::MEDIUM,
             Detection::SshNonstandardPort => Severity::LOW,
         }
     }
@@ -157,7 +171,8 @@ impl Detection {
             Detection::CryptoMining => Some(Permission::Mining),
             Detection::SshToExternal
             | Detection::SshNonstandardPort
-            | Detection::EgressNotAllowed => None,
+            | Detection::EgressNotAllowed
+            | Detection::FlowTablePressure => None,
         }
     }
 }
@@ -323,7 +338,7 @@ mod tests {
 
     #[test]
     fn ids_and_sids_are_stable() {
-        let table: [(&str, u32, &[&str]); 9] = [
+        let table: [(&str, u32, &[&str]); 10] = [
             ("ssh-to-external", 1_750_001, &["T1021.004", "T1572"]),
             ("ssh-nonstandard-port", 1_750_002, &["T1571"]),
             ("ssh-reverse-forward", 1_750_003, &["T1572"]),
@@ -337,6 +352,7 @@ mod tests {
             ("ssh-long-lived", 1_750_007, &["T1572", "T1021.004"]),
             ("crypto-mining", 1_750_008, &["T1496"]),
             ("egress-not-allowed", 1_750_009, &["T1071"]),
+            ("flow-table-pressure", 1_750_010, &["T1562"]),
         ];
         for (d, (id, sid, mitre)) in Detection::ALL.into_iter().zip(table) {
             assert_eq!(d.id(), id);
@@ -391,7 +407,8 @@ mod tests {
             [
                 Detection::SshToExternal,
                 Detection::SshNonstandardPort,
-                Detection::EgressNotAllowed
+                Detection::EgressNotAllowed,
+                Detection::FlowTablePressure
             ]
         );
     }

@@ -110,6 +110,9 @@ pub fn summary(rules: &RuleSet) -> String {
             let hours: Vec<String> = s.long_lived_seconds.iter().map(|t| fmt_hours(*t)).collect();
             let _ = write!(line, "  thresholds {} h", hours.join(", "));
         }
+        if d == Detection::FlowTablePressure {
+            line.push_str("  once per episode of a full flow table, not per flow");
+        }
         if !s.enabled {
             line.push_str("  (disabled)");
         }
@@ -497,6 +500,7 @@ detections:
   ssh-long-lived           medium  sid 1750007  suppress 60 s  thresholds 1, 4, 8, 12 h
   crypto-mining            high    sid 1750008  suppress 3600 s
   egress-not-allowed       medium  sid 1750009  suppress 3600 s
+  flow-table-pressure      medium  sid 1750010  suppress 3600 s  once per episode of a full flow table, not per flow
 mining pool names: 1
 "#
         );

@@ -1,4 +1,5 @@
 use super::*;
+use crate::time::NANOS_PER_SEC;
 use crate::decode::{Fragment, Packet, TcpFlags, TcpInfo, Transport};
 use crate::flow::key::Endpoint;
 use crate::flow::Flow;
@@ -32,6 +33,10 @@ fn packet(port: u16, secs: u64, flags: u8) -> Packet<'static> {
 }
 
 fn insert(t: &mut FlowTable, port: u16, secs: u64) -> (u32, Vec<Flow>) {
+    insert_as(t, port, secs, EvictionTier::Cheap)
+}
+
+fn insert_as(t: &mut FlowTable, port: u16, secs: u64, tier: EvictionTier) -> (u32, Vec<Flow>) {
     let p = packet(port, secs, TcpFlags::SYN);
     let (key, side) = p.flow_key();
     let mut evicted = Vec::new();
@@ -39,7 +44,7 @@ fn insert(t: &mut FlowTable, port: u16, secs: u64) -> (u32, Vec<Flow>) {
     if let Some(f) = t.get_mut(slot.index) {
         f.count(crate::analyzer::Dir::ToServer, &p);
     }
-    t.touch(slot.index);
+    t.touch(slot.index, tier);
     (slot.index, evicted)
 }
 
@@ -73,13 +78,78 @@ fn idle_flows_pop_oldest_first_per_class() {
         insert(&mut t, port, i as u64);
     }
     let now = Timestamp::from_secs(31);
-    let idle = 30 * crate::time::NANOS_PER_SEC;
+    let idle = &[30 * crate::time::NANOS_PER_SEC; EvictionTier::COUNT];
     let first = t.pop_idle(TimeoutClass::TcpNew, now, idle).unwrap();
     assert_eq!(first.client().port, 1000);
     let second = t.pop_idle(TimeoutClass::TcpNew, now, idle).unwrap();
     assert_eq!(second.client().port, 1001);
     assert!(t.pop_idle(TimeoutClass::TcpNew, now, idle).is_none());
     assert_eq!(t.len(), 1);
+}
+
+#[test]
+fn evicts_the_lowest_tier_first_and_the_longest_idle_within_it() {
+    let mut t = FlowTable::new(4, ahash::RandomState::new());
+    insert_as(&mut t, 1000, 1, EvictionTier::Protected);
+    insert_as(&mut t, 1001, 2, EvictionTier::Plain);
+    insert_as(&mut t, 1002, 3, EvictionTier::Cheap);
+    insert_as(&mut t, 1003, 4, EvictionTier::Cheap);
+    let mut order = Vec::new();
+    for (i, port) in (2000..2004).enumerate() {
+        // Each newcomer is protected, so the victims are the old flows.
+        let (_, evicted) = insert_as(&mut t, port, 10 + i as u64, EvictionTier::Protected);
+        order.extend(evicted.iter().map(|f| (f.client().port, f.tier())));
+    }
+    assert_eq!(
+        order,
+        [
+            (1002, EvictionTier::Cheap),
+            (1003, EvictionTier::Cheap),
+            (1001, EvictionTier::Plain),
+            (1000, EvictionTier::Protected),
+        ]
+    );
+}
+
+#[test]
+fn a_flow_moves_to_the_list_of_its_new_tier() {
+    let mut t = FlowTable::new(2, ahash::RandomState::new());
+    let (a, _) = insert_as(&mut t, 1000, 1, EvictionTier::Cheap);
+    insert_as(&mut t, 1001, 2, EvictionTier::Cheap);
+    t.touch(a, EvictionTier::Protected);
+    assert_eq!(t.get(a).map(Flow::tier), Some(EvictionTier::Protected));
+    let (_, evicted) = insert_as(&mut t, 1002, 3, EvictionTier::Cheap);
+    assert_eq!(evicted[0].client().port, 1001, "the older flow is protected");
+    // Idle expiry still sees it, with its tier's own limit.
+    let now = Timestamp::from_secs(100);
+    let limits = [0, 0, 200 * crate::time::NANOS_PER_SEC];
+    let cheap = t.pop_idle(TimeoutClass::TcpNew, now, &limits).unwrap();
+    assert_eq!(cheap.client().port, 1002);
+    assert!(t.pop_idle(TimeoutClass::TcpNew, now, &limits).is_none());
+    let limits = [0, 0, 99 * crate::time::NANOS_PER_SEC];
+    let protected = t.pop_idle(TimeoutClass::TcpNew, now, &limits).unwrap();
+    assert_eq!(protected.client().port, 1000);
+    assert!(t.is_empty());
+}
+
+#[test]
+fn idle_expiry_merges_the_tiers_of_a_class_in_activity_order() {
+    let mut t = FlowTable::new(10, ahash::RandomState::new());
+    let tiers = [
+        EvictionTier::Plain,
+        EvictionTier::Cheap,
+        EvictionTier::Protected,
+        EvictionTier::Cheap,
+    ];
+    for (i, tier) in tiers.into_iter().enumerate() {
+        insert_as(&mut t, 1000 + i as u16, i as u64, tier);
+    }
+    let limits = &[NANOS_PER_SEC; EvictionTier::COUNT];
+    let mut ports = Vec::new();
+    while let Some(f) = t.pop_idle(TimeoutClass::TcpNew, Timestamp::from_secs(60), limits) {
+        ports.push(f.client().port);
+    }
+    assert_eq!(ports, [1000, 1001, 1002, 1003]);
 }
 
 #[test]

@@ -2,6 +2,7 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -94,9 +95,44 @@ pub struct CaptureArgs {
         value_name = "ADDR"
     )]
     pub web_listen_address: String,
+    /// HTTP connections served at once (lowered to keep 128 descriptors
+    /// free); at the limit a new one closes the connection idle longest.
+    #[arg(long = "web.max-connections", default_value_t = 64, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub web_max_connections: u32,
+    /// Time a client has to send a request head, from connecting or from
+    /// its previous response (so also how long an idle connection is kept).
+    #[arg(long = "web.read-header-timeout", default_value = "10s", value_name = "DURATION",
+          value_parser = parse_duration)]
+    pub web_read_header_timeout: Duration,
+    /// Time a response may wait for the client to read any of it.
+    #[arg(long = "web.write-timeout", default_value = "10s", value_name = "DURATION",
+          value_parser = parse_duration)]
+    pub web_write_timeout: Duration,
     /// After opening the captures, switch to this user (needs root).
     #[arg(long, value_name = "NAME")]
     pub user: Option<String>,
+}
+
+/// `500ms`, `10s`, `2m` or plain seconds (`10`, `0.5`); more than zero.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = match text.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let scale = match unit {
+        "ms" => 0.001,
+        "s" => 1.0,
+        "m" => 60.0,
+        _ => return Err(format!("unknown unit `{unit}` (ms, s or m)")),
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration such as 10s or 500ms"))?;
+    Duration::try_from_secs_f64(value * scale)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("`{text}`: give a positive duration"))
 }
 
 #[derive(Args, Debug)]
@@ -182,4 +218,22 @@ pub struct GenerateArgs {
     /// Write pcapng instead of pcap.
     #[arg(long)]
     pub pcapng: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        for bad in ["0s", "-1s", "10h", "s", "", "ten", "1e400s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
 }

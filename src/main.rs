@@ -154,6 +154,11 @@ fn capture(args: CaptureArgs) -> Result<ExitCode> {
         rules_dir: a.rules,
         eve: a.eve,
         listen,
+        web: egresswatch::web::Limits {
+            max_connections: args.web_max_connections as usize,
+            read_header_timeout: args.web_read_header_timeout,
+            write_timeout: args.web_write_timeout,
+        },
         user: args.user,
     };
     match egresswatch::sensor::run(cfg) {

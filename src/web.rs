@@ -2,15 +2,36 @@
 //! `/metrics` (text exposition), `/-/healthy` (the process is up),
 //! `/-/ready` (rules loaded and every capture open; 503 with the reason
 //! otherwise) and a landing page at `/` linking to them.
+//!
+//! The port has no authentication, so the server bounds what any client
+//! can hold ([`Limits`]): connections at once (at the limit a new one
+//! closes the connection whose last request is oldest, so idle
+//! connections can neither exhaust descriptors nor lock a scraper out),
+//! the time to send a request head (which is also how long an idle
+//! keep-alive connection lives), the time a response may stall because
+//! the client stopped reading, the bytes of a request head and the
+//! requests served on one connection.
 
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, PREFIX};
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use hyper::service::Service as _;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use prometheus::{IntCounter, IntGauge, Registry};
 use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::task::{AbortHandle, Id, JoinError, JoinSet};
+use tokio::time::Instant;
 
 /// Whether the sensor is ready to be scraped for real data.
 pub trait Readiness: Send + Sync + 'static {
@@ -34,10 +55,46 @@ pub fn router(metrics: Metrics, readiness: Arc<dyn Readiness>) -> Router {
         .with_state(AppState { metrics, readiness })
 }
 
-/// Serves `router` on `listener` until `shutdown` completes.
+/// What one client can hold of the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections open at once. At the limit a new connection closes the
+    /// one whose last request is oldest (or that never sent one).
+    pub max_connections: usize,
+    /// Time to send a complete request head, counted from the opening of
+    /// the connection or from its previous response: an idle keep-alive
+    /// connection is closed after this long too.
+    pub read_header_timeout: Duration,
+    /// Time a response may wait for the client to read any of it.
+    pub write_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 64,
+            read_header_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Requests answered on one connection; the last answer carries
+/// `Connection: close`. Bounds what a pipelining client gets back for one
+/// connection (about 100 metrics pages).
+pub const REQUESTS_PER_CONNECTION: u64 = 100;
+
+/// Bytes buffered per connection while reading a request head; a longer
+/// head gets `431 Request Header Fields Too Large`.
+const MAX_HEAD_BYTES: usize = 16 * 1024;
+
+/// Serves `router` on `listener` until `shutdown` completes, within
+/// `limits`; the server's own metrics go to `registry`.
 pub async fn serve<F>(
     listener: std::net::TcpListener,
     router: Router,
+    limits: Limits,
+    registry: &Registry,
     shutdown: F,
 ) -> std::io::Result<()>
 where
@@ -45,9 +102,294 @@ where
 {
     listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let metrics = HttpMetrics::register(registry, limits.max_connections);
+    let mut conns = Connections::new(limits, router);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            Some(done) = conns.tasks.join_next_with_id() => {
+                conns.ended(done, &metrics);
+            }
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    if conns.live.len() >= limits.max_connections.max(1) {
+                        conns.close_least_recent(&metrics).await;
+                    }
+                    conns.open(stream);
+                }
+                Err(e) if is_per_connection(&e) => {}
+                Err(e) => {
+                    // Out of descriptors or memory: the listener stays
+                    // readable, so wait instead of spinning.
+                    tracing::warn!(error = %e, "HTTP accept failed; retrying in 1 s");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+        metrics.open.set(conns.live.len() as i64);
+    }
+    conns.tasks.shutdown().await;
+    Ok(())
+}
+
+fn is_per_connection(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionReset | ConnectionRefused
+    )
+}
+
+#[derive(Clone)]
+struct HttpMetrics {
+    open: IntGauge,
+    evicted: IntCounter,
+    timed_out: IntCounter,
+}
+
+impl HttpMetrics {
+    fn register(reg: &Registry, max_connections: usize) -> HttpMetrics {
+        let gauge =
+            |n: &str, help: &str| registered(reg, IntGauge::new(format!("{PREFIX}_{n}"), help));
+        let counter =
+            |n: &str, help: &str| registered(reg, IntCounter::new(format!("{PREFIX}_{n}"), help));
+        gauge(
+            "http_connections_max",
+            "HTTP connections served at once at most (--web.max-connections, within the descriptor limit).",
+        )
+        .set(max_connections as i64);
+        HttpMetrics {
+            open: gauge("http_connections_open", "HTTP connections open now."),
+            evicted: counter(
+                "http_connections_evicted_total",
+                "HTTP connections closed at the connection limit to make room for a new one (the one whose last request was oldest).",
+            ),
+            timed_out: counter(
+                "http_connections_timed_out_total",
+                "HTTP connections closed because a request head or the reading of a response took too long (or an idle keep-alive connection expired).",
+            ),
+        }
+    }
+}
+
+/// Registers `m` (a name taken twice is logged: the metric still counts,
+/// unexported).
+fn registered<M>(reg: &Registry, m: prometheus::Result<M>) -> M
+where
+    M: prometheus::core::Collector + Clone + 'static,
+{
+    let m = m.expect("valid metric name");
+    if let Err(e) = reg.register(Box::new(m.clone())) {
+        tracing::warn!(error = %e, "HTTP metric not exported");
+    }
+    m
+}
+
+/// The open connections, each a task of `tasks`.
+struct Connections {
+    limits: Limits,
+    router: Router,
+    tasks: JoinSet<Result<(), hyper::Error>>,
+    live: Vec<Conn>,
+    epoch: Instant,
+}
+
+struct Conn {
+    id: Id,
+    abort: AbortHandle,
+    /// Which connection goes first at the limit: the lowest; see [`ASKED`].
+    last_request: Arc<AtomicU64>,
+}
+
+/// Set in `Conn::last_request` once a connection has sent a request: the
+/// milliseconds from `epoch` to its opening, or to its last request with
+/// this bit. Connections that never sent a whole request head go first,
+/// oldest first, then those whose last request is oldest.
+const ASKED: u64 = 1 << 63;
+
+impl Connections {
+    fn new(limits: Limits, router: Router) -> Connections {
+        Connections {
+            limits,
+            router,
+            tasks: JoinSet::new(),
+            live: Vec::new(),
+            epoch: Instant::now(),
+        }
+    }
+
+    fn open(&mut self, stream: tokio::net::TcpStream) {
+        let epoch = self.epoch;
+        let now = move || epoch.elapsed().as_millis() as u64;
+        let last_request = Arc::new(AtomicU64::new(now()));
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(self.limits.read_header_timeout)
+            .max_buf_size(MAX_HEAD_BYTES);
+        let inner = TowerToHyperService::new(self.router.clone());
+        let stamp = last_request.clone();
+        let served = AtomicU64::new(0);
+        let service = hyper::service::service_fn(move |req| {
+            stamp.store(ASKED | now(), Ordering::Relaxed);
+            let last = served.fetch_add(1, Ordering::Relaxed) + 1 >= REQUESTS_PER_CONNECTION;
+            let answer = inner.call(req);
+            async move {
+                let mut response = answer.await?;
+                if last {
+                    let close = HeaderValue::from_static("close");
+                    response.headers_mut().insert(header::CONNECTION, close);
+                }
+                Ok::<_, std::convert::Infallible>(response)
+            }
+        });
+        let io = TokioIo::new(WriteStall {
+            inner: stream,
+            limit: self.limits.write_timeout,
+            stuck: None,
+        });
+        let abort = self
+            .tasks
+            .spawn(async move { http.serve_connection(io, service).await });
+        self.live.push(Conn {
+            id: abort.id(),
+            abort,
+            last_request,
+        });
+    }
+
+    /// Closes the connection that goes first (see [`ASKED`]), and waits
+    /// until its socket is closed.
+    async fn close_least_recent(&mut self, metrics: &HttpMetrics) {
+        let Some(victim) = self
+            .live
+            .iter()
+            .min_by_key(|c| c.last_request.load(Ordering::Relaxed))
+        else {
+            return;
+        };
+        let victim_id = victim.id;
+        victim.abort.abort();
+        metrics.evicted.inc();
+        while let Some(done) = self.tasks.join_next_with_id().await {
+            if self.ended(done, metrics) == victim_id {
+                break;
+            }
+        }
+    }
+
+    /// Forgets a finished connection; returns its task id.
+    fn ended(
+        &mut self,
+        done: Result<(Id, Result<(), hyper::Error>), JoinError>,
+        metrics: &HttpMetrics,
+    ) -> Id {
+        let id = match done {
+            Ok((id, Ok(()))) => id,
+            Ok((id, Err(e))) => {
+                if timed_out(&e) {
+                    metrics.timed_out.inc();
+                } else {
+                    tracing::debug!(error = %e, "HTTP connection ended");
+                }
+                id
+            }
+            Err(e) => {
+                if e.is_panic() {
+                    tracing::error!("HTTP connection task panicked");
+                }
+                e.id()
+            }
+        };
+        self.live.retain(|c| c.id != id);
+        id
+    }
+}
+
+/// A header timeout (hyper's) or a stalled write ([`WriteStall`]).
+fn timed_out(e: &hyper::Error) -> bool {
+    use std::error::Error as _;
+    e.is_timeout()
+        || e.source()
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+}
+
+/// A socket whose writes fail with `TimedOut` once they have made no
+/// progress for `limit`: the client stopped reading.
+struct WriteStall<S> {
+    inner: S,
+    limit: Duration,
+    /// Running while a write is pending.
+    stuck: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> WriteStall<S> {
+    fn guard<T>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if r.is_ready() {
+            self.stuck = None;
+            return r;
+        }
+        let limit = self.limit;
+        let timer = self
+            .stuck
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client stopped reading the response",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WriteStall<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WriteStall<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.guard(cx, r)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.guard(cx, r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_flush(cx);
+        this.guard(cx, r)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_shutdown(cx);
+        this.guard(cx, r)
+    }
 }
 
 const LANDING: &str = r#"<!DOCTYPE html>
@@ -96,7 +438,9 @@ async fn ready(State(s): State<AppState>) -> Response {
 mod tests {
     use super::*;
     use std::io::{Read, Write};
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::net::{SocketAddr, TcpStream};
+    use std::sync::atomic::AtomicBool;
+    use std::time::Instant as StdInstant;
 
     struct Flag(AtomicBool);
 
@@ -110,55 +454,232 @@ mod tests {
         }
     }
 
-    fn get(addr: std::net::SocketAddr, path: &str) -> String {
-        let mut s = std::net::TcpStream::connect(addr).unwrap();
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out
+    /// A server on a loopback port, in a thread, stopped on drop.
+    struct TestServer {
+        addr: SocketAddr,
+        flag: Arc<Flag>,
+        stop: Option<tokio::sync::oneshot::Sender<()>>,
+        thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+    }
+
+    impl TestServer {
+        fn start(metrics: Metrics, limits: Limits) -> TestServer {
+            let flag = Arc::new(Flag(AtomicBool::new(false)));
+            let app = router(metrics.clone(), flag.clone());
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let thread = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                let stopped = async {
+                    let _ = rx.await;
+                };
+                rt.block_on(serve(listener, app, limits, metrics.registry(), stopped))
+            });
+            TestServer {
+                addr,
+                flag,
+                stop: Some(tx),
+                thread: Some(thread),
+            }
+        }
+
+        fn connect(&self) -> TcpStream {
+            let s = TcpStream::connect(self.addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s
+        }
+
+        fn get(&self, path: &str) -> String {
+            let mut s = self.connect();
+            write!(
+                s,
+                "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )
+            .unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).unwrap();
+            out
+        }
+
+        /// One sample of the server's own metrics.
+        fn metric(&self, name: &str) -> f64 {
+            let text = self.get("/metrics");
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+                .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+        }
+    }
+
+    impl Drop for TestServer {
+        fn drop(&mut self) {
+            if let Some(tx) = self.stop.take() {
+                let _ = tx.send(());
+            }
+            if let Some(t) = self.thread.take() {
+                let r = t.join();
+                if !std::thread::panicking() {
+                    r.unwrap().unwrap();
+                }
+            }
+        }
+    }
+
+    /// Reads until the server closes the connection; how long that took.
+    fn until_closed(s: &mut TcpStream) -> Duration {
+        let t0 = StdInstant::now();
+        let mut buf = [0u8; 65536];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => return t0.elapsed(),
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return t0.elapsed(),
+                Err(e) => panic!("connection still open after {:?}: {e}", t0.elapsed()),
+            }
+        }
+    }
+
+    fn quick(max_connections: usize) -> Limits {
+        Limits {
+            max_connections,
+            read_header_timeout: Duration::from_millis(300),
+            write_timeout: Duration::from_millis(300),
+        }
     }
 
     #[test]
     fn endpoints_answer() {
         let metrics = Metrics::new();
         metrics.capture("eth9").received_packets.inc_by(7);
-        let flag = Arc::new(Flag(AtomicBool::new(false)));
-        let app = router(metrics, flag.clone());
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let server = std::thread::spawn(move || {
-            rt.block_on(serve(listener, app, async {
-                let _ = rx.await;
-            }))
-        });
-        let m = get(addr, "/metrics");
+        let server = TestServer::start(metrics, Limits::default());
+        let m = server.get("/metrics");
         assert!(m.starts_with("HTTP/1.1 200"), "{m}");
         assert!(m.contains("text/plain; version=0.0.4"), "{m}");
         assert!(
             m.contains("egresswatch_capture_received_packets_total{interface=\"eth9\"} 7"),
             "{m}"
         );
-        assert!(get(addr, "/-/healthy").starts_with("HTTP/1.1 200"));
-        let r = get(addr, "/-/ready");
+        assert!(m.contains("egresswatch_http_connections_max 64"), "{m}");
+        assert!(server.get("/-/healthy").starts_with("HTTP/1.1 200"));
+        let r = server.get("/-/ready");
         assert!(
             r.starts_with("HTTP/1.1 503") && r.contains("capture not open"),
             "{r}"
         );
-        flag.0.store(true, Ordering::Relaxed);
-        assert!(get(addr, "/-/ready").starts_with("HTTP/1.1 200"));
-        let landing = get(addr, "/");
+        server.flag.0.store(true, Ordering::Relaxed);
+        assert!(server.get("/-/ready").starts_with("HTTP/1.1 200"));
+        let landing = server.get("/");
         assert!(landing.contains("href=\"metrics\""), "{landing}");
-        assert!(get(addr, "/nope").starts_with("HTTP/1.1 404"));
-        tx.send(()).unwrap();
-        server.join().unwrap().unwrap();
+        assert!(server.get("/nope").starts_with("HTTP/1.1 404"));
+    }
+
+    #[test]
+    fn idle_and_half_sent_connections_are_closed_after_the_header_timeout() {
+        let server = TestServer::start(Metrics::new(), quick(32));
+        let mut idle: Vec<TcpStream> = (0..4).map(|_| server.connect()).collect();
+        let mut half: Vec<TcpStream> = (0..4).map(|_| server.connect()).collect();
+        for s in &mut half {
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+                .unwrap();
+        }
+        // A keep-alive connection after one answer.
+        let mut kept = server.connect();
+        kept.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut buf = [0u8; 512];
+        assert!(kept.read(&mut buf).unwrap() > 0);
+        let t0 = StdInstant::now();
+        for s in idle.iter_mut().chain(&mut half).chain([&mut kept]) {
+            until_closed(s);
+        }
+        let waited = t0.elapsed();
+        assert!(waited < Duration::from_secs(3), "closed after {waited:?}");
+        assert_eq!(
+            server.metric("egresswatch_http_connections_timed_out_total"),
+            9.0
+        );
+        // The scrape itself is the only connection left.
+        assert_eq!(server.metric("egresswatch_http_connections_open"), 1.0);
+    }
+
+    #[test]
+    fn at_the_limit_a_new_connection_closes_one_that_never_asked() {
+        let limits = Limits {
+            read_header_timeout: Duration::from_secs(30),
+            ..quick(4)
+        };
+        let server = TestServer::start(Metrics::new(), limits);
+        // A scraper's keep-alive connection, then idle connections filling
+        // every slot, many times over.
+        let mut scraper = server.connect();
+        let scrape = |s: &mut TcpStream| {
+            s.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            let mut buf = [0u8; 512];
+            let n = s.read(&mut buf).unwrap();
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        };
+        assert!(scrape(&mut scraper).starts_with("HTTP/1.1 200"));
+        let mut idle = Vec::new();
+        for _ in 0..40 {
+            let mut s = server.connect();
+            s.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+            idle.push(s);
+        }
+        assert!(server.get("/-/healthy").starts_with("HTTP/1.1 200"));
+        assert!(server.get("/metrics").starts_with("HTTP/1.1 200"));
+        assert!(scrape(&mut scraper).starts_with("HTTP/1.1 200"));
+        assert!(server.metric("egresswatch_http_connections_open") <= 4.0);
+        // Beyond the three free slots, each idle connection closed an older
+        // one (never the scraper's, which asked): three are left.
+        let evicted = server.metric("egresswatch_http_connections_evicted_total");
+        assert!(evicted >= 37.0, "{evicted}");
+        let closed = idle.iter().filter(|s| {
+            s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+            match (&mut &**s).read(&mut [0u8; 16]) {
+                Ok(n) => n == 0,
+                Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+            }
+        });
+        assert!(closed.count() >= 37);
+    }
+
+    #[test]
+    fn pipelined_requests_are_bounded_per_connection() {
+        let server = TestServer::start(Metrics::new(), Limits::default());
+        let mut s = server.connect();
+        let one = b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n";
+        s.write_all(&one.repeat(150)).unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).unwrap();
+        let text = String::from_utf8_lossy(&out);
+        assert_eq!(
+            text.matches("HTTP/1.1 200").count() as u64,
+            REQUESTS_PER_CONNECTION
+        );
+        assert_eq!(text.matches("connection: close").count(), 1, "{text}");
+    }
+
+    #[test]
+    fn a_client_that_stops_reading_is_closed() {
+        // A large page, so 100 answers are more than the socket buffers.
+        let metrics = Metrics::new();
+        for i in 0..300 {
+            metrics.capture(&format!("if{i}"));
+        }
+        let server = TestServer::start(metrics, quick(8));
+        let mut s = server.connect();
+        let one = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
+        s.write_all(&one.repeat(200)).unwrap();
+        std::thread::sleep(Duration::from_secs(2));
+        assert_eq!(
+            server.metric("egresswatch_http_connections_timed_out_total"),
+            1.0
+        );
+        assert_eq!(server.metric("egresswatch_http_connections_open"), 1.0);
+        until_closed(&mut s);
     }
 }

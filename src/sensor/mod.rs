@@ -65,6 +65,9 @@ pub struct SensorConfig {
     pub eve: Option<PathBuf>,
     /// `None`: no HTTP endpoint.
     pub listen: Option<String>,
+    /// What HTTP clients can hold; `max_connections` is lowered to leave
+    /// [`FD_RESERVE`] descriptors free.
+    pub web: web::Limits,
     /// Switch to this user after opening the captures (needs root).
     pub user: Option<String>,
 }
@@ -164,6 +167,10 @@ pub fn run(cfg: SensorConfig) -> Result<(), SensorError> {
         crate::source::bpf::BpfFilter::new(expr).map_err(SourceError::from)?;
     }
     let workers = cfg.workers.max(1);
+    let web_limits = web::Limits {
+        max_connections: connection_budget(cfg.web.max_connections, raise_fd_limit()),
+        ..cfg.web
+    };
     let rules = load_rules(cfg.rules_dir.as_deref())?;
     let mut captures = Vec::new();
     for iface in &cfg.interfaces {
@@ -201,7 +208,7 @@ pub fn run(cfg: SensorConfig) -> Result<(), SensorError> {
         .build()
         .map_err(io_err("starting the runtime"))?;
     let sensor = Running::start(&cfg, workers, rules, captures, target);
-    let result = runtime.block_on(sensor.control(listener, cfg.rules_dir.clone()));
+    let result = runtime.block_on(sensor.control(listener, web_limits, cfg.rules_dir.clone()));
     let lost = sensor.stop();
     // A capture failure says more (and has its own code) than the loss.
     result?;
@@ -354,6 +361,7 @@ impl Running {
     async fn control(
         &self,
         listener: Option<std::net::TcpListener>,
+        limits: web::Limits,
         rules_dir: Option<PathBuf>,
     ) -> Result<(), SensorError> {
         use tokio::signal::unix::{signal, SignalKind};
@@ -367,10 +375,14 @@ impl Running {
         let web_task = listener.map(|l| {
             let app = web::router(self.metrics.clone(), self.health.clone());
             let addr = l.local_addr().ok();
-            tracing::info!(address = ?addr, "serving /metrics");
-            tokio::spawn(web::serve(l, app, async {
-                let _ = web_stopped.await;
-            }))
+            tracing::info!(address = ?addr, max_connections = limits.max_connections, "serving /metrics");
+            let registry = self.metrics.registry().clone();
+            tokio::spawn(async move {
+                let stopped = async {
+                    let _ = web_stopped.await;
+                };
+                web::serve(l, app, limits, &registry, stopped).await
+            })
         });
         let mut check = tokio::time::interval(Duration::from_millis(200));
         let result = loop {
@@ -480,6 +492,45 @@ impl Running {
         }
         lost
     }
+}
+
+/// Descriptors kept free of HTTP connections for everything else the
+/// sensor opens: the captures, the EVE file and its reopening, the rules
+/// directory and files on reload, `/proc` for the process metrics, the
+/// runtime's own (about 20 with one interface).
+pub const FD_RESERVE: u64 = 128;
+
+/// Raises the soft limit on open descriptors to the hard one; returns the
+/// soft limit in force.
+fn raise_fd_limit() -> u64 {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return u64::MAX;
+    };
+    if soft < hard {
+        if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            tracing::warn!(error = %e, soft, hard, "cannot raise the open-file limit");
+            return soft;
+        }
+    }
+    tracing::debug!(limit = hard, "open-file limit");
+    hard
+}
+
+/// `wanted` HTTP connections, lowered so that [`FD_RESERVE`] descriptors
+/// stay free under `fd_limit`.
+fn connection_budget(wanted: usize, fd_limit: u64) -> usize {
+    let room = usize::try_from(fd_limit.saturating_sub(FD_RESERVE)).unwrap_or(usize::MAX);
+    if wanted > room {
+        tracing::warn!(
+            wanted,
+            allowed = room.max(1),
+            fd_limit,
+            reserve = FD_RESERVE,
+            "--web.max-connections lowered to keep descriptors for rules and output"
+        );
+    }
+    wanted.min(room).max(1)
 }
 
 fn spawn<F: FnOnce() -> T + Send + 'static, T: Send + 'static>(name: &str, f: F) -> JoinHandle<T> {

@@ -279,7 +279,11 @@ impl Engine {
     }
 
     /// Alerts on a pressure episode's report.
-    fn report_pressure(&mut self, report: Option<crate::flow::pressure::Report>, sink: &mut dyn EventSink) {
+    fn report_pressure(
+        &mut self,
+        report: Option<crate::flow::pressure::Report>,
+        sink: &mut dyn EventSink,
+    ) {
         let (Some(report), Some(judge)) = (report, &mut self.judge) else {
             return;
         };

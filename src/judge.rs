@@ -7,9 +7,9 @@
 //! policy's next check (long-lived thresholds) — never merely because a
 //! packet arrived.
 
+use crate::analyzer::facts::Evidence;
 use crate::analyzer::names::NameCache;
 use crate::community_id::community_id;
-use crate::analyzer::facts::Evidence;
 use crate::flow::{pressure, Flow};
 use crate::policy::{
     Alert, Detection, FlowSubject, RuleSet, SensorFinding, Stage, SuppressionWindow,

@@ -151,10 +151,7 @@ fn identified_ssh_survives_a_syn_flood_and_long_lived_still_fires() {
         evicted[EvictionTier::Cheap.index()] >= u64::from(syns) - CAPACITY as u64,
         "{evicted:?}"
     );
-    assert_eq!(
-        evicted.iter().sum::<u64>(),
-        stats.ended(EndReason::Evicted)
-    );
+    assert_eq!(evicted.iter().sum::<u64>(), stats.ended(EndReason::Evicted));
     assert_eq!(
         tracked_after,
         Some(1),
@@ -171,7 +168,10 @@ fn identified_ssh_survives_a_syn_flood_and_long_lived_still_fires() {
     );
     assert!(summary.contains("plain 0, protected 0"), "{summary}");
     assert!(summary.contains("no source stands out"), "{summary}");
-    assert!(alert.src.addr.to_string().starts_with("10.200."), "{alert:?}");
+    assert!(
+        alert.src.addr.to_string().starts_with("10.200."),
+        "{alert:?}"
+    );
     let after = alert.ts.since(alert.evidence.first_ts);
     assert!(
         (NANOS_PER_SEC..=2 * NANOS_PER_SEC).contains(&after),

@@ -265,7 +265,9 @@ mod tests {
         assert!(p.check(at(5000), 6, 10).is_none());
         assert!(!p.active(), "drained: the episode is over");
         p.on_evict(&syn_flow([10, 0, 0, 3], 1), at(9000), 10);
-        let again = p.check(at(9000), 6, 10).expect("a short episode reports as it ends");
+        let again = p
+            .check(at(9000), 6, 10)
+            .expect("a short episode reports as it ends");
         assert_eq!(again.evicted_total(), 1);
         assert!(!p.active());
     }
@@ -279,7 +281,11 @@ mod tests {
         }
         let r = p.report(at(2000), 100, 100).unwrap();
         assert!(r.top.is_empty(), "{:?}", r.top);
-        assert!(r.summary().contains("no source stands out"), "{}", r.summary());
+        assert!(
+            r.summary().contains("no source stands out"),
+            "{}",
+            r.summary()
+        );
     }
 
     #[test]
@@ -304,6 +310,9 @@ mod tests {
             ),
             "{text}"
         );
-        assert!(text.contains("top sources of cheap flows: 192.0.2.9 (at least"), "{text}");
+        assert!(
+            text.contains("top sources of cheap flows: 192.0.2.9 (at least"),
+            "{text}"
+        );
     }
 }

@@ -1,8 +1,8 @@
 use super::*;
-use crate::time::NANOS_PER_SEC;
 use crate::decode::{Fragment, Packet, TcpFlags, TcpInfo, Transport};
 use crate::flow::key::Endpoint;
 use crate::flow::Flow;
+use crate::time::NANOS_PER_SEC;
 
 fn packet(port: u16, secs: u64, flags: u8) -> Packet<'static> {
     Packet {
@@ -119,7 +119,11 @@ fn a_flow_moves_to_the_list_of_its_new_tier() {
     t.touch(a, EvictionTier::Protected);
     assert_eq!(t.get(a).map(Flow::tier), Some(EvictionTier::Protected));
     let (_, evicted) = insert_as(&mut t, 1002, 3, EvictionTier::Cheap);
-    assert_eq!(evicted[0].client().port, 1001, "the older flow is protected");
+    assert_eq!(
+        evicted[0].client().port,
+        1001,
+        "the older flow is protected"
+    );
     // Idle expiry still sees it, with its tier's own limit.
     let now = Timestamp::from_secs(100);
     let limits = [0, 0, 200 * crate::time::NANOS_PER_SEC];

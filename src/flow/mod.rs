@@ -7,6 +7,8 @@ pub mod pressure;
 pub mod stream;
 pub mod table;
 pub mod tcp;
+#[cfg(test)]
+pub(crate) mod testkit;
 
 use crate::analyzer::dispatch::AppSlot;
 use crate::analyzer::Dir;

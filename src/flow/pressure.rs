@@ -206,34 +206,11 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::{Fragment, Packet, TcpFlags, TcpInfo, Transport};
+    use crate::decode::TcpFlags;
 
     fn syn_flow(src: [u8; 4], port: u16) -> Flow {
-        let p = Packet {
-            ts: Timestamp::from_secs(1),
-            src: Endpoint {
-                addr: IpAddr::from(src),
-                port,
-            },
-            dst: Endpoint {
-                addr: "198.51.100.1".parse().unwrap(),
-                port: 80,
-            },
-            proto: 6,
-            transport: Transport::Tcp(TcpInfo {
-                flags: TcpFlags(TcpFlags::SYN),
-                seq: 1,
-                ack: 0,
-                window: 0,
-            }),
-            frame_len: 60,
-            ip_len: 40,
-            payload_len: 0,
-            payload: &[],
-            fragment: Fragment::None,
-            one_way: false,
-            icmp_inner: None,
-        };
+        let dst = "198.51.100.1".parse().unwrap();
+        let p = crate::flow::testkit::tcp_packet(IpAddr::from(src), port, dst, 1, TcpFlags::SYN);
         let (key, side) = p.flow_key();
         let mut f = Flow::new(key, side, &p);
         f.count(crate::analyzer::Dir::ToServer, &p);

@@ -1,35 +1,11 @@
 use super::*;
-use crate::decode::{Fragment, Packet, TcpFlags, TcpInfo, Transport};
-use crate::flow::key::Endpoint;
+use crate::decode::{Packet, TcpFlags};
 use crate::flow::Flow;
 use crate::time::NANOS_PER_SEC;
 
 fn packet(port: u16, secs: u64, flags: u8) -> Packet<'static> {
-    Packet {
-        ts: Timestamp::from_secs(secs),
-        src: Endpoint {
-            addr: "10.0.0.1".parse().unwrap(),
-            port,
-        },
-        dst: Endpoint {
-            addr: "10.0.0.2".parse().unwrap(),
-            port: 80,
-        },
-        proto: 6,
-        transport: Transport::Tcp(TcpInfo {
-            flags: TcpFlags(flags),
-            seq: 1,
-            ack: 0,
-            window: 0,
-        }),
-        frame_len: 60,
-        ip_len: 40,
-        payload_len: 0,
-        payload: &[],
-        fragment: Fragment::None,
-        one_way: false,
-        icmp_inner: None,
-    }
+    let (src, dst) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+    crate::flow::testkit::tcp_packet(src, port, dst, secs, flags)
 }
 
 fn insert(t: &mut FlowTable, port: u16, secs: u64) -> (u32, Vec<Flow>) {

@@ -18,7 +18,8 @@ use crate::policy::{Detection, FlowSubject, RuleSet, Severity, Stage};
 use crate::stats::Stats;
 use crate::time::Timestamp;
 use prometheus::{
-    Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Counter, CounterVec, Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 use std::io::Write;
 use std::path::Path;
@@ -71,7 +72,11 @@ pub struct CaptureCounters {
     pub dropped_kernel: IntCounter,
     pub dropped_interface: IntCounter,
     pub dropped_queue: IntCounter,
+    /// Seconds spent waiting for room in a full worker queue.
+    pub queue_wait_seconds: Counter,
     pub up: IntGauge,
+    /// Times the capture was reopened after the interface failed.
+    pub restarts: IntCounter,
 }
 
 /// The rule-reload health metrics.
@@ -113,7 +118,9 @@ pub struct Metrics {
     capture_received_packets: IntCounterVec,
     capture_received_bytes: IntCounterVec,
     capture_dropped: IntCounterVec,
+    capture_queue_wait: CounterVec,
     capture_up: IntGaugeVec,
+    capture_restarts: IntCounterVec,
     engine: EngineCounters,
     flows_active: IntGauge,
     flow_table_capacity: IntGauge,
@@ -217,13 +224,31 @@ impl Metrics {
             capture_dropped: counter_vec(
                 r,
                 "capture_dropped_packets_total",
-                "Frames lost before analysis: kernel (ring full), interface (NIC/driver), queue (a worker fell behind).",
+                "Frames lost before analysis: kernel (ring full), interface (NIC/driver), queue (a full worker queue at shutdown).",
                 &["interface", "reason"],
             ),
+            capture_queue_wait: {
+                let c = CounterVec::new(
+                    Opts::new(
+                        name("capture_queue_wait_seconds_total"),
+                        "Time the capture waited for room in a full worker queue (the kernel ring held the frames meanwhile).",
+                    ),
+                    &["interface"],
+                )
+                .expect("valid metric");
+                r.register(Box::new(c.clone())).expect("unique metric");
+                c
+            },
             capture_up: gauge_vec(
                 r,
                 "capture_up",
-                "1 while the capture on the interface is open and reading.",
+                "1 while the capture on the interface is open and reading; 0 while it is lost and being reopened.",
+                &["interface"],
+            ),
+            capture_restarts: counter_vec(
+                r,
+                "capture_restarts_total",
+                "Times the capture on the interface was reopened after it failed (the interface went away).",
                 &["interface"],
             ),
             engine,
@@ -264,7 +289,7 @@ impl Metrics {
             worker_queue_capacity: gauge(
                 r,
                 "worker_queue_capacity_packets",
-                "Frames a worker's queue holds at most; beyond, frames are dropped (reason queue).",
+                "Frames a worker's queue holds at most; beyond, the capture waits and the kernel ring holds the frames.",
             ),
             ready: gauge(
                 r,
@@ -300,7 +325,9 @@ impl Metrics {
             dropped_kernel: drop(DROP_REASONS[0]),
             dropped_interface: drop(DROP_REASONS[1]),
             dropped_queue: drop(DROP_REASONS[2]),
+            queue_wait_seconds: self.capture_queue_wait.with_label_values(&[interface]),
             up: self.capture_up.with_label_values(&[interface]),
+            restarts: self.capture_restarts.with_label_values(&[interface]),
         }
     }
 

@@ -18,8 +18,8 @@
 
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::OnceLock;
 
 #[path = "lab/harness.rs"]
@@ -29,45 +29,10 @@ fn enabled(what: &str) -> bool {
     harness::enabled(&format!("netns_sensor {what}"))
 }
 
-/// What one run of `sensor_lab.py MODE` left: its result.json and the EVE
-/// records.
-struct Run {
-    dir: PathBuf,
-    result: Value,
-    eve: Vec<Value>,
-}
+type Run = harness::SensorRun;
 
 fn run_lab(mode: &str, extra: &[&str]) -> Result<Run, String> {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("netns-sensor-{mode}-{}", std::process::id()));
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/sensor_lab.py");
-    eprintln!("netns_sensor: sensor_lab.py {mode} into {}", dir.display());
-    let status = Command::new("timeout")
-        .args(["--signal=TERM", "--kill-after=20", "400", "python3"])
-        .arg(&script)
-        .arg(mode)
-        .arg(&dir)
-        .args(["--bin", env!("CARGO_BIN_EXE_egresswatch")])
-        .args(extra)
-        .stdin(Stdio::null())
-        .status()
-        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
-    let text = std::fs::read_to_string(dir.join("result.json"))
-        .map_err(|e| format!("sensor_lab.py {mode} wrote no result.json (exit {status}): {e}"))?;
-    let result: Value = serde_json::from_str(&text).map_err(|e| format!("result.json: {e}"))?;
-    let eve = std::fs::read_to_string(dir.join("eve.json"))
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).map_err(|e| format!("bad EVE line {l:?}: {e}")))
-        .collect::<Result<_, _>>()?;
-    if let Some(err) = result["error"].as_str() {
-        return Err(format!(
-            "sensor_lab.py {mode}: {err} (see {})",
-            dir.display()
-        ));
-    }
-    Ok(Run { dir, result, eve })
+    harness::sensor_lab("netns_sensor", mode, extra)
 }
 
 static LIVE: OnceLock<Option<Result<Run, String>>> = OnceLock::new();

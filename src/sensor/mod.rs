@@ -6,7 +6,7 @@
 //! ```text
 //! iface ─ capture ─┬─ bounded queue ─ worker (Engine) ─┐
 //!                  └─ bounded queue ─ worker (Engine) ─┴─ bounded ─ writer ─ EVE
-//!                        (drops counted when full)
+//!                    (full: the capture waits, the ring holds)
 //! ```
 //!
 //! Start-up order matters: the capture handles, the HTTP socket and the EVE
@@ -18,6 +18,11 @@
 //! SIGINT/SIGTERM stop capture, drain what the kernel holds, end every open
 //! flow on every worker, flush the output and return (an error, if the
 //! output failed and records were not written).
+//!
+//! An interface that cannot be opened at start stops the sensor (exit 69);
+//! one that fails later is reopened by its capture thread with back-off
+//! while the others go on, and `/-/ready` names it until it is back. That
+//! holds for the only interface too: an appliance keeps trying.
 
 mod capture;
 mod output;
@@ -38,9 +43,11 @@ use crate::source::live::{capture_clock, LiveCapture, LiveOptions};
 use crate::source::SourceError;
 use crate::web::{self, Readiness};
 use capture::CaptureThread;
+use crossbeam_channel::Sender;
+use prometheus::IntGauge;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -55,7 +62,7 @@ pub struct SensorConfig {
     pub live: LiveOptions,
     /// Worker threads (see [`default_workers`]).
     pub workers: usize,
-    /// Frames each worker's queue holds before frames are dropped.
+    /// Frames each worker's queue holds; beyond, the capture waits.
     pub queue_packets: usize,
     /// Per worker: `flow.capacity` is divided among the workers.
     pub engine: EngineConfig,
@@ -120,12 +127,11 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SensorError
 
 /// What `/-/ready` and `egresswatch_ready` report.
 struct Health {
-    captures: usize,
-    captures_open: AtomicUsize,
+    /// Each interface with its `egresswatch_capture_up` gauge, which its
+    /// capture thread keeps: the metric and `/-/ready` cannot disagree.
+    captures: Vec<(String, IntGauge)>,
     rules_loaded: AtomicBool,
     stopping: AtomicBool,
-    /// The first capture failure; it stops the sensor.
-    failure: Mutex<Option<SourceError>>,
 }
 
 impl Readiness for Health {
@@ -136,9 +142,18 @@ impl Readiness for Health {
         if !self.rules_loaded.load(Ordering::Relaxed) {
             return Err("no rules loaded".into());
         }
-        let open = self.captures_open.load(Ordering::Relaxed);
-        if open < self.captures {
-            return Err(format!("{open} of {} captures open", self.captures));
+        let down: Vec<&str> = self
+            .captures
+            .iter()
+            .filter(|(_, up)| up.get() != 1)
+            .map(|(name, _)| name.as_str())
+            .collect();
+        if !down.is_empty() {
+            return Err(format!(
+                "capture down on {} (of {} interfaces)",
+                down.join(", "),
+                self.captures.len()
+            ));
         }
         Ok(())
     }
@@ -157,7 +172,8 @@ pub fn load_rules(dir: Option<&std::path::Path>) -> Result<RuleSet, SensorError>
     }
 }
 
-/// Runs the sensor until SIGINT or SIGTERM (`Ok`) or a capture fails.
+/// Runs the sensor until SIGINT or SIGTERM (`Ok`); an interface lost on
+/// the way is reopened, not fatal.
 pub fn run(cfg: SensorConfig) -> Result<(), SensorError> {
     if cfg.interfaces.is_empty() {
         return Err(SensorError::Config("give at least one --interface".into()));
@@ -201,13 +217,14 @@ pub fn run(cfg: SensorConfig) -> Result<(), SensorError> {
     tracing::info!(
         user = dropped.user.as_deref().unwrap_or("(unchanged)"),
         bounding_set_cleared = dropped.bounding_cleared,
+        net_raw_kept_for_reopening = dropped.kept_net_raw,
         "privileges dropped"
     );
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(io_err("starting the runtime"))?;
-    let sensor = Running::start(&cfg, workers, rules, captures, target);
+    let sensor = Running::start(&cfg, workers, rules, captures, target)?;
     let result = runtime.block_on(sensor.control(listener, web_limits, cfg.rules_dir.clone()));
     let lost = sensor.stop();
     // A capture failure says more (and has its own code) than the loss.
@@ -225,34 +242,38 @@ struct Running {
     health: Arc<Health>,
     stop: Arc<AtomicBool>,
     reopen: Arc<AtomicBool>,
-    /// Each capture thread says whether it ended cleanly.
-    captures: Vec<(String, JoinHandle<bool>)>,
+    captures: Vec<(String, JoinHandle<()>)>,
     workers: Vec<JoinHandle<()>>,
     writer: Option<JoinHandle<Lost>>,
 }
 
 impl Running {
+    /// Starts the capture threads first, while this thread still holds a
+    /// permitted CAP_NET_RAW for them to inherit, gives it up, then starts
+    /// the writer and the workers without it.
     fn start(
         cfg: &SensorConfig,
         workers: usize,
         rules: RuleSet,
         captures: Vec<LiveCapture>,
         target: EveTarget,
-    ) -> Running {
+    ) -> Result<Running, SensorError> {
         let metrics = Metrics::new().with_process_collector();
         metrics.rules_loaded(&rules, now_secs());
         let rules: SharedRules = Arc::new(arc_swap::ArcSwap::from_pointee(rules));
         let names = Arc::new(NameCache::default());
-        let protocols: Arc<[_]> = Arc::from(crate::analyzer::registry(
-            names.clone(),
-            &AppLayerConfig::default(),
-        ));
+        let counters: Vec<_> = captures
+            .iter()
+            .map(|c| metrics.capture(c.interface()))
+            .collect();
         let health = Arc::new(Health {
-            captures: captures.len(),
-            captures_open: AtomicUsize::new(0),
+            captures: captures
+                .iter()
+                .zip(&counters)
+                .map(|(c, n)| (c.interface().to_string(), n.up.clone()))
+                .collect(),
             rules_loaded: AtomicBool::new(true),
             stopping: AtomicBool::new(false),
-            failure: Mutex::new(None),
         });
         let stop = Arc::new(AtomicBool::new(false));
         let reopen = Arc::new(AtomicBool::new(false));
@@ -262,6 +283,42 @@ impl Running {
         metrics.set_flow_table_capacity(engine_cfg.flow.capacity * workers);
         let queue_batches = capture::queue_batches(cfg.queue_packets);
         let depth = metrics.workers(workers, queue_batches * BATCH_FRAMES);
+        // One return channel per capture thread, each sized for its pool.
+        let pool = capture::pool_size(workers, queue_batches);
+        let returns: Vec<_> = captures
+            .iter()
+            .map(|_| crossbeam_channel::bounded(pool))
+            .collect();
+        let return_to: Vec<Sender<_>> = returns.iter().map(|(tx, _)| tx.clone()).collect();
+        let (to_workers, from_captures): (Vec<_>, Vec<_>) = (0..workers)
+            .map(|_| crossbeam_channel::bounded(queue_batches))
+            .unzip();
+
+        let shard_hasher = ahash::RandomState::new();
+        let mut capture_handles = Vec::new();
+        for (id, ((capture, ret), counters)) in
+            captures.into_iter().zip(returns).zip(counters).enumerate()
+        {
+            let iface = capture.interface().to_string();
+            let t = CaptureThread::new(
+                id,
+                capture,
+                cfg.live.clone(),
+                shard::Sharder::new(workers, shard_hasher.clone()),
+                to_workers.clone(),
+                depth.clone(),
+                queue_batches,
+                counters,
+                stop.clone(),
+                ret,
+            );
+            capture_handles.push((iface, spawn(&format!("ew-cap-{id}"), move || t.run())));
+        }
+        drop(to_workers);
+        if let Err(e) = privilege::release_net_raw() {
+            stop.store(true, Ordering::Relaxed);
+            return Err(SensorError::Privileges(e));
+        }
 
         let (event_tx, event_rx) = crossbeam_channel::bounded(16_384);
         let writer = output::Writer {
@@ -272,18 +329,12 @@ impl Running {
             reopen: reopen.clone(),
         };
         let writer = spawn("ew-writer", move || writer.run());
-
-        // One return channel per capture thread, each sized for its pool.
-        let pool = capture::pool_size(workers, queue_batches);
-        let returns: Vec<_> = captures
-            .iter()
-            .map(|_| crossbeam_channel::bounded(pool))
-            .collect();
-        let mut to_workers = Vec::new();
+        let protocols: Arc<[_]> = Arc::from(crate::analyzer::registry(
+            names.clone(),
+            &AppLayerConfig::default(),
+        ));
         let mut worker_handles = Vec::new();
-        for (w, depth) in depth.iter().enumerate() {
-            let (tx, rx) = crossbeam_channel::bounded(queue_batches);
-            to_workers.push(tx);
+        for (w, (rx, depth)) in from_captures.into_iter().zip(&depth).enumerate() {
             let engine = Engine::analyzing(
                 engine_cfg.clone(),
                 protocols.clone(),
@@ -293,7 +344,7 @@ impl Running {
             let worker = worker::Worker {
                 engine,
                 rx,
-                returns: returns.iter().map(|(tx, _)| tx.clone()).collect(),
+                returns: return_to.clone(),
                 events: worker::ChannelSink(event_tx.clone()),
                 metrics: metrics.clone(),
                 queue_depth: depth.clone(),
@@ -301,42 +352,6 @@ impl Running {
             worker_handles.push(spawn(&format!("ew-worker-{w}"), move || worker.run()));
         }
         drop(event_tx);
-
-        let shard_hasher = ahash::RandomState::new();
-        let mut capture_handles = Vec::new();
-        for (id, (capture, ret)) in captures.into_iter().zip(returns).enumerate() {
-            let iface = capture.interface().to_string();
-            let t = CaptureThread::new(
-                id,
-                capture,
-                shard::Sharder::new(workers, shard_hasher.clone()),
-                to_workers.clone(),
-                depth.clone(),
-                queue_batches,
-                cfg.live.snaplen,
-                metrics.capture(&iface),
-                stop.clone(),
-                Duration::from_millis(u64::from(cfg.live.read_timeout_ms)),
-                ret,
-            );
-            let health = health.clone();
-            let name = iface.clone();
-            let handle = spawn(&format!("ew-cap-{id}"), move || {
-                health.captures_open.fetch_add(1, Ordering::Relaxed);
-                let r = t.run();
-                health.captures_open.fetch_sub(1, Ordering::Relaxed);
-                match r {
-                    Ok(()) => true,
-                    Err(e) => {
-                        tracing::error!(interface = %name, error = %e, "capture failed; stopping");
-                        let mut failure = health.failure.lock().unwrap_or_else(|p| p.into_inner());
-                        failure.get_or_insert(e);
-                        false
-                    }
-                }
-            });
-            capture_handles.push((iface, handle));
-        }
         tracing::info!(
             interfaces = ?cfg.interfaces,
             workers,
@@ -344,7 +359,7 @@ impl Running {
             flow_capacity_per_worker = engine_cfg.flow.capacity,
             "sensor started"
         );
-        Running {
+        Ok(Running {
             metrics,
             rules,
             health,
@@ -353,11 +368,10 @@ impl Running {
             captures: capture_handles,
             workers: worker_handles,
             writer: Some(writer),
-        }
+        })
     }
 
-    /// Serves HTTP and handles signals until asked to stop or a capture
-    /// fails.
+    /// Serves HTTP and handles signals until asked to stop.
     async fn control(
         &self,
         listener: Option<std::net::TcpListener>,
@@ -391,12 +405,8 @@ impl Running {
                 _ = hup.recv() => self.reload(rules_dir.as_deref()).await,
                 _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break Ok(()) }
                 _ = int.recv() => { tracing::info!("SIGINT: stopping"); break Ok(()) }
-                _ = check.tick() => {
-                    let failure = self.health.failure.lock().unwrap_or_else(|p| p.into_inner()).take();
-                    if let Some(e) = failure {
-                        break Err(SensorError::Source(e));
-                    }
-                }
+                // Keeps egresswatch_ready current with the captures.
+                _ = check.tick() => {}
             }
         };
         self.health.stopping.store(true, Ordering::Relaxed);
@@ -456,8 +466,7 @@ impl Running {
         self.stop.store(true, Ordering::Relaxed);
         for (iface, h) in self.captures.drain(..) {
             match h.join() {
-                Ok(true) => tracing::info!(interface = %iface, "capture stopped"),
-                Ok(false) => {}
+                Ok(()) => tracing::info!(interface = %iface, "capture stopped"),
                 Err(_) => tracing::error!(interface = %iface, "capture thread panicked"),
             }
         }
@@ -542,4 +551,34 @@ fn spawn<F: FnOnce() -> T + Send + 'static, T: Send + 'static>(name: &str, f: F)
 
 fn now_secs() -> f64 {
     capture_clock().as_nanos() as f64 / 1e9
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_names_every_interface_that_is_down() {
+        let metrics = Metrics::new();
+        let (a, b) = (metrics.capture("eth1"), metrics.capture("eth2"));
+        let health = Health {
+            captures: vec![("eth1".into(), a.up.clone()), ("eth2".into(), b.up.clone())],
+            rules_loaded: AtomicBool::new(true),
+            stopping: AtomicBool::new(false),
+        };
+        assert_eq!(
+            health.ready(),
+            Err("capture down on eth1, eth2 (of 2 interfaces)".into())
+        );
+        a.up.set(1);
+        b.up.set(1);
+        assert_eq!(health.ready(), Ok(()));
+        b.up.set(0);
+        assert_eq!(
+            health.ready(),
+            Err("capture down on eth2 (of 2 interfaces)".into())
+        );
+        health.stopping.store(true, Ordering::Relaxed);
+        assert_eq!(health.ready(), Err("shutting down".into()));
+    }
 }

@@ -25,8 +25,9 @@ fi
 # own per namespace and does not need it (nor touch it).
 
 # Each test binary runs its part of the lab once (SSH about 7 min, app-layer
-# under 1 min, live capture about 1 min, sensor operations about 1.5 min).
-for t in netns_ssh netns_app netns_live netns_sensor; do
+# under 1 min, live capture about 1 min, sensor operations about 1.5 min,
+# capture faults under 1 min).
+for t in netns_ssh netns_app netns_live netns_sensor netns_capture_faults; do
   echo "lab-ci: EGRESSWATCH_NETNS=1 cargo test --test $t"
   EGRESSWATCH_NETNS=1 cargo test --test "$t" -- --test-threads=1
 done

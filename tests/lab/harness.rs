@@ -211,6 +211,49 @@ pub fn check_complete(lab: Option<&Result<Lab, String>>, at_least: usize) {
     }
 }
 
+// ---- the live sensor (tests/lab/sensor_lab.py) ------------------------------
+
+/// What one run of `sensor_lab.py MODE` left: its result.json and the EVE
+/// records.
+pub struct SensorRun {
+    pub dir: PathBuf,
+    pub result: Value,
+    pub eve: Vec<Value>,
+}
+
+/// Runs `tests/lab/sensor_lab.py MODE` (bounded in time) into a fresh
+/// directory for test binary `tag`; an error if it reports one.
+pub fn sensor_lab(tag: &str, mode: &str, extra: &[&str]) -> Result<SensorRun, String> {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "{}-{mode}-{}",
+        tag.replace('_', "-"),
+        std::process::id()
+    ));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/sensor_lab.py");
+    eprintln!("{tag}: sensor_lab.py {mode} into {}", dir.display());
+    let status = Command::new("timeout")
+        .args(["--signal=TERM", "--kill-after=20", "400", "python3"])
+        .arg(&script)
+        .arg(mode)
+        .arg(&dir)
+        .args(["--bin", env!("CARGO_BIN_EXE_egresswatch")])
+        .args(extra)
+        .stdin(Stdio::null())
+        .status()
+        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+    let text = std::fs::read_to_string(dir.join("result.json"))
+        .map_err(|e| format!("sensor_lab.py {mode} wrote no result.json (exit {status}): {e}"))?;
+    let result: Value = serde_json::from_str(&text).map_err(|e| format!("result.json: {e}"))?;
+    let eve = parse_eve(&std::fs::read_to_string(dir.join("eve.json")).unwrap_or_default())?;
+    if let Some(err) = result["error"].as_str() {
+        return Err(format!(
+            "sensor_lab.py {mode}: {err} (see {})",
+            dir.display()
+        ));
+    }
+    Ok(SensorRun { dir, result, eve })
+}
+
 // ---- reading the EVE output --------------------------------------------------
 
 /// Whether an EVE record is about the given connection (the manifest's

@@ -3,6 +3,8 @@
 
     sensor_lab.py live OUTDIR --bin EGRESSWATCH --rules RULESDIR
     sensor_lab.py load OUTDIR --bin EGRESSWATCH [--max-seconds 150]
+    sensor_lab.py stall OUTDIR --bin EGRESSWATCH
+    sensor_lab.py iface OUTDIR --bin EGRESSWATCH
 
 `live` sets up the lab topology of `lab.py` (reused as it is), runs
 `egresswatch capture` on the router port facing the cluster (`c0`, the span
@@ -26,6 +28,14 @@ tcpreplay at increasing rates; per step it records what tcpreplay sent and
 what the sensor's counters say was received, dropped (kernel, interface,
 queue) and processed. Loopback and namespaces only; bounded in time.
 
+`stall` (on the same pair) replays a SYN flood at 100,000 frames/s for 4 s
+and SIGSTOPs the sensor for 2 s one second in: the kernel ring must hold
+the burst (back-pressure, not queue drops).
+
+`iface` runs the sensor (as `nobody`) on two veth pairs, deletes one, sends
+on the other, re-creates the deleted one and sends on it again; it records
+`/-/ready`, the capture metrics and the log at each step.
+
 Needs root. Everything started is stopped and every namespace removed on
 any exit.
 """
@@ -36,6 +46,7 @@ import os
 import re
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -97,7 +108,7 @@ def proc_status(pid):
         with open(f"/proc/{pid}/status") as f:
             for line in f:
                 k, _, v = line.partition(":")
-                if k in ("Uid", "Gid", "CapEff", "CapPrm", "CapBnd", "NoNewPrivs"):
+                if k in ("Uid", "Gid", "CapEff", "CapPrm", "CapBnd", "NoNewPrivs", "VmHWM"):
                     fields[k] = v.strip()
     except OSError as e:
         fields["error"] = str(e)
@@ -388,11 +399,19 @@ class Pair:
             self.ns(n, ["ip", "link", "set", "lo", "up"])
             self.ns(n, ["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"])
             self.ns(n, ["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"])
-        self.run(["ip", "link", "add", "ls0", "netns", self.tx, "mtu", "9000", "type", "veth",
-                  "peer", "name", "lr0", "netns", self.rx, "mtu", "9000"])
-        for n, dev in ((self.tx, "ls0"), (self.rx, "lr0")):
+        self.link(0)
+
+    def link(self, i):
+        """The veth pair `ls<i>` (sender) - `lr<i>` (receiver), up."""
+        self.run(["ip", "link", "add", f"ls{i}", "netns", self.tx, "mtu", "9000", "type", "veth",
+                  "peer", "name", f"lr{i}", "netns", self.rx, "mtu", "9000"])
+        for n, dev in ((self.tx, f"ls{i}"), (self.rx, f"lr{i}")):
             self.ns(n, ["ethtool", "-K", dev, "gro", "off", "gso", "off", "tso", "off"], check=False)
             self.ns(n, ["ip", "link", "set", dev, "up"])
+
+    def unlink(self, i):
+        """Deletes the pair `ls<i>`-`lr<i>` (both ends go)."""
+        self.ns(self.tx, ["ip", "link", "del", f"ls{i}"])
 
     def link_stats(self, name, dev):
         res = self.ns(name, ["ip", "-j", "-s", "link", "show", dev], check=False)
@@ -414,29 +433,52 @@ class Pair:
         self.made = []
 
 
-def sensor_metrics(pair):
-    res = pair.ns(pair.rx, ["curl", "-sS", "--max-time", "5", f"http://127.0.0.1:{SENSOR_PORT}/metrics"],
-                  check=False, timeout=10)
-    m = parse_metrics(res.stdout)
+def sensor_http(pair, path):
+    """(HTTP status, body) of the sensor's `path`; status 0 if it did not answer."""
+    res = pair.ns(pair.rx, ["curl", "-sS", "--max-time", "5", "-w", "\n%{http_code}",
+                            f"http://127.0.0.1:{SENSOR_PORT}{path}"], check=False, timeout=10)
+    body, _, code = res.stdout.rpartition("\n")
+    return (int(code) if code.isdigit() else 0), body
+
+
+def sensor_metrics(pair, iface="lr0"):
+    m = parse_metrics(sensor_http(pair, "/metrics")[1])
 
     def get(key):
         return m.get(key, 0.0)
-    lbl = 'interface="lr0"'
+    lbl = f'interface="{iface}"'
     return {
         "received": get(f"egresswatch_capture_received_packets_total{{{lbl}}}"),
         "kernel": get(f'egresswatch_capture_dropped_packets_total{{{lbl},reason="kernel"}}'),
         "interface": get(f'egresswatch_capture_dropped_packets_total{{{lbl},reason="interface"}}'),
         "queue": get(f'egresswatch_capture_dropped_packets_total{{{lbl},reason="queue"}}'),
+        "queue_wait_s": get(f"egresswatch_capture_queue_wait_seconds_total{{{lbl}}}"),
+        "up": get(f"egresswatch_capture_up{{{lbl}}}"),
+        "restarts": get(f"egresswatch_capture_restarts_total{{{lbl}}}"),
         "processed": get("egresswatch_processed_packets_total"),
     }
 
 
-def quiesce(pair, timeout=15.0):
+def start_sensor(pair, args, interfaces, extra=()):
+    """`egresswatch capture` in the receiving namespace, logging to
+    OUTDIR/sensor.log, once `/-/ready` says Ready."""
+    argv = ["ip", "netns", "exec", pair.rx, args.bin, "--log-level", "info", "capture"]
+    for i in interfaces:
+        argv += ["--interface", i]
+    argv += ["--web.listen-address", f"127.0.0.1:{SENSOR_PORT}", *extra]
+    with open(os.path.join(args.outdir, "sensor.log"), "w") as logf:
+        sensor = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+    wait_for("the sensor's /-/ready", lambda: sensor_http(pair, "/-/ready")[0] == 200, 20)
+    return sensor
+
+
+def quiesce(pair, timeout=15.0, iface="lr0"):
     """Metrics once they stop moving (the sensor has caught up)."""
     last, stable_since = None, None
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        now = sensor_metrics(pair)
+        now = sensor_metrics(pair, iface)
         if now == last:
             if stable_since and time.monotonic() - stable_since >= 1.2:
                 return now
@@ -448,16 +490,22 @@ def quiesce(pair, timeout=15.0):
     return last
 
 
-def tcpreplay(pair, pcap, rate, count):
-    argv = ["tcpreplay", "-i", "ls0", "-K", f"--limit={count}"]
-    argv += ["--topspeed"] if rate is None else [f"--pps={rate}"]
-    res = pair.ns(pair.tx, argv + [pcap], check=False, timeout=120)
-    text = res.stdout + res.stderr
+def tcpreplay_argv(pair, pcap, rate, count, dev="ls0"):
+    argv = ["ip", "netns", "exec", pair.tx, "tcpreplay", "-i", dev, "-K", f"--limit={count}"]
+    return argv + (["--topspeed"] if rate is None else [f"--pps={rate}"]) + [pcap]
+
+
+def tcpreplay(pair, pcap, rate, count, dev="ls0"):
+    res = pair.run(tcpreplay_argv(pair, pcap, rate, count, dev), check=False, timeout=120)
+    return tcpreplay_summary(res.stdout + res.stderr, res.returncode)
+
+
+def tcpreplay_summary(text, rc):
     actual = re.search(r"Actual:\s+(\d+) packets", text)
     failed = re.search(r"Failed packets:\s+(\d+)", text)
     rated = re.search(r"Rated:.*?([\d.]+) pps", text)
     return {
-        "rc": res.returncode,
+        "rc": rc,
         "sent": int(actual.group(1)) - (int(failed.group(1)) if failed else 0) if actual else None,
         "failed": int(failed.group(1)) if failed else None,
         "achieved_pps": float(rated.group(1)) if rated else None,
@@ -465,69 +513,184 @@ def tcpreplay(pair, pcap, rate, count):
     }
 
 
-def cmd_load(args):
-    result = {"steps": [], "error": None}
-    pair = Pair()
-    sensor = None
+class PairRun:
+    """One run on a Pair: what it started, stopped and removed on any exit."""
+
+    def __init__(self, args):
+        self.args = args
+        self.pair = Pair()
+        self.result = {"error": None}
+        self.sensor = None
+        self.procs = []
+        self.files = []
+
+    def __call__(self, body):
+        t0 = time.monotonic()
+        try:
+            body(self, self.result)
+        except Exception as e:
+            self.result["error"] = f"{type(e).__name__}: {e}"
+            log(f"FAILED: {self.result['error']}")
+        finally:
+            for p in [self.sensor] + self.procs:
+                if p is not None and p.poll() is None:
+                    p.kill()
+                    p.wait()
+            self.pair.down()
+            self.result["elapsed_s"] = round(time.monotonic() - t0, 1)
+            with open(os.path.join(self.args.outdir, "result.json"), "w") as f:
+                json.dump(self.result, f, indent=1)
+            for path in self.files:
+                if os.path.exists(path):
+                    os.unlink(path)
+        return 0 if self.result["error"] is None else 1
+
+    def stop_sensor(self):
+        code, secs = stop_and_time(self.sensor, signal.SIGTERM, 15)
+        self.result["exit_code"], self.result["shutdown_seconds"] = code, secs
+
+
+def load_steps(run, result):
+    args, pair = run.args, run.pair
+    result["steps"] = []
     t0 = time.monotonic()
-    try:
-        pcap = os.path.join(args.outdir, "bench.pcap")
-        subprocess.run([args.bin, "generate", "bench", "--packets", str(args.packets), "--out", pcap],
-                       check=True, capture_output=True)
-        pair.up()
-        log_path = os.path.join(args.outdir, "sensor.log")
-        with open(log_path, "w") as logf:
-            sensor = subprocess.Popen(
-                ["ip", "netns", "exec", pair.rx, args.bin, "--log-level", "info", "capture",
-                 "--interface", "lr0", "--eve", os.path.join(args.outdir, "eve.json"),
-                 "--web.listen-address", f"127.0.0.1:{SENSOR_PORT}"],
-                stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
-        wait_for("the sensor", lambda: sensor_metrics(pair)["processed"] is not None and
-                 "Ready" in pair.ns(pair.rx, ["curl", "-s", f"http://127.0.0.1:{SENSOR_PORT}/-/ready"],
-                                    check=False).stdout, 20)
-        rates = [10_000, 25_000, 50_000, 100_000, 200_000, 400_000, None]
-        for rate in rates:
-            if time.monotonic() - t0 > args.max_seconds:
-                result["stopped_early"] = f"--max-seconds {args.max_seconds} reached"
-                break
-            count = args.packets if rate is None else max(10_000, min(args.packets, rate * 2))
-            before = quiesce(pair)
-            links_before = (pair.link_stats(pair.tx, "ls0"), pair.link_stats(pair.rx, "lr0"))
-            replay = tcpreplay(pair, pcap, rate, count)
-            after = quiesce(pair)
-            links_after = (pair.link_stats(pair.tx, "ls0"), pair.link_stats(pair.rx, "lr0"))
-            delta = {k: after[k] - before[k] for k in after}
-            # Frames the veth could not hand to its peer count as the
-            # sender's tx_dropped. (The receiver's rx_dropped counts frames
-            # its own stack discarded after the capture saw them, such as
-            # ethertypes it has no handler for: not capture loss.)
-            veth_dropped = links_after[0].get("tx_dropped", 0) - links_before[0].get("tx_dropped", 0)
-            stack_dropped = links_after[1].get("rx_dropped", 0) - links_before[1].get("rx_dropped", 0)
-            step = {"requested_pps": rate, "count": count, "tcpreplay": replay, "sensor": delta,
-                    "veth_dropped": veth_dropped, "receiver_stack_dropped": stack_dropped}
-            step["zero_drop"] = (replay["sent"] is not None and delta["received"] == replay["sent"]
-                                 and delta["kernel"] == 0 and delta["queue"] == 0 and delta["interface"] == 0)
-            log(f"rate {rate or 'top'}: sent {replay['sent']} at {replay['achieved_pps']} pps; sensor {delta}")
-            result["steps"].append(step)
-        zero = [s for s in result["steps"] if s["zero_drop"]]
-        result["highest_zero_drop_pps"] = max((s["tcpreplay"]["achieved_pps"] or 0 for s in zero), default=None)
-        code, secs = stop_and_time(sensor, signal.SIGTERM, 15)
-        result["exit_code"], result["shutdown_seconds"] = code, secs
-    except Exception as e:
-        result["error"] = f"{type(e).__name__}: {e}"
-        log(f"FAILED: {result['error']}")
-    finally:
-        if sensor is not None and sensor.poll() is None:
-            sensor.kill()
-            sensor.wait()
-        pair.down()
-        result["elapsed_s"] = round(time.monotonic() - t0, 1)
-        with open(os.path.join(args.outdir, "result.json"), "w") as f:
-            json.dump(result, f, indent=1)
-        pcap = os.path.join(args.outdir, "bench.pcap")
-        if os.path.exists(pcap):
-            os.unlink(pcap)
-    return 0 if result["error"] is None else 1
+    pcap = os.path.join(args.outdir, "bench.pcap")
+    run.files.append(pcap)
+    subprocess.run([args.bin, "generate", "bench", "--packets", str(args.packets), "--out", pcap],
+                   check=True, capture_output=True)
+    pair.up()
+    run.sensor = start_sensor(pair, args, ["lr0"], ["--eve", os.path.join(args.outdir, "eve.json")])
+    rates = [10_000, 25_000, 50_000, 100_000, 200_000, 400_000, None]
+    for rate in rates:
+        if time.monotonic() - t0 > args.max_seconds:
+            result["stopped_early"] = f"--max-seconds {args.max_seconds} reached"
+            break
+        count = args.packets if rate is None else max(10_000, min(args.packets, rate * 2))
+        before = quiesce(pair)
+        links_before = (pair.link_stats(pair.tx, "ls0"), pair.link_stats(pair.rx, "lr0"))
+        replay = tcpreplay(pair, pcap, rate, count)
+        after = quiesce(pair)
+        links_after = (pair.link_stats(pair.tx, "ls0"), pair.link_stats(pair.rx, "lr0"))
+        delta = {k: after[k] - before[k] for k in after}
+        # Frames the veth could not hand to its peer count as the
+        # sender's tx_dropped. (The receiver's rx_dropped counts frames
+        # its own stack discarded after the capture saw them, such as
+        # ethertypes it has no handler for: not capture loss.)
+        veth_dropped = links_after[0].get("tx_dropped", 0) - links_before[0].get("tx_dropped", 0)
+        stack_dropped = links_after[1].get("rx_dropped", 0) - links_before[1].get("rx_dropped", 0)
+        step = {"requested_pps": rate, "count": count, "tcpreplay": replay, "sensor": delta,
+                "veth_dropped": veth_dropped, "receiver_stack_dropped": stack_dropped}
+        step["zero_drop"] = (replay["sent"] is not None and delta["received"] == replay["sent"]
+                             and delta["kernel"] == 0 and delta["queue"] == 0 and delta["interface"] == 0)
+        log(f"rate {rate or 'top'}: sent {replay['sent']} at {replay['achieved_pps']} pps; sensor {delta}")
+        result["steps"].append(step)
+    zero = [s for s in result["steps"] if s["zero_drop"]]
+    result["highest_zero_drop_pps"] = max((s["tcpreplay"]["achieved_pps"] or 0 for s in zero), default=None)
+    run.stop_sensor()
+
+
+def syn_pcap(path, count, flows=20_000):
+    """`count` TCP SYNs of `flows` connections (60-byte frames)."""
+    eth = bytes.fromhex("020000000002" "020000000001" "0800")
+    dst = bytes([198, 51, 100, 10])
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        for n in range(count):
+            i = n % flows
+            src = bytes([10, 1 + (i >> 16) % 200, (i >> 8) & 255, i & 255])
+            ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40, i & 0xFFFF, 0, 64, 6, 0, src, dst)
+            tcp = struct.pack("!HHIIBBHHH", 1024 + i % 60000, 443, i, 0, 0x50, 0x02, 65535, 0, 0)
+            frame = eth + ip + tcp + bytes(6)
+            f.write(struct.pack("<IIII", 1 + n // 1_000_000, n % 1_000_000, len(frame), len(frame)) + frame)
+
+
+STALL_PPS = 100_000
+STALL_FRAMES = 400_000
+
+
+def stall(run, result):
+    """A 2 s SIGSTOP one second into 4 s of SYNs at 100,000 frames/s."""
+    args, pair = run.args, run.pair
+    pcap = os.path.join(args.outdir, "syn.pcap")
+    run.files.append(pcap)
+    syn_pcap(pcap, STALL_FRAMES)
+    pair.up()
+    run.sensor = start_sensor(pair, args, ["lr0"], ["--eve", "/dev/null", "--workers", "1"])
+    before = quiesce(pair)
+    replay = subprocess.Popen(tcpreplay_argv(pair, pcap, STALL_PPS, STALL_FRAMES), stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    run.procs.append(replay)
+    time.sleep(1.0)
+    os.kill(run.sensor.pid, signal.SIGSTOP)
+    time.sleep(2.0)
+    os.kill(run.sensor.pid, signal.SIGCONT)
+    out, _ = replay.communicate(timeout=120)
+    result["tcpreplay"] = tcpreplay_summary(out, replay.returncode)
+    after = quiesce(pair, timeout=60)
+    result["sensor"] = {k: after[k] - before[k] for k in after}
+    result["sensor_status"] = proc_status(run.sensor.pid)
+    log(f"stall: {result['tcpreplay']['sent']} sent; sensor {result['sensor']}; "
+        f"VmHWM {result['sensor_status'].get('VmHWM')}")
+    run.stop_sensor()
+
+
+def thread_caps(pid):
+    """Each thread's name with its permitted and effective capabilities."""
+    out = []
+    for tid in sorted(os.listdir(f"/proc/{pid}/task")):
+        with open(f"/proc/{pid}/task/{tid}/comm") as f:
+            name = f.read().strip()
+        st = proc_status(f"{pid}/task/{tid}")
+        out.append({"thread": name, "CapPrm": st.get("CapPrm"), "CapEff": st.get("CapEff")})
+    return out
+
+
+def lost_interface(run, result):
+    """Two interfaces; one deleted, traffic on the other, the deleted one
+    re-created and used again."""
+    args, pair = run.args, run.pair
+    pcap = os.path.join(args.outdir, "syn.pcap")
+    run.files.append(pcap)
+    syn_pcap(pcap, 1000)
+    pair.up()
+    pair.link(1)
+    run.sensor = start_sensor(pair, args, ["lr0", "lr1"], [
+        "--eve", os.path.join(args.outdir, "eve.json"), "--user", "nobody"])
+    result["threads"] = thread_caps(run.sensor.pid)
+    result["steps"] = {}
+
+    def step(name):
+        code, body = sensor_http(pair, "/-/ready")
+        result["steps"][name] = {
+            "ready": code, "ready_body": body, "running": run.sensor.poll() is None, "at": time.monotonic(),
+            "lr0": quiesce(pair, iface="lr0"), "lr1": quiesce(pair, iface="lr1"),
+        }
+        log(f"{name}: {result['steps'][name]}")
+
+    def send(dev):
+        sent = tcpreplay(pair, pcap, 20_000, 1000, dev)["sent"]
+        result.setdefault("sent", {}).setdefault(dev, []).append(sent)
+
+    send("ls0")
+    send("ls1")
+    step("both")
+    pair.unlink(1)
+    wait_for("/-/ready to say 503", lambda: sensor_http(pair, "/-/ready")[0] == 503, 10)
+    step("lost")
+    send("ls0")
+    step("lost_sent")
+    pair.link(1)
+    recreated = time.monotonic()
+    wait_for("/-/ready to say 200 again", lambda: sensor_http(pair, "/-/ready")[0] == 200, 40)
+    result["reopened_after_s"] = round(time.monotonic() - recreated, 1)
+    step("back")
+    send("ls1")
+    step("back_sent")
+    run.stop_sensor()
+    with open(os.path.join(args.outdir, "sensor.log")) as f:
+        text = f.read()
+    result["log_lost"] = text.count("capture lost")
+    result["log_reopened"] = text.count("capture reopened")
 
 
 def main():
@@ -542,6 +705,10 @@ def main():
     load.add_argument("--bin", required=True)
     load.add_argument("--packets", type=int, default=200_000)
     load.add_argument("--max-seconds", type=float, default=150.0)
+    for mode in ("stall", "iface"):
+        m = sub.add_parser(mode)
+        m.add_argument("outdir")
+        m.add_argument("--bin", required=True)
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("sensor-lab: needs root (network namespaces)", file=sys.stderr)
@@ -554,7 +721,10 @@ def main():
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, on_signal)
-    return cmd_live(args) if args.mode == "live" else cmd_load(args)
+    if args.mode == "live":
+        return cmd_live(args)
+    body = {"load": load_steps, "stall": stall, "iface": lost_interface}[args.mode]
+    return PairRun(args)(body)
 
 
 if __name__ == "__main__":

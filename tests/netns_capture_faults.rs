@@ -17,16 +17,10 @@ use serde_json::Value;
 #[path = "lab/harness.rs"]
 mod harness;
 
-fn run(mode: &str) -> Option<harness::SensorRun> {
-    if !harness::enabled(&format!("netns_capture_faults {mode}")) {
-        return None;
-    }
-    Some(harness::sensor_lab("netns_capture_faults", mode, &[]).unwrap_or_else(|e| panic!("{e}")))
-}
+use harness::num;
 
-fn num(v: &Value, what: &str) -> f64 {
-    v.as_f64()
-        .unwrap_or_else(|| panic!("{what} is not a number: {v}"))
+fn run(mode: &str) -> Option<harness::SensorRun> {
+    harness::sensor_lab_for("netns_capture_faults", mode, &[])
 }
 
 #[test]

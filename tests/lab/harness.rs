@@ -254,6 +254,41 @@ pub fn sensor_lab(tag: &str, mode: &str, extra: &[&str]) -> Result<SensorRun, St
     Ok(SensorRun { dir, result, eve })
 }
 
+/// [`sensor_lab`] for test binary `tag` when the lab is enabled here
+/// (`None`, after saying so, when not); panics with its error.
+pub fn sensor_lab_for(tag: &str, mode: &str, extra: &[&str]) -> Option<SensorRun> {
+    if !enabled(&format!("{tag} {mode}")) {
+        return None;
+    }
+    Some(sensor_lab(tag, mode, extra).unwrap_or_else(|e| panic!("{e}")))
+}
+
+/// A number of result.json (or of a metrics snapshot in it).
+pub fn num(v: &Value, what: &str) -> f64 {
+    v.as_f64()
+        .unwrap_or_else(|| panic!("{what} is not a number: {v}"))
+}
+
+/// The sum of the samples of a metrics snapshot that `sample` names: a
+/// whole sample (`name{labels}`), a family (`name`), or a family with its
+/// first labels (`name{a="x"`); 0 if there are none.
+pub fn metric(snapshot: &Value, sample: &str) -> f64 {
+    let matches = |k: &str| {
+        k == sample
+            || k.strip_prefix(sample)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(','))
+    };
+    snapshot
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter(|(k, _)| matches(k))
+                .filter_map(|(_, v)| v.as_f64())
+                .sum()
+        })
+        .unwrap_or(0.0)
+}
+
 // ---- reading the EVE output --------------------------------------------------
 
 /// Whether an EVE record is about the given connection (the manifest's

@@ -5,6 +5,10 @@
     sensor_lab.py load OUTDIR --bin EGRESSWATCH [--max-seconds 150]
     sensor_lab.py stall OUTDIR --bin EGRESSWATCH
     sensor_lab.py iface OUTDIR --bin EGRESSWATCH
+    sensor_lab.py flood OUTDIR --bin EGRESSWATCH
+    sensor_lab.py disk-recover OUTDIR --bin EGRESSWATCH --dir SMALLFS
+    sensor_lab.py disk-term OUTDIR --bin EGRESSWATCH --dir SMALLFS
+    sensor_lab.py web OUTDIR --bin EGRESSWATCH --rules RULESDIR
 
 `live` sets up the lab topology of `lab.py` (reused as it is), runs
 `egresswatch capture` on the router port facing the cluster (`c0`, the span
@@ -35,6 +39,23 @@ the burst (back-pressure, not queue drops).
 `iface` runs the sensor (as `nobody`) on two veth pairs, deletes one, sends
 on the other, re-creates the deleted one and sends on it again; it records
 `/-/ready`, the capture metrics and the log at each step.
+
+`flood` sets up the lab topology, runs the sensor on the span port with a
+table of 1,000 flows, logs in with real OpenSSH from the cluster to the
+external host (and stays), then replays 20,000 spoofed SYNs
+(`egresswatch generate flood`) from the cluster; it records the metrics
+once the table has drained.
+
+`disk-recover` and `disk-term` write the EVE file onto a small file system
+the caller mounted (`--dir`) and fill it with a filler file: `disk-recover`
+floods a small table (each eviction a record) while it is full, deletes the
+filler and sends more; `disk-term` opens 1,000 flows, fills the disk, and
+sends SIGTERM.
+
+`web` runs the sensor with 1,024 descriptors and a 5 s header-read timeout,
+holds 1,100 idle connections to its web port, asks `/metrics` and
+`/-/healthy` and sends SIGHUP meanwhile, and records when each idle
+connection was closed.
 
 Needs root. Everything started is stopped and every namespace removed on
 any exit.
@@ -433,12 +454,18 @@ class Pair:
         self.made = []
 
 
-def sensor_http(pair, path):
-    """(HTTP status, body) of the sensor's `path`; status 0 if it did not answer."""
-    res = pair.ns(pair.rx, ["curl", "-sS", "--max-time", "5", "-w", "\n%{http_code}",
-                            f"http://127.0.0.1:{SENSOR_PORT}{path}"], check=False, timeout=10)
+def curl(run_in, path):
+    """(HTTP status, body) of the sensor's `path`, asked by curl run through
+    `run_in` (argv -> CompletedProcess, in the sensor's namespace); status 0
+    if it did not answer."""
+    res = run_in(["curl", "-sS", "--max-time", "5", "-w", "\n%{http_code}", f"http://127.0.0.1:{SENSOR_PORT}{path}"])
     body, _, code = res.stdout.rpartition("\n")
     return (int(code) if code.isdigit() else 0), body
+
+
+def sensor_http(pair, path):
+    """(HTTP status, body) of the sensor's `path` in the receiving namespace."""
+    return curl(lambda argv: pair.ns(pair.rx, argv, check=False, timeout=10), path)
 
 
 def sensor_metrics(pair, iface="lr0"):
@@ -459,10 +486,11 @@ def sensor_metrics(pair, iface="lr0"):
     }
 
 
-def start_sensor(pair, args, interfaces, extra=()):
-    """`egresswatch capture` in the receiving namespace, logging to
-    OUTDIR/sensor.log, once `/-/ready` says Ready."""
-    argv = ["ip", "netns", "exec", pair.rx, args.bin, "--log-level", "info", "capture"]
+def start_sensor(pair, args, interfaces, extra=(), wrap=()):
+    """`egresswatch capture` in the receiving namespace (run by the command
+    `wrap`, if any), logging to OUTDIR/sensor.log, once `/-/ready` says
+    Ready."""
+    argv = ["ip", "netns", "exec", pair.rx, *wrap, args.bin, "--log-level", "info", "capture"]
     for i in interfaces:
         argv += ["--interface", i]
     argv += ["--web.listen-address", f"127.0.0.1:{SENSOR_PORT}", *extra]
@@ -693,6 +721,269 @@ def lost_interface(run, result):
     result["log_reopened"] = text.count("capture reopened")
 
 
+# ---- flood, disk, web: hold under attack and faults ---------------------------
+
+def lab_run(args, body):
+    """body(lab module, lab, result) on the full topology of lab.py, set up
+    and torn down (every process, namespace and test user) on any exit."""
+    import lab as lab_mod  # noqa: E402  (the harness beside this file)
+    lab = lab_mod.Lab(args.outdir, 1)
+    result = {"error": None}
+    t0 = time.monotonic()
+    try:
+        lab.cleanup_stale()
+        lab.setup()
+        log(f"topology up (namespaces {lab.tag}*)")
+        body(lab_mod, lab, result)
+    except Exception as e:  # recorded; the Rust test reports it
+        result["error"] = f"{type(e).__name__}: {e}"
+        log(f"FAILED: {result['error']}")
+    finally:
+        lab.cleanup()
+        result["elapsed_s"] = round(time.monotonic() - t0, 1)
+        with open(os.path.join(args.outdir, "result.json"), "w") as f:
+            json.dump(result, f, indent=1)
+    return 0 if result["error"] is None else 1
+
+
+FLOOD_SYNS = 20_000
+FLOOD_PPS = 20_000
+FLOOD_CAPACITY = 1_000
+
+
+def established(lab, role, server, port):
+    """(local address, port) of the one connection `role` has open to
+    server:port."""
+    out = lab.ns_run(role, ["ss", "-tnH", "state", "established", "dst", server, "dport", f"= :{port}"],
+                     check=False).stdout.split()
+    local = next((c for c in out if c.count(":") == 1 and not c.startswith(server)), None)
+    if local is None:
+        raise RuntimeError(f"no connection from {role} to {server}:{port}: {out}")
+    addr, _, lport = local.rpartition(":")
+    return addr, int(lport)
+
+
+def flood(args, L, lab, result):
+    """An identified SSH session, then a spoofed SYN flood far bigger than
+    the sensor's flow table (capture on the span port `c0`)."""
+    pcap = os.path.join(args.outdir, "flood.pcap")
+    subprocess.run([args.bin, "generate", "flood", "--packets", str(FLOOD_SYNS), "--out", pcap],
+                   check=True, capture_output=True)
+    eve = os.path.join(args.outdir, "eve.json")
+    sensor = lab.spawn("router", [
+        args.bin, "--log-level", "info", "capture", "--interface", L.CAPTURE_PORT, "--eve", eve,
+        "--web.listen-address", f"127.0.0.1:{SENSOR_PORT}", "--workers", "1",
+        "--flow-capacity", str(FLOOD_CAPACITY)], "sensor")
+    router = lambda argv: lab.ns_run("router", argv, check=False, timeout=10)  # noqa: E731
+    metrics = lambda: parse_metrics(curl(router, "/metrics")[1])  # noqa: E731
+    wait_for("the sensor's /-/ready", lambda: curl(router, "/-/ready")[0] == 200, 20)
+    ctx = L.Ctx(lab, {"name": "flood-ssh", "index": 1})
+    try:
+        ctx.spawn("cluster", ctx.ssh("chacha20", "external") + ["echo logged-in; exec sleep 600"], "ssh")
+        ssh_log = os.path.join(lab.logdir, "flood-ssh.ssh.log")
+        wait_for("the SSH login", lambda: "logged-in" in open(ssh_log).read(), 20)
+        server = L.HOSTS["external"][0]
+        client, port = established(lab, "cluster", server, 22)
+        result["outer"] = {"client": client, "client_port": port, "server": server, "server_port": 22}
+        time.sleep(1.0)
+        result["before"] = metrics()
+        res = lab.ns_run("cluster", ["tcpreplay", "-i", "eth0", "-K", f"--pps={FLOOD_PPS}", pcap],
+                         check=False, timeout=120)
+        result["tcpreplay"] = tcpreplay_summary(res.stdout + res.stderr, res.returncode)
+        log(f"flood: {result['tcpreplay']['sent']} SYNs sent")
+        # The episode is reported a second after it began; it ends once the
+        # cheap flows went idle (the emergency timeout) and the table drained.
+        pressure = 'egresswatch_alerts_total{detection="flow-table-pressure"'
+        wait_for("the flow-table-pressure alert",
+                 lambda: any(k.startswith(pressure) for k in metrics()), 20)
+        wait_for("the table to drain", lambda: metrics().get("egresswatch_flows_active", 1e9) < 10, 30)
+        time.sleep(1.5)
+        result["after"] = metrics()
+        result["exit_code"], result["shutdown_seconds"] = stop_and_time(sensor, signal.SIGTERM, 15)
+    finally:
+        ctx.close()
+        lab.stop(sensor)
+
+
+def fill(path):
+    """Writes `path` until its file system is full; returns the bytes written."""
+    written = 0
+    with open(path, "wb", buffering=0) as f:
+        while True:
+            try:
+                written += f.write(b"\0" * 65536)
+            except OSError as e:
+                if e.errno == 28:  # ENOSPC
+                    return written
+                raise
+
+
+def eve_metrics(pair):
+    m = parse_metrics(sensor_http(pair, "/metrics")[1])
+    return {
+        "handed": sum(v for k, v in m.items() if k.startswith("egresswatch_eve_records_total")),
+        "lost": m.get("egresswatch_eve_records_lost_total"),
+        "pending": m.get("egresswatch_eve_records_pending"),
+        "write_errors": m.get("egresswatch_eve_write_errors_total"),
+    }
+
+
+def eve_lines(path, needle=""):
+    """Lines of the EVE file (containing `needle`)."""
+    with open(path, "rb") as f:
+        return sum(1 for line in f if needle.encode() in line)
+
+
+DISK_FLOOD = 60_000
+DISK_AFTER = 500
+
+
+def disk_recover(run, result):
+    """The EVE file on a full tmpfs (`--dir`) while a flood makes records,
+    then space comes back (a filler file deleted) and more traffic comes."""
+    args, pair = run.args, run.pair
+    eve, filler = os.path.join(args.dir, "eve.json"), os.path.join(args.dir, "filler")
+    flood_pcap, after_pcap = os.path.join(args.outdir, "flood.pcap"), os.path.join(args.outdir, "after.pcap")
+    run.files += [flood_pcap, after_pcap]
+    subprocess.run([args.bin, "generate", "flood", "--packets", str(DISK_FLOOD), "--out", flood_pcap],
+                   check=True, capture_output=True)
+    syn_pcap(after_pcap, DISK_AFTER, DISK_AFTER)
+    pair.up()
+    # A small table: the flood's flows are evicted (each a record) as it goes.
+    run.sensor = start_sensor(pair, args, ["lr0"], [
+        "--eve", eve, "--workers", "1", "--flow-capacity", "1000", "--idle-timeout", "tcp-new=2"])
+    result["filled_bytes"] = fill(filler)
+    result["flood"] = tcpreplay(pair, flood_pcap, 30_000, DISK_FLOOD)
+    quiesce(pair, timeout=90)
+    result["full"] = eve_metrics(pair)
+    result["full"]["lines"] = eve_lines(eve)
+    log(f"disk full: {result['full']}")
+    os.unlink(filler)
+    t0 = time.monotonic()
+    wait_for("the EVE output to recover", lambda: eve_metrics(pair)["pending"] == 0, 30)
+    result["recovered_after_s"] = round(time.monotonic() - t0, 1)
+    result["recovered"] = eve_metrics(pair)
+    result["after"] = tcpreplay(pair, after_pcap, 5_000, DISK_AFTER)
+    # Flows of the second burst end after tcp-new=2 s and are written.
+    wait_for("the records of the second burst",
+             lambda: eve_lines(eve, '"src_ip":"10.1.') >= DISK_AFTER, 30)
+    quiesce(pair)
+    result["end"] = eve_metrics(pair)
+    result["end"]["lines"] = eve_lines(eve)
+    log(f"recovered: {result['end']}")
+    run.stop_sensor()
+    shutil.copy(eve, os.path.join(args.outdir, "eve.json"))
+
+
+DISK_TERM_FLOWS = 1000
+
+
+def disk_term(run, result):
+    """Open flows, then a full disk (`--dir`), then SIGTERM."""
+    args, pair = run.args, run.pair
+    eve, filler = os.path.join(args.dir, "eve.json"), os.path.join(args.dir, "filler")
+    pcap = os.path.join(args.outdir, "syn.pcap")
+    run.files.append(pcap)
+    syn_pcap(pcap, DISK_TERM_FLOWS, DISK_TERM_FLOWS)
+    pair.up()
+    run.sensor = start_sensor(pair, args, ["lr0"], ["--eve", eve, "--workers", "1"])
+    result["sent"] = tcpreplay(pair, pcap, 10_000, DISK_TERM_FLOWS)
+    quiesce(pair)
+    result["open_flows"] = parse_metrics(sensor_http(pair, "/metrics")[1]).get("egresswatch_flows_active")
+    result["filled_bytes"] = fill(filler)
+    run.stop_sensor()
+    with open(os.path.join(args.outdir, "sensor.log")) as f:
+        result["log"] = f.read()[-4000:]
+    shutil.copy(eve, os.path.join(args.outdir, "eve.json"))
+
+
+WEB_CONNECTIONS = 1100
+WEB_FD_LIMIT = 1024
+WEB_HEADER_TIMEOUT = 5
+
+# Opens N connections to the port and sends nothing; prints "open N", then
+# watches them for up to T s and prints, as JSON, how long each one lived
+# (in the order they were opened; null: still open).
+IDLE_CLIENTS = r"""
+import json, resource, select, socket, sys, time
+n, port, watch = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+resource.setrlimit(resource.RLIMIT_NOFILE, (n + 64, n + 64))
+live, opened, ages = {}, [], [None] * n
+for i in range(n):
+    s = socket.create_connection(("127.0.0.1", port), 10)
+    s.setblocking(False)
+    live[s.fileno()] = (i, s)
+    opened.append(time.monotonic())
+print(f"open {len(live)}", flush=True)
+poller = select.poll()
+for fd in live:
+    poller.register(fd, select.POLLIN)
+end = time.monotonic() + watch
+while live and time.monotonic() < end:
+    for fd, _ in poller.poll(100):
+        i, s = live[fd]
+        try:
+            closed = s.recv(65536) == b""
+        except BlockingIOError:
+            closed = False
+        except OSError:
+            closed = True
+        if closed:
+            poller.unregister(fd)
+            live.pop(fd)
+            s.close()
+            ages[i] = round(time.monotonic() - opened[i], 3)
+print(json.dumps({"connect_s": round(opened[-1] - opened[0], 3), "ages": ages}), flush=True)
+"""
+
+
+def web(run, result):
+    """1,100 idle connections to a sensor limited to 1,024 descriptors."""
+    args, pair = run.args, run.pair
+    rules = os.path.join(args.outdir, "rules")
+    shutil.rmtree(rules, ignore_errors=True)
+    shutil.copytree(args.rules, rules)
+    pair.up()
+    run.sensor = start_sensor(pair, args, ["lr0"], [
+        "--eve", os.path.join(args.outdir, "eve.json"), "--rules", rules,
+        "--web.max-connections", "4096", "--web.read-header-timeout", f"{WEB_HEADER_TIMEOUT}s"],
+        wrap=["prlimit", f"--nofile={WEB_FD_LIMIT}:{WEB_FD_LIMIT}", "--"])
+    result["start"] = parse_metrics(sensor_http(pair, "/metrics")[1])
+    client = subprocess.Popen(
+        ["ip", "netns", "exec", pair.rx, sys.executable, "-u", "-c", IDLE_CLIENTS, str(WEB_CONNECTIONS),
+         str(SENSOR_PORT), str(WEB_HEADER_TIMEOUT + 10)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run.procs.append(client)
+    first = client.stdout.readline().strip()
+    if first != f"open {WEB_CONNECTIONS}":
+        raise RuntimeError(f"idle clients: {first!r} {client.stderr.read()[-500:]}")
+    t_open = time.monotonic()
+    # While the idle connections are held (the newest for the header timeout).
+    code, body = sensor_http(pair, "/metrics")
+    result["held"] = {"metrics_status": code, "metrics": parse_metrics(body)}
+    result["held"]["healthy"] = sensor_http(pair, "/-/healthy")
+    os.kill(run.sensor.pid, signal.SIGHUP)
+    logpath = os.path.join(args.outdir, "sensor.log")
+    try:
+        wait_for("the rules reload", lambda: "rules reloaded" in open(logpath).read(), 5, step=0.05)
+    except RuntimeError:
+        pass  # judged by the test from the log
+    result["held"]["reload_seen_after_s"] = round(time.monotonic() - t_open, 2)
+    code, body = sensor_http(pair, "/metrics")
+    result["held"]["after_reload"] = {"metrics_status": code, "metrics": parse_metrics(body)}
+    result["held"]["checked_within_s"] = round(time.monotonic() - t_open, 2)
+    out, err = client.communicate(timeout=WEB_HEADER_TIMEOUT + 30)
+    result["clients"] = json.loads(out.strip().splitlines()[-1]) if out.strip() else {"error": err[-500:]}
+    result["end"] = parse_metrics(sensor_http(pair, "/metrics")[1])
+    run.stop_sensor()
+    with open(logpath) as f:
+        text = f.read()
+    result["log_reloaded"] = text.count("rules reloaded")
+    result["log_emfile"] = text.count("Too many open files")
+    result["log_no_internal"] = text.count("no internal address ranges")
+    result["log_tail"] = text[-3000:]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="mode", required=True)
@@ -705,10 +996,14 @@ def main():
     load.add_argument("--bin", required=True)
     load.add_argument("--packets", type=int, default=200_000)
     load.add_argument("--max-seconds", type=float, default=150.0)
-    for mode in ("stall", "iface"):
+    for mode in ("stall", "iface", "flood", "disk-recover", "disk-term", "web"):
         m = sub.add_parser(mode)
         m.add_argument("outdir")
         m.add_argument("--bin", required=True)
+        if mode.startswith("disk-"):
+            m.add_argument("--dir", required=True, help="the small file system for the EVE file")
+        if mode == "web":
+            m.add_argument("--rules", required=True)
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("sensor-lab: needs root (network namespaces)", file=sys.stderr)
@@ -723,7 +1018,10 @@ def main():
         signal.signal(sig, on_signal)
     if args.mode == "live":
         return cmd_live(args)
-    body = {"load": load_steps, "stall": stall, "iface": lost_interface}[args.mode]
+    if args.mode == "flood":
+        return lab_run(args, lambda L, lab, result: flood(args, L, lab, result))
+    body = {"load": load_steps, "stall": stall, "iface": lost_interface, "disk-recover": disk_recover,
+            "disk-term": disk_term, "web": web}[args.mode]
     return PairRun(args)(body)
 
 

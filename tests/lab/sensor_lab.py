@@ -779,7 +779,10 @@ def flood(args, L, lab, result):
     wait_for("the sensor's /-/ready", lambda: curl(router, "/-/ready")[0] == 200, 20)
     ctx = L.Ctx(lab, {"name": "flood-ssh", "index": 1})
     try:
-        ctx.spawn("cluster", ctx.ssh("chacha20", "external") + ["echo logged-in; exec sleep 600"], "ssh")
+        # A keepalive a second: the session goes on through the flood (an
+        # evicted session would come back as a new, unidentified flow).
+        ssh = ctx.ssh("chacha20", "external", opts=["-o", "ServerAliveInterval=1"])
+        ctx.spawn("cluster", ssh + ["echo logged-in; exec sleep 600"], "ssh")
         ssh_log = os.path.join(lab.logdir, "flood-ssh.ssh.log")
         wait_for("the SSH login", lambda: "logged-in" in open(ssh_log).read(), 20)
         server = L.HOSTS["external"][0]

@@ -7,7 +7,7 @@ use std::time::Duration;
 #[derive(Parser, Debug)]
 #[command(
     name = "egresswatch",
-    version,
+    version = egresswatch::version::LONG,
     about = "Network egress flow analyzer: flows, SSH reverse tunnels, mining, cluster allowlists"
 )]
 pub struct Cli {
@@ -41,6 +41,23 @@ pub enum Command {
     Explain(ExplainArgs),
     /// Write a generated capture (`demo`, or `bench` and `flood` with --packets) for tests and benchmarks.
     Generate(GenerateArgs),
+    /// Write the manual pages (egresswatch.1 and one per command) into a directory.
+    Man(ManArgs),
+    /// Print the shell completion script for SHELL on standard output.
+    Completions(CompletionsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ManArgs {
+    /// Directory to write the pages into (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// bash, zsh, fish, elvish or powershell.
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Args, Debug)]

@@ -59,7 +59,27 @@ fn run(command: Command) -> Result<ExitCode> {
         Command::Generate(args) => generate(args),
         Command::CheckRules(args) => check_rules(args),
         Command::Explain(args) => explain(args),
+        Command::Man(args) => man(args),
+        Command::Completions(args) => completions(args),
     }
+}
+
+/// The manual pages, generated from the command-line definitions.
+fn man(args: cli::ManArgs) -> Result<ExitCode> {
+    use clap::CommandFactory;
+    let dir = &args.out_dir;
+    std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    clap_mangen::generate_to(Cli::command(), dir)
+        .with_context(|| format!("{}: cannot write the manual pages", dir.display()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A shell's completion script, generated from the command-line definitions.
+fn completions(args: cli::CompletionsArgs) -> Result<ExitCode> {
+    use clap::CommandFactory;
+    let mut out = io::stdout().lock();
+    clap_complete::generate(args.shell, &mut Cli::command(), "egresswatch", &mut out);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn exit_code(err: &anyhow::Error) -> u8 {

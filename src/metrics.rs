@@ -187,13 +187,11 @@ impl Metrics {
             r,
             "build_info",
             "Always 1; the labels say which build is running.",
-            &["version", "revision"],
+            &["version", "revision", "rustc"],
         );
+        use crate::version;
         build
-            .with_label_values(&[
-                env!("CARGO_PKG_VERSION"),
-                option_env!("EGRESSWATCH_REVISION").unwrap_or("unknown"),
-            ])
+            .with_label_values(&[version::VERSION, version::REVISION, version::RUSTC])
             .set(1);
         let engine = EngineCounters::register(r);
         let ssh = counter_vec(

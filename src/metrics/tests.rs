@@ -123,6 +123,12 @@ fn every_family_follows_the_naming_rules() {
 fn known_label_values_start_at_zero() {
     let m = Metrics::new();
     let s = samples(&m.encode());
+    let build_info = format!(
+        "egresswatch_build_info{{revision=\"{}\",rustc=\"{}\",version=\"{}\"}}",
+        crate::version::REVISION,
+        crate::version::RUSTC,
+        env!("CARGO_PKG_VERSION")
+    );
     for key in [
         "egresswatch_alerts_total{detection=\"ssh-reverse-forward\",severity=\"high\"}",
         "egresswatch_alerts_total{detection=\"crypto-mining\",severity=\"low\"}",
@@ -133,7 +139,7 @@ fn known_label_values_start_at_zero() {
         "egresswatch_ssh_sessions_total{destination=\"allowlisted\"}",
         "egresswatch_eve_records_total{event_type=\"alert\"}",
         "egresswatch_rules_reload_failures_total",
-        "egresswatch_build_info{revision=\"unknown\",version=\"0.1.0\"}",
+        &build_info,
     ] {
         let want = if key.starts_with("egresswatch_build_info") {
             1.0

@@ -187,6 +187,10 @@ pub struct ExplainArgs {
 pub struct DemoArgs {
     #[command(flatten)]
     pub analysis: AnalysisArgs,
+    /// Do not print the human-readable report (it goes to stderr when
+    /// `--eve -` writes the records to standard output).
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 /// Options shared by every command that analyzes packets.

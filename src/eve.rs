@@ -142,10 +142,18 @@ fn is_icmp(p: u8) -> bool {
     p == proto::ICMP || p == proto::ICMPV6
 }
 
+/// EVE `event_type` (and object key) of interim records: not `flow`, so
+/// a consumer that sums or counts `flow` records (Elastic maps
+/// `flow.pkts_*` of any record into `source.packets`) counts each packet
+/// and each flow once, from the final record. Their counters are
+/// cumulative since the flow's start, as Zeek's long-connection log.
+pub const INTERIM: &str = "flow_interim";
+
 fn flow_record(buf: &mut Vec<u8>, r: &FlowRecord) {
     let mut m = Obj::open(buf);
-    header(&mut m, r.start, "flow", &r.meta);
-    m.obj("flow", |m| flow_body(m, r));
+    let kind = if r.interim { INTERIM } else { "flow" };
+    header(&mut m, r.start, kind, &r.meta);
+    m.obj(kind, |m| flow_body(m, r));
     if let Some(tcp) = &r.tcp {
         m.obj("tcp", |m| tcp_body(m, tcp));
     }
@@ -163,8 +171,10 @@ fn flow_body(m: &mut Obj<'_>, r: &FlowRecord) {
     m.ts("end", r.end);
     m.u64("age", r.end.since(r.start) / crate::time::NANOS_PER_SEC);
     m.str("state", r.state);
-    m.str("reason", r.reason.eve());
-    m.bool("alerted", r.alerted);
+    if !r.interim {
+        m.str("reason", r.reason.eve());
+        m.bool("alerted", r.alerted);
+    }
 }
 
 fn tcp_body(m: &mut Obj<'_>, t: &crate::event::TcpSummary) {

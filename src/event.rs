@@ -86,11 +86,12 @@ impl FlowRecord {
             out_of_order: [flow.tcp.dirs[0].out_of_order, flow.tcp.dirs[1].out_of_order],
         });
         let mut meta = FlowMeta::of(flow, community_seed);
-        // Payload nobody identified is `unknown`, as issue #5 asks (Suricata
-        // writes `failed`); a flow without payload has no app_proto.
+        // Payload nobody identified is `failed`, as Suricata writes it when
+        // protocol detection gave up; a flow without payload has no
+        // app_proto.
         let payload = flow.dirs[0].payload_bytes + flow.dirs[1].payload_bytes > 0;
         if meta.app_proto.is_none() && payload {
-            meta.app_proto = Some("unknown");
+            meta.app_proto = Some("failed");
         }
         FlowRecord {
             meta,

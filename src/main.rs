@@ -243,10 +243,17 @@ const DEMO_PCAP: &[u8] = include_bytes!("gen/demo.pcap");
 fn demo(args: DemoArgs) -> Result<ExitCode> {
     let reader: Box<dyn io::Read + Send> = Box::new(io::Cursor::new(DEMO_PCAP));
     let source = ReplaySource::from_readers([("demo.pcap".to_string(), reader)]);
-    let mut out = Output::open(args.analysis.eve.as_deref(), true)?;
+    let mut out = Output::open(args.analysis.eve.as_deref(), !args.quiet)?;
     let outcome = analyze(source, &args.analysis, &mut out)?;
     let events = out.finish()?;
-    report::demo(&mut io::stdout().lock(), &events, &outcome.stats)?;
+    // Standard output carries only EVE when it is the EVE output, so
+    // `demo --eve - | jq` works.
+    let eve_on_stdout = args.analysis.eve.as_deref() == Some(Path::new("-"));
+    match (args.quiet, eve_on_stdout) {
+        (true, _) => {}
+        (false, true) => report::demo(&mut io::stderr().lock(), &events, &outcome.stats)?,
+        (false, false) => report::demo(&mut io::stdout().lock(), &events, &outcome.stats)?,
+    }
     outcome.result?;
     Ok(ExitCode::SUCCESS)
 }

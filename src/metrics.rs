@@ -425,13 +425,17 @@ impl Metrics {
 
     /// Writes the exposition to `path` atomically (a temporary file in the
     /// same directory, then a rename), as node_exporter's textfile
-    /// collector requires.
+    /// collector requires. The file is world-readable (0644), as the
+    /// collector usually runs as another user.
     pub fn write_textfile(&self, path: &Path) -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
         let dir = match path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d,
             _ => Path::new("."),
         };
         let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))?;
         tmp.write_all(self.encode().as_bytes())?;
         tmp.as_file().sync_all()?;
         tmp.persist(path).map_err(|e| e.error)?;

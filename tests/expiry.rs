@@ -17,6 +17,16 @@ fn t0() -> Timestamp {
 }
 
 fn run(cap: &Capture, flow: FlowConfig) -> Vec<FlowRecord> {
+    run_events(cap, flow)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Flow(f) => Some(*f),
+            _ => None,
+        })
+        .collect()
+}
+
+fn run_events(cap: &Capture, flow: FlowConfig) -> Vec<Event> {
     let none: Arc<Protocols> = Arc::from(Vec::new());
     let cfg = EngineConfig {
         flow,
@@ -35,12 +45,6 @@ fn run(cap: &Capture, flow: FlowConfig) -> Vec<FlowRecord> {
     }
     engine.finish(&mut events);
     events
-        .into_iter()
-        .filter_map(|e| match e {
-            Event::Flow(f) => Some(*f),
-            _ => None,
-        })
-        .collect()
 }
 
 #[test]
@@ -88,6 +92,53 @@ fn long_lived_flow_gets_interim_records_and_stays_one_flow() {
         last.dirs[0].pkts + last.dirs[1].pkts,
         cap.truth.flows[0].total_packets()
     );
+}
+
+/// A consumer that sums the `flow` records' packet counters counts every
+/// packet once, and every flow once, however many interim records the
+/// long flows got (those are `flow_interim`, cumulative).
+#[test]
+fn summing_flow_records_counts_each_packet_once() {
+    let mut s = Scenario::new(t0());
+    let c = s.host("10.10.0.10");
+    let servers = [s.remote("198.51.100.10"), s.remote("198.51.100.11")];
+    for (i, srv) in servers.into_iter().enumerate() {
+        let mut tcp = s.tcp(c, 40000 + i as u16, srv, 22);
+        tcp.handshake();
+        for _ in 0..40 + 20 * i {
+            tcp.think(Duration::from_secs(90)).send(b"k").recv(b"k");
+        }
+        tcp.close_fin();
+    }
+    s.udp(c, 50000, servers[0], 53).send(b"q").recv(b"a");
+    let cap = s.finish();
+    let flow = FlowConfig {
+        active_seconds: 600,
+        ..FlowConfig::default()
+    };
+    let mut eve = Vec::new();
+    for event in run_events(&cap, flow) {
+        egresswatch::eve::append(&mut eve, &event);
+    }
+    let records: Vec<serde_json::Value> = eve
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    let of_type = |t: &'static str| records.iter().filter(move |r| r["event_type"] == t);
+    let pkts = |r: &serde_json::Value, key: &str| {
+        r[key]["pkts_toserver"].as_u64().unwrap() + r[key]["pkts_toclient"].as_u64().unwrap()
+    };
+    let summed: u64 = of_type("flow").map(|r| pkts(r, "flow")).sum();
+    assert_eq!(summed, cap.truth.frames, "every packet counted once");
+    assert_eq!(of_type("flow").count(), cap.truth.flows.len());
+    let interims: Vec<_> = of_type(egresswatch::eve::INTERIM).collect();
+    assert!(interims.len() >= 8, "{} interim records", interims.len());
+    for r in &interims {
+        assert!(r.get("flow").is_none(), "no `flow` object: {r}");
+        assert!(r["flow_interim"].get("reason").is_none(), "not an end: {r}");
+        assert!(pkts(r, "flow_interim") > 0);
+    }
 }
 
 #[test]
@@ -162,7 +213,15 @@ fn a_new_connection_on_a_closed_tuple_is_a_new_flow() {
     let cap = s.finish();
     let records = run(&cap, FlowConfig::default());
     assert_eq!(records.len(), 2);
-    assert!(records.iter().any(|r| r.reason == EndReason::Reused));
+    let reused = records
+        .iter()
+        .find(|r| r.reason == EndReason::Reused)
+        .expect("the first connection ends by reuse");
+    let mut eve = Vec::new();
+    egresswatch::eve::append(&mut eve, &Event::Flow(Box::new(reused.clone())));
+    let eve: serde_json::Value = serde_json::from_slice(&eve).unwrap();
+    assert_eq!(eve["flow"]["reason"], "tcp_reuse", "Suricata's name");
+    assert_eq!(eve["egresswatch"]["end_reason"], "reused");
     assert!(records
         .iter()
         .all(|r| r.tcp.as_ref().unwrap().conn_state == "SF"));

@@ -92,7 +92,8 @@ fn dns(cap: &Capture, events: &[Value]) -> Vec<String> {
 
 /// The flow record's `app_proto` is what the bytes were.
 fn app_proto(cap: &Capture, events: &[Value]) -> Vec<String> {
-    let want = truth_str(cap, "app_proto").unwrap_or("unknown");
+    // Payload nobody identified is `failed`, as Suricata writes it.
+    let want = truth_str(cap, "app_proto").unwrap_or("failed");
     let flows = records(events, &cap.entry["outer"], "flow");
     if flows.is_empty() {
         return vec!["no flow record for the connection".into()];
@@ -102,7 +103,7 @@ fn app_proto(cap: &Capture, events: &[Value]) -> Vec<String> {
         // An unidentified flow may say so under `egresswatch` instead.
         .filter(|f| {
             f["app_proto"] != want
-                && !(want == "unknown" && f["egresswatch"]["app_proto"] == "unknown")
+                && !(want == "failed" && f["egresswatch"]["app_proto"] == "failed")
         })
         .map(|f| format!("flow app_proto is {}, expected {want}", f["app_proto"]))
         .collect()

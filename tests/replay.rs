@@ -310,6 +310,33 @@ fn demo_shows_the_incident() {
     }
 }
 
+/// `demo --eve -` leaves standard output to EVE alone, so `| jq` works:
+/// the report goes to stderr, and `-q` drops it.
+#[test]
+fn demo_eve_on_stdout_is_only_json_lines() {
+    let out = run(&["demo", "--eve", "-"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout.clone()).unwrap();
+    let mut types = std::collections::BTreeSet::new();
+    for line in text.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        types.insert(v["event_type"].as_str().unwrap().to_string());
+    }
+    assert!(
+        types.contains("alert") && types.contains("flow"),
+        "{types:?}"
+    );
+    assert!(
+        stderr(&out).contains("ssh-reverse-forward"),
+        "report on stderr"
+    );
+    let quiet = run(&["demo", "--eve", "-", "-q"]);
+    assert!(quiet.status.success());
+    assert_eq!(quiet.stdout.len(), text.len());
+    assert!(stderr(&quiet).is_empty(), "{}", stderr(&quiet));
+}
+
 /// An engine with every analyzer and the built-in rules.
 fn judging_engine() -> Engine {
     Engine::with_builtin_rules(EngineConfig::default()).expect("built-in rules load")

@@ -424,11 +424,14 @@ impl EndReason {
         }
     }
 
-    /// EVE's `flow.reason` vocabulary (`timeout`, `forced`, `shutdown`).
+    /// EVE's `flow.reason` vocabulary (`timeout`, `forced`, `shutdown`,
+    /// and `tcp_reuse` for a TCP 5-tuple a new SYN reopened, as Suricata's
+    /// `FLOW_END_FLAG_TCPREUSE`).
     pub fn eve(self) -> &'static str {
         match self {
             EndReason::Idle | EndReason::Active => "timeout",
-            EndReason::Evicted | EndReason::Reused => "forced",
+            EndReason::Reused => "tcp_reuse",
+            EndReason::Evicted => "forced",
             EndReason::Shutdown => "shutdown",
         }
     }

@@ -278,6 +278,13 @@ fn textfile_is_written_whole() {
         !text.contains("process_"),
         "no process metrics in a textfile"
     );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(
+        mode & 0o777,
+        0o644,
+        "node_exporter reads it as another user"
+    );
     // Only the file itself is left (no temporary files).
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 }

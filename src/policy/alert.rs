@@ -301,6 +301,21 @@ impl Alert {
         o.str("signature", &self.signature());
         o.str("category", self.detection.category());
         o.u64("severity", self.severity.get().into());
+        o.obj("metadata", |o| self.write_metadata(o));
+    }
+
+    /// `alert.metadata` as ET rules fill it (every value a list of
+    /// strings), where Elastic's Suricata pipeline reads `threat.*`.
+    fn write_metadata(&self, o: &mut Obj<'_>) {
+        let d = self.detection;
+        o.strs("mitre_tactic_id", d.tactics().map(|t| t.id));
+        o.strs("mitre_tactic_name", d.tactics().map(|t| t.name));
+        o.strs("mitre_technique_id", d.techniques().map(|t| t.id));
+        o.strs("mitre_technique_name", d.techniques().map(|t| t.name));
+        o.strs("signature_severity", [self.severity.et_name()]);
+        o.strs("confidence", [d.confidence()]);
+        o.strs("attack_target", [d.attack_target()]);
+        o.strs("deployment", ["Perimeter"]);
     }
 
     /// The project's own detail, written under `egresswatch`.
@@ -592,7 +607,17 @@ enabled = false
                 "rev": 1,
                 "signature": "EGRESSWATCH SSH remote port forwarding requested (ssh -R)",
                 "category": "A Network Trojan was detected",
-                "severity": 1
+                "severity": 1,
+                "metadata": {
+                    "mitre_tactic_id": ["TA0011"],
+                    "mitre_tactic_name": ["Command_And_Control"],
+                    "mitre_technique_id": ["T1572"],
+                    "mitre_technique_name": ["Protocol_Tunneling"],
+                    "signature_severity": ["Major"],
+                    "confidence": ["High"],
+                    "attack_target": ["Client_Endpoint"],
+                    "deployment": ["Perimeter"]
+                }
             },
             "egresswatch": {
                 "detection": "ssh-reverse-forward",

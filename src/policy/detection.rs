@@ -142,6 +142,42 @@ impl Detection {
         }
     }
 
+    /// The techniques of [`Detection::mitre`] with their names and
+    /// tactics, from [`TECHNIQUES`].
+    pub fn techniques(self) -> impl Iterator<Item = &'static Technique> {
+        self.mitre()
+            .iter()
+            .filter_map(|id| TECHNIQUES.iter().find(|t| t.id == *id))
+    }
+
+    /// The tactics of the detection's techniques, each once, in order.
+    pub fn tactics(self) -> impl Iterator<Item = &'static Tactic> {
+        let mut seen = [false; TACTICS.len()];
+        self.techniques().filter_map(move |t| {
+            let i = TACTICS.iter().position(|x| x.id == t.tactic)?;
+            (!std::mem::replace(&mut seen[i], true)).then_some(&TACTICS[i])
+        })
+    }
+
+    /// ET's `confidence` metadata: how directly the packets show what the
+    /// alert says (`High`: read from the protocol or the addresses;
+    /// `Medium`: inferred from sizes and timing).
+    pub fn confidence(self) -> &'static str {
+        match self {
+            Detection::SshReverseSession | Detection::SshReverseInteractive => "Medium",
+            _ => "High",
+        }
+    }
+
+    /// ET's `attack_target` metadata: what the activity puts at risk.
+    pub fn attack_target(self) -> &'static str {
+        match self {
+            Detection::SshReverseRole => "Server",
+            Detection::FlowTablePressure => "Networking_Equipment",
+            _ => "Client_Endpoint",
+        }
+    }
+
     pub fn default_severity(self) -> Severity {
         match self {
             Detection::SshReverseForward
@@ -176,6 +212,84 @@ impl Detection {
         }
     }
 }
+
+/// A MITRE ATT&CK (Enterprise) technique a detection maps to.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Technique {
+    pub id: &'static str,
+    /// As ET rules write names in metadata: words joined by `_`.
+    pub name: &'static str,
+    /// The tactic id (`TA…`) the technique serves here.
+    pub tactic: &'static str,
+}
+
+/// A MITRE ATT&CK (Enterprise) tactic.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Tactic {
+    pub id: &'static str,
+    pub name: &'static str,
+}
+
+/// Every technique a detection names, with the tactic it serves in
+/// egress traffic (T1021.004 is Lateral Movement; the tunnelling and
+/// proxy techniques are Command and Control).
+pub const TECHNIQUES: [Technique; 7] = [
+    Technique {
+        id: "T1021.004",
+        name: "Remote_Services_SSH",
+        tactic: "TA0008",
+    },
+    Technique {
+        id: "T1071",
+        name: "Application_Layer_Protocol",
+        tactic: "TA0011",
+    },
+    Technique {
+        id: "T1090",
+        name: "Proxy",
+        tactic: "TA0011",
+    },
+    Technique {
+        id: "T1496",
+        name: "Resource_Hijacking",
+        tactic: "TA0040",
+    },
+    Technique {
+        id: "T1562",
+        name: "Impair_Defenses",
+        tactic: "TA0005",
+    },
+    Technique {
+        id: "T1571",
+        name: "Non_Standard_Port",
+        tactic: "TA0011",
+    },
+    Technique {
+        id: "T1572",
+        name: "Protocol_Tunneling",
+        tactic: "TA0011",
+    },
+];
+
+/// The tactics of [`TECHNIQUES`].
+pub const TACTICS: [Tactic; 4] = [
+    Tactic {
+        id: "TA0005",
+        name: "Defense_Evasion",
+    },
+    Tactic {
+        id: "TA0008",
+        name: "Lateral_Movement",
+    },
+    Tactic {
+        id: "TA0011",
+        name: "Command_And_Control",
+    },
+    Tactic {
+        id: "TA0040",
+        name: "Impact",
+    },
+];
 
 impl fmt::Display for Detection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -254,6 +368,15 @@ impl Severity {
 
     pub fn get(self) -> u8 {
         self.0
+    }
+
+    /// ET's `signature_severity` metadata for this level.
+    pub fn et_name(self) -> &'static str {
+        match self.0 {
+            1 => "Major",
+            2 => "Minor",
+            _ => "Informational",
+        }
     }
 
     pub fn name(self) -> &'static str {
@@ -362,6 +485,34 @@ mod tests {
             assert!(d.signature().starts_with("EGRESSWATCH "));
         }
         assert_eq!(Detection::from_id("ssh"), None);
+    }
+
+    #[test]
+    fn every_technique_has_a_name_and_a_tactic() {
+        for d in Detection::ALL {
+            let ids: Vec<_> = d.techniques().map(|t| t.id).collect();
+            assert_eq!(ids, d.mitre(), "{d}");
+            assert!(d.tactics().next().is_some(), "{d}");
+        }
+        for t in &TECHNIQUES {
+            assert!(TACTICS.iter().any(|x| x.id == t.tactic), "{}", t.id);
+        }
+        let tactics: Vec<_> = Detection::SshReverseInteractive
+            .tactics()
+            .map(|t| (t.id, t.name))
+            .collect();
+        assert_eq!(
+            tactics,
+            [
+                ("TA0011", "Command_And_Control"),
+                ("TA0008", "Lateral_Movement")
+            ]
+        );
+        let once: Vec<_> = Detection::SshReverseSession
+            .tactics()
+            .map(|t| t.id)
+            .collect();
+        assert_eq!(once, ["TA0011"]);
     }
 
     #[test]

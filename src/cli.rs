@@ -82,6 +82,10 @@ pub struct ReplayArgs {
 
 #[derive(Args, Debug)]
 pub struct CaptureArgs {
+    /// Read these options from a TOML file first (keys are the long flag
+    /// names, e.g. `flow-capacity = 100000`); flags given here win.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Interface to capture on; repeat for several (one capture thread each).
     #[arg(long = "interface", short = 'i', required = true, value_name = "IFACE")]
     pub interfaces: Vec<String>,

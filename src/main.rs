@@ -2,6 +2,7 @@
 //! codes. Everything else is in the library.
 
 mod cli;
+mod config;
 mod report;
 
 use anyhow::{Context, Result};
@@ -40,7 +41,15 @@ mod exit {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let argv = match config::merged_args::<Cli>(std::env::args_os().collect()) {
+        Ok(argv) => argv,
+        Err(diagnostics) => {
+            eprint!("{diagnostics}");
+            eprintln!("egresswatch: the --config file has errors; nothing was started");
+            return ExitCode::from(exit::CONFIG);
+        }
+    };
+    let cli = Cli::parse_from(argv);
     init_logging(cli.log_format, &cli.log_level);
     match run(cli.command) {
         Ok(code) => code,

@@ -129,6 +129,20 @@ impl RuleFiles {
     }
 }
 
+/// One TOML file other than a rule file (the sensor's `--config`, read
+/// with the same checks: a regular file within the size limit, UTF-8).
+pub fn read_source(path: &Path) -> Result<SourceFile, Diagnostics> {
+    let mut files = RuleFiles::default();
+    files.read(path);
+    match (files.sources.pop(), files.problems.is_empty()) {
+        (Some(source), true) => Ok(source),
+        (source, _) => Err(Diagnostics::new(
+            files.problems,
+            source.into_iter().collect(),
+        )),
+    }
+}
+
 /// The bytes of one rule file: a regular file (after following symlinks)
 /// of at most [`MAX_RULE_FILE_BYTES`].
 fn read_rule_file(path: &Path) -> Result<Vec<u8>, Diagnostic> {

@@ -2,6 +2,7 @@
 //! codes. Everything else is in the library.
 
 mod cli;
+mod learn_cmd;
 mod report;
 
 use anyhow::{Context, Result};
@@ -59,6 +60,7 @@ fn run(command: Command) -> Result<ExitCode> {
         Command::Generate(args) => generate(args),
         Command::CheckRules(args) => check_rules(args),
         Command::Explain(args) => explain(args),
+        Command::Learn(args) => learn_cmd::learn(args),
     }
 }
 
@@ -160,6 +162,10 @@ fn capture(args: CaptureArgs) -> Result<ExitCode> {
             write_timeout: args.web_write_timeout,
         },
         user: args.user,
+        learn: match args.learn {
+            Some(path) => Some((path, learn_cmd::config(&args.learn_filters)?)),
+            None => None,
+        },
     };
     match egresswatch::sensor::run(cfg) {
         Ok(()) => Ok(ExitCode::SUCCESS),
@@ -362,6 +368,8 @@ struct Output {
     worst: Option<Severity>,
     /// Counts records for `--metrics-file`.
     tally: Option<egresswatch::metrics::Tally>,
+    /// `learn`: every flow record, with the rules it was judged by.
+    learner: Option<(egresswatch::learn::Learner, Arc<RuleSet>)>,
 }
 
 impl Output {
@@ -384,6 +392,7 @@ impl Output {
             alert_lines: false,
             worst: None,
             tally: None,
+            learner: None,
         })
     }
 
@@ -399,6 +408,9 @@ impl EventSink for Output {
     fn event(&mut self, event: Event) {
         if let Some(tally) = &self.tally {
             tally.observe(&event);
+        }
+        if let (Some((learner, rules)), Event::Flow(record)) = (&mut self.learner, &event) {
+            learner.observe_record(record, rules);
         }
         if let Event::Alert(alert) = &event {
             if self.worst.is_none_or(|w| alert.severity.meets(w)) {

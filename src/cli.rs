@@ -39,6 +39,8 @@ pub enum Command {
     CheckRules(CheckRulesArgs),
     /// What would happen to a flow from A to B:port with protocol P under the rules.
     Explain(ExplainArgs),
+    /// Propose allow entries (TOML) that cover the egress seen in captures.
+    Learn(LearnArgs),
     /// Write a generated capture (`demo`, or `bench` and `flood` with --packets) for tests and benchmarks.
     Generate(GenerateArgs),
     /// Write the manual pages (egresswatch.1 and one per command) into a directory.
@@ -133,6 +135,46 @@ pub struct CaptureArgs {
     /// After opening the captures, switch to this user (needs root).
     #[arg(long, value_name = "NAME")]
     pub user: Option<String>,
+    /// Learn allow entries from the egress seen (as `egresswatch learn`) and
+    /// rewrite this file atomically every few minutes and at shutdown.
+    #[arg(long, value_name = "FILE")]
+    pub learn: Option<PathBuf>,
+    #[command(flatten)]
+    pub learn_filters: LearnFilters,
+}
+
+#[derive(Args, Debug)]
+pub struct LearnArgs {
+    /// Capture files, read in order as one timeline; `-` reads standard input.
+    #[arg(required = true, value_name = "CAPTURE")]
+    pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub analysis: AnalysisArgs,
+    /// Write the entries here instead of standard output.
+    #[arg(long, short, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub filters: LearnFilters,
+}
+
+/// What `learn` and `capture --learn` keep.
+#[derive(Args, Debug)]
+pub struct LearnFilters {
+    /// Propose a destination only if at least this many flows went to it.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub min_flows: u64,
+    /// ... from at least this many source hosts.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub min_hosts: usize,
+    /// Only flows that started at or after this packet time (RFC 3339, e.g. 2025-06-15T15:00:00Z).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only flows that started before this packet time (RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Destinations tracked at most; flows to more are counted and left out.
+    #[arg(long, default_value_t = egresswatch::learn::MAX_DESTINATIONS, value_name = "N")]
+    pub max_destinations: usize,
 }
 
 /// `500ms`, `10s`, `2m` or plain seconds (`10`, `0.5`); more than zero.

@@ -55,6 +55,11 @@ pub struct FlowRecord {
     pub alerted: bool,
     /// Names of the server (DNS answers the client got, SNI, Host).
     pub names: Vec<std::sync::Arc<str>>,
+    /// Every detection the policy found on the flow, suppressed ones
+    /// included (what `egresswatch learn` refuses to legitimise).
+    pub findings: crate::policy::AlertState,
+    /// SSH client and server fingerprints (HASSH, HASSHServer).
+    pub hassh: [Option<Box<str>>; 2],
 }
 
 #[derive(Clone, Debug)]
@@ -105,7 +110,25 @@ impl FlowRecord {
             interim: reason == EndReason::Active,
             alerted: flow.alerts.raised().next().is_some(),
             names,
+            findings: flow.alerts,
+            hassh: ssh_fingerprints(flow),
         }
+    }
+}
+
+/// The HASSH and HASSHServer of an SSH flow (allocates for SSH flows only).
+fn ssh_fingerprints(flow: &Flow) -> [Option<Box<str>>; 2] {
+    let ssh = flow
+        .app
+        .as_ref()
+        .and_then(|a| a.facts())
+        .and_then(|f| f.ssh.as_deref());
+    match ssh {
+        Some(s) => [
+            s.hassh.as_deref().map(Box::from),
+            s.hassh_server.as_deref().map(Box::from),
+        ],
+        None => [None, None],
     }
 }
 

@@ -18,6 +18,7 @@ pub mod flow;
 pub mod gen;
 pub mod json;
 pub mod judge;
+pub mod learn;
 pub mod metrics;
 pub mod policy;
 pub mod sensor;

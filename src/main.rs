@@ -3,6 +3,7 @@
 
 mod cli;
 mod config;
+mod learn_cmd;
 mod report;
 
 use anyhow::{Context, Result};
@@ -70,6 +71,7 @@ fn run(command: Command) -> Result<ExitCode> {
         Command::Explain(args) => explain(args),
         Command::Man(args) => man(args),
         Command::Completions(args) => completions(args),
+        Command::Learn(args) => learn_cmd::learn(args),
     }
 }
 
@@ -189,6 +191,10 @@ fn capture(args: CaptureArgs) -> Result<ExitCode> {
             write_timeout: args.web_write_timeout,
         },
         user: args.user,
+        learn: match args.learn {
+            Some(path) => Some((path, learn_cmd::config(&args.learn_filters)?)),
+            None => None,
+        },
     };
     match egresswatch::sensor::run(cfg) {
         Ok(()) => Ok(ExitCode::SUCCESS),
@@ -398,6 +404,8 @@ struct Output {
     worst: Option<Severity>,
     /// Counts records for `--metrics-file`.
     tally: Option<egresswatch::metrics::Tally>,
+    /// `learn`: every flow record, with the rules it was judged by.
+    learner: Option<(egresswatch::learn::Learner, Arc<RuleSet>)>,
 }
 
 impl Output {
@@ -420,6 +428,7 @@ impl Output {
             alert_lines: false,
             worst: None,
             tally: None,
+            learner: None,
         })
     }
 
@@ -435,6 +444,9 @@ impl EventSink for Output {
     fn event(&mut self, event: Event) {
         if let Some(tally) = &self.tally {
             tally.observe(&event);
+        }
+        if let (Some((learner, rules)), Event::Flow(record)) = (&mut self.learner, &event) {
+            learner.observe_record(record, rules);
         }
         if let Event::Alert(alert) = &event {
             if self.worst.is_none_or(|w| alert.severity.meets(w)) {

@@ -32,6 +32,7 @@ pub use detection::{Detection, DetectionSettings, Permission, Permissions, Sever
 pub use diag::{Diagnostic, Diagnostics, Level, SourceFile};
 pub use explain::{check_rules, explain, summary, CheckReport, ExplainQuery, EX_CONFIG};
 pub use load::{load_dir, load_dir_or_shipped, load_sources, reload, shipped, Loaded};
+pub(crate) use parse::days_from_civil;
 pub use schema::{
     AllowEntry, AppProto, EgressMode, PortRange, ProtoMatch, RuleSet, Transport, Zone,
 };

@@ -25,6 +25,7 @@
 //! holds for the only interface too: an appliance keeps trying.
 
 mod capture;
+pub mod learn;
 mod output;
 pub mod privilege;
 pub mod shard;
@@ -77,6 +78,8 @@ pub struct SensorConfig {
     pub web: web::Limits,
     /// Switch to this user after opening the captures (needs root).
     pub user: Option<String>,
+    /// `--learn FILE`: learn allow entries from the flows that end.
+    pub learn: Option<(PathBuf, crate::learn::LearnConfig)>,
 }
 
 /// Cores left after one capture thread per interface, at least one.
@@ -320,8 +323,26 @@ impl Running {
             return Err(SensorError::Privileges(e));
         }
 
+        let learn = match &cfg.learn {
+            Some((path, c)) => {
+                let file =
+                    learn::LearnFile::new(path.clone(), c.clone(), rules.clone(), &cfg.interfaces);
+                // A first (empty) file now: a directory the sensor cannot
+                // write to is an error at start, not five minutes later.
+                if let Err(e) = file.write_now() {
+                    stop.store(true, Ordering::Relaxed);
+                    return Err(SensorError::Config(format!(
+                        "--learn {}: {e}",
+                        path.display()
+                    )));
+                }
+                Some(file)
+            }
+            None => None,
+        };
         let (event_tx, event_rx) = crossbeam_channel::bounded(16_384);
         let writer = output::Writer {
+            learn,
             rx: event_rx,
             target,
             metrics: metrics.clone(),

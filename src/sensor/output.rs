@@ -118,6 +118,8 @@ pub struct Writer {
     pub ssh: SshClassifier,
     /// Set by SIGHUP: reopen the output file.
     pub reopen: Arc<AtomicBool>,
+    /// `--learn FILE`.
+    pub learn: Option<super::learn::LearnFile>,
 }
 
 impl Writer {
@@ -130,6 +132,7 @@ impl Writer {
             metrics,
             ssh,
             reopen,
+            mut learn,
         } = self;
         let discard = matches!(target, EveTarget::Discard);
         let mut out = Output::new(target, metrics.clone());
@@ -139,6 +142,9 @@ impl Writer {
                     metrics.observe_event(&event, Some(&ssh));
                     if let Event::Alert(alert) = &event {
                         tracing::info!(target: "egresswatch::alert", "{}", alert.line());
+                    }
+                    if let Some(l) = &mut learn {
+                        l.observe(&event);
                     }
                     if !discard {
                         out.push(&event);
@@ -154,6 +160,12 @@ impl Writer {
             if out.due(rx.is_empty(), Instant::now()) {
                 out.write(Instant::now());
             }
+            if let Some(l) = &mut learn {
+                l.tick(Instant::now());
+            }
+        }
+        if let Some(l) = &mut learn {
+            l.write();
         }
         out.finish()
     }

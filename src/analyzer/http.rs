@@ -513,6 +513,7 @@ impl HttpAnalyzer {
             side.stop();
             return;
         };
+        self.mining.server_spoke();
         for &h in &resp.mining_headers {
             self.mining
                 .on_server_hint(h, Family::Getwork, pkt.index, pkt.ts);
@@ -652,9 +653,23 @@ impl Analyzer for HttpAnalyzer {
         &self.facts
     }
 
-    fn finish(&mut self, _last_ts: Timestamp, out: &mut Emit) {
+    fn finish(&mut self, last_ts: Timestamp, out: &mut Emit) {
         for tx in self.open.drain(..) {
             out.push(log(&tx, None));
+        }
+        // A mining request no pool answered is still mining evidence.
+        if let Some(m) = self.mining.attempt_facts() {
+            self.facts.mining = Some(Box::new(m));
+            self.facts.touch();
+            if !self.mining_logged {
+                self.mining_logged = true;
+                out.push(AppEvent {
+                    ts: last_ts,
+                    event_type: "stratum",
+                    body: Rendered::of(&self.mining.eve()),
+                    extra: None,
+                });
+            }
         }
     }
 }

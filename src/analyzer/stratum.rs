@@ -14,9 +14,12 @@
 //! `stratum {protocol, methods, login, agent, confirmed_by}`, with the
 //! evidence (packet indices and times) under `egresswatch.stratum`.
 //! A flow whose client used an unambiguous mining method (`mining.*`,
-//! `eth_*`, getwork) that nothing answered gets the same record at its end
-//! with `confirmed_by: null` (an attempt, e.g. a pool probe) and no
-//! mining facts.
+//! `eth_*`, getwork, or an XMRig `login` that names its algorithms or
+//! rig) that no pool answered gets the same record at its end with
+//! `confirmed_by: null` and mining facts marked as an attempt
+//! (`unanswered`: the server sent nothing; `refused`: it sent an error or
+//! something that is not a pool's reply), so a miner whose pool is
+//! blocked or gone is still found.
 
 use super::{
     Analyzer, AppEvent, AppFacts, Chunk, Dir, Emit, Evidence, FlowContext, MiningFacts, PacketView,
@@ -244,6 +247,9 @@ struct ClientMethod {
     family: Family,
     /// The reply must carry a job for the pair to count (`login`).
     reply_needs_job: bool,
+    /// The request alone is evidence of a mining client (every method but
+    /// a CryptoNote `login` or `submit` that could be a benign API's).
+    unambiguous: bool,
 }
 
 /// Classifies a client request by method name and, where the name alone is
@@ -254,6 +260,7 @@ fn client_method(method: &str, params: &Value) -> Option<ClientMethod> {
             name,
             family,
             reply_needs_job: false,
+            unambiguous: family != Family::XmrigLogin,
         })
     };
     let has = |key: &str| params.get(key).is_some();
@@ -270,6 +277,7 @@ fn client_method(method: &str, params: &Value) -> Option<ClientMethod> {
             name: "login",
             family: Family::XmrigLogin,
             reply_needs_job: true,
+            unambiguous: miner_login(params),
         }),
         "submit" if has("job_id") && has("nonce") => m("submit", Family::XmrigLogin),
         "getjob" if has("id") => m("getjob", Family::XmrigLogin),
@@ -283,6 +291,26 @@ fn client_method(method: &str, params: &Value) -> Option<ClientMethod> {
         "getblocktemplate" => m("getblocktemplate", Family::Getwork),
         _ => None,
     }
+}
+
+/// An XMRig-style `login` that only a miner sends: it lists the hashing
+/// algorithms (`algo`) or a rig id (`rigid`), or its agent names a miner.
+fn miner_login(params: &Value) -> bool {
+    const MINERS: [&str; 6] = [
+        "xmrig",
+        "xmr-stak",
+        "srbminer",
+        "cpuminer",
+        "teamred",
+        "nanominer",
+    ];
+    let agent = params
+        .get("agent")
+        .and_then(Value::as_str)
+        .map(str::to_ascii_lowercase);
+    params.get("algo").is_some()
+        || params.get("rigid").is_some()
+        || agent.is_some_and(|a| MINERS.iter().any(|m| a.contains(m)))
 }
 
 /// Classifies a pool's own push (a request without a reply from the
@@ -366,8 +394,14 @@ pub struct MiningDetector {
     last_ts: Timestamp,
     confirmed: Option<Confirmation>,
     /// The family of the first unambiguous client method (any but the
-    /// CryptoNote names, which benign APIs share).
+    /// CryptoNote names, which benign APIs share, unless the login is a
+    /// miner's).
     attempt: Option<Family>,
+    /// The server sent something (bytes, a message, a header).
+    answered: bool,
+    /// The server replied to a mining request with an error, or its reply
+    /// to a login carried no job.
+    refused: bool,
     /// Login or agent learned since the facts were last taken.
     changed: bool,
 }
@@ -401,6 +435,50 @@ impl MiningDetector {
         self.attempt.filter(|_| self.confirmed.is_none())
     }
 
+    /// The server sent bytes on the flow (whether or not they parse).
+    pub fn server_spoke(&mut self) {
+        self.answered = true;
+    }
+
+    /// How an attempt went: `refused` when the server answered (with an
+    /// error, or with something that is not a pool), else `unanswered`.
+    pub fn attempt_outcome(&self) -> &'static str {
+        if self.refused || self.answered {
+            "refused"
+        } else {
+            "unanswered"
+        }
+    }
+
+    /// The facts of an attempt ([`attempted`](Self::attempted)): a mining
+    /// client's request alone, no pool's answer.
+    pub fn attempt_facts(&self) -> Option<MiningFacts> {
+        let family = self.attempted()?;
+        let mut summary = format!(
+            "{} attempt ({}): {}",
+            family.name(),
+            self.attempt_outcome(),
+            self.methods.join(", ")
+        );
+        self.push_credentials(&mut summary);
+        let first = self.first_ts.unwrap_or(self.last_ts);
+        Some(MiningFacts {
+            protocol: family.name(),
+            wallet: self.login.clone(),
+            agent: self.agent.clone(),
+            evidence: Evidence::new(summary, &self.packets, first, self.last_ts),
+        })
+    }
+
+    fn push_credentials(&self, summary: &mut String) {
+        if let Some(l) = &self.login {
+            summary.push_str(&format!("; login {l}"));
+        }
+        if let Some(a) = &self.agent {
+            summary.push_str(&format!("; agent {a}"));
+        }
+    }
+
     /// Feeds one JSON value (a message or a batch). Returns true when this
     /// message confirmed the flow as mining, or added a login or agent to
     /// a confirmed flow.
@@ -421,6 +499,9 @@ impl MiningDetector {
     fn on_object(&mut self, dir: Dir, msg: &Value, packet: u64, ts: Timestamp) {
         let method = msg.get("method").and_then(Value::as_str);
         let params = msg.get("params").unwrap_or(&Value::Null);
+        if dir == Dir::ToClient {
+            self.answered = true;
+        }
         match (dir, method) {
             (Dir::ToServer, Some(name)) => {
                 if let Some(m) = client_method(name, params) {
@@ -466,7 +547,8 @@ impl MiningDetector {
         ts: Timestamp,
     ) {
         self.note(name, packet, ts);
-        self.add_client_method(name, family);
+        // A header is a hint, not a request: alone it is no attempt.
+        self.add_client_method(name, family, false);
     }
 
     /// A mining signal from the server that is not a JSON-RPC push (for
@@ -478,6 +560,7 @@ impl MiningDetector {
         packet: u64,
         ts: Timestamp,
     ) {
+        self.answered = true;
         self.on_server_push(name, family, packet, ts);
     }
 
@@ -494,8 +577,8 @@ impl MiningDetector {
         }
     }
 
-    fn add_client_method(&mut self, name: &'static str, family: Family) {
-        if family != Family::XmrigLogin {
+    fn add_client_method(&mut self, name: &'static str, family: Family, unambiguous: bool) {
+        if unambiguous {
             self.attempt.get_or_insert(family);
         }
         if !self.client_methods.contains(&name) {
@@ -527,7 +610,7 @@ impl MiningDetector {
                 method: m,
             });
         }
-        self.add_client_method(m.name, m.family);
+        self.add_client_method(m.name, m.family, m.unambiguous);
     }
 
     fn on_server_push(&mut self, name: &'static str, family: Family, packet: u64, ts: Timestamp) {
@@ -552,6 +635,8 @@ impl MiningDetector {
             if !p.method.reply_needs_job || reply_has_job(msg) {
                 self.note(p.method.name, packet, ts);
                 self.confirm(Confirmation::Reply, p.method.family);
+            } else {
+                self.refused = true;
             }
             return;
         }
@@ -606,12 +691,7 @@ impl MiningDetector {
             how.name(),
             self.methods.join(", ")
         );
-        if let Some(l) = &self.login {
-            summary.push_str(&format!("; login {l}"));
-        }
-        if let Some(a) = &self.agent {
-            summary.push_str(&format!("; agent {a}"));
-        }
+        self.push_credentials(&mut summary);
         let first = self.first_ts.unwrap_or(self.last_ts);
         Some(MiningFacts {
             protocol: family.name(),
@@ -807,6 +887,9 @@ impl Analyzer for StratumAnalyzer {
         }
         let i = dir.index();
         let mut values = std::mem::take(&mut self.scratch);
+        if dir == Dir::ToClient && matches!(chunk, Chunk::Data(d) if !d.is_empty()) {
+            self.detector.server_spoke();
+        }
         match (chunk, self.streams.get_mut(i)) {
             (Chunk::Data(data), Some(s)) => s.push(data, &mut values),
             (Chunk::Gap(_), Some(s)) => s.gap(),
@@ -847,7 +930,12 @@ impl Analyzer for StratumAnalyzer {
     fn finish(&mut self, last_ts: Timestamp, out: &mut Emit) {
         self.maybe_log(last_ts, out, true);
         if !self.logged && self.detector.attempted().is_some() {
-            // Worth a record, not a verdict: the facts stay without mining.
+            // A mining client's request alone: an attempt, still mining.
+            if let Some(m) = self.detector.attempt_facts() {
+                self.facts.app_proto = Some("stratum");
+                self.facts.mining = Some(Box::new(m));
+                self.facts.touch();
+            }
             self.logged = true;
             out.push(AppEvent {
                 ts: last_ts,

@@ -140,6 +140,18 @@ fn xmrig_login_without_job_needs_more() {
         "{\"id\":1,\"jsonrpc\":\"2.0\",\"result\":{\"status\":\"OK\"}}\n",
     );
     let (a, events) = run(&segs(&[login, bare]));
+    // XMRig's login (it names its algorithms) is still an attempt.
+    assert!(mining(a.as_ref())
+        .evidence
+        .summary
+        .contains("attempt (refused)"));
+    assert_eq!(events.len(), 1);
+    // A login without a miner's markers is not.
+    let plain = (
+        Dir::ToServer,
+        "{\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"login\",\"params\":{\"login\":\"48edf\",\"pass\":\"x\"}}\n",
+    );
+    let (a, events) = run(&segs(&[plain, bare]));
     assert!(a.facts().mining.is_none());
     assert!(a.facts().app_proto.is_none());
     assert!(events.is_empty());
@@ -222,7 +234,7 @@ fn stratum_found_after_text_chunks_in_later_segment() {
 }
 
 #[test]
-fn unanswered_subscribe_is_an_attempt_not_a_verdict() {
+fn refused_subscribe_is_an_attempt() {
     // cgminer probing a host that is not a Stratum pool.
     let msgs = [
         (
@@ -235,15 +247,68 @@ fn unanswered_subscribe_is_an_attempt_not_a_verdict() {
         ),
     ];
     let (a, events) = run(&segs(&msgs));
-    assert!(a.facts().mining.is_none());
-    assert!(a.facts().app_proto.is_none());
+    let m = mining(a.as_ref());
+    assert_eq!(m.protocol, "stratum");
+    assert!(
+        m.evidence
+            .summary
+            .starts_with("stratum attempt (refused): mining.subscribe"),
+        "{}",
+        m.evidence.summary
+    );
+    assert_eq!(a.facts().app_proto, Some("stratum"));
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].body.to_value()["confirmed_by"], Value::Null);
     assert_eq!(events[0].body.to_value()["protocol"], "stratum");
     assert_eq!(events[0].body.to_value()["agent"], "cgminer/3.7.2");
     // A lone CryptoNote login is too generic even for that.
-    let (_, events) = run(&segs(&BENIGN_LOGIN[..1]));
+    let (a, events) = run(&segs(&BENIGN_LOGIN[..1]));
     assert!(events.is_empty());
+    assert!(a.facts().mining.is_none());
+}
+
+#[test]
+fn lone_requests_of_a_miner_are_unanswered_attempts() {
+    let subscribe =
+        "{\"id\": 1, \"method\": \"mining.subscribe\", \"params\": [\"cgminer/3.7.2\"]}\n";
+    let authorize =
+        "{\"id\": 2, \"method\": \"mining.authorize\", \"params\": [\"wallet.rig\", \"x\"]}\n";
+    let eth =
+        "{\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"eth_submitLogin\",\"params\":[\"0xabc\"]}\n";
+    let cases: [(&str, &str); 4] = [
+        (subscribe, "stratum"),
+        (authorize, "stratum"),
+        (XMRIG[0].1, "xmrig-login"),
+        (eth, "ethproxy"),
+    ];
+    for (msg, protocol) in cases {
+        let (a, events) = run(&segs(&[(Dir::ToServer, msg)]));
+        let m = mining(a.as_ref());
+        assert_eq!(m.protocol, protocol, "{msg}");
+        assert!(
+            m.evidence.summary.contains("attempt (unanswered)"),
+            "{}",
+            m.evidence.summary
+        );
+        assert_eq!(events.len(), 1, "{msg}");
+        assert_eq!(events[0].body.to_value()["confirmed_by"], Value::Null);
+    }
+}
+
+#[test]
+fn refused_xmrig_login_is_an_attempt() {
+    let refusal =
+        "{\"id\":1,\"jsonrpc\":\"2.0\",\"error\":{\"code\":-1,\"message\":\"Invalid address\"}}\n";
+    let (a, _) = run(&segs(&[XMRIG[0], (Dir::ToClient, refusal)]));
+    let m = mining(a.as_ref());
+    assert!(
+        m.evidence
+            .summary
+            .starts_with("xmrig-login attempt (refused): login"),
+        "{}",
+        m.evidence.summary
+    );
+    assert!(m.wallet.is_some());
 }
 
 #[test]

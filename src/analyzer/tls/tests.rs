@@ -31,6 +31,9 @@ const JA3: &str = "771,4866-4867-4865-49196-49200-159-52393-52392-52394-49195-49
 const JA3_HASH: &str = "0149f47eabf9a20d0893e2a44e5a6323";
 const JA3S: &str = "771,4866,43-51";
 const JA3S_HASH: &str = "15af977ce25de452b96affa2addb1036";
+/// JA4 of CLIENT_HELLO as FoxIO's reference (python/ja4.py, tshark 4.0)
+/// computes it on the lab capture.
+const JA4: &str = "t13d3112h2_e8f1e7e78f70_b26ce05bbdd6";
 
 fn flow() -> FlowContext {
     ctx(proto::TCP, "10.10.0.10:51000", "203.0.113.80:443")
@@ -55,6 +58,7 @@ fn expected_body() -> Value {
         "ja3": {"hash": JA3_HASH, "string": JA3},
         "client_alpns": ["h2", "http/1.1"],
         "ja3s": {"hash": JA3S_HASH, "string": JA3S},
+        "ja4": JA4,
     })
 }
 

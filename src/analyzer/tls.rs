@@ -484,6 +484,7 @@ fn check_header(h: &[u8]) -> Result<(), TlsError> {
     Ok(())
 }
 
+/// A 24-bit big-endian length.
 fn u24(b: &[u8]) -> usize {
     b.iter().fold(0, |n, &x| n << 8 | usize::from(x))
 }

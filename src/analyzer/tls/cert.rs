@@ -6,6 +6,7 @@
 //! `:`, `notbefore`/`notafter` as `YYYY-MM-DDTHH:MM:SS` (UTC), and
 //! `subjectaltname` (DNS names, URIs, e-mail addresses, IP addresses).
 
+use super::u24;
 use crate::json::Obj;
 use sha1::{Digest, Sha1};
 use std::fmt::Write as _;
@@ -147,10 +148,6 @@ pub fn leaf(body: &[u8]) -> Leaf<'_> {
         Some(der) => Leaf::Complete(der),
         None => Leaf::NeedBody(6 + len),
     }
-}
-
-fn u24(b: &[u8]) -> usize {
-    b.iter().fold(0, |n, &x| n << 8 | usize::from(x))
 }
 
 #[cfg(test)]

@@ -131,6 +131,65 @@ fn tls(cap: &Capture, events: &[Value]) -> Vec<String> {
             rec["tls"]["client_alpns"]
         ));
     }
+    out.extend(tls_ja4_and_certificate(cap, &rec["tls"]));
+    out
+}
+
+/// Every ClientHello gets a well-formed JA4; a TLS 1.2 handshake shows the
+/// server's certificate (the lab's self-signed one), TLS 1.3 none (it is
+/// encrypted there).
+fn tls_ja4_and_certificate(cap: &Capture, tls: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let ja4 = tls["ja4"].as_str().unwrap_or("");
+    let parts: Vec<&str> = ja4.split('_').collect();
+    let well_formed = parts.len() == 3
+        && parts[0].len() == 10
+        && parts[0].starts_with('t')
+        && parts[1..]
+            .iter()
+            .all(|p| p.len() == 12 && p.bytes().all(|b| b.is_ascii_hexdigit()));
+    if !well_formed {
+        out.push(format!("tls.ja4 is {}, not a JA4 fingerprint", tls["ja4"]));
+    }
+    let version = truth_str(cap, "tls_version").unwrap_or("TLS 1.3");
+    if tls["version"] != version {
+        out.push(format!(
+            "tls.version is {}, expected {version}",
+            tls["version"]
+        ));
+    }
+    let Some(subject) = truth_str(cap, "cert_subject") else {
+        if tls.get("subject").is_some() {
+            out.push(format!(
+                "tls.subject {} on a TLS 1.3 handshake",
+                tls["subject"]
+            ));
+        }
+        return out;
+    };
+    for key in ["subject", "issuerdn"] {
+        if tls[key] != subject {
+            out.push(format!(
+                "tls.{key} is {}, the lab's certificate is {subject}",
+                tls[key]
+            ));
+        }
+    }
+    if tls["subjectaltname"] != cap.entry["truth"]["cert_names"] {
+        out.push(format!("tls.subjectaltname is {}", tls["subjectaltname"]));
+    }
+    let fp = tls["fingerprint"].as_str().unwrap_or("");
+    if fp.len() != 59 || fp.split(':').any(|b| b.len() != 2) {
+        out.push(format!(
+            "tls.fingerprint is {}, not SHA-1 colon hex",
+            tls["fingerprint"]
+        ));
+    }
+    for key in ["serial", "notbefore", "notafter"] {
+        if tls[key].as_str().is_none_or(str::is_empty) {
+            out.push(format!("no tls.{key}"));
+        }
+    }
     out
 }
 

@@ -1,14 +1,23 @@
-//! TLS on any port: the ClientHello and ServerHello read from each
-//! direction's in-order stream, however the hello is cut into TCP segments
-//! and TLS records. The client's SNI becomes the flow's `server_name`; the
-//! EVE `tls` record carries `sni`, `version` (Suricata's spelling), the
-//! ALPN lists and JA3/JA3S.
+//! TLS on any port: the ClientHello, ServerHello and (TLS ≤ 1.2) the
+//! server's leaf certificate, read from each direction's in-order stream
+//! however they are cut into TCP segments and TLS records. The client's
+//! SNI becomes the flow's `server_name`; the EVE `tls` record carries what
+//! Suricata writes: the certificate's `subject`, `issuerdn`,
+//! `subjectaltname`, `serial`, `fingerprint`, `notbefore`, `notafter`
+//! (`cert`), `sni`, `version` (Suricata's spelling), JA3/JA3S, JA4
+//! (`ja4`) and the ALPN lists.
 //!
 //! JA3 and JA3S follow Salesforce's published definition (BSD-3-Clause):
 //! the MD5 of `version,ciphers,extensions,groups,point_formats` (server:
 //! `version,cipher,extensions`), decimal values joined by `-`, GREASE
-//! values (RFC 8701) left out. JA4 is not computed: its licence (FoxIO
-//! License 1.1) does not fit this project.
+//! values (RFC 8701) left out. JA4 follows FoxIO's description of the TLS
+//! client fingerprint (BSD-3-Clause); the rest of JA4+ is not computed.
+//!
+//! Bounds: the client's handshake bytes are buffered up to
+//! [`MAX_HELLO_LEN`], the server's (ServerHello and the leaf certificate)
+//! up to [`MAX_SERVER_HANDSHAKE_LEN`]; a certificate that does not fit is
+//! not decoded and the record says so (`egresswatch.tls.certificate_error`).
+//! Only the first (leaf) certificate is read; the chain is skipped.
 
 use super::stratum::PoolList;
 use super::{
@@ -21,18 +30,30 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-/// Most handshake bytes buffered per direction while waiting for a hello.
+/// Most handshake bytes the client direction buffers for its hello.
 pub const MAX_HELLO_LEN: usize = 32 * 1024;
+/// Most handshake bytes the server direction buffers: its hello and, up
+/// to TLS 1.2, the Certificate message up to the end of the leaf.
+pub const MAX_SERVER_HANDSHAKE_LEN: usize = 64 * 1024;
 const RECORD_HEADER_LEN: usize = 5;
 const MAX_RECORD_LEN: usize = 16_384 + 2_048;
 const CONTENT_HANDSHAKE: u8 = 22;
 const CLIENT_HELLO: u8 = 1;
 const SERVER_HELLO: u8 = 2;
+const CERTIFICATE: u8 = 11;
+/// The highest version whose Certificate message is sent in clear.
+const TLS12: u16 = 0x0303;
+
+mod cert;
+mod ja4;
+pub use cert::ServerCert;
+pub use ja4::ja4;
 
 mod ext {
     pub const SERVER_NAME: u16 = 0;
     pub const SUPPORTED_GROUPS: u16 = 10;
     pub const EC_POINT_FORMATS: u16 = 11;
+    pub const SIGNATURE_ALGORITHMS: u16 = 13;
     pub const ALPN: u16 = 16;
     pub const SUPPORTED_VERSIONS: u16 = 43;
 }
@@ -102,9 +123,13 @@ pub struct ClientHello {
     pub extensions: Vec<u16>,
     pub sni: Option<String>,
     pub alpn: Vec<String>,
+    /// The first ALPN value's bytes, as sent (JA4 reads its ends).
+    pub alpn_first: Option<Vec<u8>>,
     pub supported_versions: Vec<u16>,
     pub groups: Vec<u16>,
     pub point_formats: Vec<u8>,
+    /// signature_algorithms, in the order sent.
+    pub sig_algs: Vec<u16>,
 }
 
 /// What a ServerHello says.
@@ -191,7 +216,13 @@ impl ClientHello {
             let mut d = Cursor { buf: &data };
             match t {
                 ext::SERVER_NAME => hello.sni = server_name(&mut d),
-                ext::ALPN => hello.alpn = alpn_list(&mut d),
+                ext::ALPN => {
+                    hello.alpn_first = first_alpn(&data).map(<[u8]>::to_vec);
+                    hello.alpn = alpn_list(&mut d);
+                }
+                ext::SIGNATURE_ALGORITHMS => {
+                    hello.sig_algs = u16_list(d.vec16().unwrap_or_default())
+                }
                 ext::SUPPORTED_VERSIONS => {
                     hello.supported_versions = u16_list(d.vec8().unwrap_or_default())
                 }
@@ -279,6 +310,13 @@ fn server_name(d: &mut Cursor<'_>) -> Option<String> {
     None
 }
 
+/// The first protocol of an ALPN extension's body.
+fn first_alpn(data: &[u8]) -> Option<&[u8]> {
+    let mut d = Cursor { buf: data };
+    let mut list = Cursor { buf: d.vec16()? };
+    list.vec8()
+}
+
 fn alpn_list(d: &mut Cursor<'_>) -> Vec<String> {
     let mut out = Vec::new();
     let Some(buf) = d.vec16() else {
@@ -337,78 +375,138 @@ pub fn version_name(v: u16) -> Cow<'static, str> {
     }
 }
 
-/// Reassembles one direction's handshake messages from its records.
+/// Splits one direction's stream into TLS records and keeps the payloads
+/// of its handshake records, concatenated, until they are consumed.
 #[derive(Debug, Default)]
-struct HelloReader {
-    /// Stream bytes not yet split into records.
-    raw: Vec<u8>,
-    /// Handshake-record payloads, concatenated.
+struct HandshakeReader {
+    /// The record being read: header, then body; at most one record.
+    record: Vec<u8>,
+    /// Handshake payloads not yet consumed, at most the direction's bound.
     handshake: Vec<u8>,
-    done: bool,
+    /// Handshake bytes were dropped at the bound.
+    overflow: bool,
+    /// A record other than a handshake record (ChangeCipherSpec, alert,
+    /// application data) was seen: no more handshake messages in clear.
+    other_record: bool,
 }
 
-/// Why a direction's hello was not read.
+/// Why a direction's hello (or the server's certificate) was not read.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TlsError {
     #[error("not a TLS record")]
     NotTls,
-    #[error("hello larger than the buffer")]
+    #[error("larger than the buffer")]
     TooLarge,
     #[error("first handshake message is not the expected hello")]
     UnexpectedMessage,
-    #[error("hello does not decode")]
+    #[error("does not decode")]
     Malformed,
     #[error("bytes missing from the stream")]
     Gap,
 }
 
-impl HelloReader {
-    /// Adds stream bytes; returns the first handshake message (type and
-    /// body) once it is complete.
-    fn push(&mut self, data: &[u8]) -> Result<Option<(u8, Vec<u8>)>, TlsError> {
-        let room = MAX_HELLO_LEN.saturating_sub(self.raw.len());
-        self.raw.extend_from_slice(&data[..data.len().min(room)]);
-        let mut at = 0;
-        while let Some(h) = self.raw.get(at..at + RECORD_HEADER_LEN) {
-            let len = usize::from(u16::from_be_bytes([h[3], h[4]]));
-            if h[1] != 3 || len > MAX_RECORD_LEN || !(20..=24).contains(&h[0]) {
-                return Err(TlsError::NotTls);
-            }
-            let Some(body) = self
-                .raw
-                .get(at + RECORD_HEADER_LEN..at + RECORD_HEADER_LEN + len)
-            else {
-                break;
-            };
-            if h[0] == CONTENT_HANDSHAKE {
-                self.handshake.extend_from_slice(body);
-            }
-            at += RECORD_HEADER_LEN + len;
+impl TlsError {
+    /// The name written in `egresswatch.tls.certificate_error`.
+    pub fn name(self) -> &'static str {
+        match self {
+            TlsError::NotTls => "not_tls",
+            TlsError::TooLarge => "too_large",
+            TlsError::UnexpectedMessage => "unexpected_message",
+            TlsError::Malformed => "malformed",
+            TlsError::Gap => "gap",
         }
-        self.raw.drain(..at);
-        if let Some(msg) = first_message(&self.handshake) {
-            return Ok(Some(msg));
-        }
-        if self.raw.len() >= MAX_HELLO_LEN || self.handshake.len() >= MAX_HELLO_LEN {
-            return Err(TlsError::TooLarge);
-        }
-        Ok(None)
     }
 }
 
-fn first_message(hs: &[u8]) -> Option<(u8, Vec<u8>)> {
-    let h = hs.get(..4)?;
-    let len = usize::from(h[1]) << 16 | usize::from(h[2]) << 8 | usize::from(h[3]);
-    let body = hs.get(4..4 + len)?;
-    Some((h[0], body.to_vec()))
+impl HandshakeReader {
+    /// Adds stream bytes: splits them into records and appends handshake
+    /// payloads, up to `limit` bytes buffered.
+    fn push(&mut self, mut data: &[u8], limit: usize) -> Result<(), TlsError> {
+        while !data.is_empty() {
+            let want = self.record_len().unwrap_or(RECORD_HEADER_LEN);
+            let n = want.saturating_sub(self.record.len()).min(data.len());
+            let (head, rest) = data.split_at(n);
+            self.record.extend_from_slice(head);
+            data = rest;
+            if self.record.len() == RECORD_HEADER_LEN {
+                check_header(&self.record)?;
+            }
+            if self.record_len() == Some(self.record.len()) {
+                self.end_record(limit);
+            }
+        }
+        Ok(())
+    }
+
+    /// The whole length of the record being read, once its header is in.
+    fn record_len(&self) -> Option<usize> {
+        let h = self.record.get(..RECORD_HEADER_LEN)?;
+        Some(RECORD_HEADER_LEN + usize::from(u16::from_be_bytes([h[3], h[4]])))
+    }
+
+    fn end_record(&mut self, limit: usize) {
+        let body = self.record.get(RECORD_HEADER_LEN..).unwrap_or_default();
+        if self.record.first() == Some(&CONTENT_HANDSHAKE) {
+            let room = limit.saturating_sub(self.handshake.len());
+            self.overflow |= body.len() > room;
+            self.handshake
+                .extend_from_slice(&body[..body.len().min(room)]);
+        } else {
+            self.other_record = true;
+        }
+        self.record.clear();
+    }
+
+    /// The type and body length of the next handshake message, once its
+    /// header is in.
+    fn next_header(&self) -> Option<(u8, usize)> {
+        let h = self.handshake.get(..4)?;
+        Some((h[0], u24(&h[1..4])))
+    }
+
+    /// The next handshake message's body bytes at hand (all or a prefix).
+    fn next_body(&self, len: usize) -> &[u8] {
+        let end = (4 + len).min(self.handshake.len());
+        self.handshake.get(4..end).unwrap_or_default()
+    }
+
+    fn consume(&mut self, len: usize) {
+        let n = (4 + len).min(self.handshake.len());
+        self.handshake.drain(..n);
+    }
+}
+
+fn check_header(h: &[u8]) -> Result<(), TlsError> {
+    let len = usize::from(u16::from_be_bytes([h[3], h[4]]));
+    if h[1] != 3 || len > MAX_RECORD_LEN || !(20..=24).contains(&h[0]) {
+        return Err(TlsError::NotTls);
+    }
+    Ok(())
+}
+
+/// A 24-bit big-endian length.
+fn u24(b: &[u8]) -> usize {
+    b.iter().fold(0, |n, &x| n << 8 | usize::from(x))
+}
+
+/// What a direction waits for next.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+enum Want {
+    #[default]
+    Hello,
+    /// The server's Certificate message (TLS ≤ 1.2, after its hello).
+    Certificate,
+    Nothing,
 }
 
 /// Per-flow TLS state.
 pub struct TlsAnalyzer {
     facts: AppFacts,
-    readers: [HelloReader; 2],
+    readers: [HandshakeReader; 2],
+    want: [Want; 2],
     client: Option<ClientHello>,
     server: Option<ServerHello>,
+    cert: Option<ServerCert>,
     errors: [Option<TlsError>; 2],
     first_ts: Option<Timestamp>,
     logged: bool,
@@ -430,8 +528,10 @@ impl TlsAnalyzer {
         TlsAnalyzer {
             facts: AppFacts::new("tls"),
             readers: Default::default(),
+            want: [Want::Hello; 2],
             client: None,
             server: None,
+            cert: None,
             errors: [None; 2],
             first_ts: None,
             logged: false,
@@ -447,42 +547,144 @@ impl TlsAnalyzer {
         self.server.as_ref()
     }
 
-    /// Why a direction's hello was not read, if it was not.
+    /// The server's leaf certificate (TLS ≤ 1.2), once decoded.
+    pub fn server_cert(&self) -> Option<&ServerCert> {
+        self.cert.as_ref()
+    }
+
+    /// Why a direction's hello (for the server after its hello: its
+    /// certificate) was not read, if it was not.
     pub fn error(&self, dir: Dir) -> Option<TlsError> {
         self.errors.get(dir.index()).copied().flatten()
     }
 
-    fn fail(&mut self, dir: Dir, e: TlsError) {
+    /// Stops reading `dir` and frees its buffers.
+    fn stop(&mut self, dir: Dir) {
         if let Some(r) = self.readers.get_mut(dir.index()) {
-            r.done = true;
-            r.raw = Vec::new();
-            r.handshake = Vec::new();
+            *r = HandshakeReader::default();
         }
+        if let Some(w) = self.want.get_mut(dir.index()) {
+            *w = Want::Nothing;
+        }
+    }
+
+    fn fail(&mut self, dir: Dir, e: TlsError) {
+        self.stop(dir);
         if let Some(slot) = self.errors.get_mut(dir.index()) {
             *slot = Some(e);
         }
     }
 
-    fn on_hello(
+    fn limit(dir: Dir) -> usize {
+        match dir {
+            Dir::ToServer => MAX_HELLO_LEN,
+            Dir::ToClient => MAX_SERVER_HANDSHAKE_LEN,
+        }
+    }
+
+    /// Reads the messages `dir` has complete; its reader is taken out
+    /// meanwhile (a move, no copy).
+    fn advance(&mut self, dir: Dir, pkt: &PacketView<'_>) -> Result<(), TlsError> {
+        let i = dir.index();
+        let Some(slot) = self.readers.get_mut(i) else {
+            return Ok(());
+        };
+        let mut r = std::mem::take(slot);
+        let result = self.read_messages(dir, &mut r, pkt);
+        if let Some(slot) = self.readers.get_mut(i) {
+            *slot = r;
+        }
+        result
+    }
+
+    fn read_messages(
         &mut self,
         dir: Dir,
-        kind: u8,
-        body: &[u8],
+        r: &mut HandshakeReader,
         pkt: &PacketView<'_>,
     ) -> Result<(), TlsError> {
-        match (dir, kind) {
+        loop {
+            let want = self.want.get(dir.index()).copied().unwrap_or(Want::Nothing);
+            let next = match want {
+                Want::Nothing => return Ok(()),
+                Want::Hello => self.read_hello(dir, r, pkt)?,
+                Want::Certificate => self.read_certificate(r)?,
+            };
+            match next {
+                Some(Want::Nothing) => {
+                    self.stop(dir);
+                    return Ok(());
+                }
+                Some(w) => {
+                    if let Some(slot) = self.want.get_mut(dir.index()) {
+                        *slot = w;
+                    }
+                }
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// The hello of `dir`, once complete: what to wait for next.
+    fn read_hello(
+        &mut self,
+        dir: Dir,
+        r: &mut HandshakeReader,
+        pkt: &PacketView<'_>,
+    ) -> Result<Option<Want>, TlsError> {
+        let Some((kind, len)) = r.next_header() else {
+            return waiting(r);
+        };
+        let body = r.next_body(len);
+        if body.len() < len {
+            return waiting(r);
+        }
+        let next = match (dir, kind) {
             (Dir::ToServer, CLIENT_HELLO) => {
                 let hello = ClientHello::parse(body).ok_or(TlsError::Malformed)?;
                 self.set_server_name(hello.sni.as_deref());
                 self.check_pool(pkt);
                 self.client = Some(hello);
+                Want::Nothing
             }
             (Dir::ToClient, SERVER_HELLO) => {
-                self.server = Some(ServerHello::parse(body).ok_or(TlsError::Malformed)?);
+                let hello = ServerHello::parse(body).ok_or(TlsError::Malformed)?;
+                let next = if hello.version() <= TLS12 {
+                    Want::Certificate
+                } else {
+                    Want::Nothing
+                };
+                self.server = Some(hello);
+                next
             }
             _ => return Err(TlsError::UnexpectedMessage),
+        };
+        r.consume(len);
+        Ok(Some(next))
+    }
+
+    /// The server's leaf certificate, once its bytes are in; nothing to
+    /// wait for when the server sends no Certificate message in clear.
+    fn read_certificate(&mut self, r: &mut HandshakeReader) -> Result<Option<Want>, TlsError> {
+        let Some((kind, len)) = r.next_header() else {
+            return if r.other_record {
+                Ok(Some(Want::Nothing))
+            } else {
+                waiting(r)
+            };
+        };
+        if kind != CERTIFICATE {
+            return Ok(Some(Want::Nothing));
         }
-        Ok(())
+        match cert::leaf(r.next_body(len)) {
+            cert::Leaf::Complete(der) => {
+                self.cert = Some(ServerCert::parse(der).ok_or(TlsError::Malformed)?);
+                Ok(Some(Want::Nothing))
+            }
+            cert::Leaf::NeedBody(n) if n > len => Err(TlsError::Malformed),
+            cert::Leaf::NeedBody(_) => waiting(r),
+            cert::Leaf::Malformed => Err(TlsError::Malformed),
+        }
     }
 
     fn set_server_name(&mut self, sni: Option<&str>) {
@@ -510,11 +712,11 @@ impl TlsAnalyzer {
     }
 
     fn finished_reading(&self) -> bool {
-        self.readers.iter().all(|r| r.done)
+        self.want.iter().all(|&w| w == Want::Nothing)
     }
 
-    /// Writes the record once: when both hellos are read (or given up
-    /// on), or at the end of the flow.
+    /// Writes the record once: when both directions have been read (or
+    /// given up on), or at the end of the flow.
     fn maybe_log(&mut self, ts: Timestamp, out: &mut Emit, at_end: bool) {
         if self.logged || self.client.is_none() && self.server.is_none() {
             return;
@@ -531,9 +733,12 @@ impl TlsAnalyzer {
         });
     }
 
-    /// Suricata's `tls` object.
+    /// Suricata's `tls` object, its fields in Suricata's order.
     fn eve(&self) -> Rendered {
         Rendered::build(|o| {
+            if let Some(c) = &self.cert {
+                c.eve_names(o);
+            }
             if let Some(sni) = self.client.as_ref().and_then(|c| c.sni.as_deref()) {
                 o.str("sni", sni);
             }
@@ -545,30 +750,51 @@ impl TlsAnalyzer {
             if let Some(v) = version {
                 o.str("version", &version_name(v));
             }
+            if let Some(c) = &self.cert {
+                c.eve_validity(o);
+            }
             if let Some(c) = &self.client {
                 fingerprint(o, "ja3", &c.ja3_string());
+            }
+            if let Some(s) = &self.server {
+                fingerprint(o, "ja3s", &s.ja3s_string());
+            }
+            if let Some(c) = &self.client {
+                o.str("ja4", &ja4(c));
                 if !c.alpn.is_empty() {
                     o.strs("client_alpns", c.alpn.iter().map(String::as_str));
                 }
             }
-            if let Some(s) = &self.server {
-                fingerprint(o, "ja3s", &s.ja3s_string());
-                if let Some(a) = &s.alpn {
-                    o.strs("server_alpns", [a.as_str()]);
-                }
+            if let Some(a) = self.server.as_ref().and_then(|s| s.alpn.as_ref()) {
+                o.strs("server_alpns", [a.as_str()]);
             }
         })
     }
 
+    /// Why the server's certificate is missing from the record, when its
+    /// hello was read but the certificate was not.
+    fn certificate_error(&self) -> Option<TlsError> {
+        self.server.as_ref()?;
+        self.error(Dir::ToClient)
+    }
+
     fn eve_extra(&self) -> Option<Rendered> {
-        let c = self.client.as_ref()?;
+        let cert_error = self.certificate_error();
+        if self.client.is_none() && cert_error.is_none() {
+            return None;
+        }
         Some(Rendered::build(|o| {
-            o.str("client_legacy_version", &version_name(c.legacy_version));
-            o.arr("client_supported_versions", |a| {
-                for &v in c.supported_versions.iter().filter(|&&v| !is_grease(v)) {
-                    a.str(&version_name(v));
-                }
-            });
+            if let Some(c) = &self.client {
+                o.str("client_legacy_version", &version_name(c.legacy_version));
+                o.arr("client_supported_versions", |a| {
+                    for &v in c.supported_versions.iter().filter(|&&v| !is_grease(v)) {
+                        a.str(&version_name(v));
+                    }
+                });
+            }
+            if let Some(e) = cert_error {
+                o.str("certificate_error", e.name());
+            }
         }))
     }
 }
@@ -581,6 +807,15 @@ fn fingerprint(o: &mut Obj<'_>, key: &str, s: &str) {
     });
 }
 
+/// No complete message yet: wait, unless the buffer is full.
+fn waiting(r: &HandshakeReader) -> Result<Option<Want>, TlsError> {
+    if r.overflow {
+        Err(TlsError::TooLarge)
+    } else {
+        Ok(None)
+    }
+}
+
 impl Analyzer for TlsAnalyzer {
     fn on_stream(&mut self, dir: Dir, chunk: Chunk<'_>, pkt: &PacketView<'_>, out: &mut Emit) {
         if !self.wants_stream(dir) {
@@ -590,30 +825,20 @@ impl Analyzer for TlsAnalyzer {
         let result = match chunk {
             Chunk::Gap(_) => Err(TlsError::Gap),
             Chunk::Data(data) => match self.readers.get_mut(dir.index()) {
-                Some(r) => r.push(data),
-                None => Ok(None),
+                Some(r) => r.push(data, Self::limit(dir)),
+                None => Ok(()),
             },
         };
-        match result.and_then(|msg| match msg {
-            Some((kind, body)) => self.on_hello(dir, kind, &body, pkt).map(|_| true),
-            None => Ok(false),
-        }) {
-            Ok(true) => {
-                if let Some(r) = self.readers.get_mut(dir.index()) {
-                    *r = HelloReader {
-                        done: true,
-                        ..HelloReader::default()
-                    };
-                }
-            }
-            Ok(false) => {}
-            Err(e) => self.fail(dir, e),
+        if let Err(e) = result.and_then(|()| self.advance(dir, pkt)) {
+            self.fail(dir, e);
         }
         self.maybe_log(pkt.ts, out, false);
     }
 
     fn wants_stream(&self, dir: Dir) -> bool {
-        self.readers.get(dir.index()).is_some_and(|r| !r.done)
+        self.want
+            .get(dir.index())
+            .is_some_and(|&w| w != Want::Nothing)
     }
 
     fn done(&self) -> bool {

@@ -861,9 +861,10 @@ def sc_role_reversal(ctx, suite):
     ctx.shell_session(s)
 
 
-def sc_curl(ctx, urls, resolver="internal", lookups=()):
+def sc_curl(ctx, urls, resolver="internal", lookups=(), curl_args=()):
     """Name lookups through the cluster's resolver, then curl (which resolves
-    again through the system resolver and sends SNI / Host)."""
+    again through the system resolver and sends SNI / Host), with
+    `curl_args` before the URL."""
     if resolver != "internal":
         ctx.lab.set_resolver(resolver)
     try:
@@ -871,7 +872,7 @@ def sc_curl(ctx, urls, resolver="internal", lookups=()):
             ctx.run_in("cluster", ["getent", "ahostsv4", name])
             ctx.sleep(0.2, 0.5)
         for url in urls:
-            ctx.run_in("cluster", ["curl", "-sS", "-k", "-o", "/dev/null", url])
+            ctx.run_in("cluster", ["curl", "-sS", "-k", "-o", "/dev/null", *curl_args, url])
             ctx.sleep(0.3, 0.8)
     finally:
         if resolver != "internal":
@@ -1021,6 +1022,10 @@ def catalog(seed=1):
     add_app("https_shared_address", sc_curl,
             {"urls": [f"https://{shared[1]}/"], "lookups": [shared[0]]},
             {"app_proto": "tls", "dns_names": shared, "sni": shared[1], "alpn": CURL_ALPN}, "www", 443, "curl")
+    add_app("https_tls12_certificate", sc_curl, {"urls": [f"https://{www}/"], "curl_args": ["--tls-max", "1.2"]},
+            {"app_proto": "tls", "dns_names": [www], "sni": www, "alpn": CURL_ALPN, "tls_version": "TLS 1.2",
+             "cert_subject": f"CN={www}", "cert_names": [www, "*.example-lab.test", "*.shared-lab.test"]},
+            "www", 443, "curl")
     add_app("tls_client_hello_split", sc_curl, {"urls": ["https://split.example-lab.test/"]},
             {"app_proto": "tls", "dns_names": ["split.example-lab.test"], "sni": "split.example-lab.test",
              "alpn": CURL_ALPN, "client_hello_split": True}, "split", 443, "curl")

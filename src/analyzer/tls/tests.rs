@@ -31,6 +31,9 @@ const JA3: &str = "771,4866-4867-4865-49196-49200-159-52393-52392-52394-49195-49
 const JA3_HASH: &str = "0149f47eabf9a20d0893e2a44e5a6323";
 const JA3S: &str = "771,4866,43-51";
 const JA3S_HASH: &str = "15af977ce25de452b96affa2addb1036";
+/// JA4 of CLIENT_HELLO as FoxIO's reference (python/ja4.py, tshark 4.0)
+/// computes it on the lab capture.
+const JA4: &str = "t13d3112h2_e8f1e7e78f70_b26ce05bbdd6";
 
 fn flow() -> FlowContext {
     ctx(proto::TCP, "10.10.0.10:51000", "203.0.113.80:443")
@@ -55,6 +58,7 @@ fn expected_body() -> Value {
         "ja3": {"hash": JA3_HASH, "string": JA3},
         "client_alpns": ["h2", "http/1.1"],
         "ja3s": {"hash": JA3S_HASH, "string": JA3S},
+        "ja4": JA4,
     })
 }
 
@@ -303,6 +307,230 @@ fn version_names_follow_suricata() {
     );
 }
 
+/// A self-signed P-256 certificate made with OpenSSL 3.0 for this test:
+/// `openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes
+/// -subj "/C=DE/O=Egresswatch Test/CN=test.example.net" -addext
+/// "subjectAltName=DNS:test.example.net,DNS:*.example.net,IP:192.0.2.7"
+/// -days 3650 -set_serial 0x0123456789abcdef -outform der`.
+const CERT: &str = "
+    30820203308201a9a00302010202080123456789abcdef300a06082a8648ce3d0403023043310b300906035504061302
+    444531193017060355040a0c10456772657373776174636820546573743119301706035504030c10746573742e657861
+    6d706c652e6e6574301e170d3236313230323138323433375a170d3336313132393138323433375a3043310b30090603
+    5504061302444531193017060355040a0c10456772657373776174636820546573743119301706035504030c10746573
+    742e6578616d706c652e6e65743059301306072a8648ce3d020106082a8648ce3d03010703420004b971a878f1fe8f0e
+    1f780367426c4d8bed061df70b0df2aadeb8a49527eed9f7c444cf65dcc6c23aaabfaa790042a64ab613d6093d762bc5
+    41e8bb67d4a4b80ea38186308183301d0603551d0e04160414c693349b0f631cb761347ce5d4e8d5d081a82b43301f06
+    03551d23041830168014c693349b0f631cb761347ce5d4e8d5d081a82b43300f0603551d130101ff040530030101ff30
+    300603551d11042930278210746573742e6578616d706c652e6e6574820d2a2e6578616d706c652e6e65748704c00002
+    07300a06082a8648ce3d040302034800304502210091483a65d8ddac82fb1c152cb4842f9fe25b84a1b59f359dc310a6
+    a88c15360302206284c2470869e66ce657fed26f381e83dfd7c935e76709c8e01f30798ff0b932
+";
+
+/// `openssl x509 -noout -serial -dates -fingerprint -sha1` of CERT, in
+/// Suricata's spelling.
+fn expected_cert() -> Value {
+    json!({
+        "subject": "C=DE, O=Egresswatch Test, CN=test.example.net",
+        "issuerdn": "C=DE, O=Egresswatch Test, CN=test.example.net",
+        "subjectaltname": ["test.example.net", "*.example.net", "192.0.2.7"],
+        "serial": "01:23:45:67:89:AB:CD:EF",
+        "fingerprint": "54:54:a0:24:20:46:ca:80:3b:83:40:08:b5:4b:48:8a:3b:e8:65:a9",
+        "notbefore": "2026-12-02T18:24:37",
+        "notafter": "2036-11-29T18:24:37",
+    })
+}
+
+fn handshake_msg(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut m = vec![kind];
+    m.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+    m.extend_from_slice(body);
+    m
+}
+
+/// A TLS 1.2 ServerHello (ECDHE-RSA-AES128-GCM-SHA256, renegotiation_info).
+fn server_hello_12() -> Vec<u8> {
+    let mut b = vec![3, 3];
+    b.extend_from_slice(&[9; 32]);
+    b.push(0);
+    b.extend_from_slice(&[0xc0, 0x2f, 0]);
+    b.extend_from_slice(&[0, 5, 0xff, 0x01, 0, 1, 0]);
+    handshake_msg(2, &b)
+}
+
+/// A Certificate message of `certs` (leaf first).
+fn certificate_msg(certs: &[&[u8]]) -> Vec<u8> {
+    let mut list = Vec::new();
+    for c in certs {
+        list.extend_from_slice(&(c.len() as u32).to_be_bytes()[1..]);
+        list.extend_from_slice(c);
+    }
+    let mut body = (list.len() as u32).to_be_bytes()[1..].to_vec();
+    body.extend_from_slice(&list);
+    handshake_msg(CERTIFICATE, &body)
+}
+
+/// Handshake bytes framed as records of at most `size` bytes.
+fn records(kind: u8, bytes: &[u8], size: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for part in bytes.chunks(size) {
+        out.extend_from_slice(&[kind, 3, 3]);
+        out.extend_from_slice(&(part.len() as u16).to_be_bytes());
+        out.extend_from_slice(part);
+    }
+    out
+}
+
+/// ServerHello, Certificate (`certs`), ServerHelloDone in records of
+/// `size` bytes, then a ChangeCipherSpec.
+fn server_flight_12(certs: &[&[u8]], size: usize) -> Vec<u8> {
+    let mut hs = server_hello_12();
+    hs.extend_from_slice(&certificate_msg(certs));
+    hs.extend_from_slice(&handshake_msg(14, &[]));
+    let mut out = records(CONTENT_HANDSHAKE, &hs, size);
+    out.extend_from_slice(&[20, 3, 3, 0, 1, 1]);
+    out
+}
+
+/// Client then server bytes straight into a TLS analyzer, then the end.
+fn run_tls(client: &[&[u8]], server: &[&[u8]]) -> (TlsAnalyzer, Emit) {
+    let mut a = TlsAnalyzer::new();
+    let mut out = Vec::new();
+    let segs = client
+        .iter()
+        .map(|s| (Dir::ToServer, *s))
+        .chain(server.iter().map(|s| (Dir::ToClient, *s)));
+    for (i, (dir, data)) in segs.enumerate() {
+        a.on_stream(
+            dir,
+            Chunk::Data(data),
+            &packet(i as u64 + 1, dir, data),
+            &mut out,
+        );
+    }
+    a.finish(Timestamp::from_secs(2_000), &mut out);
+    (a, out)
+}
+
+fn cert_fields(body: &Value) -> Value {
+    let keys = expected_cert();
+    let want = keys.as_object().unwrap();
+    Value::Object(
+        body.as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| want.contains_key(*k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    )
+}
+
+#[test]
+fn tls12_leaf_certificate_across_records_and_segments() {
+    let leaf = hex(CERT);
+    let chain_ca = vec![0x30; 3000]; // not decoded: only the leaf is read
+    let c = hex(CLIENT_HELLO);
+    for size in [16_384usize, 300, 7] {
+        let flight = server_flight_12(&[&leaf, &chain_ca], size);
+        for cuts in [
+            vec![],
+            vec![1, 90, 500],
+            (1..flight.len()).step_by(97).collect(),
+        ] {
+            let parts = split_at(&flight, &cuts);
+            let (a, events) = run_tls(&[&c], &parts);
+            assert_eq!(events.len(), 1, "size {size} cuts {cuts:?}");
+            let body = events[0].body.to_value();
+            assert_eq!(
+                cert_fields(&body),
+                expected_cert(),
+                "size {size} cuts {cuts:?}"
+            );
+            assert_eq!(body["version"], "TLS 1.2");
+            assert_eq!(body["ja4"], JA4);
+            assert_eq!(a.error(Dir::ToClient), None);
+            assert!(!a.wants_stream(Dir::ToClient), "done after the leaf");
+        }
+    }
+}
+
+#[test]
+fn record_is_written_once_the_leaf_is_read() {
+    let (c, leaf) = (hex(CLIENT_HELLO), hex(CERT));
+    let flight = server_flight_12(&[&leaf], 16_384);
+    let played = play(
+        &TlsProtocol::default(),
+        &flow(),
+        &[(Dir::ToServer, &c), (Dir::ToClient, &flight)],
+    );
+    assert_eq!(played.events.len(), 1, "before the flow ends");
+    let a = played.analyzer.unwrap();
+    assert!(a.done());
+}
+
+#[test]
+fn certificate_keys_follow_suricata_order() {
+    let (c, leaf) = (hex(CLIENT_HELLO), hex(CERT));
+    let (_, events, _) = run(&[&c], &[&server_flight_12(&[&leaf], 16_384)]);
+    let text = events[0].body.as_str();
+    let at = |k: &str| text.find(&format!("\"{k}\"")).unwrap_or(usize::MAX);
+    let order = [
+        "subject",
+        "issuerdn",
+        "subjectaltname",
+        "serial",
+        "fingerprint",
+        "sni",
+        "version",
+        "notbefore",
+        "notafter",
+        "ja3",
+        "ja3s",
+        "ja4",
+        "client_alpns",
+    ];
+    for w in order.windows(2) {
+        assert!(at(w[0]) < at(w[1]), "{} before {}: {text}", w[0], w[1]);
+    }
+}
+
+#[test]
+fn no_certificate_after_a_resumed_hello() {
+    let mut flight = records(CONTENT_HANDSHAKE, &server_hello_12(), 16_384);
+    flight.extend_from_slice(&[20, 3, 3, 0, 1, 1]);
+    let (a, events) = run_tls(&[&hex(CLIENT_HELLO)], &[&flight]);
+    assert!(!a.wants_stream(Dir::ToClient));
+    assert_eq!(a.error(Dir::ToClient), None);
+    let body = events[0].body.to_value();
+    assert!(body.get("subject").is_none());
+    assert_eq!(body["ja3s"]["string"], "771,49199,65281");
+    let extra = events[0].extra.as_ref().unwrap().to_value();
+    assert!(extra.get("certificate_error").is_none());
+}
+
+#[test]
+fn leaf_larger_than_the_buffer_is_marked() {
+    let big = vec![0x30; MAX_SERVER_HANDSHAKE_LEN];
+    let flight = server_flight_12(&[&big], 16_384);
+    let (a, events) = run_tls(&[&hex(CLIENT_HELLO)], &[&flight]);
+    assert_eq!(a.error(Dir::ToClient), Some(TlsError::TooLarge));
+    assert!(!a.wants_stream(Dir::ToClient), "given up, buffers freed");
+    let body = events[0].body.to_value();
+    assert!(body.get("subject").is_none());
+    assert_eq!(body["version"], "TLS 1.2", "the hello is kept");
+    let extra = events[0].extra.as_ref().unwrap().to_value();
+    assert_eq!(extra["certificate_error"], "too_large");
+}
+
+#[test]
+fn leaf_that_does_not_decode_is_marked() {
+    let mut leaf = hex(CERT);
+    leaf[1] ^= 0x40; // outer SEQUENCE length
+    let (a, events) = run_tls(&[&hex(CLIENT_HELLO)], &[&server_flight_12(&[&leaf], 400)]);
+    assert_eq!(a.error(Dir::ToClient), Some(TlsError::Malformed));
+    let extra = events[0].extra.as_ref().unwrap().to_value();
+    assert_eq!(extra["certificate_error"], "malformed");
+}
+
 proptest! {
     #[test]
     fn arbitrary_streams_never_panic(
@@ -317,6 +545,21 @@ proptest! {
             let _ = ServerHello::parse(chunk);
             a.on_stream(dir, Chunk::Data(chunk), &packet(i as u64, dir, chunk), &mut out);
         }
+        a.finish(Timestamp::from_secs(1), &mut out);
+    }
+
+    #[test]
+    fn mutated_server_flight_never_panics(
+        i in 0usize..2000, v in any::<u8>(), cut in 0usize..2000, size in 5usize..600,
+    ) {
+        let leaf = hex(CERT);
+        let mut s = server_flight_12(&[&leaf], size);
+        let i = i % s.len();
+        s[i] = v;
+        s.truncate(s.len() - cut % s.len());
+        let mut a = TlsAnalyzer::new();
+        let mut out = Vec::new();
+        a.on_stream(Dir::ToClient, Chunk::Data(&s), &packet(1, Dir::ToClient, &s), &mut out);
         a.finish(Timestamp::from_secs(1), &mut out);
     }
 

@@ -133,6 +133,7 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
 /// The live sensor (`egresswatch::sensor`); returns at SIGINT/SIGTERM.
 fn capture(args: CaptureArgs) -> Result<ExitCode> {
     let engine = engine_config(&args.analysis)?;
+    let app_layer = app_layer(&args.analysis);
     let a = args.analysis;
     let live = egresswatch::source::live::LiveOptions {
         snaplen: args.snaplen,
@@ -160,6 +161,7 @@ fn capture(args: CaptureArgs) -> Result<ExitCode> {
             write_timeout: args.web_write_timeout,
         },
         user: args.user,
+        app_layer,
     };
     match egresswatch::sensor::run(cfg) {
         Ok(()) => Ok(ExitCode::SUCCESS),
@@ -290,10 +292,7 @@ fn analyze<S: SelectSource + Send>(
         args.rules.as_deref(),
     )?));
     let names = Arc::new(egresswatch::analyzer::names::NameCache::default());
-    let protocols = egresswatch::analyzer::registry(
-        names.clone(),
-        &egresswatch::analyzer::applayer::AppLayerConfig::default(),
-    );
+    let protocols = egresswatch::analyzer::registry(names.clone(), &app_layer(args));
     if let Some(tally) = out.tally.as_mut() {
         tally.classify_with(rules.clone(), names.clone());
     }
@@ -320,6 +319,13 @@ fn analyze<S: SelectSource + Send>(
         elapsed: started.elapsed(),
         result,
     })
+}
+
+fn app_layer(args: &AnalysisArgs) -> egresswatch::analyzer::applayer::AppLayerConfig {
+    egresswatch::analyzer::applayer::AppLayerConfig {
+        dns_version: args.eve_dns_version,
+        ..Default::default()
+    }
 }
 
 fn engine_config(args: &AnalysisArgs) -> Result<EngineConfig> {

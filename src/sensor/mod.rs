@@ -77,6 +77,8 @@ pub struct SensorConfig {
     pub web: web::Limits,
     /// Switch to this user after opening the captures (needs root).
     pub user: Option<String>,
+    /// App-layer options (the EVE DNS layout, ...).
+    pub app_layer: AppLayerConfig,
 }
 
 /// Cores left after one capture thread per interface, at least one.
@@ -329,10 +331,8 @@ impl Running {
             reopen: reopen.clone(),
         };
         let writer = spawn("ew-writer", move || writer.run());
-        let protocols: Arc<[_]> = Arc::from(crate::analyzer::registry(
-            names.clone(),
-            &AppLayerConfig::default(),
-        ));
+        let protocols: Arc<[_]> =
+            Arc::from(crate::analyzer::registry(names.clone(), &cfg.app_layer));
         let mut worker_handles = Vec::new();
         for (w, (rx, depth)) in from_captures.into_iter().zip(&depth).enumerate() {
             let engine = Engine::analyzing(

@@ -17,6 +17,8 @@ pub struct FlowMeta {
     pub dest: Endpoint,
     pub proto: u8,
     pub app_proto: Option<&'static str>,
+    /// The input the flow came from ([`Flow::input`]).
+    pub input: u16,
 }
 
 impl FlowMeta {
@@ -32,6 +34,7 @@ impl FlowMeta {
                 .as_ref()
                 .and_then(|a| a.facts())
                 .and_then(|f| f.app_proto),
+            input: flow.input,
         }
     }
 }

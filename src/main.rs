@@ -11,7 +11,7 @@ use cli::{
     LogFormat, ReplayArgs,
 };
 use egresswatch::engine::{Engine, EngineConfig};
-use egresswatch::eve::{EveWriter, Target};
+use egresswatch::eve::{EveWriter, Inputs, Stamp, Target};
 use egresswatch::event::{Event, EventSink};
 use egresswatch::flow::{FlowConfig, TimeoutClass};
 use egresswatch::judge::SharedRules;
@@ -99,7 +99,17 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
         })
         .transpose()?;
     let source = ReplaySource::open(&args.files)?;
-    let mut out = Output::open(args.analysis.eve.as_deref(), false)?;
+    // `pcap_filename` names the one file replayed; several files form one
+    // timeline whose records are not tied to one of them.
+    let inputs = match args.files.as_slice() {
+        [one] if one != Path::new("-") => Inputs::File(one.display().to_string()),
+        _ => Inputs::Unnamed,
+    };
+    let stamp = Stamp {
+        host: Some(sensor_name(args.analysis.sensor_name.clone())),
+        inputs,
+    };
+    let mut out = Output::open(args.analysis.eve.as_deref(), false, stamp)?;
     out.alert_lines = !args.quiet;
     if args.metrics_file.is_some() {
         out.tally = Some(egresswatch::metrics::Tally::default());
@@ -162,6 +172,7 @@ fn capture(args: CaptureArgs) -> Result<ExitCode> {
         },
         user: args.user,
         app_layer,
+        sensor_name: Some(sensor_name(a.sensor_name)),
     };
     match egresswatch::sensor::run(cfg) {
         Ok(()) => Ok(ExitCode::SUCCESS),
@@ -225,7 +236,11 @@ const DEMO_PCAP: &[u8] = include_bytes!("gen/demo.pcap");
 fn demo(args: DemoArgs) -> Result<ExitCode> {
     let reader: Box<dyn io::Read + Send> = Box::new(io::Cursor::new(DEMO_PCAP));
     let source = ReplaySource::from_readers([("demo.pcap".to_string(), reader)]);
-    let mut out = Output::open(args.analysis.eve.as_deref(), !args.quiet)?;
+    let stamp = Stamp {
+        host: Some(sensor_name(args.analysis.sensor_name.clone())),
+        inputs: Inputs::File("demo.pcap".into()),
+    };
+    let mut out = Output::open(args.analysis.eve.as_deref(), !args.quiet, stamp)?;
     let outcome = analyze(source, &args.analysis, &mut out)?;
     let events = out.finish()?;
     // Standard output carries only EVE when it is the EVE output, so
@@ -321,6 +336,18 @@ fn analyze<S: SelectSource + Send>(
     })
 }
 
+/// EVE `host`: `--sensor-name`, else this machine's host name (read here,
+/// at the binary's edge).
+fn sensor_name(given: Option<String>) -> String {
+    given.unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".to_string())
+    })
+}
+
 fn app_layer(args: &AnalysisArgs) -> egresswatch::analyzer::applayer::AppLayerConfig {
     egresswatch::analyzer::applayer::AppLayerConfig {
         dns_version: args.eve_dns_version,
@@ -378,7 +405,7 @@ struct Output {
 }
 
 impl Output {
-    fn open(eve: Option<&Path>, keep: bool) -> Result<Self> {
+    fn open(eve: Option<&Path>, keep: bool, stamp: Stamp) -> Result<Self> {
         let eve = match eve {
             None => None,
             Some(p) if p == Path::new("-") => {
@@ -392,7 +419,7 @@ impl Output {
             }
         };
         Ok(Output {
-            eve: eve.map(EveWriter::new),
+            eve: eve.map(|out| EveWriter::new(out).with_stamp(stamp)),
             keep: keep.then(Vec::new),
             alert_lines: false,
             worst: None,

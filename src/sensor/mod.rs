@@ -79,6 +79,8 @@ pub struct SensorConfig {
     pub user: Option<String>,
     /// App-layer options (the EVE DNS layout, ...).
     pub app_layer: AppLayerConfig,
+    /// EVE `host` of every record (the binary defaults it to the host name).
+    pub sensor_name: Option<String>,
 }
 
 /// Cores left after one capture thread per interface, at least one.
@@ -329,6 +331,10 @@ impl Running {
             metrics: metrics.clone(),
             ssh: SshClassifier::new(rules.clone(), names.clone()),
             reopen: reopen.clone(),
+            stamp: crate::eve::Stamp {
+                host: cfg.sensor_name.clone(),
+                inputs: crate::eve::Inputs::Interfaces(cfg.interfaces.clone()),
+            },
         };
         let writer = spawn("ew-writer", move || writer.run());
         let protocols: Arc<[_]> =

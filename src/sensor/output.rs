@@ -118,6 +118,8 @@ pub struct Writer {
     pub ssh: SshClassifier,
     /// Set by SIGHUP: reopen the output file.
     pub reopen: Arc<AtomicBool>,
+    /// The fleet fields of every record (`host`, `in_iface`).
+    pub stamp: crate::eve::Stamp,
 }
 
 impl Writer {
@@ -130,9 +132,11 @@ impl Writer {
             metrics,
             ssh,
             reopen,
+            stamp,
         } = self;
         let discard = matches!(target, EveTarget::Discard);
         let mut out = Output::new(target, metrics.clone());
+        out.spool.set_stamp(stamp);
         loop {
             match rx.recv_timeout(out.wait(Instant::now())) {
                 Ok(event) => {

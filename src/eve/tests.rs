@@ -78,6 +78,7 @@ fn flow_record_has_eve_fields() {
     assert_eq!(r["dest_ip"], "198.51.100.10");
     assert_eq!(r["dest_port"], 22);
     assert_eq!(r["proto"], "TCP");
+    assert_eq!(r["app_proto"], "failed", "payload nobody claimed");
     assert!(r["community_id"].as_str().unwrap().starts_with("1:"));
     assert!(r["flow_id"].as_u64().unwrap() > 0);
     let f = &r["flow"];

@@ -2,8 +2,8 @@
 //! OISF/suricata, whose objects allow no other keys): the field names each
 //! object may hold are listed here by hand (the schema itself is GPL-2.0
 //! and not vendored), and checked over the demo and a benchmark capture in
-//! both DNS layouts. The full schema is checked over the corpus with
-//! `jsonschema` outside the test suite (docs/EVE.md).
+//! both DNS layouts. The full schema is checked over a capture corpus by
+//! `tests/lab/eve_schema.py`, outside the test suite (docs/EVE.md).
 
 use egresswatch::gen::{self, CaptureFormat, GenOptions};
 use serde_json::Value;

@@ -264,6 +264,19 @@ pub struct AnalysisArgs {
     /// A flow open this long gets an interim record, then one every period (0: never).
     #[arg(long, default_value_t = 1800, value_name = "SECONDS")]
     pub active_timeout_seconds: u64,
+    /// EVE `host` of every record: the sensor's name in a fleet (default:
+    /// this machine's host name).
+    #[arg(long, value_name = "NAME")]
+    pub sensor_name: Option<String>,
+    /// EVE `dns` layout: Suricata's version 3 (its default) or 2 (`type:
+    /// query|answer`, as Elastic's and Filebeat's pipelines read).
+    #[arg(long, default_value = "3", value_name = "2|3", value_parser = parse_dns_version)]
+    pub eve_dns_version: egresswatch::analyzer::dns::DnsVersion,
+}
+
+fn parse_dns_version(text: &str) -> Result<egresswatch::analyzer::dns::DnsVersion, String> {
+    egresswatch::analyzer::dns::DnsVersion::parse(text)
+        .ok_or_else(|| format!("`{text}`: the EVE DNS version is 2 or 3"))
 }
 
 #[derive(Args, Debug)]

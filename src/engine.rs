@@ -43,6 +43,8 @@ pub struct Engine {
     names: Option<Arc<NameCache>>,
     /// Scratch for alerts, reused across packets.
     alerts: Vec<Alert>,
+    /// The input the current frames come from (see [`Engine::set_input`]).
+    input: u16,
     /// The latest packet time seen; expiry runs on it.
     now: Timestamp,
     next_sweep: Timestamp,
@@ -62,6 +64,7 @@ impl Engine {
             judge: None,
             names: None,
             alerts: Vec::new(),
+            input: 0,
             now: Timestamp::default(),
             next_sweep: Timestamp::default(),
         }
@@ -112,6 +115,12 @@ impl Engine {
 
     pub fn flows_active(&self) -> usize {
         self.table.len()
+    }
+
+    /// The frames processed from now on come from input `input` (the live
+    /// interface by position); new flows remember it for EVE `in_iface`.
+    pub fn set_input(&mut self, input: u16) {
+        self.input = input;
     }
 
     /// Processes one frame; `index` is its 1-based position in the input.
@@ -167,6 +176,7 @@ impl Engine {
         if let Some(judge) = &mut self.judge {
             judge.on_packet(flow, pkt.ts, analyzed, &mut self.alerts);
         }
+        describe_flow(&mut self.alerts, flow, Some(dir));
         let tier = eviction_tier(flow, analyzed);
         let flow = &*flow;
         write_alerts(&mut self.alerts, &mut self.stats, sink);
@@ -234,6 +244,7 @@ impl Engine {
         }
         if slot.created {
             self.stats.flows_created += 1;
+            self.mark_input(slot.index);
             return slot.index;
         }
         let reused = self.table.get(slot.index).is_some_and(|f| is_reuse(f, pkt));
@@ -244,9 +255,18 @@ impl Engine {
             self.end_flow(old, EndReason::Reused, sink);
         }
         self.stats.flows_created += 1;
-        self.table
+        let index = self
+            .table
             .find_or_insert(key, || Flow::new(*key, side, pkt), &mut |_| {})
-            .index
+            .index;
+        self.mark_input(index);
+        index
+    }
+
+    fn mark_input(&mut self, slot: u32) {
+        if let Some(flow) = self.table.get_mut(slot) {
+            flow.input = self.input;
+        }
     }
 
     /// Moves packet time forward to `now` and ends the flows that went idle.
@@ -311,6 +331,7 @@ impl Engine {
             judge.on_end(&mut flow, &mut self.alerts);
             self.stats.alerts_suppressed = judge.suppressed;
         }
+        describe_flow(&mut self.alerts, &flow, None);
         write_alerts(&mut self.alerts, &mut self.stats, sink);
         write_app_events(
             &mut self.emit,
@@ -330,6 +351,22 @@ impl Engine {
             .as_ref()
             .map(|c| flow_names(c, flow))
             .unwrap_or_default()
+    }
+}
+
+/// Gives the alerts a judgement of `flow` produced what EVE writes of the
+/// flow on an alert: the triggering packet's direction (`None` at the
+/// flow's end), the counters so far and the app-layer object.
+fn describe_flow(alerts: &mut [Alert], flow: &Flow, dir: Option<crate::analyzer::Dir>) {
+    for alert in alerts.iter_mut() {
+        alert.flow = Some(crate::policy::AlertFlow {
+            input: flow.input,
+            dir,
+            pkts: [flow.dirs[0].pkts, flow.dirs[1].pkts],
+            bytes: [flow.dirs[0].bytes, flow.dirs[1].bytes],
+            start: flow.start(),
+            app: flow.app.as_ref().and_then(|a| a.alert_object()),
+        });
     }
 }
 

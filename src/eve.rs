@@ -44,6 +44,12 @@ impl<W: Target> EveWriter<W> {
         }
     }
 
+    /// Writes the fleet fields of `stamp` on every record.
+    pub fn with_stamp(mut self, stamp: Stamp) -> Self {
+        self.spool.set_stamp(stamp);
+        self
+    }
+
     /// Writes one record; after the first error, records are counted as
     /// lost.
     pub fn write(&mut self, event: &Event) {
@@ -95,22 +101,69 @@ impl<W: Target> EventSink for EveWriter<W> {
 
 pub use crate::flow::key::proto_name;
 
-/// Appends one event as an EVE line (a JSON object and a newline).
-pub fn append(buf: &mut Vec<u8>, event: &Event) {
-    record(buf, event);
-    buf.push(b'\n');
+/// The fields of a sensor fleet that every record carries: Suricata's
+/// `host` (the sensor name) and where its packets came from, `in_iface`
+/// (live) or `pcap_filename` (replay). The binary fills it; the core never
+/// reads the host name.
+#[derive(Clone, Debug, Default)]
+pub struct Stamp {
+    pub host: Option<String>,
+    pub inputs: Inputs,
 }
 
-fn record(buf: &mut Vec<u8>, event: &Event) {
-    match event {
-        Event::Flow(r) => flow_record(buf, r),
-        Event::App(r) => app_record(buf, r),
-        Event::Alert(a) => {
-            let mut m = Obj::open(buf);
-            a.write_eve(&mut m);
-            m.close();
+/// Where a record's packets came from.
+#[derive(Clone, Debug, Default)]
+pub enum Inputs {
+    #[default]
+    Unnamed,
+    /// Live interfaces by position ([`crate::flow::Flow::input`]).
+    Interfaces(Vec<String>),
+    /// The one capture file replayed.
+    File(String),
+}
+
+impl Stamp {
+    fn write(&self, m: &mut Obj<'_>, input: Option<u16>) {
+        match (&self.inputs, input) {
+            (Inputs::Interfaces(names), Some(i)) => {
+                if let Some(name) = names.get(usize::from(i)) {
+                    m.str("in_iface", name);
+                }
+            }
+            (Inputs::File(name), _) => m.str("pcap_filename", name),
+            _ => {}
+        }
+        if let Some(host) = &self.host {
+            m.str("host", host);
         }
     }
+}
+
+/// Appends one event as an EVE line (a JSON object and a newline).
+pub fn append(buf: &mut Vec<u8>, event: &Event) {
+    append_stamped(buf, event, &Stamp::default());
+}
+
+/// [`append`] with the fleet fields of `stamp`.
+pub fn append_stamped(buf: &mut Vec<u8>, event: &Event, stamp: &Stamp) {
+    let mut m = Obj::open(buf);
+    let input = match event {
+        Event::Flow(r) => {
+            flow_record(&mut m, r);
+            Some(r.meta.input)
+        }
+        Event::App(r) => {
+            app_record(&mut m, r);
+            Some(r.meta.input)
+        }
+        Event::Alert(a) => {
+            a.write_eve(&mut m);
+            a.flow.as_ref().map(|f| f.input)
+        }
+    };
+    stamp.write(&mut m, input);
+    m.close();
+    buf.push(b'\n');
 }
 
 /// Writes the fields every record of a flow shares.
@@ -149,16 +202,14 @@ fn is_icmp(p: u8) -> bool {
 /// cumulative since the flow's start, as Zeek's long-connection log.
 pub const INTERIM: &str = "flow_interim";
 
-fn flow_record(buf: &mut Vec<u8>, r: &FlowRecord) {
-    let mut m = Obj::open(buf);
+fn flow_record(m: &mut Obj<'_>, r: &FlowRecord) {
     let kind = if r.interim { INTERIM } else { "flow" };
-    header(&mut m, r.start, kind, &r.meta);
+    header(m, r.start, kind, &r.meta);
     m.obj(kind, |m| flow_body(m, r));
     if let Some(tcp) = &r.tcp {
         m.obj("tcp", |m| tcp_body(m, tcp));
     }
     m.obj("egresswatch", |m| flow_extra(m, r));
-    m.close();
 }
 
 fn flow_body(m: &mut Obj<'_>, r: &FlowRecord) {
@@ -231,15 +282,13 @@ fn dir_stats(m: &mut Obj<'_>, d: &crate::flow::DirStats) {
     }
 }
 
-fn app_record(buf: &mut Vec<u8>, r: &AppRecord) {
+fn app_record(m: &mut Obj<'_>, r: &AppRecord) {
     let e = &r.event;
-    let mut m = Obj::open(buf);
-    header(&mut m, e.ts, e.event_type, &r.meta);
+    header(m, e.ts, e.event_type, &r.meta);
     m.rendered(e.event_type, &e.body);
     if let Some(extra) = &e.extra {
         m.obj("egresswatch", |m| m.rendered(e.event_type, extra));
     }
-    m.close();
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use crate::analyzer::AppEvent;
 use crate::community_id::community_id;
-use crate::flow::key::Endpoint;
+use crate::flow::key::{proto, Endpoint};
 use crate::flow::{DirStats, EndReason, Flow};
 use crate::time::Timestamp;
 
@@ -17,6 +17,8 @@ pub struct FlowMeta {
     pub dest: Endpoint,
     pub proto: u8,
     pub app_proto: Option<&'static str>,
+    /// The input the flow came from ([`Flow::input`]).
+    pub input: u16,
 }
 
 impl FlowMeta {
@@ -32,6 +34,7 @@ impl FlowMeta {
                 .as_ref()
                 .and_then(|a| a.facts())
                 .and_then(|f| f.app_proto),
+            input: flow.input,
         }
     }
 }
@@ -91,11 +94,13 @@ impl FlowRecord {
             out_of_order: [flow.tcp.dirs[0].out_of_order, flow.tcp.dirs[1].out_of_order],
         });
         let mut meta = FlowMeta::of(flow, community_seed);
-        // Payload nobody identified is `failed`, as Suricata writes it when
-        // protocol detection gave up; a flow without payload has no
+        // TCP or UDP payload nobody identified is `failed`, as Suricata
+        // writes it when protocol detection gave up (it runs no app-layer
+        // detection on other protocols); a flow without payload has no
         // app_proto.
         let payload = flow.dirs[0].payload_bytes + flow.dirs[1].payload_bytes > 0;
-        if meta.app_proto.is_none() && payload {
+        let app_layer = matches!(flow.key.proto, proto::TCP | proto::UDP);
+        if meta.app_proto.is_none() && payload && app_layer {
             meta.app_proto = Some("failed");
         }
         FlowRecord {

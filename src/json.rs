@@ -220,6 +220,14 @@ impl Arr<'_> {
         string(buf, value);
     }
 
+    /// An address as a string.
+    pub fn ip(&mut self, addr: IpAddr) {
+        let buf = self.next();
+        buf.push(b'"');
+        ip(buf, addr);
+        buf.push(b'"');
+    }
+
     /// An object, written by `fill`.
     pub fn obj(&mut self, fill: impl FnOnce(&mut Obj<'_>)) {
         let buf = self.next();

@@ -13,7 +13,7 @@ use cli::{
     LogFormat, ReplayArgs,
 };
 use egresswatch::engine::{Engine, EngineConfig};
-use egresswatch::eve::{EveWriter, Target};
+use egresswatch::eve::{EveWriter, Inputs, Stamp, Target};
 use egresswatch::event::{Event, EventSink};
 use egresswatch::flow::{FlowConfig, TimeoutClass};
 use egresswatch::judge::SharedRules;
@@ -130,7 +130,17 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
         })
         .transpose()?;
     let source = ReplaySource::open(&args.files)?;
-    let mut out = Output::open(args.analysis.eve.as_deref(), false)?;
+    // `pcap_filename` names the one file replayed; several files form one
+    // timeline whose records are not tied to one of them.
+    let inputs = match args.files.as_slice() {
+        [one] if one != Path::new("-") => Inputs::File(one.display().to_string()),
+        _ => Inputs::Unnamed,
+    };
+    let stamp = Stamp {
+        host: Some(sensor_name(args.analysis.sensor_name.clone())),
+        inputs,
+    };
+    let mut out = Output::open(args.analysis.eve.as_deref(), false, stamp)?;
     out.alert_lines = !args.quiet;
     if args.metrics_file.is_some() {
         out.tally = Some(egresswatch::metrics::Tally::default());
@@ -164,6 +174,7 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
 /// The live sensor (`egresswatch::sensor`); returns at SIGINT/SIGTERM.
 fn capture(args: CaptureArgs) -> Result<ExitCode> {
     let engine = engine_config(&args.analysis)?;
+    let app_layer = app_layer(&args.analysis);
     let a = args.analysis;
     let live = egresswatch::source::live::LiveOptions {
         snaplen: args.snaplen,
@@ -195,6 +206,8 @@ fn capture(args: CaptureArgs) -> Result<ExitCode> {
             Some(path) => Some((path, learn_cmd::config(&args.learn_filters)?)),
             None => None,
         },
+        app_layer,
+        sensor_name: Some(sensor_name(a.sensor_name)),
     };
     match egresswatch::sensor::run(cfg) {
         Ok(()) => Ok(ExitCode::SUCCESS),
@@ -258,7 +271,11 @@ const DEMO_PCAP: &[u8] = include_bytes!("gen/demo.pcap");
 fn demo(args: DemoArgs) -> Result<ExitCode> {
     let reader: Box<dyn io::Read + Send> = Box::new(io::Cursor::new(DEMO_PCAP));
     let source = ReplaySource::from_readers([("demo.pcap".to_string(), reader)]);
-    let mut out = Output::open(args.analysis.eve.as_deref(), !args.quiet)?;
+    let stamp = Stamp {
+        host: Some(sensor_name(args.analysis.sensor_name.clone())),
+        inputs: Inputs::File("demo.pcap".into()),
+    };
+    let mut out = Output::open(args.analysis.eve.as_deref(), !args.quiet, stamp)?;
     let outcome = analyze(source, &args.analysis, &mut out)?;
     let events = out.finish()?;
     // Standard output carries only EVE when it is the EVE output, so
@@ -325,10 +342,7 @@ fn analyze<S: SelectSource + Send>(
         args.rules.as_deref(),
     )?));
     let names = Arc::new(egresswatch::analyzer::names::NameCache::default());
-    let protocols = egresswatch::analyzer::registry(
-        names.clone(),
-        &egresswatch::analyzer::applayer::AppLayerConfig::default(),
-    );
+    let protocols = egresswatch::analyzer::registry(names.clone(), &app_layer(args));
     if let Some(tally) = out.tally.as_mut() {
         tally.classify_with(rules.clone(), names.clone());
     }
@@ -355,6 +369,25 @@ fn analyze<S: SelectSource + Send>(
         elapsed: started.elapsed(),
         result,
     })
+}
+
+/// EVE `host`: `--sensor-name`, else this machine's host name (read here,
+/// at the binary's edge).
+fn sensor_name(given: Option<String>) -> String {
+    given.unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".to_string())
+    })
+}
+
+fn app_layer(args: &AnalysisArgs) -> egresswatch::analyzer::applayer::AppLayerConfig {
+    egresswatch::analyzer::applayer::AppLayerConfig {
+        dns_version: args.eve_dns_version,
+        ..Default::default()
+    }
 }
 
 fn engine_config(args: &AnalysisArgs) -> Result<EngineConfig> {
@@ -409,7 +442,7 @@ struct Output {
 }
 
 impl Output {
-    fn open(eve: Option<&Path>, keep: bool) -> Result<Self> {
+    fn open(eve: Option<&Path>, keep: bool, stamp: Stamp) -> Result<Self> {
         let eve = match eve {
             None => None,
             Some(p) if p == Path::new("-") => {
@@ -423,7 +456,7 @@ impl Output {
             }
         };
         Ok(Output {
-            eve: eve.map(EveWriter::new),
+            eve: eve.map(|out| EveWriter::new(out).with_stamp(stamp)),
             keep: keep.then(Vec::new),
             alert_lines: false,
             worst: None,

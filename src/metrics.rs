@@ -33,8 +33,16 @@ pub const DROP_REASONS: [&str; 3] = ["kernel", "interface", "queue"];
 
 /// EVE record types counted by `egresswatch_eve_records_total`; anything
 /// else counts as `other`.
-pub const EVE_TYPES: [&str; 8] = [
-    "flow", "alert", "ssh", "dns", "tls", "http", "stratum", "other",
+pub const EVE_TYPES: [&str; 9] = [
+    "flow",
+    "flow_interim",
+    "alert",
+    "ssh",
+    "dns",
+    "tls",
+    "http",
+    "stratum",
+    "other",
 ];
 
 /// Where an SSH session went, relative to the cluster's policy.
@@ -363,6 +371,7 @@ impl Metrics {
     /// an `ssh` record and a classifier is given.
     pub fn observe_event(&self, event: &Event, ssh: Option<&SshClassifier>) {
         let kind = match event {
+            Event::Flow(f) if f.interim => crate::eve::INTERIM,
             Event::Flow(_) => "flow",
             Event::Alert(_) => "alert",
             Event::App(a) => a.event.event_type,

@@ -89,6 +89,7 @@ fn eve_secs(ts: &str) -> f64 {
 }
 
 fn to(ev: &Value, ip: &str, port: u64) -> bool {
+    let ev = harness::flow_endpoints(ev);
     ev["dest_ip"] == ip && ev["dest_port"].as_u64() == Some(port)
 }
 
@@ -137,7 +138,7 @@ fn live_reverse_tunnel_is_detected() {
         .find(|e| {
             e["event_type"] == "alert" && e["egresswatch"]["detection"] == "ssh-reverse-forward"
         })
-        .and_then(|e| e["src_port"].as_u64());
+        .and_then(|e| harness::flow_endpoints(e)["src_port"].as_u64());
     let ssh = run
         .eve
         .iter()
@@ -268,7 +269,9 @@ fn reload_keeps_old_rules_on_error_and_takes_new_ones_without_losing_flows() {
     let alerted: Vec<&Value> = run
         .eve
         .iter()
-        .filter(|e| e["event_type"] == "alert" && e["src_port"].as_u64() == port)
+        .filter(|e| {
+            e["event_type"] == "alert" && harness::flow_endpoints(e)["src_port"].as_u64() == port
+        })
         .collect();
     assert!(
         alerted.is_empty(),

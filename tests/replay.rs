@@ -337,6 +337,53 @@ fn demo_eve_on_stdout_is_only_json_lines() {
     assert!(stderr(&quiet).is_empty(), "{}", stderr(&quiet));
 }
 
+/// Every alert carries what an analyst needs without a join on `flow_id`:
+/// `direction`, the `flow` summary (its client is the flow record's
+/// `src_ip`), the SSH object of SSH flows, MITRE metadata; every record
+/// names the sensor and the capture.
+#[test]
+fn alerts_are_self_contained_and_records_name_sensor_and_capture() {
+    let file = temp_file(&egresswatch::gen::demo_pcap());
+    let path = file.path().to_str().unwrap();
+    let out = run(&["replay", "-q", path, "--eve", "-", "--sensor-name", "rack7"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let records: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(records
+        .iter()
+        .all(|r| r["host"] == "rack7" && r["pcap_filename"] == path));
+    let flow_src = |id: &serde_json::Value| {
+        records
+            .iter()
+            .find(|r| r["event_type"] == "flow" && r["flow_id"] == *id)
+            .map(|r| r["src_ip"].clone())
+    };
+    let alerts: Vec<_> = records
+        .iter()
+        .filter(|r| r["event_type"] == "alert")
+        .collect();
+    assert!(alerts.len() >= 4);
+    let mut directions = std::collections::BTreeSet::new();
+    for a in &alerts {
+        let d = a["direction"].as_str().unwrap_or("at the end");
+        directions.insert(d.to_string());
+        let f = &a["flow"];
+        assert_eq!(Some(f["src_ip"].clone()), flow_src(&a["flow_id"]), "{a}");
+        assert!(f["pkts_toserver"].as_u64().unwrap() > 0, "{a}");
+        assert!(f["start"].is_string(), "{a}");
+        assert!(a["alert"]["metadata"]["mitre_technique_id"][0].is_string());
+        if a["app_proto"] == "ssh" {
+            assert!(a["ssh"]["client"].is_object(), "ssh object inline: {a}");
+        }
+        if d == "to_client" {
+            assert_eq!(a["src_ip"], f["dest_ip"], "the packet's addresses: {a}");
+        }
+    }
+    assert!(directions.contains("to_server"), "{directions:?}");
+}
+
 /// An engine with every analyzer and the built-in rules.
 fn judging_engine() -> Engine {
     Engine::with_builtin_rules(EngineConfig::default()).expect("built-in rules load")

@@ -5,7 +5,7 @@
 //! asking for more on any text, comes last. (SSH is registered by its own
 //! module.)
 
-use super::dns::DnsProtocol;
+use super::dns::{DnsProtocol, DnsVersion};
 use super::http::HttpProtocol;
 use super::names::NameCache;
 use super::stratum::{PoolList, StratumProtocol};
@@ -22,11 +22,13 @@ pub struct AppLayerConfig {
     pub trusted_resolvers: Option<Vec<IpNet>>,
     /// Mining pool domains: a TLS SNI on the list sets mining facts.
     pub mining_pools: Option<Arc<PoolList>>,
+    /// The EVE layout of `dns` records.
+    pub dns_version: DnsVersion,
 }
 
 /// TLS, HTTP, DNS and Stratum, sharing one name cache.
 pub fn protocols(names: Arc<NameCache>, config: &AppLayerConfig) -> Vec<Box<dyn Protocol>> {
-    let mut dns = DnsProtocol::new(names);
+    let mut dns = DnsProtocol::new(names).with_version(config.dns_version);
     if let Some(nets) = &config.trusted_resolvers {
         dns = dns.with_trusted_resolvers(nets.clone());
     }

@@ -5,6 +5,7 @@
 
 use super::{Analyzer, AppFacts, Chunk, Dir, Emit, FlowContext, PacketView, Probe, Protocol};
 use crate::flow::stream::{Segment, Stream};
+use crate::json::Rendered;
 use crate::time::Timestamp;
 
 /// Chunks or datagrams offered to the probes before a flow is declared
@@ -87,6 +88,14 @@ impl AppSlot {
     pub fn facts(&self) -> Option<&AppFacts> {
         match &self.state {
             State::Active(a) => Some(a.facts()),
+            _ => None,
+        }
+    }
+
+    /// The active analyzer's EVE object so far, for an alert.
+    pub fn alert_object(&self) -> Option<(&'static str, Rendered)> {
+        match &self.state {
+            State::Active(a) => a.alert_object(),
             _ => None,
         }
     }

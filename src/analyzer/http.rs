@@ -653,6 +653,11 @@ impl Analyzer for HttpAnalyzer {
         &self.facts
     }
 
+    /// The oldest request still waiting for its response.
+    fn alert_object(&self) -> Option<(&'static str, Rendered)> {
+        self.open.front().map(|tx| ("http", log(tx, None).body))
+    }
+
     fn finish(&mut self, last_ts: Timestamp, out: &mut Emit) {
         for tx in self.open.drain(..) {
             out.push(log(&tx, None));

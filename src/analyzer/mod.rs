@@ -145,6 +145,13 @@ pub trait Analyzer: Send {
     /// What has been learned so far.
     fn facts(&self) -> &AppFacts;
 
+    /// The protocol's EVE object as far as it is known, and its key (e.g.
+    /// `ssh`), written inline on an alert raised on the flow. Called per
+    /// alert, never per packet.
+    fn alert_object(&self) -> Option<(&'static str, Rendered)> {
+        None
+    }
+
     /// The flow ended (closed, timed out, evicted or shut down).
     fn finish(&mut self, _last_ts: Timestamp, _out: &mut Emit) {}
 }

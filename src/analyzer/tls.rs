@@ -849,6 +849,11 @@ impl Analyzer for TlsAnalyzer {
         &self.facts
     }
 
+    /// What the handshake showed so far, once either hello was read.
+    fn alert_object(&self) -> Option<(&'static str, Rendered)> {
+        (self.client.is_some() || self.server.is_some()).then(|| ("tls", self.eve()))
+    }
+
     fn finish(&mut self, last_ts: Timestamp, out: &mut Emit) {
         self.maybe_log(last_ts, out, true);
     }

@@ -98,6 +98,8 @@ pub struct Spool<T: Target> {
     /// `pending` begins in the middle of a record the stream holds the
     /// start of.
     started: bool,
+    /// The fleet fields written on every record.
+    stamp: super::Stamp,
 }
 
 impl<T: Target> Spool<T> {
@@ -109,12 +111,18 @@ impl<T: Target> Spool<T> {
             records: 0,
             end,
             started: false,
+            stamp: super::Stamp::default(),
         }
+    }
+
+    /// Writes the fleet fields of `stamp` on every record from now on.
+    pub fn set_stamp(&mut self, stamp: super::Stamp) {
+        self.stamp = stamp;
     }
 
     /// Adds one record (an EVE line) to what is pending.
     pub fn push(&mut self, event: &crate::event::Event) {
-        super::append(&mut self.pending, event);
+        super::append_stamped(&mut self.pending, event, &self.stamp);
         self.records += 1;
     }
 
@@ -304,6 +312,7 @@ pub(crate) mod fault {
                 dest: ep([198, 51, 100, 1], 53),
                 proto: 17,
                 app_proto: Some("dns"),
+                input: 0,
             },
             event: AppEvent {
                 ts: Timestamp::from_secs(1_700_000_000 + n),

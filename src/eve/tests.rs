@@ -78,6 +78,7 @@ fn flow_record_has_eve_fields() {
     assert_eq!(r["dest_ip"], "198.51.100.10");
     assert_eq!(r["dest_port"], 22);
     assert_eq!(r["proto"], "TCP");
+    assert_eq!(r["app_proto"], "failed", "payload nobody claimed");
     assert!(r["community_id"].as_str().unwrap().starts_with("1:"));
     assert!(r["flow_id"].as_u64().unwrap() > 0);
     let f = &r["flow"];
@@ -135,4 +136,51 @@ fn replay_on_a_full_disk_keeps_whole_records_and_counts_the_rest() {
     assert_eq!(err.source.raw_os_error(), Some(28));
     // The later records were dropped, not written after the failure.
     assert_eq!(disk.failed_writes, 1);
+}
+
+/// A flow remembers the input its first packet came from; the stamp names
+/// it (`in_iface`) and the sensor (`host`) on every record.
+#[test]
+fn records_name_their_interface_and_sensor() {
+    let protocols: std::sync::Arc<crate::analyzer::dispatch::Protocols> =
+        std::sync::Arc::from(Vec::new());
+    let mut engine = Engine::new(
+        EngineConfig::default(),
+        protocols,
+        ahash::RandomState::new(),
+    );
+    let stamp = Stamp {
+        host: Some("gpu-rack-7".into()),
+        inputs: Inputs::Interfaces(vec!["span0".into(), "span1".into()]),
+    };
+    let mut w = EveWriter::new(Vec::new()).with_stamp(stamp);
+    for (i, (ms, data)) in session().iter().enumerate() {
+        // The handshake arrives on span1, the rest on span0: the flow
+        // keeps the interface it began on.
+        engine.set_input(if i == 0 { 1 } else { 0 });
+        let frame = Frame {
+            ts: Timestamp::from_nanos(1_700_000_000_000_000_000 + ms * 1_000_000),
+            link: LinkType::Ethernet,
+            data,
+            orig_len: data.len() as u32,
+        };
+        engine.process(&frame, i as u64 + 1, &mut w);
+    }
+    engine.finish(&mut w);
+    let out = String::from_utf8(w.finish().unwrap()).unwrap();
+    let r: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(r["in_iface"], "span1");
+    assert_eq!(r["host"], "gpu-rack-7");
+    assert!(r.get("pcap_filename").is_none());
+
+    let replayed = Stamp {
+        host: None,
+        inputs: Inputs::File("day1.pcap".into()),
+    };
+    let mut buf = Vec::new();
+    let event = crate::eve::spool::fault::event(1);
+    append_stamped(&mut buf, &event, &replayed);
+    let r: Value = serde_json::from_slice(&buf).unwrap();
+    assert_eq!(r["pcap_filename"], "day1.pcap");
+    assert!(r.get("host").is_none() && r.get("in_iface").is_none());
 }

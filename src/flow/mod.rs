@@ -90,6 +90,9 @@ pub struct Flow {
     /// Minutes after the start when the policy wants another look (0: no);
     /// minutes keep it small, the checks are for hour-long thresholds.
     pub recheck_minutes: u16,
+    /// Which input (live interface, by its position) the flow's first
+    /// packet came from: EVE's `in_iface`.
+    pub input: u16,
     /// The table's expiry list this flow is linked into: its timeout
     /// class and eviction tier.
     pub(crate) class: TimeoutClass,
@@ -124,6 +127,7 @@ impl Flow {
             alerts: AlertState::default(),
             judged: 0,
             recheck_minutes: 0,
+            input: 0,
             class: TimeoutClass::Other,
             tier: EvictionTier::Cheap,
             period_secs: 0,

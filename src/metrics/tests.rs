@@ -74,6 +74,7 @@ fn ssh_event(dest: &str) -> Event {
             dest: ep(dest),
             proto: 6,
             app_proto: Some("ssh"),
+            input: 0,
         },
         event: AppEvent {
             ts: Timestamp::from_secs(1_700_000_000),

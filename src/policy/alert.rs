@@ -9,6 +9,7 @@ use super::detection::{Detection, Severity, GID, REV};
 use super::schema::RuleSet;
 use super::suppress::{SuppressKey, SuppressionWindow};
 use crate::analyzer::facts::Evidence;
+use crate::analyzer::Dir;
 use crate::flow::key::Endpoint;
 use crate::json::{Obj, Rendered};
 use crate::time::Timestamp;
@@ -95,6 +96,25 @@ pub struct Alert {
     pub zone: Option<Arc<str>>,
     pub allow: Option<AllowRef>,
     pub evidence: Evidence,
+    /// What the engine adds of the flow (`None` for a sensor finding).
+    pub flow: Option<AlertFlow>,
+}
+
+/// The flow an alert was raised on, as EVE writes it on the alert (so an
+/// analyst needs no join on `flow_id`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AlertFlow {
+    /// The flow's input (EVE `in_iface`).
+    pub input: u16,
+    /// The packet that raised the alert (EVE `direction`); `None` when
+    /// the flow's end did.
+    pub dir: Option<Dir>,
+    /// toserver, toclient, so far.
+    pub pkts: [u64; 2],
+    pub bytes: [u64; 2],
+    pub start: Timestamp,
+    /// The analyzer's protocol object so far (`ssh`, ...) and its key.
+    pub app: Option<(&'static str, Rendered)>,
 }
 
 /// The alerts of one classification, and what the engine needs next.
@@ -158,6 +178,7 @@ impl RuleSet {
             zone: self.zone_of(f.src.addr).map(|z| z.name.clone()),
             allow: None,
             evidence: f.evidence,
+            flow: None,
         });
         out
     }
@@ -234,6 +255,7 @@ impl RuleSet {
                 .map(|z| z.name.clone()),
             allow: v.considered.as_ref().and_then(|c| self.allow_ref(c, d)),
             evidence: evidence.clone(),
+            flow: None,
         }
     }
 
@@ -273,14 +295,23 @@ impl Alert {
     }
 
     /// Writes the whole EVE `alert` record.
+    /// The addresses follow the packet that raised it, as Suricata's: a
+    /// packet to the client has the server as `src_ip` (`direction:
+    /// to_client`); `flow` has the client as `src_ip` either way.
     pub fn write_eve(&self, o: &mut Obj<'_>) {
+        let flow = self.flow.as_ref();
+        let to_client = flow.is_some_and(|f| f.dir == Some(Dir::ToClient));
+        let (src, dst) = match to_client {
+            true => (self.dst, self.src),
+            false => (self.src, self.dst),
+        };
         o.ts("timestamp", self.ts);
         o.u64("flow_id", self.flow_id);
         o.str("event_type", "alert");
-        o.ip("src_ip", self.src.addr);
-        o.u64("src_port", self.src.port.into());
-        o.ip("dest_ip", self.dst.addr);
-        o.u64("dest_port", self.dst.port.into());
+        o.ip("src_ip", src.addr);
+        o.u64("src_port", src.port.into());
+        o.ip("dest_ip", dst.addr);
+        o.u64("dest_port", dst.port.into());
         o.str("proto", &proto_name(self.proto));
         if let Some(c) = &self.community_id {
             o.str("community_id", c);
@@ -289,7 +320,36 @@ impl Alert {
             o.str("app_proto", p);
         }
         o.obj("alert", |o| self.write_alert_object(o));
+        if let Some(f) = flow {
+            self.write_flow(o, f);
+        }
         o.obj("egresswatch", |o| self.write_own_object(o));
+    }
+
+    /// Suricata's `direction`, `flow {}` summary and app-layer object.
+    fn write_flow(&self, o: &mut Obj<'_>, f: &AlertFlow) {
+        if let Some((key, body)) = &f.app {
+            o.rendered(key, body);
+        }
+        match f.dir {
+            Some(Dir::ToServer) => o.str("direction", "to_server"),
+            Some(Dir::ToClient) => o.str("direction", "to_client"),
+            None => {}
+        }
+        o.obj("flow", |o| {
+            o.u64("pkts_toserver", f.pkts[0]);
+            o.u64("pkts_toclient", f.pkts[1]);
+            o.u64("bytes_toserver", f.bytes[0]);
+            o.u64("bytes_toclient", f.bytes[1]);
+            o.ts("start", f.start);
+            o.ip("src_ip", self.src.addr);
+            o.ip("dest_ip", self.dst.addr);
+            let icmp = matches!(self.proto, 1 | 58);
+            if crate::flow::key::has_ports(self.proto) && !icmp {
+                o.u64("src_port", self.src.port.into());
+                o.u64("dest_port", self.dst.port.into());
+            }
+        });
     }
 
     /// EVE's `alert` object.
@@ -641,6 +701,48 @@ enabled = false
             }
         });
         assert_eq!(alert.to_eve(), expected);
+    }
+
+    /// With its flow, an alert is written as Suricata writes one raised
+    /// by a packet to the client: the packet's addresses on top,
+    /// `direction`, the flow (client first) and the app-layer object.
+    #[test]
+    fn alert_on_a_packet_to_the_client_carries_its_flow() {
+        let mut alert = forward_alert();
+        let ssh = Rendered::build(|o| o.obj("server", |o| o.str("proto_version", "2.0")));
+        alert.flow = Some(AlertFlow {
+            input: 0,
+            dir: Some(Dir::ToClient),
+            pkts: [5, 4],
+            bytes: [500, 400],
+            start: at(0),
+            app: Some(("ssh", ssh)),
+        });
+        let eve = alert.to_eve();
+        assert_eq!(
+            (&eve["src_ip"], &eve["src_port"], &eve["dest_port"]),
+            (
+                &serde_json::json!("10.20.0.10"),
+                &serde_json::json!(22),
+                &serde_json::json!(40000)
+            )
+        );
+        assert_eq!(eve["direction"], "to_client");
+        assert_eq!(
+            eve["flow"],
+            serde_json::json!({
+                "pkts_toserver": 5, "pkts_toclient": 4,
+                "bytes_toserver": 500, "bytes_toclient": 400,
+                "start": "2025-06-15T15:06:40.000000+0000",
+                "src_ip": "10.10.0.10", "dest_ip": "10.20.0.10",
+                "src_port": 40000, "dest_port": 22
+            })
+        );
+        assert_eq!(eve["ssh"]["server"]["proto_version"], "2.0");
+        alert.flow.as_mut().unwrap().dir = None;
+        let at_end = alert.to_eve();
+        assert_eq!(at_end["src_ip"], "10.10.0.10", "the flow's order");
+        assert!(at_end.get("direction").is_none());
     }
 
     #[test]

@@ -80,6 +80,10 @@ pub struct SensorConfig {
     pub user: Option<String>,
     /// `--learn FILE`: learn allow entries from the flows that end.
     pub learn: Option<(PathBuf, crate::learn::LearnConfig)>,
+    /// App-layer options (the EVE DNS layout, ...).
+    pub app_layer: AppLayerConfig,
+    /// EVE `host` of every record (the binary defaults it to the host name).
+    pub sensor_name: Option<String>,
 }
 
 /// Cores left after one capture thread per interface, at least one.
@@ -348,12 +352,14 @@ impl Running {
             metrics: metrics.clone(),
             ssh: SshClassifier::new(rules.clone(), names.clone()),
             reopen: reopen.clone(),
+            stamp: crate::eve::Stamp {
+                host: cfg.sensor_name.clone(),
+                inputs: crate::eve::Inputs::Interfaces(cfg.interfaces.clone()),
+            },
         };
         let writer = spawn("ew-writer", move || writer.run());
-        let protocols: Arc<[_]> = Arc::from(crate::analyzer::registry(
-            names.clone(),
-            &AppLayerConfig::default(),
-        ));
+        let protocols: Arc<[_]> =
+            Arc::from(crate::analyzer::registry(names.clone(), &cfg.app_layer));
         let mut worker_handles = Vec::new();
         for (w, (rx, depth)) in from_captures.into_iter().zip(&depth).enumerate() {
             let engine = Engine::analyzing(

@@ -120,6 +120,8 @@ pub struct Writer {
     pub reopen: Arc<AtomicBool>,
     /// `--learn FILE`.
     pub learn: Option<super::learn::LearnFile>,
+    /// The fleet fields of every record (`host`, `in_iface`).
+    pub stamp: crate::eve::Stamp,
 }
 
 impl Writer {
@@ -133,9 +135,11 @@ impl Writer {
             ssh,
             reopen,
             mut learn,
+            stamp,
         } = self;
         let discard = matches!(target, EveTarget::Discard);
         let mut out = Output::new(target, metrics.clone());
+        out.spool.set_stamp(stamp);
         loop {
             match rx.recv_timeout(out.wait(Instant::now())) {
                 Ok(event) => {

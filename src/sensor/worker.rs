@@ -54,6 +54,8 @@ impl Worker {
             match msg {
                 Msg::Batch(mut batch) => {
                     self.queue_depth.sub(batch.len() as i64);
+                    self.engine
+                        .set_input(u16::try_from(batch.origin).unwrap_or(u16::MAX));
                     for (frame, decoded) in batch.decoded() {
                         index += 1;
                         self.engine

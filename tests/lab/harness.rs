@@ -294,10 +294,21 @@ pub fn metric(snapshot: &Value, sample: &str) -> f64 {
 /// Whether an EVE record is about the given connection (the manifest's
 /// `outer`: client, client_port, server, server_port).
 pub fn outer_matches(ev: &Value, outer: &Value) -> bool {
+    let ev = flow_endpoints(ev);
     ev["src_ip"] == outer["client"]
         && ev["src_port"] == outer["client_port"]
         && ev["dest_ip"] == outer["server"]
         && ev["dest_port"] == outer["server_port"]
+}
+
+/// Where a record names the flow's client and server: an alert's top
+/// level follows the packet that raised it (Suricata's `direction`), its
+/// `flow` object the flow.
+pub fn flow_endpoints(ev: &Value) -> &Value {
+    match &ev["flow"] {
+        f if ev["event_type"] == "alert" && f.is_object() => f,
+        _ => ev,
+    }
 }
 
 /// Records of one `event_type` about the capture's outer connection.

@@ -1,6 +1,8 @@
-//! DNS over UDP and TCP, on any port: one EVE `dns` record per message
-//! (Suricata's version 3 layout), and every answered name fed to the shared
-//! [`NameCache`] so later flows of the asking client carry the names.
+//! DNS over UDP and TCP, on any port: EVE `dns` records in Suricata's
+//! version 3 layout (one per message, Suricata 8's default) or version 2
+//! (one per question of a query, one per response), and every answered
+//! name fed to the shared [`NameCache`] so later flows of the asking client
+//! carry the names.
 //!
 //! Only the chain that starts at a question is learned: the question name,
 //! the CNAMEs it leads through, and the A/AAAA records at the end of it.
@@ -35,10 +37,34 @@ pub const MAX_CNAME_HOPS: usize = 8;
 /// Most questions of one message whose answers are learned.
 const MAX_LEARNED_QUESTIONS: usize = 4;
 
+/// Suricata's EVE DNS layouts (`dns.version`).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub enum DnsVersion {
+    /// `type: query` per question, `type: answer` per response (with
+    /// `answers` and `grouped`), as Elastic's and Filebeat's pipelines read.
+    V2,
+    /// `type: request|response` per message with `queries` and `answers`:
+    /// Suricata 8's default.
+    #[default]
+    V3,
+}
+
+impl DnsVersion {
+    /// `2` or `3`.
+    pub fn parse(text: &str) -> Option<DnsVersion> {
+        match text.trim() {
+            "2" => Some(DnsVersion::V2),
+            "3" => Some(DnsVersion::V3),
+            _ => None,
+        }
+    }
+}
+
 /// Claims DNS flows and starts their analyzers.
 pub struct DnsProtocol {
     cache: Arc<NameCache>,
     trusted: Option<Arc<[IpNet]>>,
+    version: DnsVersion,
 }
 
 impl DnsProtocol {
@@ -46,7 +72,14 @@ impl DnsProtocol {
         DnsProtocol {
             cache,
             trusted: None,
+            version: DnsVersion::default(),
         }
+    }
+
+    /// Writes records in this EVE layout.
+    pub fn with_version(mut self, version: DnsVersion) -> Self {
+        self.version = version;
+        self
     }
 
     /// Learn names only from answers sent by addresses in `nets`.
@@ -70,11 +103,9 @@ impl Protocol for DnsProtocol {
     }
 
     fn start(&self, ctx: &FlowContext) -> Box<dyn Analyzer> {
-        Box::new(DnsAnalyzer::new(
-            ctx,
-            Arc::clone(&self.cache),
-            self.trusted.clone(),
-        ))
+        let mut a = DnsAnalyzer::new(ctx, Arc::clone(&self.cache), self.trusted.clone());
+        a.version = self.version;
+        Box::new(a)
     }
 }
 
@@ -192,6 +223,7 @@ pub struct DnsAnalyzer {
     framers: [Framer; 2],
     events: u32,
     counters: DnsCounters,
+    version: DnsVersion,
 }
 
 impl DnsAnalyzer {
@@ -206,6 +238,7 @@ impl DnsAnalyzer {
             framers: Default::default(),
             events: 0,
             counters: DnsCounters::default(),
+            version: DnsVersion::default(),
         }
     }
 
@@ -236,14 +269,22 @@ impl DnsAnalyzer {
             return;
         }
         self.events += 1;
-        out.push(AppEvent {
-            ts,
-            event_type: "dns",
-            body: eve(&msg),
-            extra: msg
-                .error
-                .map(|e| Rendered::build(|o| o.str("parse_error", e.name()))),
-        });
+        let extra = msg
+            .error
+            .map(|e| Rendered::build(|o| o.str("parse_error", e.name())));
+        let mut push = |body| {
+            out.push(AppEvent {
+                ts,
+                event_type: "dns",
+                body,
+                extra: extra.clone(),
+            })
+        };
+        match self.version {
+            DnsVersion::V3 => push(eve(&msg)),
+            // Suricata's transaction index: one per message, from 0.
+            DnsVersion::V2 => eve_v2(&msg, self.counters.messages - 1, push),
+        }
     }
 
     /// Feeds the answered names of a response to the cache. The asking
@@ -414,22 +455,118 @@ pub fn eve(msg: &Message) -> Rendered {
         if h.qr() {
             o.str("rcode", &rcode_name(h.rcode()));
         }
-        o.arr("queries", |a| {
-            for q in &msg.questions {
-                a.obj(|o| {
-                    o.str("rrname", &q.name);
-                    o.str("rrtype", &rtype_name(q.rtype));
-                });
-            }
-        });
-        for (key, records) in [("answers", &msg.answers), ("authorities", &msg.authorities)] {
-            if !records.is_empty() {
-                o.arr(key, |a| {
-                    records.iter().for_each(|r| a.obj(|o| record(o, r)))
-                });
+        // A message without a question (an mDNS response) has no
+        // `queries` key, as Suricata writes it (the schema wants one item).
+        if !msg.questions.is_empty() {
+            o.arr("queries", |a| {
+                for q in &msg.questions {
+                    a.obj(|o| {
+                        o.str("rrname", &q.name);
+                        o.str("rrtype", &rtype_name(q.rtype));
+                    });
+                }
+            });
+        }
+        sections(o, msg);
+    })
+}
+
+/// `answers` and `authorities`, each only when not empty.
+fn sections(o: &mut Obj<'_>, msg: &Message) {
+    for (key, records) in [("answers", &msg.answers), ("authorities", &msg.authorities)] {
+        if !records.is_empty() {
+            o.arr(key, |a| {
+                records.iter().for_each(|r| a.obj(|o| record(o, r)))
+            });
+        }
+    }
+}
+
+/// The EVE `dns` objects of one message in Suricata's "version 2" layout:
+/// a query gives one `type: query` record per question (`tx_id` is the
+/// message's index in the flow); a response gives one `type: answer`
+/// record with its first question's `rrname`/`rrtype`, the answers in
+/// full (`answers`) and by type (`grouped`), and the authorities.
+/// Suricata writes no answer record for a response without a question;
+/// this one does, without `rrname`/`rrtype`.
+pub fn eve_v2(msg: &Message, tx_id: u64, mut push: impl FnMut(Rendered)) {
+    let h = &msg.header;
+    if !h.qr() {
+        for q in &msg.questions {
+            push(Rendered::build(|o| {
+                o.u64("version", 2);
+                o.str("type", "query");
+                o.u64("id", h.id.into());
+                o.str("rrname", &q.name);
+                o.str("rrtype", &rtype_name(q.rtype));
+                o.u64("tx_id", tx_id);
+                if h.z() {
+                    o.bool("z", true);
+                }
+                o.u64("opcode", h.opcode().into());
+            }));
+        }
+        return;
+    }
+    push(Rendered::build(|o| {
+        o.u64("version", 2);
+        o.str("type", "answer");
+        o.u64("id", h.id.into());
+        o.hex("flags", h.flags.into());
+        for (key, set) in [
+            ("qr", h.qr()),
+            ("aa", h.aa()),
+            ("tc", h.tc()),
+            ("rd", h.rd()),
+            ("ra", h.ra()),
+            ("z", h.z()),
+        ] {
+            if set {
+                o.bool(key, true);
             }
         }
-    })
+        o.u64("opcode", h.opcode().into());
+        if let Some(q) = msg.questions.first() {
+            o.str("rrname", &q.name);
+            o.str("rrtype", &rtype_name(q.rtype));
+        }
+        o.str("rcode", &rcode_name(h.rcode()));
+        if !msg.answers.is_empty() {
+            o.arr("answers", |a| {
+                msg.answers.iter().for_each(|r| a.obj(|o| record(o, r)))
+            });
+            o.obj("grouped", |o| grouped(o, &msg.answers));
+        }
+        if !msg.authorities.is_empty() {
+            o.arr("authorities", |a| {
+                msg.authorities.iter().for_each(|r| a.obj(|o| record(o, r)))
+            });
+        }
+    }));
+}
+
+/// Version 2's `grouped`: the answers' data by record type (in order of
+/// first appearance), for the types whose data is a string.
+fn grouped(o: &mut Obj<'_>, answers: &[Record]) {
+    let text = |r: &Record| match &r.data {
+        RData::Addr(_) | RData::Name(_) | RData::Txt(_) | RData::Mx { .. } => true,
+        RData::Soa { .. } | RData::Other { .. } => false,
+    };
+    for (i, r) in answers.iter().enumerate() {
+        let first = !answers[..i].iter().any(|p| p.rtype == r.rtype && text(p));
+        if !text(r) || !first {
+            continue;
+        }
+        o.arr(&rtype_name(r.rtype), |a| {
+            for same in answers[i..].iter().filter(|x| x.rtype == r.rtype) {
+                match &same.data {
+                    RData::Addr(addr) => a.ip(*addr),
+                    RData::Name(n) | RData::Txt(n) | RData::Mx { exchange: n, .. } => a.str(n),
+                    RData::Soa { .. } | RData::Other { .. } => {}
+                }
+            }
+        });
+    }
 }
 
 fn record(o: &mut Obj<'_>, r: &Record) {

@@ -68,6 +68,64 @@ fn udp_query_and_answer_from_lab_capture() {
     assert!(names(&cache, "198.51.100.53", "203.0.113.80").is_empty());
 }
 
+/// Suricata's version 2: a `query` record per question, an `answer`
+/// record per response with `answers` and `grouped`.
+#[test]
+fn version_2_layout_as_suricata_writes_it() {
+    let p = DnsProtocol::new(cache()).with_version(DnsVersion::V2);
+    let c = ctx(proto::UDP, CLIENT, RESOLVER);
+    let (q, a) = (hex(QUERY_WWW), hex(ANSWER_WWW));
+    let played = play(&p, &c, &[(Dir::ToServer, &q), (Dir::ToClient, &a)]);
+    let ev: Vec<_> = played.events.iter().map(|e| e.body.to_value()).collect();
+    assert_eq!(
+        ev,
+        [
+            json!({"version": 2, "type": "query", "id": 0x98d5, "rrname": "www.example.com",
+                   "rrtype": "A", "tx_id": 0, "opcode": 0}),
+            json!({"version": 2, "type": "answer", "id": 0x98d5, "flags": "8580", "qr": true,
+                   "aa": true, "rd": true, "ra": true, "opcode": 0,
+                   "rrname": "www.example.com", "rrtype": "A", "rcode": "NOERROR",
+                   "answers": [{"rrname": "www.example.com", "rrtype": "A", "ttl": 0,
+                                "rdata": "203.0.113.80"}],
+                   "grouped": {"A": ["203.0.113.80"]}}),
+        ]
+    );
+    let chained = chained_response(0);
+    let played = play(&p, &c, &[(Dir::ToClient, &chained)]);
+    assert_eq!(
+        played.events[0].body.to_value()["grouped"],
+        json!({"CNAME": ["lb.corp.example", "edge.cdn.example"],
+               "A": ["192.0.2.7", "192.0.2.66"], "AAAA": ["2001:db8::7"]})
+    );
+}
+
+/// An mDNS-style response without a question: no `queries` key (v3) and
+/// no `rrname` (v2), never an empty list.
+#[test]
+fn a_response_without_a_question_has_no_queries_key() {
+    let mut b = Builder::header(0, 0x8400, [0, 1, 0, 0]);
+    b.name("printer.local")
+        .rr_tail(rtype::A, 120, &[10, 0, 0, 9]);
+    let c = ctx(proto::UDP, "10.10.0.9:5353", "224.0.0.251:5353");
+    for version in [DnsVersion::V3, DnsVersion::V2] {
+        let p = DnsProtocol::new(cache()).with_version(version);
+        let played = play(&p, &c, &[(Dir::ToServer, &b.buf)]);
+        assert_eq!(played.events.len(), 1, "{version:?}");
+        let body = played.events[0].body.to_value();
+        assert!(body.get("queries").is_none(), "{body}");
+        assert!(body.get("rrname").is_none(), "{body}");
+        assert_eq!(body["answers"][0]["rrname"], "printer.local");
+    }
+    assert_eq!(DnsVersion::parse("2"), Some(DnsVersion::V2));
+    assert_eq!(DnsVersion::parse("3"), Some(DnsVersion::V3));
+    assert_eq!(DnsVersion::parse("1"), None);
+    assert_eq!(
+        DnsVersion::default(),
+        DnsVersion::V3,
+        "Suricata 8's default"
+    );
+}
+
 #[test]
 fn refused_and_mx_answers_teach_no_addresses() {
     let cache = cache();

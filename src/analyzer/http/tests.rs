@@ -137,6 +137,25 @@ fn host_forms() {
     }
 }
 
+/// An alert raised while a request waits for its response shows it.
+#[test]
+fn an_open_request_is_the_alert_object() {
+    let played = play(
+        &HttpProtocol,
+        &flow(),
+        &[(Dir::ToServer, CURL_GET.as_bytes())],
+    );
+    let a = played.analyzer.expect("http claimed the flow");
+    let (key, body) = a.alert_object().expect("the open request");
+    assert_eq!(key, "http");
+    assert_eq!(body.to_value()["url"], "/index.html");
+    let (answered, _) = run(&[
+        (Dir::ToServer, CURL_GET.as_bytes()),
+        (Dir::ToClient, PY_RESPONSE.as_bytes()),
+    ]);
+    assert!(answered.alert_object().is_none(), "logged already");
+}
+
 #[test]
 fn unanswered_request_is_logged_at_the_end() {
     let (_, events) = run(&[(Dir::ToServer, CURL_GET.as_bytes())]);

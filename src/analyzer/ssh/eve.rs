@@ -41,6 +41,11 @@ pub fn event(v: &View<'_>, ts: Timestamp) -> AppEvent {
     }
 }
 
+/// Suricata's `ssh` object, rendered.
+pub fn body_of(v: &View<'_>) -> Rendered {
+    Rendered::of(&body(v))
+}
+
 /// Suricata's `ssh` object. `client` is the SSH client, which is the TCP
 /// responder when roles are reversed (`egresswatch.ssh.role_reversed`).
 fn body(v: &View<'_>) -> Value {

@@ -25,6 +25,7 @@ use crate::analyzer::{
     SshFacts,
 };
 use crate::decode::TcpFlags;
+use crate::json::Rendered;
 use crate::time::Timestamp;
 use banner::{Banner, LineReader, LineResult};
 use infer::Inference;
@@ -640,8 +641,13 @@ impl SshAnalyzer {
         }
         self.emitted = true;
         let ts = self.handshake_done.unwrap_or(self.last_ts);
+        out.push(eve::event(&self.view(), ts));
+    }
+
+    /// What the EVE record is built from, as far as it is known.
+    fn view(&self) -> eve::View<'_> {
         let c = self.client_dir();
-        let view = eve::View {
+        eve::View {
             facts: self.facts.ssh.as_deref(),
             client: self.banners[c.index()].as_ref(),
             server: self.banners[c.reverse().index()].as_ref(),
@@ -661,8 +667,7 @@ impl SshAnalyzer {
                 self.sides[0].lines.pre_banner_lines,
                 self.sides[1].lines.pre_banner_lines,
             ],
-        };
-        out.push(eve::event(&view, ts));
+        }
     }
 }
 
@@ -730,6 +735,10 @@ impl Analyzer for SshAnalyzer {
 
     fn facts(&self) -> &AppFacts {
         &self.facts
+    }
+
+    fn alert_object(&self) -> Option<(&'static str, Rendered)> {
+        Some(("ssh", eve::body_of(&self.view())))
     }
 
     fn finish(&mut self, last_ts: Timestamp, out: &mut Emit) {

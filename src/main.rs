@@ -24,7 +24,7 @@ use egresswatch::source::{SelectSource, SourceError};
 use egresswatch::time::Timestamp;
 use std::fs::File;
 use std::io::{self, BufWriter};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
@@ -130,16 +130,7 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
         })
         .transpose()?;
     let source = ReplaySource::open(&args.files)?;
-    // `pcap_filename` names the one file replayed; several files form one
-    // timeline whose records are not tied to one of them.
-    let inputs = match args.files.as_slice() {
-        [one] if one != Path::new("-") => Inputs::File(one.display().to_string()),
-        _ => Inputs::Unnamed,
-    };
-    let stamp = Stamp {
-        host: Some(sensor_name(args.analysis.sensor_name.clone())),
-        inputs,
-    };
+    let stamp = replay_stamp(&args.files, &args.analysis);
     let mut out = Output::open(args.analysis.eve.as_deref(), false, stamp)?;
     out.alert_lines = !args.quiet;
     if args.metrics_file.is_some() {
@@ -267,6 +258,19 @@ fn load_rules(dir: Option<&Path>) -> Result<RuleSet> {
 /// The demo capture, made by `egresswatch generate demo` and built into
 /// the binary (a test keeps it equal to what the generator makes).
 const DEMO_PCAP: &[u8] = include_bytes!("gen/demo.pcap");
+
+/// The fleet fields of a replay's records: `pcap_filename` names the one
+/// file replayed; several files form one timeline not tied to one of them.
+fn replay_stamp(files: &[PathBuf], analysis: &AnalysisArgs) -> Stamp {
+    let inputs = match files {
+        [one] if one != Path::new("-") => Inputs::File(one.display().to_string()),
+        _ => Inputs::Unnamed,
+    };
+    Stamp {
+        host: Some(sensor_name(analysis.sensor_name.clone())),
+        inputs,
+    }
+}
 
 fn demo(args: DemoArgs) -> Result<ExitCode> {
     let reader: Box<dyn io::Read + Send> = Box::new(io::Cursor::new(DEMO_PCAP));

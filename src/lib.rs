@@ -24,4 +24,5 @@ pub mod sensor;
 pub mod source;
 pub mod stats;
 pub mod time;
+pub mod trial;
 pub mod web;

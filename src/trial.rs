@@ -59,14 +59,11 @@ impl Change {
     }
 }
 
-/// Changed alerts of like flows: one detection, to one destination, for
-/// the same reasons.
+/// Changed alerts of like flows: to one destination, for the same
+/// reasons.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct GroupKey {
     pub change: Change,
-    pub detection: Detection,
-    /// `ssh-long-lived`: the threshold level; 0 otherwise.
-    pub level: u8,
     pub proto: u8,
     pub server: IpAddr,
     pub port: u16,
@@ -79,13 +76,22 @@ pub struct GroupKey {
     pub old_why: String,
 }
 
-/// How many flows a group has, and one of them.
+/// The flows of a group, what changed on them, and one of them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Group {
     pub flows: u64,
+    /// Per (detection, level; the level is the `ssh-long-lived` threshold,
+    /// else 0): how many of the flows it changed on, and its severity in
+    /// the rule set that raised it.
+    pub detections: BTreeMap<(Detection, u8), (u64, Severity)>,
     pub example: FlowBrief,
-    /// The detection's severity in the rule set that raised it.
-    pub severity: Severity,
+}
+
+impl Group {
+    /// Changed (flow, detection) pairs.
+    pub fn alerts(&self) -> u64 {
+        self.detections.values().map(|(n, _)| n).sum()
+    }
 }
 
 /// What the OLD side keeps.
@@ -113,12 +119,12 @@ pub struct Comparison {
 }
 
 impl Comparison {
-    /// (flows, groups) per change.
+    /// Changed (flow, detection) pairs of one kind.
     pub fn count(&self, change: Change) -> u64 {
         self.groups
             .iter()
             .filter(|(k, _)| k.change == change)
-            .map(|(_, g)| g.flows)
+            .map(|(_, g)| g.alerts())
             .sum()
     }
 
@@ -127,12 +133,13 @@ impl Comparison {
         !self.groups.is_empty() || self.groups_dropped > 0
     }
 
-    /// Whether an alert at or above `threshold` appears with NEW.
+    /// Whether an alert at or above `threshold` appears with NEW (or
+    /// might have: changes that fit in no group count).
     pub fn appears_at(&self, threshold: Severity) -> bool {
-        self.groups
-            .iter()
-            .any(|(k, g)| k.change == Change::Appears && g.severity.meets(threshold))
-            || self.groups_dropped > 0
+        let grouped = self.groups.iter().any(|(k, g)| {
+            k.change == Change::Appears && g.detections.values().any(|(_, s)| s.meets(threshold))
+        });
+        grouped || self.groups_dropped > 0
     }
 }
 
@@ -248,15 +255,23 @@ impl Trial {
         let new_why = why(rules, &new);
         let old_why = why(&old.rules, &old_out);
         let zone = rules.zone_of(s.client.addr).map(|z| z.name.to_string());
-        for (change, detection, level) in changes {
-            let severity = match change {
-                Change::Appears => rules.settings(detection).severity,
-                Change::Disappears => old.rules.settings(detection).severity,
-            };
+        for change in [Change::Appears, Change::Disappears] {
+            let detections: Vec<_> = changes
+                .iter()
+                .filter(|(c, _, _)| *c == change)
+                .map(|(_, d, level)| {
+                    let set = match change {
+                        Change::Appears => rules,
+                        Change::Disappears => &*old.rules,
+                    };
+                    (*d, *level, set.settings(*d).severity)
+                })
+                .collect();
+            if detections.is_empty() {
+                continue;
+            }
             let key = GroupKey {
                 change,
-                detection,
-                level,
                 proto: s.proto,
                 server: s.server.addr,
                 port: s.server.port,
@@ -266,7 +281,7 @@ impl Trial {
                 new_why: new_why.clone(),
                 old_why: old_why.clone(),
             };
-            add_to_group(&mut self.comparison, key, &brief, severity);
+            add_to_group(&mut self.comparison, key, &brief, &detections);
         }
     }
 
@@ -285,23 +300,25 @@ impl Trial {
     }
 }
 
-fn add_to_group(c: &mut Comparison, key: GroupKey, flow: &FlowBrief, severity: Severity) {
-    if let Some(g) = c.groups.get_mut(&key) {
-        g.flows += 1;
+fn add_to_group(
+    c: &mut Comparison,
+    key: GroupKey,
+    flow: &FlowBrief,
+    detections: &[(Detection, u8, Severity)],
+) {
+    if !c.groups.contains_key(&key) && c.groups.len() >= MAX_GROUPS {
+        c.groups_dropped += detections.len() as u64;
         return;
     }
-    if c.groups.len() >= MAX_GROUPS {
-        c.groups_dropped += 1;
-        return;
+    let g = c.groups.entry(key).or_insert_with(|| Group {
+        flows: 0,
+        detections: BTreeMap::new(),
+        example: flow.clone(),
+    });
+    g.flows += 1;
+    for (d, level, severity) in detections {
+        g.detections.entry((*d, *level)).or_insert((0, *severity)).0 += 1;
     }
-    c.groups.insert(
-        key,
-        Group {
-            flows: 1,
-            example: flow.clone(),
-            severity,
-        },
-    );
 }
 
 /// Findings raised under one state and not the other: (change,
@@ -397,7 +414,8 @@ mod tests {
         assert_eq!(c.count(Change::Appears), 1);
         assert_eq!(c.count(Change::Disappears), 0);
         let (key, group) = c.groups.iter().next().unwrap();
-        assert_eq!(key.detection, Detection::EgressNotAllowed);
+        let detections: Vec<_> = group.detections.keys().collect();
+        assert_eq!(detections, [&(Detection::EgressNotAllowed, 0)]);
         assert_eq!(key.name.as_deref(), Some("pypi.org"));
         assert_eq!(key.zone.as_deref(), Some("gpu"));
         assert_eq!(key.new_why, "no entry covers the destination");

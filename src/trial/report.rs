@@ -49,9 +49,10 @@ pub fn text(report: &TrialReport, new: &RuleSet, names: Names<'_>) -> String {
         (Change::Disappears, '-', "alerts that disappear with NEW"),
     ] {
         let groups = sorted(c, change);
+        let flows: u64 = groups.iter().map(|(_, g)| g.flows).sum();
         let _ = writeln!(
             out,
-            "\n{title}: {} on {} destination(s)",
+            "\n{title}: {} on {flows} flow(s), {} group(s)",
             c.count(change),
             groups.len()
         );
@@ -164,12 +165,23 @@ fn group_lines(out: &mut String, sign: char, k: &GroupKey, g: &Group) {
         let _ = write!(dest, " ({name})");
     }
     let zone = k.zone.as_deref().unwrap_or("-");
-    let _ = writeln!(
-        out,
-        "  {sign} {:<22} {:>5} flow(s)  {dest}  zone {zone}",
-        detection(k),
-        g.flows
-    );
+    let _ = writeln!(out, "  {sign} {dest}  zone {zone}: {} flow(s)", g.flows);
+    let detections: Vec<String> = g
+        .detections
+        .iter()
+        .map(|((d, level), (n, _))| {
+            let id = match level {
+                0 => d.id().to_string(),
+                l => format!("{}#{l}", d.id()),
+            };
+            if *n == g.flows {
+                id
+            } else {
+                format!("{id} ({n})")
+            }
+        })
+        .collect();
+    let _ = writeln!(out, "      {sign} {}", detections.join(", "));
     let _ = writeln!(
         out,
         "      e.g. {} at {}",
@@ -178,13 +190,6 @@ fn group_lines(out: &mut String, sign: char, k: &GroupKey, g: &Group) {
     );
     let _ = writeln!(out, "      NEW: {}", k.new_why);
     let _ = writeln!(out, "      OLD: {}", k.old_why);
-}
-
-fn detection(k: &GroupKey) -> String {
-    match k.level {
-        0 => k.detection.id().to_string(),
-        n => format!("{}#{n}", k.detection.id()),
-    }
 }
 
 fn endpoint(k: &GroupKey) -> String {
@@ -204,11 +209,16 @@ pub fn json(report: &TrialReport, new: &RuleSet, names: Names<'_>) -> Value {
         sorted(c, change)
             .into_iter()
             .map(|(k, g)| {
+                let detections: Vec<Value> = g
+                    .detections
+                    .iter()
+                    .map(|((d, level), (n, sev))| {
+                        json!({"detection": d.id(), "level": level, "severity": sev.get(), "flows": n})
+                    })
+                    .collect();
                 json!({
-                    "detection": k.detection.id(),
-                    "level": k.level,
-                    "severity": g.severity.get(),
                     "flows": g.flows,
+                    "detections": detections,
                     "proto": proto_name(k.proto),
                     "dest_ip": k.server.to_string(),
                     "dest_port": k.port,

@@ -41,8 +41,14 @@ pub fn text(report: &TrialReport, new: &RuleSet, names: Names<'_>) -> String {
     };
     let _ = writeln!(
         out,
-        "compare-rules: NEW {} vs OLD {}: {} flows judged; NEW raised {} alerts, OLD {}",
-        names.new, names.old, report.usage.flows, c.new_alerts, c.old_alerts
+        "compare-rules: NEW {} vs OLD {}: {} flows judged",
+        names.new, names.old, report.usage.flows
+    );
+    let _ = writeln!(
+        out,
+        "alerts written: NEW {}, OLD {} (repeats inside the suppression window are held back; \
+         the diff counts each flow's findings, held back or not)",
+        c.new_alerts, c.old_alerts
     );
     for (change, sign, title) in [
         (Change::Appears, '+', "alerts that appear with NEW"),

@@ -541,4 +541,91 @@ reason = "a"
         );
         assert_eq!(evidence_net(a("10.0.0.1"), a("::1")), None);
     }
+
+    /// One allow entry drawn from small choice sets, as TOML.
+    fn entry_toml(name: &str, pick: [usize; 7]) -> String {
+        let zones = ["", "zones = [\"gpu\"]", "zones = [\"gpu\", \"ci\"]"];
+        let dest = [
+            "cidrs = [\"198.51.100.0/24\"]",
+            "cidrs = [\"198.51.100.7/32\"]",
+            "cidrs = [\"198.51.0.0/16\"]",
+            "hosts = [\"*.example.com\"]",
+            "hosts = [\"a.example.com\"]",
+            "cidrs = [\"198.51.100.7/32\"]\nhosts = [\"a.example.com\"]",
+        ];
+        let ports = [
+            "",
+            "ports = [443]",
+            "ports = [\"400-500\"]",
+            "ports = [22, 443]",
+        ];
+        let protocol = ["", "protocol = \"tls\"", "protocol = \"ssh\""];
+        let transport = ["", "transport = \"tcp\"", "transport = \"udp\""];
+        let hassh = ["", "hassh = [\"0123456789abcdef0123456789abcdef\"]"];
+        let expires = ["", "expires = 2030-01-01", "expires = 2020-01-01"];
+        format!(
+            "[[allow]]\nname = \"{name}\"\n{}\n{}\n{}\n{}\n{}\n{}\n{}\nreason = \"r\"\n",
+            zones[pick[0] % zones.len()],
+            dest[pick[1] % dest.len()],
+            ports[pick[2] % ports.len()],
+            protocol[pick[3] % protocol.len()],
+            transport[pick[4] % transport.len()],
+            hassh[pick[5] % hassh.len()],
+            expires[pick[6] % expires.len()],
+        )
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+        /// `covers` is sound: whenever it says A covers B, every flow B
+        /// permits, A permits too.
+        #[test]
+        fn cover_implies_permits(
+            a in proptest::array::uniform7(0usize..8),
+            b in proptest::array::uniform7(0usize..8),
+            flows in proptest::collection::vec(
+                (0usize..3, 0usize..4, 0usize..4, 0usize..3, 0usize..3, proptest::bool::ANY, proptest::bool::ANY),
+                16,
+            ),
+        ) {
+            use crate::analyzer::facts::SshFacts;
+            use crate::flow::key::{proto, Endpoint};
+            use crate::policy::classify::{FlowSubject, Stage};
+            use crate::time::Timestamp;
+            let text = format!("{}\n{}", entry_toml("a", a), entry_toml("b", b));
+            let files = [("c.toml", CLUSTER), ("allow.toml", text.as_str())];
+            let r = rules(&files);
+            let (ea, eb) = (&r.allows()[0], &r.allows()[1]);
+            if !covers(ea, eb) {
+                return Ok(());
+            }
+            let clients = ["10.10.0.5", "10.40.0.5", "10.99.0.5"];
+            let servers = ["198.51.100.7", "198.51.100.9", "198.51.7.7", "203.0.113.1"];
+            let ports = [443u16, 450, 22, 8080];
+            let apps = [None, Some("tls"), Some("ssh")];
+            let names: [&[&str]; 3] = [&[], &["a.example.com"], &["b.example.com"]];
+            for (c, sv, p, app, n, udp, late) in flows {
+                let hassh = SshFacts {
+                    hassh: Some("0123456789abcdef0123456789abcdef".into()),
+                    ..SshFacts::default()
+                };
+                let at = Timestamp::from_secs(if late { 2_000_000_000 } else { 1_700_000_000 });
+                let mut s = FlowSubject::new(
+                    1,
+                    Endpoint { addr: clients[c].parse().unwrap(), port: 40000 },
+                    Endpoint { addr: servers[sv].parse().unwrap(), port: ports[p] },
+                    if udp { proto::UDP } else { proto::TCP },
+                    at,
+                );
+                s.app_proto = apps[app];
+                s.ssh = (apps[app] == Some("ssh")).then_some(&hassh);
+                s.names = names[n];
+                s.stage = Stage::Ended;
+                let out = r.entry_outcome(&s);
+                if out.permitting.contains(&1) {
+                    proptest::prop_assert!(out.permitting.contains(&0), "{text}");
+                }
+            }
+        }
+    }
 }

@@ -129,10 +129,13 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
             outcome.elapsed,
         )?;
     }
-    outcome.result?;
     if let (Some(trial), Some(old)) = (outcome.trial.take(), &args.compare.compare_rules) {
-        return compare_report(trial, &args, old, fail_on);
+        // Reported even when the capture ended in an error, as the alerts are.
+        let code = compare_report(trial, &outcome.rules, &args, old, fail_on)?;
+        outcome.result?;
+        return Ok(code);
     }
+    outcome.result?;
     match (fail_on, worst) {
         (Some(threshold), Some(worst)) if worst.meets(threshold) => {
             Ok(ExitCode::from(exit::ALERTS))
@@ -145,12 +148,12 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
 /// alert changed (docs/RULES.md, "Trying rules before they ship").
 fn compare_report(
     trial: Trial,
+    new_rules: &RuleSet,
     args: &ReplayArgs,
     old: &Path,
     fail_on: Option<Severity>,
 ) -> Result<ExitCode> {
     use egresswatch::trial::report;
-    let new_rules = load_rules(args.analysis.rules.as_deref())?;
     let new_name = args.analysis.rules.as_deref().map_or_else(
         || "(built-in rules)".to_string(),
         |p| p.display().to_string(),
@@ -163,8 +166,8 @@ fn compare_report(
     let trial = trial.report();
     let mut stdout = io::stdout().lock();
     match args.compare.compare_format {
-        CompareFormat::Text => write!(stdout, "{}", report::text(&trial, &new_rules, names))?,
-        CompareFormat::Json => writeln!(stdout, "{}", report::json(&trial, &new_rules, names))?,
+        CompareFormat::Text => write!(stdout, "{}", report::text(&trial, new_rules, names))?,
+        CompareFormat::Json => writeln!(stdout, "{}", report::json(&trial, new_rules, names))?,
     }
     stdout.flush()?;
     let Some(c) = &trial.comparison else {
@@ -367,6 +370,8 @@ struct Outcome {
     result: Result<(), SourceError>,
     /// What `--compare-rules` recorded.
     trial: Option<Trial>,
+    /// The rules the flows were judged by.
+    rules: Arc<RuleSet>,
 }
 
 fn analyze<S: SelectSource + Send>(
@@ -387,6 +392,7 @@ fn analyze<S: SelectSource + Send>(
     if let Some(tally) = out.tally.as_mut() {
         tally.classify_with(rules.clone(), names.clone());
     }
+    let judged_by = rules.load_full();
     let mut engine = Engine::analyzing(config, Arc::from(protocols), rules, names);
     if let Some(trial) = trial {
         engine = engine.with_trial(trial);
@@ -413,6 +419,7 @@ fn analyze<S: SelectSource + Send>(
         elapsed: started.elapsed(),
         result,
         trial: engine.take_trial(),
+        rules: judged_by,
     })
 }
 

@@ -225,6 +225,14 @@ impl Trial {
 
     fn on_end(&mut self, rules: &RuleSet, s: &FlowSubject<'_>, flow: &Flow, old_state: AlertState) {
         let bytes = flow.dirs[0].bytes.saturating_add(flow.dirs[1].bytes);
+        // Flows that alerted are named by Community ID in the reports.
+        let cid = (flow.alerts.any() || old_state.any())
+            .then(|| community_id(&flow.key, self.community_seed));
+        let named = FlowSubject {
+            community_id: cid.as_deref(),
+            ..*s
+        };
+        let s = &named;
         let usage = self.usage.get_or_insert_with(|| Usage::new(rules));
         let new = rules.entry_outcome(s);
         usage.record(rules, s, &new.permitting, bytes);
@@ -250,8 +258,7 @@ impl Trial {
         if changes.is_empty() {
             return;
         }
-        let mut brief = FlowBrief::of(s);
-        brief.community_id = Some(community_id(&flow.key, self.community_seed));
+        let brief = FlowBrief::of(s);
         let new_why = why(rules, &new);
         let old_why = why(&old.rules, &old_out);
         let zone = rules.zone_of(s.client.addr).map(|z| z.name.to_string());

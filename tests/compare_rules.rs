@@ -323,3 +323,107 @@ reason = "test: much wider than the one flow it permits"
     assert!(!plain.contains("wider-than-evidence"), "{plain}");
     assert!(!plain.contains("warning[unused]"), "{plain}");
 }
+
+/// A 2.5-hour SSH session from the gpu zone, a packet each way every five
+/// minutes.
+fn long_ssh_session() -> Vec<u8> {
+    use egresswatch::gen::pcap::TsPrecision;
+    use egresswatch::gen::scenario::Scenario;
+    use std::time::Duration;
+    let mut s = Scenario::new(egresswatch::time::Timestamp::from_secs(1_750_000_000));
+    let client = s.host("10.10.0.10");
+    let server = s.remote("198.51.100.9");
+    {
+        let mut t = s.tcp(client, 40000, server, 22);
+        t.handshake()
+            .send(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n")
+            .recv(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n");
+        for _ in 0..30 {
+            t.think(Duration::from_secs(300))
+                .send(&[0u8; 36])
+                .recv(&[0u8; 36]);
+        }
+        t.close_fin();
+    }
+    s.finish().pcap(TsPrecision::Micro)
+}
+
+/// The long-lived thresholds are the one rule-dependent judging time: the
+/// engine rechecks at the earlier of both sets' thresholds, so OLD's
+/// escalations are raised as a replay with OLD alone raises them.
+#[test]
+fn long_lived_rechecks_follow_both_rule_sets() {
+    let lab = Lab::new();
+    let pcap = lab.dir.path().join("long.pcap");
+    std::fs::write(&pcap, long_ssh_session()).unwrap();
+    let pcap = pcap.to_str().unwrap();
+    let thresholds = |hours: &str| {
+        let shipped = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/detections.toml"),
+        )
+        .unwrap();
+        let changed = shipped.replace(
+            "long_lived_hours = [1, 4, 8, 12]",
+            &format!("long_lived_hours = {hours}"),
+        );
+        assert_ne!(changed, shipped);
+        changed
+    };
+    let old = lab.rules("old", "");
+    std::fs::write(old.join("detections.toml"), thresholds("[1, 2]")).unwrap();
+    let new = lab.rules("new", "");
+    std::fs::write(new.join("detections.toml"), thresholds("[4, 8]")).unwrap();
+    let json = run(&[
+        "replay",
+        pcap,
+        "-q",
+        "--rules",
+        new.to_str().unwrap(),
+        "--compare-rules",
+        old.to_str().unwrap(),
+        "--compare-format",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let long_lived = |dir: &Path| {
+        let out = run(&[
+            "replay",
+            pcap,
+            "-q",
+            "--rules",
+            dir.to_str().unwrap(),
+            "--eve",
+            "-",
+        ]);
+        stdout(&out)
+            .lines()
+            .filter(|l| l.contains(r#""event_type":"alert""#) && l.contains("ssh-long-lived"))
+            .count()
+    };
+    assert_eq!(
+        long_lived(&old),
+        2,
+        "OLD alone: the 1 h and the 2 h threshold"
+    );
+    assert_eq!(long_lived(&new), 0);
+    let all = |dir: &Path| {
+        let out = run(&[
+            "replay",
+            pcap,
+            "-q",
+            "--rules",
+            dir.to_str().unwrap(),
+            "--eve",
+            "-",
+        ]);
+        stdout(&out)
+            .lines()
+            .filter(|l| l.contains(r#""event_type":"alert""#))
+            .count() as u64
+    };
+    assert_eq!(v["alerts"]["old"], all(&old), "{v}");
+    assert_eq!(v["alerts"]["new"], all(&new), "{v}");
+    let gone = &v["disappears"][0]["detections"];
+    assert_eq!(gone[0]["detection"], "ssh-long-lived", "{v}");
+    assert_eq!(gone[0]["level"], 2, "{v}");
+}

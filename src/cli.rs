@@ -80,6 +80,28 @@ pub struct ReplayArgs {
     /// Prometheus text format, for node_exporter's textfile collector.
     #[arg(long, value_name = "PATH")]
     pub metrics_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub compare: CompareArgs,
+}
+
+/// Trying rules before they ship (docs/RULES.md).
+#[derive(Args, Debug)]
+pub struct CompareArgs {
+    /// Judge every flow under these rules (OLD) too, alongside `--rules`
+    /// (NEW), and print which alerts appear and disappear and which NEW
+    /// entries are dead; exit 0 if no alert changes, 3 if one does (with
+    /// --fail-on: only if an alert at or above it appears).
+    #[arg(long, value_name = "DIR")]
+    pub compare_rules: Option<PathBuf>,
+    /// How the comparison is printed on standard output.
+    #[arg(long, value_enum, default_value_t = CompareFormat::Text, requires = "compare_rules")]
+    pub compare_format: CompareFormat,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CompareFormat {
+    Text,
+    Json,
 }
 
 #[derive(Args, Debug)]
@@ -202,6 +224,10 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 pub struct CheckRulesArgs {
     /// The rules directory.
     pub dir: PathBuf,
+    /// Also replay this capture and warn about entries it shows unused or
+    /// wider than their evidence (repeat for several files, one timeline).
+    #[arg(long = "capture", value_name = "FILE")]
+    pub captures: Vec<PathBuf>,
 }
 
 #[derive(Args, Debug)]

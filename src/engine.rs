@@ -109,6 +109,20 @@ impl Engine {
         self
     }
 
+    /// Runs `trial` alongside the judge (`replay --compare-rules`,
+    /// `check-rules --capture`); without rules there is nothing to try.
+    pub fn with_trial(mut self, trial: crate::trial::Trial) -> Self {
+        if let Some(judge) = &mut self.judge {
+            judge.set_trial(trial);
+        }
+        self
+    }
+
+    /// The trial, with what it recorded (after [`Engine::finish`]).
+    pub fn take_trial(&mut self) -> Option<crate::trial::Trial> {
+        self.judge.as_mut().and_then(Judge::take_trial)
+    }
+
     pub fn stats(&self) -> &Stats {
         &self.stats
     }

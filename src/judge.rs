@@ -15,6 +15,7 @@ use crate::policy::{
     Alert, Detection, FlowSubject, RuleSet, SensorFinding, Stage, SuppressionWindow,
 };
 use crate::time::{Timestamp, NANOS_PER_SEC};
+use crate::trial::Trial;
 use arc_swap::ArcSwap;
 use std::sync::Arc;
 
@@ -32,6 +33,9 @@ pub struct Judge {
     community_seed: u16,
     /// Findings swallowed by the suppression window.
     pub suppressed: u64,
+    /// Trying other rules alongside (`replay --compare-rules`,
+    /// `check-rules --capture`); `None` in normal runs.
+    trial: Option<Box<Trial>>,
 }
 
 impl Judge {
@@ -42,7 +46,18 @@ impl Judge {
             names,
             community_seed,
             suppressed: 0,
+            trial: None,
         }
+    }
+
+    /// Runs `trial` alongside every judgement from now on.
+    pub fn set_trial(&mut self, trial: Trial) {
+        self.trial = Some(Box::new(trial));
+    }
+
+    /// The trial, with what it recorded.
+    pub fn take_trial(&mut self) -> Option<Trial> {
+        self.trial.take().map(|t| *t)
     }
 
     /// Judges `flow` at `now` if anything changed since the last time;
@@ -133,9 +148,13 @@ impl Judge {
         let rules = self.rules.load();
         let classified = rules.classify(&subject, &mut flow.alerts, &mut self.window);
         self.suppressed += u64::from(classified.suppressed);
+        let mut next_check = classified.next_check;
+        if let Some(trial) = self.trial.as_deref_mut() {
+            next_check = trial.observe(&rules, &subject, flow, classified.alerts.len(), next_check);
+        }
         let revision = facts.map_or(0, |f| f.revision);
         flow.judged = judged_mark(revision, stage);
-        flow.recheck_minutes = classified.next_check.map_or(0, |t| {
+        flow.recheck_minutes = next_check.map_or(0, |t| {
             (t.since(flow.start()).div_ceil(60 * NANOS_PER_SEC)).clamp(1, u64::from(u16::MAX))
                 as u16
         });

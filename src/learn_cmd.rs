@@ -39,7 +39,7 @@ pub fn learn(args: LearnArgs) -> Result<ExitCode> {
     let stamp = replay_stamp(&args.files, &args.analysis);
     let mut out = Output::open(args.analysis.eve.as_deref(), false, stamp)?;
     out.learner = Some((Learner::new(cfg), rules.clone()));
-    let outcome = analyze(source, &args.analysis, &mut out)?;
+    let outcome = analyze(source, &args.analysis, &mut out, None)?;
     let learner = out.learner.take().map(|(l, _)| l);
     out.finish()?;
     outcome.result?;

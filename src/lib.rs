@@ -25,5 +25,6 @@ pub mod sensor;
 pub mod source;
 pub mod stats;
 pub mod time;
+pub mod trial;
 pub mod version;
 pub mod web;

@@ -9,8 +9,8 @@ mod report;
 use anyhow::{Context, Result};
 use clap::Parser;
 use cli::{
-    AnalysisArgs, CaptureArgs, CheckRulesArgs, Cli, Command, DemoArgs, ExplainArgs, GenerateArgs,
-    LogFormat, ReplayArgs,
+    AnalysisArgs, CaptureArgs, CheckRulesArgs, Cli, Command, CompareFormat, DemoArgs, ExplainArgs,
+    GenerateArgs, LogFormat, ReplayArgs,
 };
 use egresswatch::engine::{Engine, EngineConfig};
 use egresswatch::eve::{EveWriter, Inputs, Stamp, Target};
@@ -22,8 +22,9 @@ use egresswatch::source::bpf::{BpfFilter, Filtered};
 use egresswatch::source::file::ReplaySource;
 use egresswatch::source::{SelectSource, SourceError};
 use egresswatch::time::Timestamp;
+use egresswatch::trial::Trial;
 use std::fs::File;
-use std::io::{self, BufWriter};
+use std::io::{self, BufWriter, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -129,14 +130,21 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
                 .map_err(|e| ConfigError(format!("--fail-on {s}: {e}")))
         })
         .transpose()?;
+    let trial = match &args.compare.compare_rules {
+        Some(dir) => Some(Trial::comparing(
+            Arc::new(load_rules(Some(dir))?),
+            args.analysis.community_id_seed,
+        )),
+        None => None,
+    };
     let source = ReplaySource::open(&args.files)?;
     let stamp = replay_stamp(&args.files, &args.analysis);
     let mut out = Output::open(args.analysis.eve.as_deref(), false, stamp)?;
-    out.alert_lines = !args.quiet;
+    out.alert_lines = !args.quiet && trial.is_none();
     if args.metrics_file.is_some() {
         out.tally = Some(egresswatch::metrics::Tally::default());
     }
-    let outcome = analyze(source, &args.analysis, &mut out)?;
+    let mut outcome = analyze(source, &args.analysis, &mut out, trial)?;
     let worst = out.worst;
     if let (Some(path), Some(tally)) = (&args.metrics_file, &out.tally) {
         tally
@@ -153,6 +161,12 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
             outcome.elapsed,
         )?;
     }
+    if let (Some(trial), Some(old)) = (outcome.trial.take(), &args.compare.compare_rules) {
+        // Reported even when the capture ended in an error, as the alerts are.
+        let code = compare_report(trial, &outcome.rules, &args, old, fail_on)?;
+        outcome.result?;
+        return Ok(code);
+    }
     outcome.result?;
     match (fail_on, worst) {
         (Some(threshold), Some(worst)) if worst.meets(threshold) => {
@@ -160,6 +174,46 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
         }
         _ => Ok(ExitCode::SUCCESS),
     }
+}
+
+/// Prints the `--compare-rules` report; the exit code says whether an
+/// alert changed (docs/RULES.md, "Trying rules before they ship").
+fn compare_report(
+    trial: Trial,
+    new_rules: &RuleSet,
+    args: &ReplayArgs,
+    old: &Path,
+    fail_on: Option<Severity>,
+) -> Result<ExitCode> {
+    use egresswatch::trial::report;
+    let new_name = args.analysis.rules.as_deref().map_or_else(
+        || "(built-in rules)".to_string(),
+        |p| p.display().to_string(),
+    );
+    let old_name = old.display().to_string();
+    let names = report::Names {
+        new: &new_name,
+        old: &old_name,
+    };
+    let trial = trial.report();
+    let mut stdout = io::stdout().lock();
+    match args.compare.compare_format {
+        CompareFormat::Text => write!(stdout, "{}", report::text(&trial, new_rules, names))?,
+        CompareFormat::Json => writeln!(stdout, "{}", report::json(&trial, new_rules, names))?,
+    }
+    stdout.flush()?;
+    let Some(c) = &trial.comparison else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let failed = match fail_on {
+        Some(threshold) => c.appears_at(threshold),
+        None => c.changed(),
+    };
+    Ok(if failed {
+        ExitCode::from(exit::ALERTS)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// The live sensor (`egresswatch::sensor`); returns at SIGINT/SIGTERM.
@@ -210,9 +264,52 @@ fn capture(args: CaptureArgs) -> Result<ExitCode> {
 }
 
 fn check_rules(args: CheckRulesArgs) -> Result<ExitCode> {
-    let report = policy::check_rules(&args.dir, Some(wall_clock()));
+    let loaded = policy::load_dir(&args.dir, Some(wall_clock()));
+    let usable = loaded
+        .rules
+        .as_ref()
+        .filter(|_| !loaded.diagnostics.has_errors());
+    let usage = match (usable, args.captures.is_empty()) {
+        (Some(rules), false) => Some(capture_usage(rules, &args.captures)?),
+        _ => None,
+    };
+    let names: Vec<String> = args
+        .captures
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    let names = names.join(", ");
+    let evidence = usage.as_ref().map(|u| (u, names.as_str()));
+    let report = policy::check_loaded(loaded, evidence);
     print!("{}", report.text);
     Ok(ExitCode::from(report.exit_code))
+}
+
+/// Drops every event (`check-rules --capture` wants only the usage).
+struct Discard;
+
+impl EventSink for Discard {
+    fn event(&mut self, _: Event) {}
+}
+
+/// Replays `files` under `rules` and returns which entries each flow
+/// used (`check-rules --capture`).
+fn capture_usage(rules: &RuleSet, files: &[std::path::PathBuf]) -> Result<policy::Usage> {
+    let mut source = ReplaySource::open(files)?;
+    let config = EngineConfig::default();
+    let seed = config.community_seed;
+    let rules: SharedRules = Arc::new(arc_swap::ArcSwap::from_pointee(rules.clone()));
+    let names = Arc::new(egresswatch::analyzer::names::NameCache::default());
+    let protocols = egresswatch::analyzer::registry(
+        names.clone(),
+        &egresswatch::analyzer::applayer::AppLayerConfig::default(),
+    );
+    let mut engine = Engine::analyzing(config, Arc::from(protocols), rules, names)
+        .with_trial(Trial::usage_only(seed));
+    let mut sink = Discard;
+    egresswatch::driver::run_threaded(&mut source, &mut engine, &mut sink)?;
+    let trial = engine.take_trial().map(Trial::report);
+    Ok(trial.map(|t| t.usage).unwrap_or_default())
 }
 
 fn explain(args: ExplainArgs) -> Result<ExitCode> {
@@ -280,7 +377,7 @@ fn demo(args: DemoArgs) -> Result<ExitCode> {
         inputs: Inputs::File("demo.pcap".into()),
     };
     let mut out = Output::open(args.analysis.eve.as_deref(), !args.quiet, stamp)?;
-    let outcome = analyze(source, &args.analysis, &mut out)?;
+    let outcome = analyze(source, &args.analysis, &mut out, None)?;
     let events = out.finish()?;
     // Standard output carries only EVE when it is the EVE output, so
     // `demo --eve - | jq` works.
@@ -334,12 +431,17 @@ struct Outcome {
     /// How the source ended: an error still lets everything before it be
     /// reported.
     result: Result<(), SourceError>,
+    /// What `--compare-rules` recorded.
+    trial: Option<Trial>,
+    /// The rules the flows were judged by.
+    rules: Arc<RuleSet>,
 }
 
 fn analyze<S: SelectSource + Send>(
     source: S,
     args: &AnalysisArgs,
     out: &mut Output,
+    trial: Option<Trial>,
 ) -> Result<Outcome> {
     let config = engine_config(args)?;
     let rules: SharedRules = Arc::new(arc_swap::ArcSwap::from_pointee(load_rules(
@@ -350,7 +452,11 @@ fn analyze<S: SelectSource + Send>(
     if let Some(tally) = out.tally.as_mut() {
         tally.classify_with(rules.clone(), names.clone());
     }
+    let judged_by = rules.load_full();
     let mut engine = Engine::analyzing(config, Arc::from(protocols), rules, names);
+    if let Some(trial) = trial {
+        engine = engine.with_trial(trial);
+    }
     let started = Instant::now();
     let (result, filtered) = match &args.bpf {
         None => {
@@ -372,6 +478,8 @@ fn analyze<S: SelectSource + Send>(
         filtered,
         elapsed: started.elapsed(),
         result,
+        trial: engine.take_trial(),
+        rules: judged_by,
     })
 }
 

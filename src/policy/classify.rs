@@ -140,7 +140,7 @@ impl EntryStatus {
     }
 
     /// Lower is more telling when picking the entry to report.
-    fn rank(&self) -> u8 {
+    pub(super) fn rank(&self) -> u8 {
         match self {
             EntryStatus::Permits => 0,
             EntryStatus::Undecided(_) => 1,
@@ -289,7 +289,7 @@ impl RuleSet {
 
     /// Allow entries that may cover the flow, in file order, each with
     /// whether its destination (CIDR or host name) is known to match.
-    fn candidates(&self, s: &FlowSubject<'_>) -> Vec<(usize, bool)> {
+    pub(super) fn candidates(&self, s: &FlowSubject<'_>) -> Vec<(usize, bool)> {
         let mut out: Vec<(usize, bool)> = Vec::new();
         for (_, ids) in self.allow_cidrs.covering(s.server.addr) {
             out.extend(ids.iter().map(|i| (*i, true)));
@@ -307,7 +307,7 @@ impl RuleSet {
         out
     }
 
-    fn entry_status(
+    pub(super) fn entry_status(
         &self,
         e: &AllowEntry,
         s: &FlowSubject<'_>,

@@ -62,6 +62,15 @@ pub enum Kind {
     /// Host bits set in a CIDR, a zone outside the internal ranges, and
     /// similar things that are legal but probably not meant.
     Suspicious,
+    /// An allow entry every flow of which another entry permits too
+    /// ([`super::lint`]).
+    Shadowed,
+    /// An allow entry (or a part of it) wider than what a capture shows it
+    /// is used for (`check-rules --capture`).
+    WiderThanEvidence,
+    /// An allow entry (or a part of it) that permitted no flow of a
+    /// capture (`check-rules --capture`).
+    Unused,
 }
 
 impl Kind {
@@ -88,6 +97,9 @@ impl Kind {
             Kind::Duplicate => "duplicate",
             Kind::Expired => "expired",
             Kind::Suspicious => "suspicious",
+            Kind::Shadowed => "shadowed",
+            Kind::WiderThanEvidence => "wider-than-evidence",
+            Kind::Unused => "unused",
         }
     }
 }

@@ -6,8 +6,10 @@
 use super::classify::{ep, fmt_hours, FlowSubject, Stage, Verdict};
 use super::detection::Detection;
 use super::diag::{Diagnostics, SourceFile};
+use super::lint;
 use super::load::{load_dir, load_sources, Loaded};
 use super::schema::{AllowEntry, AppProto, RuleSet};
+use super::usage::Usage;
 use crate::analyzer::facts::{Evidence, SshFacts};
 use crate::flow::key::{proto, Endpoint};
 use crate::time::Timestamp;
@@ -30,12 +32,30 @@ pub struct CheckReport {
 /// Validates a rules directory. `now` is the wall-clock time the CLI reads
 /// (for expiry warnings); the library itself never reads a clock.
 pub fn check_rules(dir: &Path, now: Option<Timestamp>) -> CheckReport {
-    report(load_dir(dir, now))
+    check_loaded(load_dir(dir, now), None)
 }
 
 /// [`check_rules`] over files already in memory.
 pub fn check_sources(sources: Vec<SourceFile>, now: Option<Timestamp>) -> CheckReport {
-    report(load_sources(sources, now))
+    check_loaded(load_sources(sources, now), None)
+}
+
+/// The `check-rules` report of a load: its diagnostics, the shadowed
+/// entries ([`lint::shadowing`]) and, given a capture's entry usage and
+/// the capture's name, the entries wider than their evidence or unused
+/// ([`lint::evidence`]); all of those are warnings.
+pub fn check_loaded(mut loaded: Loaded, evidence: Option<(&Usage, &str)>) -> CheckReport {
+    if let (Some(rules), false) = (&loaded.rules, loaded.diagnostics.has_errors()) {
+        let mut lints = lint::shadowing(rules);
+        if let Some((usage, capture)) = evidence {
+            lints.extend(lint::evidence(rules, usage, capture));
+        }
+        if !lints.is_empty() {
+            loaded.diagnostics.items.extend(lints);
+            loaded.diagnostics.sort();
+        }
+    }
+    report(loaded)
 }
 
 fn report(loaded: Loaded) -> CheckReport {

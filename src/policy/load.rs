@@ -9,7 +9,7 @@ use super::detection::{Detection, DetectionSettings};
 use super::diag::{Diagnostic, Diagnostics, Kind, LineCol, LineIndex, SourceFile};
 use super::names::NameIndex;
 use super::parse::{parse_file, RawAllow, RawFile, RawSetting, RawZone, Setting};
-use super::schema::{AllowEntry, EgressMode, RuleSet, Zone};
+use super::schema::{AllowEntry, EgressMode, EntrySite, RuleSet, Zone};
 use crate::time::Timestamp;
 use ipnet::IpNet;
 use std::collections::HashMap;
@@ -550,12 +550,21 @@ impl<'a> Merger<'a> {
                 }
             }
             let Some(reason) = a.reason else { continue };
+            let (cidrs, cidr_spans) = a.cidrs.into_iter().unzip();
+            let site = EntrySite {
+                file,
+                header: a.header.clone(),
+                cidrs: cidr_spans,
+                hosts: a.host_spans,
+                ports: a.ports_span,
+                protocol: a.protocol_span,
+            };
             out.push(AllowEntry {
                 name: a.name.map(Arc::from),
                 file: self.file_name(file),
                 line: self.line_of(&(file, a.header.clone())),
                 zones: zone_ids,
-                cidrs: a.cidrs.into_iter().map(|(n, _)| n).collect(),
+                cidrs,
                 hosts: a.hosts,
                 ports: a.ports,
                 transport: a.transport,
@@ -565,6 +574,7 @@ impl<'a> Merger<'a> {
                 permissions: a.permissions,
                 reason: reason.into(),
                 expires: a.expires,
+                site,
             });
         }
         out

@@ -20,23 +20,28 @@ pub mod classify;
 pub mod detection;
 pub mod diag;
 pub mod explain;
+pub mod lint;
 pub mod load;
 pub mod names;
 mod parse;
 pub mod schema;
 pub mod suppress;
+pub mod usage;
 
 pub use alert::{Alert, AlertFlow, AlertState, AllowRef, Classified, SensorFinding};
 pub use classify::{Considered, Direction, EntryStatus, Finding, FlowSubject, Stage, Verdict};
 pub use detection::{Detection, DetectionSettings, Permission, Permissions, Severity};
 pub use diag::{Diagnostic, Diagnostics, Level, SourceFile};
-pub use explain::{check_rules, explain, summary, CheckReport, ExplainQuery, EX_CONFIG};
+pub use explain::{
+    check_loaded, check_rules, explain, summary, CheckReport, ExplainQuery, EX_CONFIG,
+};
 pub use load::{load_dir, load_dir_or_shipped, load_sources, reload, shipped, Loaded};
 pub(crate) use parse::days_from_civil;
 pub use schema::{
-    AllowEntry, AppProto, EgressMode, PortRange, ProtoMatch, RuleSet, Transport, Zone,
+    AllowEntry, AppProto, EgressMode, EntrySite, PortRange, ProtoMatch, RuleSet, Transport, Zone,
 };
 pub use suppress::{SuppressKey, SuppressionWindow};
+pub use usage::{EntryOutcome, EntryUsage, FlowBrief, Usage};
 
 /// A rule set is shared across worker threads (behind an `ArcSwap`) and
 /// alerts cross channels.

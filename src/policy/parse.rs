@@ -44,7 +44,11 @@ pub(crate) struct RawAllow {
     pub zones: Vec<(String, Span)>,
     pub cidrs: Vec<(IpNet, Span)>,
     pub hosts: Vec<NamePattern>,
+    pub host_spans: Vec<Span>,
     pub ports: Vec<PortRange>,
+    /// The `ports` value and the `protocol` value, where given.
+    pub ports_span: Option<Span>,
+    pub protocol_span: Option<Span>,
     pub transport: Transport,
     pub protocol: ProtoMatch,
     pub hassh: Vec<Box<str>>,
@@ -185,7 +189,7 @@ impl Parser<'_> {
             if let Some(t) = self.table(v, "`mining_pools`") {
                 self.check_keys(t, "in `[mining_pools]`", MINING_KEYS);
                 if let Some(v) = t.get("hosts") {
-                    raw.mining_pools = self.hosts(v);
+                    raw.mining_pools = self.hosts(v).into_iter().map(|(p, _)| p).collect();
                 }
             }
         }
@@ -345,11 +349,12 @@ impl Parser<'_> {
         out
     }
 
-    fn hosts(&mut self, v: &Val<'_>) -> Vec<NamePattern> {
+    /// Host patterns, each with its span.
+    fn hosts(&mut self, v: &Val<'_>) -> Vec<(NamePattern, Span)> {
         let mut out = Vec::new();
         for (text, span) in self.strings(v, "`hosts`") {
             match NamePattern::parse(text) {
-                Ok(p) => out.push(p),
+                Ok(p) => out.push((p, span)),
                 Err(why) => {
                     let d = self.error(Kind::BadHost, span, format!("invalid host name `{text}`"));
                     d.label = Some(why);
@@ -432,7 +437,10 @@ impl Parser<'_> {
             zones: Vec::new(),
             cidrs: Vec::new(),
             hosts: Vec::new(),
+            host_spans: Vec::new(),
             ports: Vec::new(),
+            ports_span: None,
+            protocol_span: None,
             transport: Transport::Any,
             protocol: ProtoMatch::Any,
             hassh: Vec::new(),
@@ -466,7 +474,7 @@ impl Parser<'_> {
             a.cidrs = self.cidrs(v, "`cidrs`");
         }
         if let Some(v) = t.get("hosts") {
-            a.hosts = self.hosts(v);
+            (a.hosts, a.host_spans) = self.hosts(v).into_iter().unzip();
         }
         if t.get("cidrs").is_none() && t.get("hosts").is_none() {
             let d = self.error(
@@ -478,12 +486,14 @@ impl Parser<'_> {
         }
         if let Some(v) = t.get("ports") {
             a.ports = self.ports(v);
+            a.ports_span = Some(v.span());
         }
         if let Some(v) = t.get("transport") {
             a.transport = self.transport(v).unwrap_or(Transport::Any);
         }
         if let Some(v) = t.get("protocol") {
             a.protocol = self.protocol(v).unwrap_or(ProtoMatch::Any);
+            a.protocol_span = Some(v.span());
         }
         if let Some(v) = t.get("hassh") {
             a.hassh = self.fingerprints(v, "`hassh`");

@@ -11,6 +11,7 @@ use crate::time::Timestamp;
 use ipnet::IpNet;
 use std::fmt;
 use std::net::IpAddr;
+use std::ops::Range;
 use std::sync::Arc;
 
 /// What a zone does with egress flows.
@@ -197,6 +198,24 @@ pub struct AllowEntry {
     pub permissions: Permissions,
     pub reason: Arc<str>,
     pub expires: Option<Expiry>,
+    /// Where the entry's parts are written, for diagnostics about it.
+    pub site: EntrySite,
+}
+
+/// Where an allow entry is written: the rule file's index among the
+/// loaded sources (as in [`Diagnostics`](super::diag::Diagnostics)) and
+/// byte spans in it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EntrySite {
+    pub file: usize,
+    /// The `[[allow]]` header.
+    pub header: Range<usize>,
+    /// One per [`AllowEntry::cidrs`] and [`AllowEntry::hosts`], in order.
+    pub cidrs: Vec<Range<usize>>,
+    pub hosts: Vec<Range<usize>>,
+    /// The `ports` and `protocol` values, where given.
+    pub ports: Option<Range<usize>>,
+    pub protocol: Option<Range<usize>>,
 }
 
 impl AllowEntry {

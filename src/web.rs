@@ -674,7 +674,14 @@ mod tests {
         let mut s = server.connect();
         let one = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
         s.write_all(&one.repeat(200)).unwrap();
-        std::thread::sleep(Duration::from_secs(2));
+        // The socket buffers fill after some pages (slow on a loaded
+        // machine), then the write stalls for 300 ms.
+        let t0 = StdInstant::now();
+        while server.metric("egresswatch_http_connections_timed_out_total") < 1.0
+            && t0.elapsed() < Duration::from_secs(15)
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
         assert_eq!(
             server.metric("egresswatch_http_connections_timed_out_total"),
             1.0

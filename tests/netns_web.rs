@@ -3,10 +3,10 @@
 //! descriptors (`prlimit --nofile=1024:1024`), `--web.max-connections 4096`
 //! (more than the descriptors allow) and a 5 s header-read timeout; 1,100
 //! idle TCP connections are opened to its web port and held. `/metrics`
-//! and `/-/healthy` must still answer, a SIGHUP must reload the rules, the
-//! connection limit must have been lowered to keep descriptors free, and
-//! every idle connection must be closed: the oldest to make room at the
-//! limit, the rest by the header-read timeout.
+//! and `/-/healthy` must still answer, a SIGHUP must reload the rules (and
+//! reopen the EVE file), the connection limit must have been lowered to
+//! keep descriptors free, and every idle connection must be closed: the
+//! oldest to make room at the limit, the rest by the header-read timeout.
 //!
 //! Root only, about 15 s:
 //!
@@ -104,6 +104,8 @@ fn idle_connections_neither_starve_the_endpoints_nor_the_reload() {
     assert_eq!(r["log_reloaded"], 1, "{}", r["log_tail"]);
     assert_eq!(r["log_emfile"], 0, "{}", r["log_tail"]);
     assert_eq!(r["log_no_internal"], 0, "{}", r["log_tail"]);
+    // SIGHUP also reopens the EVE file (logrotate): it still can.
+    assert_eq!(r["log_eve_reopened"], 1, "{}", r["log_tail"]);
 
     // Every idle connection was closed: the oldest at the limit, the
     // newest by the header-read timeout (not before it, nor long after).

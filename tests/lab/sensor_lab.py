@@ -501,12 +501,14 @@ def start_sensor(pair, args, interfaces, extra=(), wrap=()):
     return sensor
 
 
-def quiesce(pair, timeout=15.0, iface="lr0"):
-    """Metrics once they stop moving (the sensor has caught up)."""
+def quiesce(pair, timeout=15.0, iface="lr0", probe=None):
+    """Metrics (the capture's, or what `probe` returns) once they stop
+    moving (the sensor has caught up)."""
+    probe = probe or (lambda: sensor_metrics(pair, iface))
     last, stable_since = None, None
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        now = sensor_metrics(pair, iface)
+        now = probe()
         if now == last:
             if stable_since and time.monotonic() - stable_since >= 1.2:
                 return now
@@ -798,7 +800,7 @@ def flood(args, L, lab, result):
         # cheap flows went idle (the emergency timeout) and the table drained.
         pressure = 'egresswatch_alerts_total{detection="flow-table-pressure"'
         wait_for("the flow-table-pressure alert",
-                 lambda: any(k.startswith(pressure) for k in metrics()), 20)
+                 lambda: sum(v for k, v in metrics().items() if k.startswith(pressure)) >= 1, 20)
         wait_for("the table to drain", lambda: metrics().get("egresswatch_flows_active", 1e9) < 10, 30)
         time.sleep(1.5)
         result["after"] = metrics()
@@ -806,6 +808,7 @@ def flood(args, L, lab, result):
     finally:
         ctx.close()
         lab.stop(sensor)
+        os.unlink(pcap)
 
 
 def fill(path):
@@ -857,7 +860,12 @@ def disk_recover(run, result):
         "--eve", eve, "--workers", "1", "--flow-capacity", "1000", "--idle-timeout", "tcp-new=2"])
     result["filled_bytes"] = fill(filler)
     result["flood"] = tcpreplay(pair, flood_pcap, 30_000, DISK_FLOOD)
-    quiesce(pair, timeout=90)
+    # Every flow of the flood ended (evicted or idle) and its record was
+    # handed to the writer.
+    wait_for("the flood's flows to end",
+             lambda: parse_metrics(sensor_http(pair, "/metrics")[1]).get("egresswatch_flows_active") == 0, 90)
+    # (Write errors go on counting: each retry is one.)
+    quiesce(pair, probe=lambda: {k: v for k, v in eve_metrics(pair).items() if k != "write_errors"})
     result["full"] = eve_metrics(pair)
     result["full"]["lines"] = eve_lines(eve)
     log(f"disk full: {result['full']}")
@@ -870,9 +878,7 @@ def disk_recover(run, result):
     # Flows of the second burst end after tcp-new=2 s and are written.
     wait_for("the records of the second burst",
              lambda: eve_lines(eve, '"src_ip":"10.1.') >= DISK_AFTER, 30)
-    quiesce(pair)
-    result["end"] = eve_metrics(pair)
-    result["end"]["lines"] = eve_lines(eve)
+    result["end"] = quiesce(pair, probe=lambda: dict(eve_metrics(pair), lines=eve_lines(eve)))
     log(f"recovered: {result['end']}")
     run.stop_sensor()
     shutil.copy(eve, os.path.join(args.outdir, "eve.json"))
@@ -984,6 +990,7 @@ def web(run, result):
     result["log_reloaded"] = text.count("rules reloaded")
     result["log_emfile"] = text.count("Too many open files")
     result["log_no_internal"] = text.count("no internal address ranges")
+    result["log_eve_reopened"] = text.count("EVE output reopened")
     result["log_tail"] = text[-3000:]
 
 

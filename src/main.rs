@@ -168,6 +168,7 @@ fn capture(args: CaptureArgs) -> Result<ExitCode> {
             read_header_timeout: args.web_read_header_timeout,
             write_timeout: args.web_write_timeout,
         },
+        web_config: args.web_config_file,
         user: args.user,
     };
     match egresswatch::sensor::run(cfg) {

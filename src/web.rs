@@ -3,16 +3,28 @@
 //! `/-/ready` (rules loaded and every capture open; 503 with the reason
 //! otherwise) and a landing page at `/` linking to them.
 //!
-//! The port has no authentication, so the server bounds what any client
-//! can hold ([`Limits`]): connections at once (at the limit a new one
-//! closes the connection whose last request is oldest, so idle
+//! Whoever can reach the port, with or without credentials, is bounded in
+//! what it can hold of the server ([`Limits`]): connections at once (at
+//! the limit a new one closes the connection whose last request is
+//! oldest, so idle
 //! connections can neither exhaust descriptors nor lock a scraper out),
 //! the time to send a request head (which is also how long an idle
 //! keep-alive connection lives), the time a response may stall because
 //! the client stopped reading, the bytes of a request head and the
 //! requests served on one connection.
+//!
+//! `--web.config.file` ([`config`]) adds TLS, basic authentication
+//! ([`auth`]) and response headers; the server reads the current
+//! [`WebConfig`] at each new connection, so a reload applies to the next
+//! connection.
+
+pub mod auth;
+pub mod config;
+
+pub use config::WebConfig;
 
 use crate::metrics::{Metrics, PREFIX};
+use arc_swap::ArcSwap;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -88,12 +100,17 @@ pub const REQUESTS_PER_CONNECTION: u64 = 100;
 /// head gets `431 Request Header Fields Too Large`.
 const MAX_HEAD_BYTES: usize = 16 * 1024;
 
+/// The web config in force; swapped whole on reload.
+pub type SharedWebConfig = Arc<ArcSwap<WebConfig>>;
+
 /// Serves `router` on `listener` until `shutdown` completes, within
-/// `limits`; the server's own metrics go to `registry`.
+/// `limits` and as `web` says (TLS, users, headers); the server's own
+/// metrics go to `registry`.
 pub async fn serve<F>(
     listener: std::net::TcpListener,
     router: Router,
     limits: Limits,
+    web: SharedWebConfig,
     registry: &Registry,
     shutdown: F,
 ) -> std::io::Result<()>
@@ -103,7 +120,7 @@ where
     listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let metrics = HttpMetrics::register(registry, limits.max_connections);
-    let mut conns = Connections::new(limits, router);
+    let mut conns = Connections::new(limits, router, web);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -186,11 +203,26 @@ where
     m
 }
 
+/// How a connection ended badly.
+#[derive(Debug)]
+enum ConnError {
+    Http(hyper::Error),
+    /// The TLS handshake failed.
+    Handshake(io::Error),
+    /// The TLS handshake took longer than the request-head time.
+    HandshakeTimeout,
+}
+
+/// A connection's socket, plain or TLS.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
 /// The open connections, each a task of `tasks`.
 struct Connections {
     limits: Limits,
     router: Router,
-    tasks: JoinSet<Result<(), hyper::Error>>,
+    web: SharedWebConfig,
+    tasks: JoinSet<Result<(), ConnError>>,
     live: Vec<Conn>,
     epoch: Instant,
 }
@@ -209,10 +241,11 @@ struct Conn {
 const ASKED: u64 = 1 << 63;
 
 impl Connections {
-    fn new(limits: Limits, router: Router) -> Connections {
+    fn new(limits: Limits, router: Router, web: SharedWebConfig) -> Connections {
         Connections {
             limits,
             router,
+            web,
             tasks: JoinSet::new(),
             live: Vec::new(),
             epoch: Instant::now(),
@@ -230,27 +263,54 @@ impl Connections {
         let inner = TowerToHyperService::new(self.router.clone());
         let stamp = last_request.clone();
         let served = AtomicU64::new(0);
-        let service = hyper::service::service_fn(move |req| {
+        let web = self.web.load_full();
+        let tls = web.tls.clone().map(tokio_rustls::TlsAcceptor::from);
+        let service = hyper::service::service_fn(move |req: axum::extract::Request<_>| {
             stamp.store(ASKED | now(), Ordering::Relaxed);
             let last = served.fetch_add(1, Ordering::Relaxed) + 1 >= REQUESTS_PER_CONNECTION;
-            let answer = inner.call(req);
+            let (inner, web) = (inner.clone(), web.clone());
             async move {
-                let mut response = answer.await?;
+                let mut response = match &web.auth {
+                    Some(auth) if !auth.allows(req.headers().get(header::AUTHORIZATION)).await => {
+                        unauthorized()
+                    }
+                    _ => inner.call(req).await?,
+                };
+                let headers = response.headers_mut();
+                for (name, value) in &web.headers {
+                    headers.insert(name.clone(), value.clone());
+                }
                 if last {
                     let close = HeaderValue::from_static("close");
-                    response.headers_mut().insert(header::CONNECTION, close);
+                    headers.insert(header::CONNECTION, close);
                 }
                 Ok::<_, std::convert::Infallible>(response)
             }
         });
-        let io = TokioIo::new(WriteStall {
-            inner: stream,
-            limit: self.limits.write_timeout,
-            stuck: None,
+        let write_timeout = self.limits.write_timeout;
+        let handshake_timeout = self.limits.read_header_timeout;
+        let abort = self.tasks.spawn(async move {
+            let socket: Box<dyn Io> = match tls {
+                None => Box::new(stream),
+                Some(acceptor) => {
+                    let handshake =
+                        tokio::time::timeout(handshake_timeout, acceptor.accept(stream));
+                    match handshake.await {
+                        Ok(Ok(tls)) => Box::new(tls),
+                        Ok(Err(e)) => return Err(ConnError::Handshake(e)),
+                        Err(_) => return Err(ConnError::HandshakeTimeout),
+                    }
+                }
+            };
+            let io = TokioIo::new(WriteStall {
+                inner: socket,
+                limit: write_timeout,
+                stuck: None,
+            });
+            http.serve_connection(io, service)
+                .await
+                .map_err(ConnError::Http)
         });
-        let abort = self
-            .tasks
-            .spawn(async move { http.serve_connection(io, service).await });
         self.live.push(Conn {
             id: abort.id(),
             abort,
@@ -281,17 +341,25 @@ impl Connections {
     /// Forgets a finished connection; returns its task id.
     fn ended(
         &mut self,
-        done: Result<(Id, Result<(), hyper::Error>), JoinError>,
+        done: Result<(Id, Result<(), ConnError>), JoinError>,
         metrics: &HttpMetrics,
     ) -> Id {
         let id = match done {
             Ok((id, Ok(()))) => id,
-            Ok((id, Err(e))) => {
+            Ok((id, Err(ConnError::Http(e)))) => {
                 if timed_out(&e) {
                     metrics.timed_out.inc();
                 } else {
                     tracing::debug!(error = %e, "HTTP connection ended");
                 }
+                id
+            }
+            Ok((id, Err(ConnError::HandshakeTimeout))) => {
+                metrics.timed_out.inc();
+                id
+            }
+            Ok((id, Err(ConnError::Handshake(e)))) => {
+                tracing::debug!(error = %e, "TLS handshake failed");
                 id
             }
             Err(e) => {
@@ -407,6 +475,16 @@ Per-flow records go to the EVE output; this endpoint has the counters.</p>
 </body></html>
 "#;
 
+/// 401 with the challenge a browser or Prometheus answers.
+fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Basic realm=\"egresswatch\"")],
+        "Unauthorized\n",
+    )
+        .into_response()
+}
+
 async fn landing() -> Html<String> {
     Html(LANDING.replace("VERSION", env!("CARGO_PKG_VERSION")))
 }
@@ -477,7 +555,15 @@ mod tests {
                 let stopped = async {
                     let _ = rx.await;
                 };
-                rt.block_on(serve(listener, app, limits, metrics.registry(), stopped))
+                let web = SharedWebConfig::default();
+                rt.block_on(serve(
+                    listener,
+                    app,
+                    limits,
+                    web,
+                    metrics.registry(),
+                    stopped,
+                ))
             });
             TestServer {
                 addr,

@@ -542,6 +542,10 @@ mod tests {
 
     impl TestServer {
         fn start(metrics: Metrics, limits: Limits) -> TestServer {
+            TestServer::start_with(metrics, limits, SharedWebConfig::default())
+        }
+
+        fn start_with(metrics: Metrics, limits: Limits, web: SharedWebConfig) -> TestServer {
             let flag = Arc::new(Flag(AtomicBool::new(false)));
             let app = router(metrics.clone(), flag.clone());
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -555,7 +559,6 @@ mod tests {
                 let stopped = async {
                     let _ = rx.await;
                 };
-                let web = SharedWebConfig::default();
                 rt.block_on(serve(
                     listener,
                     app,
@@ -580,10 +583,15 @@ mod tests {
         }
 
         fn get(&self, path: &str) -> String {
+            self.get_with(path, "")
+        }
+
+        /// GET with extra header lines (each ending in CRLF).
+        fn get_with(&self, path: &str, headers: &str) -> String {
             let mut s = self.connect();
             write!(
                 s,
-                "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                "GET {path} HTTP/1.1\r\nHost: x\r\n{headers}Connection: close\r\n\r\n"
             )
             .unwrap();
             let mut out = String::new();
@@ -660,6 +668,41 @@ mod tests {
         let landing = server.get("/");
         assert!(landing.contains("href=\"metrics\""), "{landing}");
         assert!(server.get("/nope").starts_with("HTTP/1.1 404"));
+    }
+
+    #[test]
+    fn users_need_their_password_and_a_reload_applies_to_new_connections() {
+        let hash = bcrypt::hash("pw", 4).unwrap();
+        let text = format!(
+            "basic_auth_users:\n  prom: {hash}\nhttp_server_config:\n  headers:\n    X-Content-Type-Options: nosniff\n"
+        );
+        let config = config::parse(&text, std::path::Path::new(".")).unwrap();
+        let web = SharedWebConfig::new(ArcSwap::from_pointee(config));
+        let server = TestServer::start_with(Metrics::new(), Limits::default(), web.clone());
+        let denied = server.get("/metrics");
+        assert!(denied.starts_with("HTTP/1.1 401"), "{denied}");
+        assert!(
+            denied.contains("www-authenticate: Basic realm=\"egresswatch\""),
+            "{denied}"
+        );
+        assert!(
+            denied.contains("x-content-type-options: nosniff"),
+            "{denied}"
+        );
+        assert!(
+            !denied.contains("egresswatch_http_connections_max"),
+            "{denied}"
+        );
+        // prom:pw and prom:no
+        for (credentials, status) in [("cHJvbTpwdw==", "200"), ("cHJvbTpubw==", "401")] {
+            let got = server.get_with(
+                "/metrics",
+                &format!("Authorization: Basic {credentials}\r\n"),
+            );
+            assert!(got.starts_with(&format!("HTTP/1.1 {status}")), "{got}");
+        }
+        web.store(Arc::new(WebConfig::default()));
+        assert!(server.get("/metrics").starts_with("HTTP/1.1 200"));
     }
 
     #[test]

@@ -490,6 +490,31 @@ write-timeout = 3
     }
 
     #[test]
+    fn the_shipped_example_is_valid() {
+        let text = include_str!("../docs/egresswatch.toml.example");
+        let c = parse(text, &[]);
+        assert_eq!(c.interfaces, ["eth1"]);
+        assert_eq!(c.web_listen_address, "127.0.0.1:8463");
+        // Every key it shows, commented out or not, is a setting.
+        let all: String = text
+            .lines()
+            .map(|l| {
+                l.strip_prefix("# ")
+                    .filter(|l| l.contains(" = "))
+                    .unwrap_or(l)
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        settings(&capture_schema(), &all).unwrap_or_else(|d| {
+            let source = SourceFile {
+                name: "example".into(),
+                text: all.clone(),
+            };
+            panic!("{}", Diagnostics::new(d, vec![source]))
+        });
+    }
+
+    #[test]
     fn settings_go_before_an_escape() {
         let argv: Vec<OsString> = ["a", "--", "b"].iter().map(OsString::from).collect();
         let got = insert_before_escape(argv, vec!["--x=1".into()]);

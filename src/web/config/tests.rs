@@ -178,3 +178,30 @@ fn unreadable_files_point_at_their_key() {
     let out = problem("tls_server_config:\n  key_file: k.pem\n");
     assert!(out.contains("needs cert_file"), "{out}");
 }
+
+#[test]
+fn the_shipped_example_is_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    if certificate(dir.path()).is_none() {
+        return;
+    }
+    let text = include_str!("../../../docs/web-config.yml.example")
+        .replace("/etc/egresswatch/tls/", "")
+        .replace("# client_auth_type", "client_auth_type")
+        .replace(
+            "# client_ca_file: clients-ca.pem",
+            "client_ca_file: cert.pem",
+        );
+    let c = parse(&text, dir.path()).unwrap_or_else(|d| panic!("{}", rendered_one(&text, d)));
+    assert!(c.tls.is_some());
+    assert_eq!(c.auth.unwrap().users(), ["prometheus"]);
+    assert_eq!(c.headers.len(), 2);
+}
+
+fn rendered_one(text: &str, d: Diagnostic) -> String {
+    let source = SourceFile {
+        name: "web.yml".into(),
+        text: text.into(),
+    };
+    Diagnostics::new(vec![d], vec![source]).render()
+}

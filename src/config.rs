@@ -482,6 +482,17 @@ write-timeout = 3
             err.contains("error[io]: cannot read `/nonexistent/x.toml`"),
             "{err}"
         );
+        let dir = tempfile::tempdir().unwrap();
+        let mut argv: Vec<OsString> = ["egresswatch", "capture", "--config"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        argv.push(dir.path().into());
+        let err = merged_args::<Cli>(argv).unwrap_err().render();
+        assert!(
+            err.contains("is a directory, not a regular file") && !err.contains("rule"),
+            "{err}"
+        );
         let argv: Vec<OsString> = ["egresswatch", "capture", "-i", "lo"]
             .iter()
             .map(OsString::from)

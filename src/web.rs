@@ -184,7 +184,7 @@ impl HttpMetrics {
             ),
             timed_out: counter(
                 "http_connections_timed_out_total",
-                "HTTP connections closed because a request head or the reading of a response took too long (or an idle keep-alive connection expired).",
+                "HTTP connections closed because a request head, a TLS handshake or the reading of a response took too long (or an idle keep-alive connection expired).",
             ),
         }
     }
@@ -703,6 +703,44 @@ mod tests {
         }
         web.store(Arc::new(WebConfig::default()));
         assert!(server.get("/metrics").starts_with("HTTP/1.1 200"));
+    }
+
+    #[test]
+    fn https_with_a_client_that_checks_the_certificate() {
+        use rustls::pki_types::{pem::PemObject, CertificateDer, ServerName};
+        let dir = tempfile::tempdir().unwrap();
+        if config::tests::certificate(dir.path()).is_none() {
+            return;
+        }
+        let text = "tls_server_config:\n  cert_file: cert.pem\n  key_file: key.pem\n";
+        let web = config::parse(text, dir.path()).unwrap();
+        let web = SharedWebConfig::new(ArcSwap::from_pointee(web));
+        let server = TestServer::start_with(Metrics::new(), Limits::default(), web);
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(dir.path().join("cert.pem")).unwrap() {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = ServerName::try_from("localhost").unwrap();
+        let conn = rustls::ClientConnection::new(Arc::new(client), name).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, server.connect());
+        write!(
+            tls,
+            "GET /-/healthy HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        let _ = tls.read_to_string(&mut out);
+        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+        assert_eq!(tls.conn.alpn_protocol(), None, "no ALPN asked, none chosen");
+        // Plain HTTP on the TLS port gets no HTTP answer.
+        let plain = server.get("/-/healthy");
+        assert!(!plain.starts_with("HTTP/1.1"), "{plain}");
     }
 
     #[test]

@@ -520,4 +520,4 @@ fn lower(name: &str) -> &'static str {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

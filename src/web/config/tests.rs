@@ -17,7 +17,7 @@ fn problem(text: &str) -> String {
 
 /// A self-signed certificate and key made by `openssl` in `dir` (`None`
 /// where openssl is not installed).
-fn certificate(dir: &Path) -> Option<()> {
+pub(crate) fn certificate(dir: &Path) -> Option<()> {
     let made = Command::new("openssl")
         .args([
             "req",
@@ -29,6 +29,7 @@ fn certificate(dir: &Path) -> Option<()> {
         ])
         .args(["-nodes", "-days", "2", "-subj", "/CN=localhost"])
         .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
         .arg("-keyout")
         .arg(dir.join("key.pem"))
         .arg("-out")

@@ -138,8 +138,8 @@ pub fn read_source(path: &Path) -> Result<SourceFile, Diagnostics> {
         // Said of rule files; the checks are the same.
         d.message = d
             .message
-            .replace("a rule file", "a file")
-            .replace("not a rule file", "not a regular file");
+            .replace("not a rule file", "not a regular file")
+            .replace("a rule file", "a file");
         d.notes.retain(|n| !n.contains("rule"));
     }
     match (files.sources.pop(), files.problems.is_empty()) {

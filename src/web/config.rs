@@ -95,7 +95,7 @@ fn yaml_error(e: &serde_yaml_ng::Error, text: &str) -> Diagnostic {
                 .strip_suffix(&suffix)
                 .unwrap_or(&message)
                 .to_string();
-            (m, l.index().min(text.len()))
+            (m, byte_offset(text, l.line(), l.column()))
         }
         None => (message, 0),
     };
@@ -108,13 +108,32 @@ fn yaml_error(e: &serde_yaml_ng::Error, text: &str) -> Diagnostic {
     } else {
         Kind::Syntax
     };
-    let mut d = Diagnostic::error(kind, message.clone()).at(0, at..at);
+    let word = text[at..]
+        .find(|c: char| c.is_whitespace() || matches!(c, ',' | ']' | '}'))
+        .unwrap_or(text.len() - at);
+    let mut d = Diagnostic::error(kind, message.clone()).at(0, at..at + word);
     for (word, why) in UNSUPPORTED {
         if message.contains(&format!("`{word}`")) {
             d = d.note(*why);
         }
     }
     d
+}
+
+/// The byte offset of 1-based `line` and character `column` (the YAML
+/// parser counts characters).
+fn byte_offset(text: &str, line: usize, column: usize) -> usize {
+    let start: usize = text
+        .split_inclusive('\n')
+        .take(line.saturating_sub(1))
+        .map(str::len)
+        .sum();
+    let rest = text.get(start..).unwrap_or("");
+    start
+        + rest
+            .char_indices()
+            .nth(column.saturating_sub(1))
+            .map_or(rest.len(), |(i, _)| i)
 }
 
 /// exporter-toolkit values rustls does not offer, and why.

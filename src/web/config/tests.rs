@@ -92,6 +92,13 @@ fn what_rustls_lacks_is_refused_with_the_reason() {
 }
 
 #[test]
+fn places_count_characters_and_underline_the_value() {
+    let out = problem("# é é é\ntls_server_config:\n  max_version: TLS14\n");
+    assert!(out.contains("web.yml:3:16"), "{out}");
+    assert!(out.contains("  |                ^^^^^\n"), "{out}");
+}
+
+#[test]
 fn wrong_types_and_bad_hashes() {
     let out = problem("basic_auth_users: [alice]\n");
     assert!(out.contains("error[wrong-type]"), "{out}");

@@ -154,6 +154,10 @@ pub struct CaptureArgs {
     #[arg(long = "web.write-timeout", default_value = "10s", value_name = "DURATION",
           value_parser = parse_duration)]
     pub web_write_timeout: Duration,
+    /// TLS, basic auth and headers for the web endpoint, in the Prometheus
+    /// exporter-toolkit format (YAML); re-read on SIGHUP.
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    pub web_config_file: Option<PathBuf>,
     /// After opening the captures, switch to this user (needs root).
     #[arg(long, value_name = "NAME")]
     pub user: Option<String>,

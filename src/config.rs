@@ -482,11 +482,47 @@ write-timeout = 3
             err.contains("error[io]: cannot read `/nonexistent/x.toml`"),
             "{err}"
         );
+        let dir = tempfile::tempdir().unwrap();
+        let mut argv: Vec<OsString> = ["egresswatch", "capture", "--config"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        argv.push(dir.path().into());
+        let err = merged_args::<Cli>(argv).unwrap_err().render();
+        assert!(
+            err.contains("is a directory, not a regular file") && !err.contains("rule"),
+            "{err}"
+        );
         let argv: Vec<OsString> = ["egresswatch", "capture", "-i", "lo"]
             .iter()
             .map(OsString::from)
             .collect();
         assert_eq!(merged_args::<Cli>(argv.clone()).unwrap(), argv);
+    }
+
+    #[test]
+    fn the_shipped_example_is_valid() {
+        let text = include_str!("../docs/egresswatch.toml.example");
+        let c = parse(text, &[]);
+        assert_eq!(c.interfaces, ["eth1"]);
+        assert_eq!(c.web_listen_address, "127.0.0.1:8463");
+        // Every key it shows, commented out or not, is a setting.
+        let all: String = text
+            .lines()
+            .map(|l| {
+                l.strip_prefix("# ")
+                    .filter(|l| l.contains(" = "))
+                    .unwrap_or(l)
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        settings(&capture_schema(), &all).unwrap_or_else(|d| {
+            let source = SourceFile {
+                name: "example".into(),
+                text: all.clone(),
+            };
+            panic!("{}", Diagnostics::new(d, vec![source]))
+        });
     }
 
     #[test]

@@ -248,6 +248,7 @@ fn capture(args: CaptureArgs) -> Result<ExitCode> {
             read_header_timeout: args.web_read_header_timeout,
             write_timeout: args.web_write_timeout,
         },
+        web_config: args.web_config_file,
         user: args.user,
         learn: match args.learn {
             Some(path) => Some((path, learn_cmd::config(&args.learn_filters)?)),

@@ -3,16 +3,28 @@
 //! `/-/ready` (rules loaded and every capture open; 503 with the reason
 //! otherwise) and a landing page at `/` linking to them.
 //!
-//! The port has no authentication, so the server bounds what any client
-//! can hold ([`Limits`]): connections at once (at the limit a new one
-//! closes the connection whose last request is oldest, so idle
+//! Whoever can reach the port, with or without credentials, is bounded in
+//! what it can hold of the server ([`Limits`]): connections at once (at
+//! the limit a new one closes the connection whose last request is
+//! oldest, so idle
 //! connections can neither exhaust descriptors nor lock a scraper out),
 //! the time to send a request head (which is also how long an idle
 //! keep-alive connection lives), the time a response may stall because
 //! the client stopped reading, the bytes of a request head and the
 //! requests served on one connection.
+//!
+//! `--web.config.file` ([`config`]) adds TLS, basic authentication
+//! ([`auth`]) and response headers; the server reads the current
+//! [`WebConfig`] at each new connection, so a reload applies to the next
+//! connection.
+
+pub mod auth;
+pub mod config;
+
+pub use config::WebConfig;
 
 use crate::metrics::{Metrics, PREFIX};
+use arc_swap::ArcSwap;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -88,12 +100,17 @@ pub const REQUESTS_PER_CONNECTION: u64 = 100;
 /// head gets `431 Request Header Fields Too Large`.
 const MAX_HEAD_BYTES: usize = 16 * 1024;
 
+/// The web config in force; swapped whole on reload.
+pub type SharedWebConfig = Arc<ArcSwap<WebConfig>>;
+
 /// Serves `router` on `listener` until `shutdown` completes, within
-/// `limits`; the server's own metrics go to `registry`.
+/// `limits` and as `web` says (TLS, users, headers); the server's own
+/// metrics go to `registry`.
 pub async fn serve<F>(
     listener: std::net::TcpListener,
     router: Router,
     limits: Limits,
+    web: SharedWebConfig,
     registry: &Registry,
     shutdown: F,
 ) -> std::io::Result<()>
@@ -103,7 +120,7 @@ where
     listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let metrics = HttpMetrics::register(registry, limits.max_connections);
-    let mut conns = Connections::new(limits, router);
+    let mut conns = Connections::new(limits, router, web);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -167,7 +184,7 @@ impl HttpMetrics {
             ),
             timed_out: counter(
                 "http_connections_timed_out_total",
-                "HTTP connections closed because a request head or the reading of a response took too long (or an idle keep-alive connection expired).",
+                "HTTP connections closed because a request head, a TLS handshake or the reading of a response took too long (or an idle keep-alive connection expired).",
             ),
         }
     }
@@ -186,11 +203,26 @@ where
     m
 }
 
+/// How a connection ended badly.
+#[derive(Debug)]
+enum ConnError {
+    Http(hyper::Error),
+    /// The TLS handshake failed.
+    Handshake(io::Error),
+    /// The TLS handshake took longer than the request-head time.
+    HandshakeTimeout,
+}
+
+/// A connection's socket, plain or TLS.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
 /// The open connections, each a task of `tasks`.
 struct Connections {
     limits: Limits,
     router: Router,
-    tasks: JoinSet<Result<(), hyper::Error>>,
+    web: SharedWebConfig,
+    tasks: JoinSet<Result<(), ConnError>>,
     live: Vec<Conn>,
     epoch: Instant,
 }
@@ -209,10 +241,11 @@ struct Conn {
 const ASKED: u64 = 1 << 63;
 
 impl Connections {
-    fn new(limits: Limits, router: Router) -> Connections {
+    fn new(limits: Limits, router: Router, web: SharedWebConfig) -> Connections {
         Connections {
             limits,
             router,
+            web,
             tasks: JoinSet::new(),
             live: Vec::new(),
             epoch: Instant::now(),
@@ -230,27 +263,54 @@ impl Connections {
         let inner = TowerToHyperService::new(self.router.clone());
         let stamp = last_request.clone();
         let served = AtomicU64::new(0);
-        let service = hyper::service::service_fn(move |req| {
+        let web = self.web.load_full();
+        let tls = web.tls.clone().map(tokio_rustls::TlsAcceptor::from);
+        let service = hyper::service::service_fn(move |req: axum::extract::Request<_>| {
             stamp.store(ASKED | now(), Ordering::Relaxed);
             let last = served.fetch_add(1, Ordering::Relaxed) + 1 >= REQUESTS_PER_CONNECTION;
-            let answer = inner.call(req);
+            let (inner, web) = (inner.clone(), web.clone());
             async move {
-                let mut response = answer.await?;
+                let mut response = match &web.auth {
+                    Some(auth) if !auth.allows(req.headers().get(header::AUTHORIZATION)).await => {
+                        unauthorized()
+                    }
+                    _ => inner.call(req).await?,
+                };
+                let headers = response.headers_mut();
+                for (name, value) in &web.headers {
+                    headers.insert(name.clone(), value.clone());
+                }
                 if last {
                     let close = HeaderValue::from_static("close");
-                    response.headers_mut().insert(header::CONNECTION, close);
+                    headers.insert(header::CONNECTION, close);
                 }
                 Ok::<_, std::convert::Infallible>(response)
             }
         });
-        let io = TokioIo::new(WriteStall {
-            inner: stream,
-            limit: self.limits.write_timeout,
-            stuck: None,
+        let write_timeout = self.limits.write_timeout;
+        let handshake_timeout = self.limits.read_header_timeout;
+        let abort = self.tasks.spawn(async move {
+            let socket: Box<dyn Io> = match tls {
+                None => Box::new(stream),
+                Some(acceptor) => {
+                    let handshake =
+                        tokio::time::timeout(handshake_timeout, acceptor.accept(stream));
+                    match handshake.await {
+                        Ok(Ok(tls)) => Box::new(tls),
+                        Ok(Err(e)) => return Err(ConnError::Handshake(e)),
+                        Err(_) => return Err(ConnError::HandshakeTimeout),
+                    }
+                }
+            };
+            let io = TokioIo::new(WriteStall {
+                inner: socket,
+                limit: write_timeout,
+                stuck: None,
+            });
+            http.serve_connection(io, service)
+                .await
+                .map_err(ConnError::Http)
         });
-        let abort = self
-            .tasks
-            .spawn(async move { http.serve_connection(io, service).await });
         self.live.push(Conn {
             id: abort.id(),
             abort,
@@ -281,17 +341,25 @@ impl Connections {
     /// Forgets a finished connection; returns its task id.
     fn ended(
         &mut self,
-        done: Result<(Id, Result<(), hyper::Error>), JoinError>,
+        done: Result<(Id, Result<(), ConnError>), JoinError>,
         metrics: &HttpMetrics,
     ) -> Id {
         let id = match done {
             Ok((id, Ok(()))) => id,
-            Ok((id, Err(e))) => {
+            Ok((id, Err(ConnError::Http(e)))) => {
                 if timed_out(&e) {
                     metrics.timed_out.inc();
                 } else {
                     tracing::debug!(error = %e, "HTTP connection ended");
                 }
+                id
+            }
+            Ok((id, Err(ConnError::HandshakeTimeout))) => {
+                metrics.timed_out.inc();
+                id
+            }
+            Ok((id, Err(ConnError::Handshake(e)))) => {
+                tracing::debug!(error = %e, "TLS handshake failed");
                 id
             }
             Err(e) => {
@@ -407,6 +475,16 @@ Per-flow records go to the EVE output; this endpoint has the counters.</p>
 </body></html>
 "#;
 
+/// 401 with the challenge a browser or Prometheus answers.
+fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Basic realm=\"egresswatch\"")],
+        "Unauthorized\n",
+    )
+        .into_response()
+}
+
 async fn landing() -> Html<String> {
     Html(LANDING.replace("VERSION", env!("CARGO_PKG_VERSION")))
 }
@@ -464,6 +542,10 @@ mod tests {
 
     impl TestServer {
         fn start(metrics: Metrics, limits: Limits) -> TestServer {
+            TestServer::start_with(metrics, limits, SharedWebConfig::default())
+        }
+
+        fn start_with(metrics: Metrics, limits: Limits, web: SharedWebConfig) -> TestServer {
             let flag = Arc::new(Flag(AtomicBool::new(false)));
             let app = router(metrics.clone(), flag.clone());
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -477,7 +559,14 @@ mod tests {
                 let stopped = async {
                     let _ = rx.await;
                 };
-                rt.block_on(serve(listener, app, limits, metrics.registry(), stopped))
+                rt.block_on(serve(
+                    listener,
+                    app,
+                    limits,
+                    web,
+                    metrics.registry(),
+                    stopped,
+                ))
             });
             TestServer {
                 addr,
@@ -494,10 +583,15 @@ mod tests {
         }
 
         fn get(&self, path: &str) -> String {
+            self.get_with(path, "")
+        }
+
+        /// GET with extra header lines (each ending in CRLF).
+        fn get_with(&self, path: &str, headers: &str) -> String {
             let mut s = self.connect();
             write!(
                 s,
-                "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                "GET {path} HTTP/1.1\r\nHost: x\r\n{headers}Connection: close\r\n\r\n"
             )
             .unwrap();
             let mut out = String::new();
@@ -574,6 +668,79 @@ mod tests {
         let landing = server.get("/");
         assert!(landing.contains("href=\"metrics\""), "{landing}");
         assert!(server.get("/nope").starts_with("HTTP/1.1 404"));
+    }
+
+    #[test]
+    fn users_need_their_password_and_a_reload_applies_to_new_connections() {
+        let hash = bcrypt::hash("pw", 4).unwrap();
+        let text = format!(
+            "basic_auth_users:\n  prom: {hash}\nhttp_server_config:\n  headers:\n    X-Content-Type-Options: nosniff\n"
+        );
+        let config = config::parse(&text, std::path::Path::new(".")).unwrap();
+        let web = SharedWebConfig::new(ArcSwap::from_pointee(config));
+        let server = TestServer::start_with(Metrics::new(), Limits::default(), web.clone());
+        let denied = server.get("/metrics");
+        assert!(denied.starts_with("HTTP/1.1 401"), "{denied}");
+        assert!(
+            denied.contains("www-authenticate: Basic realm=\"egresswatch\""),
+            "{denied}"
+        );
+        assert!(
+            denied.contains("x-content-type-options: nosniff"),
+            "{denied}"
+        );
+        assert!(
+            !denied.contains("egresswatch_http_connections_max"),
+            "{denied}"
+        );
+        // prom:pw and prom:no
+        for (credentials, status) in [("cHJvbTpwdw==", "200"), ("cHJvbTpubw==", "401")] {
+            let got = server.get_with(
+                "/metrics",
+                &format!("Authorization: Basic {credentials}\r\n"),
+            );
+            assert!(got.starts_with(&format!("HTTP/1.1 {status}")), "{got}");
+        }
+        web.store(Arc::new(WebConfig::default()));
+        assert!(server.get("/metrics").starts_with("HTTP/1.1 200"));
+    }
+
+    #[test]
+    fn https_with_a_client_that_checks_the_certificate() {
+        use rustls::pki_types::{pem::PemObject, CertificateDer, ServerName};
+        let dir = tempfile::tempdir().unwrap();
+        if config::tests::certificate(dir.path()).is_none() {
+            return;
+        }
+        let text = "tls_server_config:\n  cert_file: cert.pem\n  key_file: key.pem\n";
+        let web = config::parse(text, dir.path()).unwrap();
+        let web = SharedWebConfig::new(ArcSwap::from_pointee(web));
+        let server = TestServer::start_with(Metrics::new(), Limits::default(), web);
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(dir.path().join("cert.pem")).unwrap() {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = ServerName::try_from("localhost").unwrap();
+        let conn = rustls::ClientConnection::new(Arc::new(client), name).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, server.connect());
+        write!(
+            tls,
+            "GET /-/healthy HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        let _ = tls.read_to_string(&mut out);
+        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+        assert_eq!(tls.conn.alpn_protocol(), None, "no ALPN asked, none chosen");
+        // Plain HTTP on the TLS port gets no HTTP answer.
+        let plain = server.get("/-/healthy");
+        assert!(!plain.starts_with("HTTP/1.1"), "{plain}");
     }
 
     #[test]

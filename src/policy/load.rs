@@ -134,6 +134,14 @@ impl RuleFiles {
 pub fn read_source(path: &Path) -> Result<SourceFile, Diagnostics> {
     let mut files = RuleFiles::default();
     files.read(path);
+    for d in &mut files.problems {
+        // Said of rule files; the checks are the same.
+        d.message = d
+            .message
+            .replace("not a rule file", "not a regular file")
+            .replace("a rule file", "a file");
+        d.notes.retain(|n| !n.contains("rule"));
+    }
     match (files.sources.pop(), files.problems.is_empty()) {
         (Some(source), true) => Ok(source),
         (source, _) => Err(Diagnostics::new(

@@ -14,7 +14,10 @@
 //! per thread, so before any thread starts), then the threads start.
 //!
 //! SIGHUP reloads the rules (built off the packet path, swapped atomically
-//! for every worker; on error the old rules stay) and reopens the EVE file.
+//! for every worker; on error the old rules stay), re-reads the web config
+//! file (TLS certificates, users; for the next connection; on error the
+//! old one stays) and reopens the EVE file. The `--config` file is not
+//! re-read: its settings size threads and tables at start.
 //! SIGINT/SIGTERM stop capture, drain what the kernel holds, end every open
 //! flow on every worker, flush the output and return (an error, if the
 //! output failed and records were not written).
@@ -76,6 +79,9 @@ pub struct SensorConfig {
     /// What HTTP clients can hold; `max_connections` is lowered to leave
     /// [`FD_RESERVE`] descriptors free.
     pub web: web::Limits,
+    /// `--web.config.file`: TLS, basic auth, headers (exporter-toolkit
+    /// format); `None`: plain HTTP for anyone.
+    pub web_config: Option<PathBuf>,
     /// Switch to this user after opening the captures (needs root).
     pub user: Option<String>,
     /// `--learn FILE`: learn allow entries from the flows that end.
@@ -195,6 +201,7 @@ pub fn run(cfg: SensorConfig) -> Result<(), SensorError> {
         ..cfg.web
     };
     let rules = load_rules(cfg.rules_dir.as_deref())?;
+    let web_config = load_web_config(cfg.web_config.as_deref())?;
     let mut captures = Vec::new();
     for iface in &cfg.interfaces {
         captures.push(LiveCapture::open(iface, &cfg.live)?);
@@ -232,7 +239,7 @@ pub fn run(cfg: SensorConfig) -> Result<(), SensorError> {
         .build()
         .map_err(io_err("starting the runtime"))?;
     let sensor = Running::start(&cfg, workers, rules, captures, target)?;
-    let result = runtime.block_on(sensor.control(listener, web_limits, cfg.rules_dir.clone()));
+    let result = runtime.block_on(sensor.control(listener, web_limits, web_config, &cfg));
     let lost = sensor.stop();
     // A capture failure says more (and has its own code) than the loss.
     result?;
@@ -403,7 +410,8 @@ impl Running {
         &self,
         listener: Option<std::net::TcpListener>,
         limits: web::Limits,
-        rules_dir: Option<PathBuf>,
+        web_config: web::SharedWebConfig,
+        cfg: &SensorConfig,
     ) -> Result<(), SensorError> {
         use tokio::signal::unix::{signal, SignalKind};
         let sig = |k: SignalKind| signal(k).map_err(io_err("installing signal handlers"));
@@ -418,18 +426,22 @@ impl Running {
             let addr = l.local_addr().ok();
             tracing::info!(address = ?addr, max_connections = limits.max_connections, "serving /metrics");
             let registry = self.metrics.registry().clone();
+            let web_config = web_config.clone();
             tokio::spawn(async move {
                 let stopped = async {
                     let _ = web_stopped.await;
                 };
-                web::serve(l, app, limits, &registry, stopped).await
+                web::serve(l, app, limits, web_config, &registry, stopped).await
             })
         });
         let mut check = tokio::time::interval(Duration::from_millis(200));
         let result = loop {
             self.metrics.set_ready(self.health.ready().is_ok());
             tokio::select! {
-                _ = hup.recv() => self.reload(rules_dir.as_deref()).await,
+                _ = hup.recv() => {
+                    self.reload(cfg.rules_dir.as_deref()).await;
+                    reload_web_config(&web_config, cfg.web_config.as_deref()).await;
+                }
                 _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break Ok(()) }
                 _ = int.recv() => { tracing::info!("SIGINT: stopping"); break Ok(()) }
                 // Keeps egresswatch_ready current with the captures.
@@ -538,6 +550,44 @@ pub const FD_RESERVE: u64 = 128;
 
 /// Raises the soft limit on open descriptors to the hard one; returns the
 /// soft limit in force.
+/// The `--web.config.file`, read before privileges are dropped (the key
+/// may be readable by root only); an error stops the sensor (exit 78).
+fn load_web_config(path: Option<&std::path::Path>) -> Result<web::SharedWebConfig, SensorError> {
+    let config = match path {
+        Some(path) => web::config::load(path).map_err(|d| {
+            SensorError::Config(format!(
+                "{d}the web config file `{}` has errors; the sensor did not start",
+                path.display()
+            ))
+        })?,
+        None => web::WebConfig::default(),
+    };
+    Ok(Arc::new(arc_swap::ArcSwap::from_pointee(config)))
+}
+
+/// SIGHUP: the web config file again (new certificates, users), for the
+/// connections from now on; on error the current one stays.
+async fn reload_web_config(current: &web::SharedWebConfig, path: Option<&std::path::Path>) {
+    let Some(path) = path.map(std::path::Path::to_path_buf) else {
+        return;
+    };
+    let shown = path.display().to_string();
+    match tokio::task::spawn_blocking(move || web::config::load(&path)).await {
+        Ok(Ok(config)) => {
+            current.store(Arc::new(config));
+            tracing::info!(file = %shown, "web config reloaded");
+        }
+        Ok(Err(diags)) => tracing::error!(
+            file = %shown,
+            "web config reload failed; the previous one stays in force:\n{}",
+            diags.render()
+        ),
+        Err(_) => {
+            tracing::error!(file = %shown, "web config reload panicked; the previous one stays")
+        }
+    }
+}
+
 fn raise_fd_limit() -> u64 {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
     let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {

@@ -31,6 +31,11 @@ pub const FILL: u128 = 4;
 /// The widest prefixes proposed.
 pub const WIDEST_V4: u8 = 24;
 pub const WIDEST_V6: u8 = 120;
+/// More distinct unidentified high ports than this to addresses of one
+/// zone and transport are widened into one span ([`widen_scattered`]).
+pub const SCATTERED_MIN: usize = 8;
+/// Ports from here up count as high.
+pub const SCATTERED_FLOOR: u16 = 1024;
 
 /// The proposed entries and what was left out.
 #[derive(Clone, Debug, Default)]
@@ -49,6 +54,9 @@ pub struct Entry {
     pub protocol: Option<&'static str>,
     /// Sorted.
     pub ports: Vec<u16>,
+    /// Instead of `ports`: scattered high ports widened to this span
+    /// (first, last, distinct ports seen).
+    pub span: Option<(u16, u16, usize)>,
     pub hosts: Vec<String>,
     pub cidrs: Vec<IpNet>,
     /// Client and server HASSH to pin (SSH entries where every flow showed
@@ -56,7 +64,16 @@ pub struct Entry {
     pub hassh: [Option<Vec<Box<str>>>; 2],
     pub evidence: Evidence,
     /// Per host pattern or CIDR.
-    pub details: Vec<(String, Evidence)>,
+    pub details: Vec<Detail>,
+}
+
+/// The evidence of one host pattern or CIDR of an entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Detail {
+    pub pattern: String,
+    pub evidence: Evidence,
+    /// For a wildcard: the names seen below it.
+    pub names: Vec<Arc<str>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -79,8 +96,65 @@ type CellKey = (
     &'static str,
     Option<&'static str>,
     Group,
-    u16,
+    Ports,
 );
+
+/// The ports of a cell: one, or a widened span of scattered high ports
+/// (first, last, how many distinct ports were seen).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Ports {
+    One(u16),
+    Span(u16, u16, usize),
+}
+
+/// Address destinations of one zone, transport and family on more than
+/// [`SCATTERED_MIN`] distinct unidentified high ports (peer-to-peer, RTC,
+/// games) become one cell whose ports span the lowest to the highest port
+/// seen: one entry instead of one per port. The addresses stay as seen.
+fn widen_scattered(cells: &mut BTreeMap<CellKey, BTreeMap<&Target, Evidence>>) {
+    type GroupKey = (Option<Arc<str>>, &'static str, Group);
+    let mut groups: BTreeMap<GroupKey, Vec<CellKey>> = BTreeMap::new();
+    for key in cells.keys() {
+        let (zone, transport, protocol, group, port) = key;
+        let scattered = matches!(group, Group::Family(_))
+            && protocol.is_none()
+            && matches!(port, Ports::One(p) if *p >= SCATTERED_FLOOR);
+        if scattered {
+            groups
+                .entry((zone.clone(), transport, group.clone()))
+                .or_default()
+                .push(key.clone());
+        }
+    }
+    for ((zone, transport, group), keys) in groups {
+        if keys.len() <= SCATTERED_MIN {
+            continue;
+        }
+        let ports: Vec<u16> = keys
+            .iter()
+            .filter_map(|k| match k.4 {
+                Ports::One(p) => Some(p),
+                Ports::Span(..) => None,
+            })
+            .collect();
+        let lo = ports.iter().copied().min().unwrap_or(SCATTERED_FLOOR);
+        let hi = ports.iter().copied().max().unwrap_or(u16::MAX);
+        let mut merged: BTreeMap<&Target, Evidence> = BTreeMap::new();
+        for k in &keys {
+            for (t, e) in cells.remove(k).unwrap_or_default() {
+                merged.entry(t).and_modify(|m| m.merge(&e)).or_insert(e);
+            }
+        }
+        let key = (
+            zone,
+            transport,
+            None,
+            group,
+            Ports::Span(lo, hi, ports.len()),
+        );
+        cells.insert(key, merged);
+    }
+}
 
 /// What a cell (one port) comes out as; cells equal in this merge.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -91,6 +165,7 @@ struct Shape {
     protocol: Option<&'static str>,
     patterns: Vec<String>,
     hassh: [Option<Vec<Box<str>>>; 2],
+    span: Option<(u16, u16, usize)>,
 }
 
 /// The registrable domain of `name`, or the name itself when it has none
@@ -105,25 +180,35 @@ pub fn propose(learner: &Learner) -> Proposal {
     let tainted_names: Vec<&str> = learner.tainted_names().collect();
     let mut tainted_addrs: Vec<IpAddr> = learner.tainted_addrs().collect();
     tainted_addrs.sort();
-    let mut cells: BTreeMap<CellKey, Vec<(&Target, &Evidence)>> = BTreeMap::new();
+    let mut cells: BTreeMap<CellKey, BTreeMap<&Target, Evidence>> = BTreeMap::new();
     for (k, e) in eligible {
         let group = match &k.target {
             Target::Name(n) => Group::Domain(Arc::from(registrable(n))),
             Target::Addr(IpAddr::V4(_)) => Group::Family(4),
             Target::Addr(IpAddr::V6(_)) => Group::Family(6),
         };
-        cells
-            .entry((k.zone.clone(), k.transport, k.protocol, group, k.port))
-            .or_default()
-            .push((&k.target, e));
+        let key = (
+            k.zone.clone(),
+            k.transport,
+            k.protocol,
+            group,
+            Ports::One(k.port),
+        );
+        cells.entry(key).or_default().insert(&k.target, e.clone());
     }
-    let mut shapes: BTreeMap<Shape, (Vec<u16>, BTreeMap<String, Evidence>)> = BTreeMap::new();
+    widen_scattered(&mut cells);
+    let mut shapes: BTreeMap<Shape, (Vec<u16>, BTreeMap<String, Detail>)> = BTreeMap::new();
     for ((zone, transport, protocol, group, port), targets) in cells {
+        let targets: Vec<(&Target, &Evidence)> = targets.iter().map(|(t, e)| (*t, e)).collect();
         let patterns = match group {
             Group::Domain(_) => names(&targets, &tainted_names),
             Group::Family(_) => cidrs(&targets, &tainted_addrs)
                 .into_iter()
-                .map(|(net, e)| (net.to_string(), e))
+                .map(|(net, evidence)| Detail {
+                    pattern: net.to_string(),
+                    evidence,
+                    names: Vec::new(),
+                })
                 .collect(),
         };
         let mut pins = [Pins::default(), Pins::default()];
@@ -133,18 +218,33 @@ pub fn propose(learner: &Learner) -> Proposal {
         }
         let ssh = protocol == Some("ssh");
         let pin = |p: &Pins| ssh.then(|| p.pinned().map(<[_]>::to_vec)).flatten();
+        let (one, span) = match port {
+            Ports::One(p) => (Some(p), None),
+            Ports::Span(lo, hi, n) => (None, Some((lo, hi, n))),
+        };
         let shape = Shape {
             zone,
             group,
             transport,
             protocol,
-            patterns: patterns.iter().map(|(p, _)| p.clone()).collect(),
+            patterns: patterns.iter().map(|d| d.pattern.clone()).collect(),
             hassh: [pin(&pins[0]), pin(&pins[1])],
+            span,
         };
         let (ports, details) = shapes.entry(shape).or_default();
-        ports.push(port);
-        for (p, e) in patterns {
-            details.entry(p).and_modify(|d| d.merge(&e)).or_insert(e);
+        ports.extend(one);
+        for d in patterns {
+            match details.get_mut(&d.pattern) {
+                Some(have) => {
+                    have.evidence.merge(&d.evidence);
+                    have.names.extend(d.names);
+                    have.names.sort();
+                    have.names.dedup();
+                }
+                None => {
+                    details.insert(d.pattern.clone(), d);
+                }
+            }
         }
     }
     let mut entries: Vec<Entry> = shapes
@@ -179,11 +279,11 @@ fn sort_key(
     )
 }
 
-fn entry(shape: Shape, mut ports: Vec<u16>, details: BTreeMap<String, Evidence>) -> Entry {
+fn entry(shape: Shape, mut ports: Vec<u16>, details: BTreeMap<String, Detail>) -> Entry {
     ports.sort_unstable();
     ports.dedup();
     let mut evidence: Option<Evidence> = None;
-    for e in details.values() {
+    for e in details.values().map(|d| &d.evidence) {
         match &mut evidence {
             Some(all) => all.merge(e),
             None => evidence = Some(e.clone()),
@@ -206,18 +306,19 @@ fn entry(shape: Shape, mut ports: Vec<u16>, details: BTreeMap<String, Evidence>)
         transport: shape.transport,
         protocol: shape.protocol,
         ports,
+        span: shape.span,
         hosts,
         cidrs,
         hassh: shape.hassh,
         // Every cell has at least one target, so one detail.
         evidence: evidence.unwrap_or_default(),
-        details: details.into_iter().collect(),
+        details: details.into_values().collect(),
     }
 }
 
 /// The host patterns for the names of one cell (all under one registrable
 /// domain), each with its evidence; sorted.
-fn names(targets: &[(&Target, &Evidence)], tainted: &[&str]) -> Vec<(String, Evidence)> {
+fn names(targets: &[(&Target, &Evidence)], tainted: &[&str]) -> Vec<Detail> {
     let names: Vec<(&str, &Evidence)> = targets
         .iter()
         .filter_map(|(t, e)| match t {
@@ -249,19 +350,27 @@ fn names(targets: &[(&Target, &Evidence)], tainted: &[&str]) -> Vec<(String, Evi
         wildcards.retain(|w| !is_below(w, p));
         wildcards.push(p);
     }
-    let mut out: BTreeMap<String, Evidence> = BTreeMap::new();
+    let mut out: BTreeMap<String, Detail> = BTreeMap::new();
     for (i, (name, e)) in names.iter().enumerate() {
-        let pattern = if covered[i] {
-            let w = wildcards.iter().find(|w| is_below(name, w));
-            w.map_or_else(|| name.to_string(), |w| format!("*.{w}"))
+        let wildcard = covered[i]
+            .then(|| wildcards.iter().find(|w| is_below(name, w)))
+            .flatten();
+        let pattern = wildcard.map_or_else(|| name.to_string(), |w| format!("*.{w}"));
+        let d = out.entry(pattern.clone()).or_insert_with(|| Detail {
+            pattern,
+            evidence: Evidence::default(),
+            names: Vec::new(),
+        });
+        if d.evidence.flows == 0 {
+            d.evidence = (*e).clone();
         } else {
-            name.to_string()
-        };
-        out.entry(pattern)
-            .and_modify(|d| d.merge(e))
-            .or_insert_with(|| (*e).clone());
+            d.evidence.merge(e);
+        }
+        if wildcard.is_some() {
+            d.names.push(Arc::from(*name));
+        }
     }
-    out.into_iter().collect()
+    out.into_values().collect()
 }
 
 /// `name` is strictly below `parent`.

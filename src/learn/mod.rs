@@ -199,7 +199,8 @@ pub struct Pins {
 
 impl Pins {
     fn add(&mut self, hash: Option<&str>) {
-        match hash {
+        // Only what an allow entry accepts: 32 hex digits (an MD5 HASSH).
+        match hash.filter(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit())) {
             Some(h) => self
                 .seen
                 .insert(h.to_ascii_lowercase().into(), MAX_FINGERPRINTS),

@@ -14,6 +14,10 @@ use std::fmt::Write as _;
 pub const REFUSED_SHOWN: usize = 200;
 /// Per-pattern evidence lines per entry at most.
 const DETAILS_SHOWN: usize = 12;
+/// Arrays with more items are written one item a line.
+const ARRAY_INLINE: usize = 4;
+/// Names listed under a wildcard at most.
+const NAMES_SHOWN: usize = 8;
 
 /// What the output says about where the flows came from.
 #[derive(Clone, Debug, Default)]
@@ -194,18 +198,41 @@ fn entry(out: &mut String, e: &Entry, name: &str) {
     out.push('\n');
     let _ = writeln!(out, "# {}", evidence_line(&e.evidence));
     let _ = writeln!(out, "# example {}", e.evidence.example.1);
-    if e.details.len() > 1 {
-        for (pattern, d) in e.details.iter().take(DETAILS_SHOWN) {
+    if e.details.len() > 1 || e.details.iter().any(|d| !d.names.is_empty()) {
+        for d in e.details.iter().take(DETAILS_SHOWN) {
             let _ = writeln!(
                 out,
-                "#   {pattern}: {} flow(s), {} host(s)",
-                d.flows,
-                d.sources.count()
+                "#   {}: {} flow(s), {} host(s)",
+                d.pattern,
+                d.evidence.flows,
+                d.evidence.sources.count()
             );
+            if !d.names.is_empty() {
+                let shown: Vec<&str> = d.names.iter().take(NAMES_SHOWN).map(|n| &**n).collect();
+                let more = d.names.len().saturating_sub(NAMES_SHOWN);
+                let tail = if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                };
+                let _ = writeln!(
+                    out,
+                    "#     {} names seen: {}{tail}",
+                    d.names.len(),
+                    shown.join(", ")
+                );
+            }
         }
         if e.details.len() > DETAILS_SHOWN {
             let _ = writeln!(out, "#   ... {} more", e.details.len() - DETAILS_SHOWN);
         }
+    }
+    if let Some((lo, hi, n)) = e.span {
+        let _ = writeln!(
+            out,
+            "# ports widened: {n} distinct unidentified ports between {lo} and {hi} were seen, few flows each \
+             (peer-to-peer or RTC?); the addresses are as seen. Narrow or drop this entry."
+        );
     }
     out.push_str("[[allow]]\n");
     let _ = writeln!(out, "name = {}", quote(name));
@@ -213,16 +240,21 @@ fn entry(out: &mut String, e: &Entry, name: &str) {
         let _ = writeln!(out, "zones = [{}]", quote(z));
     }
     if !e.hosts.is_empty() {
-        let _ = writeln!(out, "hosts = [{}]", list(e.hosts.iter().map(|h| quote(h))));
+        array(out, "hosts", e.hosts.iter().map(|h| quote(h)).collect());
     }
     if !e.cidrs.is_empty() {
-        let _ = writeln!(
+        array(
             out,
-            "cidrs = [{}]",
-            list(e.cidrs.iter().map(|c| quote(&c.to_string())))
+            "cidrs",
+            e.cidrs.iter().map(|c| quote(&c.to_string())).collect(),
         );
     }
-    let _ = writeln!(out, "ports = [{}]", list(port_ranges(&e.ports).into_iter()));
+    match e.span {
+        Some((lo, hi, _)) => {
+            let _ = writeln!(out, "ports = [\"{lo}-{hi}\"]");
+        }
+        None => array(out, "ports", port_ranges(&e.ports)),
+    }
     let _ = writeln!(out, "transport = \"{}\"", e.transport);
     if let Some(p) = e.protocol {
         let _ = writeln!(out, "protocol = \"{p}\"");
@@ -258,6 +290,19 @@ pub fn evidence_line(e: &Evidence) -> String {
 fn day(t: Timestamp) -> String {
     let s = t.eve().to_string();
     s.get(..10).unwrap_or(&s).to_string()
+}
+
+/// `key = [a, b]`, or one item a line when there are many.
+fn array(out: &mut String, key: &str, items: Vec<String>) {
+    if items.len() <= ARRAY_INLINE {
+        let _ = writeln!(out, "{key} = [{}]", items.join(", "));
+        return;
+    }
+    let _ = writeln!(out, "{key} = [");
+    for item in items {
+        let _ = writeln!(out, "    {item},");
+    }
+    out.push_str("]\n");
 }
 
 fn list(items: impl Iterator<Item = String>) -> String {

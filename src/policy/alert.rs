@@ -30,6 +30,16 @@ const _: () = assert!(Detection::COUNT <= 16);
 const _: () = assert!(std::mem::size_of::<AlertState>() <= 16);
 
 impl AlertState {
+    /// A state with these detections raised (long-lived at its first
+    /// threshold).
+    pub fn of(detections: &[Detection]) -> AlertState {
+        let mut s = AlertState::default();
+        for d in detections {
+            s.mark(*d, 1);
+        }
+        s
+    }
+
     /// Whether anything was raised (or suppressed) on the flow.
     pub fn any(&self) -> bool {
         self.raised != 0

@@ -342,10 +342,7 @@ impl Running {
                 // write to is an error at start, not five minutes later.
                 if let Err(e) = file.write_now() {
                     stop.store(true, Ordering::Relaxed);
-                    return Err(SensorError::Config(format!(
-                        "--learn {}: {e}",
-                        path.display()
-                    )));
+                    return Err(io_err(format!("--learn {}", path.display()))(e));
                 }
                 Some(file)
             }

@@ -55,6 +55,8 @@ pub struct FlowRecord {
     pub alerted: bool,
     /// Names of the server (DNS answers the client got, SNI, Host).
     pub names: Vec<std::sync::Arc<str>>,
+    /// An ICMP error came back for the flow (unreachable, ...).
+    pub icmp_error: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -104,6 +106,7 @@ impl FlowRecord {
             interim: reason == EndReason::Active,
             alerted: flow.alerts.raised().next().is_some(),
             names,
+            icmp_error: flow.icmp_error,
         }
     }
 }

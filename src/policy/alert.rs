@@ -95,6 +95,12 @@ pub struct Alert {
     pub zone: Option<Arc<str>>,
     pub allow: Option<AllowRef>,
     pub evidence: Evidence,
+    /// MITRE ATT&CK techniques: the detection's, or what the finding
+    /// showed (a host sweep is T1018, a port scan T1046).
+    pub mitre: &'static [&'static str],
+    /// `internal-discovery`: the episode's counts, written under
+    /// `egresswatch.discovery`.
+    pub discovery: Option<Rendered>,
 }
 
 /// The alerts of one classification, and what the engine needs next.
@@ -123,7 +129,67 @@ pub struct SensorFinding {
     pub evidence: Evidence,
 }
 
+/// A finding about one host rather than one flow (internal discovery): the
+/// source host, the attempt that crossed the threshold, and how far the
+/// episode has grown (1 started, 2 escalated: the severity rises a step).
+#[derive(Clone, Debug)]
+pub struct HostFinding {
+    pub detection: Detection,
+    pub ts: Timestamp,
+    pub flow_id: u64,
+    pub src: Endpoint,
+    pub dst: Endpoint,
+    pub proto: u8,
+    pub level: u8,
+    pub mitre: &'static [&'static str],
+    pub evidence: Evidence,
+    pub detail: Rendered,
+}
+
 impl RuleSet {
+    /// The alert for a host finding, unless its detection is disabled or
+    /// suppressed (counted); one suppression key per (source, level).
+    pub fn host_alert(&self, f: HostFinding, window: &mut SuppressionWindow) -> Classified {
+        let settings = self.settings(f.detection);
+        let mut out = Classified::default();
+        if !settings.enabled {
+            return out;
+        }
+        let key = SuppressKey {
+            src: f.src.addr,
+            dst: std::net::IpAddr::from([0u8; 4]),
+            detection: f.detection,
+            level: f.level,
+        };
+        if !window.admit(key, f.ts, settings.suppress_seconds) {
+            out.suppressed = 1;
+            return out;
+        }
+        let severity = match f.level {
+            0 | 1 => settings.severity,
+            _ => Severity::new(settings.severity.get().saturating_sub(1)).unwrap_or(Severity::HIGH),
+        };
+        out.alerts.push(Alert {
+            ts: f.ts,
+            flow_id: f.flow_id,
+            community_id: None,
+            src: f.src,
+            dst: f.dst,
+            proto: f.proto,
+            app_proto: None,
+            detection: f.detection,
+            severity,
+            threshold_hours: None,
+            direction: self.direction(f.src.addr, f.dst.addr),
+            zone: self.zone_of(f.src.addr).map(|z| z.name.clone()),
+            allow: None,
+            evidence: f.evidence,
+            mitre: f.mitre,
+            discovery: Some(f.detail),
+        });
+        out
+    }
+
     /// The alert for a sensor finding, unless its detection is disabled
     /// or suppressed (counted).
     pub fn sensor_alert(&self, f: SensorFinding, window: &mut SuppressionWindow) -> Classified {
@@ -158,6 +224,8 @@ impl RuleSet {
             zone: self.zone_of(f.src.addr).map(|z| z.name.clone()),
             allow: None,
             evidence: f.evidence,
+            mitre: f.detection.mitre(),
+            discovery: None,
         });
         out
     }
@@ -234,6 +302,8 @@ impl RuleSet {
                 .map(|z| z.name.clone()),
             allow: v.considered.as_ref().and_then(|c| self.allow_ref(c, d)),
             evidence: evidence.clone(),
+            mitre: d.mitre(),
+            discovery: None,
         }
     }
 
@@ -319,8 +389,11 @@ impl Alert {
             }),
             None => o.null("allow"),
         }
-        o.strs("mitre", self.detection.mitre().iter().copied());
+        o.strs("mitre", self.mitre.iter().copied());
         o.value("evidence", &self.evidence);
+        if let Some(d) = &self.discovery {
+            o.rendered("discovery", d);
+        }
         if let Some(h) = &self.threshold_hours {
             o.str("threshold_hours", h);
         }
@@ -366,7 +439,7 @@ impl Alert {
             self.zone.as_deref().unwrap_or("-"),
             allow,
             self.evidence.summary,
-            self.detection.mitre().join(",")
+            self.mitre.join(",")
         )
     }
 }

@@ -26,7 +26,7 @@ mod parse;
 pub mod schema;
 pub mod suppress;
 
-pub use alert::{Alert, AlertState, AllowRef, Classified, SensorFinding};
+pub use alert::{Alert, AlertState, AllowRef, Classified, HostFinding, SensorFinding};
 pub use classify::{Considered, Direction, EntryStatus, Finding, FlowSubject, Stage, Verdict};
 pub use detection::{Detection, DetectionSettings, Permission, Permissions, Severity};
 pub use diag::{Diagnostic, Diagnostics, Level, SourceFile};

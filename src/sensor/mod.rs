@@ -327,6 +327,7 @@ impl Running {
             metrics: metrics.clone(),
             ssh: SshClassifier::new(rules.clone(), names.clone()),
             reopen: reopen.clone(),
+            hosts: crate::hosts::HostStage::new(rules.clone()),
         };
         let writer = spawn("ew-writer", move || writer.run());
         let protocols: Arc<[_]> = Arc::from(crate::analyzer::registry(

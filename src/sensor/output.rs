@@ -6,7 +6,9 @@
 
 use crate::eve::{Spool, Target};
 use crate::event::Event;
+use crate::hosts::HostStage;
 use crate::metrics::{Metrics, SshClassifier};
+use crate::policy::Alert;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -118,6 +120,8 @@ pub struct Writer {
     pub ssh: SshClassifier,
     /// Set by SIGHUP: reopen the output file.
     pub reopen: Arc<AtomicBool>,
+    /// Per-host detections over every worker's flow records.
+    pub hosts: HostStage,
 }
 
 impl Writer {
@@ -130,18 +134,19 @@ impl Writer {
             metrics,
             ssh,
             reopen,
+            mut hosts,
         } = self;
+        let mut host_alerts = Vec::new();
         let discard = matches!(target, EveTarget::Discard);
         let mut out = Output::new(target, metrics.clone());
         loop {
             match rx.recv_timeout(out.wait(Instant::now())) {
                 Ok(event) => {
-                    metrics.observe_event(&event, Some(&ssh));
-                    if let Event::Alert(alert) = &event {
-                        tracing::info!(target: "egresswatch::alert", "{}", alert.line());
-                    }
-                    if !discard {
-                        out.push(&event);
+                    observe_hosts(&mut hosts, &event, &metrics, &mut host_alerts);
+                    write_event(&event, &metrics, &ssh, &mut out, discard);
+                    for alert in host_alerts.drain(..) {
+                        let event = Event::Alert(Box::new(alert));
+                        write_event(&event, &metrics, &ssh, &mut out, discard);
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
@@ -156,6 +161,37 @@ impl Writer {
             }
         }
         out.finish()
+    }
+}
+
+/// Runs the host stage on one event; its alerts go to `alerts`, its
+/// counters to the metrics.
+fn observe_hosts(hosts: &mut HostStage, event: &Event, metrics: &Metrics, alerts: &mut Vec<Alert>) {
+    if !matches!(event, Event::Flow(_)) {
+        return;
+    }
+    let before = hosts.stats.clone();
+    hosts.observe(event, alerts);
+    if hosts.stats != before {
+        metrics.add_engine(&before, &hosts.stats);
+    }
+    metrics.set_discovery_sources(hosts.sources());
+}
+
+/// Counts, logs (alerts) and queues one record.
+fn write_event<T: Target>(
+    event: &Event,
+    metrics: &Metrics,
+    ssh: &SshClassifier,
+    out: &mut Output<T>,
+    discard: bool,
+) {
+    metrics.observe_event(event, Some(ssh));
+    if let Event::Alert(alert) = event {
+        tracing::info!(target: "egresswatch::alert", "{}", alert.line());
+    }
+    if !discard {
+        out.push(event);
     }
 }
 

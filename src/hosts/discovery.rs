@@ -413,10 +413,11 @@ fn counts(src: &Source) -> Counts {
         c.unreachable = c.unreachable.saturating_add(b.unreachable);
         c.unanswered = c.unanswered.saturating_add(b.unanswered);
     }
-    c.hosts = hosts.estimate();
-    c.echo_hosts = echo.estimate();
-    c.ports = ports.estimate();
-    c.pairs = pairs.estimate();
+    // An estimate never exceeds the attempts it counts.
+    c.hosts = hosts.estimate().min(c.attempts);
+    c.echo_hosts = echo.estimate().min(c.attempts);
+    c.ports = ports.estimate().min(c.attempts);
+    c.pairs = pairs.estimate().min(c.attempts);
     c
 }
 
@@ -568,6 +569,11 @@ mod tests {
         let found = run(&mut d, second);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].level, 1);
+    }
+
+    #[test]
+    fn a_source_costs_a_bounded_few_kilobytes() {
+        assert!(SOURCE_BYTES < 3 * 1024, "{SOURCE_BYTES}");
     }
 
     #[test]

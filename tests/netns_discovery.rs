@@ -73,18 +73,80 @@ fn setup() -> Result<Namespaces, String> {
     let cmds: [&[&str]; 14] = [
         &["ip", "netns", "add", SCANNER],
         &["ip", "netns", "add", TARGET],
-        &["ip", "link", "add", "ewchain-s0", "type", "veth", "peer", "name", "ewchain-t0"],
+        &[
+            "ip",
+            "link",
+            "add",
+            "ewchain-s0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "ewchain-t0",
+        ],
         &["ip", "link", "set", "ewchain-s0", "netns", SCANNER],
         &["ip", "link", "set", "ewchain-t0", "netns", TARGET],
-        &["ip", "-n", SCANNER, "addr", "add", "10.77.1.1/24", "dev", "ewchain-s0"],
-        &["ip", "-n", TARGET, "addr", "add", "10.77.1.2/24", "dev", "ewchain-t0"],
+        &[
+            "ip",
+            "-n",
+            SCANNER,
+            "addr",
+            "add",
+            "10.77.1.1/24",
+            "dev",
+            "ewchain-s0",
+        ],
+        &[
+            "ip",
+            "-n",
+            TARGET,
+            "addr",
+            "add",
+            "10.77.1.2/24",
+            "dev",
+            "ewchain-t0",
+        ],
         &["ip", "-n", SCANNER, "link", "set", "ewchain-s0", "up"],
         &["ip", "-n", TARGET, "link", "set", "ewchain-t0", "up"],
         &["ip", "-n", TARGET, "link", "set", "lo", "up"],
-        &["ip", "-n", SCANNER, "route", "add", "10.77.2.0/24", "via", "10.77.1.2"],
-        &["ip", "-n", TARGET, "addr", "add", "10.77.2.1/32", "dev", "lo"],
-        &["ip", "-n", TARGET, "route", "add", "blackhole", "10.77.2.0/24"],
-        &["ip", "netns", "exec", TARGET, "sysctl", "-qw", "net.ipv4.ip_forward=1"],
+        &[
+            "ip",
+            "-n",
+            SCANNER,
+            "route",
+            "add",
+            "10.77.2.0/24",
+            "via",
+            "10.77.1.2",
+        ],
+        &[
+            "ip",
+            "-n",
+            TARGET,
+            "addr",
+            "add",
+            "10.77.2.1/32",
+            "dev",
+            "lo",
+        ],
+        &[
+            "ip",
+            "-n",
+            TARGET,
+            "route",
+            "add",
+            "blackhole",
+            "10.77.2.0/24",
+        ],
+        &[
+            "ip",
+            "netns",
+            "exec",
+            TARGET,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+        ],
     ];
     for c in cmds {
         sh(c)?;
@@ -96,7 +158,16 @@ fn setup() -> Result<Namespaces, String> {
 /// its interface into `pcap`.
 fn scan(pcap: &Path, args: &[&str]) -> Result<(), String> {
     let tcpdump = Command::new("ip")
-        .args(["netns", "exec", SCANNER, "tcpdump", "-i", "ewchain-s0", "-U", "-w"])
+        .args([
+            "netns",
+            "exec",
+            SCANNER,
+            "tcpdump",
+            "-i",
+            "ewchain-s0",
+            "-U",
+            "-w",
+        ])
         .arg(pcap)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -121,7 +192,11 @@ fn discovery_alerts(pcap: &Path) -> Vec<Value> {
         .arg(pcap)
         .output()
         .expect("run replay");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     std::fs::read_to_string(&eve)
         .expect("eve")
         .lines()

@@ -1,7 +1,9 @@
 //! Real nmap in a pair of network namespaces, captured with tcpdump and
 //! replayed: a connect scan (`-sT`), a SYN scan (`-sS`) of the peer's first
 //! 1000 ports and a ping sweep (`-sn`) of a routed /24 each raise
-//! `internal-discovery`; the port scans escalate at 10x.
+//! `internal-discovery`; the port scans escalate at 10x. And the live
+//! sensor, with two workers (so the scan's flows are spread over both),
+//! raises the same two alerts once and counts them in its metrics.
 //!
 //! Root only and opt-in, like the other namespace tests:
 //!
@@ -24,6 +26,9 @@ use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::Duration;
 
+/// Both tests use the same namespaces: one at a time.
+static LAB: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 const SCANNER: &str = "ewchain-s";
 const TARGET: &str = "ewchain-t";
 
@@ -34,7 +39,7 @@ struct Namespaces;
 impl Drop for Namespaces {
     fn drop(&mut self) {
         for ns in [SCANNER, TARGET] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
         }
     }
 }
@@ -70,7 +75,7 @@ fn sh(args: &[&str]) -> Result<(), String> {
 fn setup() -> Result<Namespaces, String> {
     let guard = Namespaces;
     drop(Namespaces); // a previous run's leftovers
-    let cmds: [&[&str]; 14] = [
+    let cmds: [&[&str]; 15] = [
         &["ip", "netns", "add", SCANNER],
         &["ip", "netns", "add", TARGET],
         &[
@@ -109,6 +114,7 @@ fn setup() -> Result<Namespaces, String> {
         &["ip", "-n", SCANNER, "link", "set", "ewchain-s0", "up"],
         &["ip", "-n", TARGET, "link", "set", "ewchain-t0", "up"],
         &["ip", "-n", TARGET, "link", "set", "lo", "up"],
+        &["ip", "-n", SCANNER, "link", "set", "lo", "up"],
         &[
             "ip",
             "-n",
@@ -217,6 +223,7 @@ fn nmap_scans_raise_internal_discovery() {
     if !harness::enabled("netns_discovery") {
         return;
     }
+    let _lab = LAB.lock().unwrap_or_else(|p| p.into_inner());
     let _ns = setup().unwrap_or_else(|e| panic!("namespaces: {e}"));
     let dir = workdir();
     let scans: [(&str, &[&str], &str, u64); 3] = [
@@ -239,5 +246,95 @@ fn nmap_scans_raise_internal_discovery() {
         if alerts == 2 {
             assert_eq!(found[1]["alert"]["severity"], 1, "escalated");
         }
+    }
+}
+
+/// Stops the sensor (SIGINT) when dropped.
+struct Sensor(Child);
+
+impl Drop for Sensor {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_live_sensor_sees_a_scan_spread_over_its_workers() {
+    if !harness::enabled("netns_discovery live") {
+        return;
+    }
+    let _lab = LAB.lock().unwrap_or_else(|p| p.into_inner());
+    let _ns = setup().unwrap_or_else(|e| panic!("namespaces: {e}"));
+    let eve = workdir().join("live.eve.json");
+    let listen = "127.0.0.1:19911";
+    let child = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            SCANNER,
+            env!("CARGO_BIN_EXE_egresswatch"),
+            "capture",
+        ])
+        .args([
+            "-i",
+            "ewchain-s0",
+            "--workers",
+            "2",
+            "--immediate-mode",
+            "--eve",
+        ])
+        .arg(&eve)
+        .args(["--web.listen-address", listen])
+        .args([
+            "--idle-timeout",
+            "tcp-closed=2",
+            "--idle-timeout",
+            "tcp-new=5",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start the sensor");
+    let sensor = Sensor(child);
+    sleep(Duration::from_secs(3));
+    sh(&[
+        "ip",
+        "netns",
+        "exec",
+        SCANNER,
+        "nmap",
+        "-n",
+        "-sS",
+        "-p",
+        "1-1000",
+        "10.77.1.2",
+    ])
+    .unwrap_or_else(|e| panic!("{e}"));
+    sleep(Duration::from_secs(8));
+    let metrics = Command::new("ip")
+        .args(["netns", "exec", SCANNER, "curl", "-s"])
+        .arg(format!("http://{listen}/metrics"))
+        .output()
+        .expect("curl");
+    let metrics = String::from_utf8_lossy(&metrics.stdout).to_string();
+    drop(sensor);
+    let alerts: Vec<Value> = std::fs::read_to_string(&eve)
+        .expect("eve")
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|r| r["egresswatch"]["detection"] == "internal-discovery")
+        .collect();
+    assert_eq!(alerts.len(), 2, "{alerts:?}");
+    assert_eq!(alerts[0]["alert"]["severity"], 2);
+    assert_eq!(alerts[1]["alert"]["severity"], 1);
+    for line in [
+        "egresswatch_alerts_total{detection=\"internal-discovery\",severity=\"medium\"} 1",
+        "egresswatch_alerts_total{detection=\"internal-discovery\",severity=\"high\"} 1",
+        "egresswatch_discovery_sources 1",
+        "egresswatch_discovery_sources_dropped_total 0",
+    ] {
+        assert!(metrics.contains(line), "{line} not in\n{metrics}");
     }
 }

@@ -10,7 +10,9 @@
 //! bitmaps (linear counting) for hosts, ports and host:port pairs, so a
 //! source costs [`SOURCE_BYTES`] however much it scans. Sources: at most
 //! `max_sources`; when full, idle sources are let go first and then the
-//! least recently seen one, counted in [`Discovery::dropped`].
+//! least recently seen one, counted in [`Discovery::dropped`]. A source
+//! is only tracked from its first failed attempt on, so the hosts that
+//! merely talk to each other (resolvers, scrapes) take no room.
 //!
 //! Pure: no I/O, no clock (time is the attempts' packet time), no globals.
 
@@ -306,6 +308,11 @@ impl Discovery {
     pub fn observe(&mut self, a: &Attempt) -> Option<Finding> {
         let window = self.cfg.window_seconds.saturating_mul(NANOS_PER_SEC);
         let epoch = a.ts.as_nanos() / NANOS_PER_SEC / self.bucket_secs() + 1;
+        if a.outcome == Outcome::Answered && !self.sources.contains_key(&a.src) {
+            // Tracking starts at a source's first failure: a host whose
+            // attempts all succeed (DNS, scrapes) costs nothing.
+            return None;
+        }
         self.make_room(a.src, a.ts, window);
         let src = self.sources.entry(a.src).or_default();
         if src.last_seen != Timestamp::default() && a.ts.since(src.last_seen) > window {
@@ -581,8 +588,12 @@ mod tests {
             ..DiscoveryConfig::default()
         };
         let mut d = Discovery::new(cfg);
+        let mut ok = attempt(0, [10, 10, 0, 9], 22, Outcome::Answered);
+        ok.src = IpAddr::from([10, 12, 0, 1]);
+        assert!(d.observe(&ok).is_none());
+        assert_eq!(d.sources(), 0, "success alone is not tracked");
         for i in 0..20u8 {
-            let mut a = attempt(u64::from(i), [10, 10, 0, 9], 22, Outcome::Answered);
+            let mut a = attempt(u64::from(i), [10, 10, 0, 9], 22, Outcome::Refused);
             a.src = IpAddr::from([10, 11, 0, i]);
             d.observe(&a);
         }

@@ -230,6 +230,7 @@ impl Engine {
         };
         let dir = flow.dir_of(side).reverse();
         flow.count(dir, pkt);
+        flow.icmp_error = true;
         let tier = flow.tier();
         self.table.touch(slot, tier);
         true

@@ -63,6 +63,8 @@ pub struct FlowRecord {
     pub findings: crate::policy::AlertState,
     /// SSH client and server fingerprints (HASSH, HASSHServer).
     pub hassh: [Option<Box<str>>; 2],
+    /// An ICMP error came back for the flow (unreachable, ...).
+    pub icmp_error: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -117,6 +119,7 @@ impl FlowRecord {
             names,
             findings: flow.alerts,
             hassh: ssh_fingerprints(flow),
+            icmp_error: flow.icmp_error,
         }
     }
 }

@@ -136,6 +136,7 @@ impl Judge {
             names: &names,
             ssh: facts.and_then(|f| f.ssh.as_deref()),
             mining: facts.and_then(|f| f.mining.as_deref()),
+            lookups: facts.map_or(&[], |f| &f.lookups),
             now,
             ..FlowSubject::new(
                 flow.id(),

@@ -16,6 +16,7 @@ pub mod eve;
 pub mod event;
 pub mod flow;
 pub mod gen;
+pub mod hosts;
 pub mod json;
 pub mod judge;
 pub mod learn;

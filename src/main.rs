@@ -456,28 +456,32 @@ fn analyze<S: SelectSource + Send>(
         tally.classify_with(rules.clone(), names.clone());
     }
     let judged_by = rules.load_full();
+    let hosts = egresswatch::hosts::HostStage::new(rules.clone());
     let mut engine = Engine::analyzing(config, Arc::from(protocols), rules, names);
     if let Some(trial) = trial {
         engine = engine.with_trial(trial);
     }
+    let mut sink = egresswatch::hosts::HostSink::new(out, hosts);
     let started = Instant::now();
     let (result, filtered) = match &args.bpf {
         None => {
             let mut source = source;
             (
-                egresswatch::driver::run_threaded(&mut source, &mut engine, out),
+                egresswatch::driver::run_threaded(&mut source, &mut engine, &mut sink),
                 0,
             )
         }
         Some(expr) => {
             let filter = BpfFilter::new(expr).map_err(|e| ConfigError(e.to_string()))?;
             let mut source = Filtered::new(source, filter);
-            let result = egresswatch::driver::run_threaded(&mut source, &mut engine, out);
+            let result = egresswatch::driver::run_threaded(&mut source, &mut engine, &mut sink);
             (result, source.rejected())
         }
     };
+    let mut stats = engine.stats().clone();
+    stats.merge(&sink.stage.stats);
     Ok(Outcome {
-        stats: engine.stats().clone(),
+        stats,
         filtered,
         elapsed: started.elapsed(),
         result,

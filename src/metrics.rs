@@ -117,6 +117,7 @@ struct EngineCounters {
     /// `[detection][severity - 1]`.
     alerts: Vec<[IntCounter; 3]>,
     alerts_suppressed: IntCounter,
+    discovery_sources_dropped: IntCounter,
 }
 
 /// Every metric family the sensor exports, in one registry.
@@ -131,6 +132,7 @@ pub struct Metrics {
     capture_restarts: IntCounterVec,
     engine: EngineCounters,
     flows_active: IntGauge,
+    discovery_sources: IntGauge,
     flow_table_capacity: IntGauge,
     ssh_sessions: [IntCounter; 3],
     eve_records: Vec<IntCounter>,
@@ -259,6 +261,11 @@ impl Metrics {
             ),
             engine,
             flows_active: gauge(r, "flows_active", "Flows in the flow tables now."),
+            discovery_sources: gauge(
+                r,
+                "discovery_sources",
+                "Source hosts the internal-discovery detector tracks now.",
+            ),
             flow_table_capacity: gauge(
                 r,
                 "flow_table_capacity",
@@ -343,6 +350,12 @@ impl Metrics {
     }
 
     /// Moves the active-flows gauge by one worker's change.
+    /// Sources the internal-discovery detector tracks.
+    pub fn set_discovery_sources(&self, sources: usize) {
+        self.discovery_sources
+            .set(i64::try_from(sources).unwrap_or(i64::MAX));
+    }
+
     pub fn add_flows_active(&self, delta: i64) {
         self.flows_active.add(delta);
     }
@@ -553,6 +566,11 @@ impl EngineCounters {
                 "alerts_suppressed_total",
                 "Findings not alerted because the same alert fired within the suppression window.",
             ),
+            discovery_sources_dropped: counter(
+                r,
+                "discovery_sources_dropped_total",
+                "Source hosts the internal-discovery detector let go before their window ended, to stay within its bound.",
+            ),
         }
     }
 
@@ -592,6 +610,8 @@ impl EngineCounters {
         }
         self.alerts_suppressed
             .inc_by(d(a.alerts_suppressed, b.alerts_suppressed));
+        self.discovery_sources_dropped
+            .inc_by(d(a.discovery_sources_dropped, b.discovery_sources_dropped));
     }
 }
 

@@ -31,6 +31,9 @@ pub struct Stats {
     pub alerts: [[u64; 3]; Detection::COUNT],
     /// Findings the suppression window swallowed.
     pub alerts_suppressed: u64,
+    /// Sources the internal-discovery detector let go to make room
+    /// ([`crate::hosts`]).
+    pub discovery_sources_dropped: u64,
 }
 
 impl Stats {
@@ -74,5 +77,6 @@ impl Stats {
             }
         }
         self.alerts_suppressed += other.alerts_suppressed;
+        self.discovery_sources_dropped += other.discovery_sources_dropped;
     }
 }

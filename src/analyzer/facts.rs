@@ -18,6 +18,22 @@ pub struct AppFacts {
     pub ssh: Option<Box<SshFacts>>,
     /// Boxed: only mining flows have them.
     pub mining: Option<Box<MiningFacts>>,
+    /// DNS: the names the client's latest query asked for (at most
+    /// [`MAX_LOOKUPS`]); each query replaces them and bumps the revision,
+    /// so the policy sees every name once.
+    pub lookups: Vec<Lookup>,
+}
+
+/// Question names of one DNS query kept in [`AppFacts::lookups`].
+pub const MAX_LOOKUPS: usize = 4;
+
+/// A name a client looked up over DNS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lookup {
+    pub name: String,
+    /// The query's packet (1-based input position) and time.
+    pub packet: u64,
+    pub ts: Timestamp,
 }
 
 impl AppFacts {

@@ -80,6 +80,8 @@ pub struct Flow {
     /// The flow's analyzer learned all it can: packets no longer go to it
     /// (nor need the analysis state be touched per packet).
     pub app_done: bool,
+    /// An ICMP error quoting one of the flow's packets came back.
+    pub icmp_error: bool,
     /// Which direction sent the first packet (its time anchors the id).
     first_dir: Dir,
     /// What the policy already alerted on.
@@ -119,6 +121,7 @@ impl Flow {
             basis,
             app_unknown: false,
             app_done: false,
+            icmp_error: false,
             first_dir: if sender_is_orig {
                 Dir::ToServer
             } else {

@@ -17,6 +17,7 @@
 //!   of packets and 100k+ flows, for the throughput benchmarks.
 
 pub mod bench;
+pub mod chain;
 pub mod demo;
 pub mod flood;
 pub mod frame;
@@ -39,7 +40,7 @@ pub use truth::{FlowTruth, Truth};
 use std::io::Write;
 
 /// Names accepted by [`generate`], with a one-line description each.
-pub const SCENARIOS: [(&str, &str); 3] = [
+pub const SCENARIOS: [(&str, &str); 7] = [
     (
         "demo",
         "a GPU node's ordinary traffic plus a reverse SSH tunnel and a Stratum miner",
@@ -51,6 +52,22 @@ pub const SCENARIOS: [(&str, &str); 3] = [
     (
         "flood",
         "a SYN flood from spoofed sources: 100 k SYNs (--packets) over 10 s",
+    ),
+    (
+        "scan",
+        "a training node port-scans a neighbour (1000 ports) and ping-sweeps a /24",
+    ),
+    (
+        "unanswered-miner",
+        "a lone mining.subscribe nobody answers and an XMRig login refused",
+    ),
+    (
+        "pool-lookup",
+        "a DNS lookup of a mining pool's name, no connection",
+    ),
+    (
+        "scraping",
+        "Prometheus scraping 300 exporters every 15 s (benign)",
     ),
 ];
 
@@ -78,7 +95,7 @@ pub struct Summary {
 /// Why [`generate`] failed.
 #[derive(Debug, thiserror::Error)]
 pub enum GenError {
-    #[error("unknown scenario {0:?}; known: demo, bench, flood")]
+    #[error("unknown scenario {0:?}; known: demo, bench, flood, scan, unanswered-miner, pool-lookup, scraping")]
     UnknownScenario(String),
     #[error("writing the capture: {0}")]
     Io(#[from] std::io::Error),
@@ -117,7 +134,10 @@ pub fn generate<W: Write>(name: &str, opts: &GenOptions, out: W) -> Result<Summa
                 flows: report.flows,
             })
         }
-        other => Err(GenError::UnknownScenario(other.to_string())),
+        other => match scenario(other, opts.seed.unwrap_or(0)) {
+            Some(cap) => whole(cap, w),
+            None => Err(GenError::UnknownScenario(other.to_string())),
+        },
     }
 }
 
@@ -126,6 +146,10 @@ pub fn generate<W: Write>(name: &str, opts: &GenOptions, out: W) -> Result<Summa
 pub fn scenario(name: &str, seed: u64) -> Option<Capture> {
     match name {
         "demo" => Some(demo::demo(seed)),
+        "scan" => Some(chain::scan()),
+        "unanswered-miner" => Some(chain::unanswered_miner()),
+        "pool-lookup" => Some(chain::pool_lookup()),
+        "scraping" => Some(chain::scraping()),
         _ => None,
     }
 }

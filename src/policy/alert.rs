@@ -5,7 +5,7 @@
 //! `alert` record and a one-line summary for humans.
 
 use super::classify::{ep, fmt_hours, proto_name, Considered, Direction, FlowSubject, Verdict};
-use super::detection::{Detection, Severity, GID, REV};
+use super::detection::{tactics, techniques, Detection, Severity, GID, REV};
 use super::schema::RuleSet;
 use super::suppress::{SuppressKey, SuppressionWindow};
 use crate::analyzer::facts::Evidence;
@@ -106,6 +106,12 @@ pub struct Alert {
     pub zone: Option<Arc<str>>,
     pub allow: Option<AllowRef>,
     pub evidence: Evidence,
+    /// MITRE ATT&CK techniques: the detection's, or what the finding
+    /// showed (a host sweep is T1018, a port scan T1046).
+    pub mitre: &'static [&'static str],
+    /// `internal-discovery`: the episode's counts, written under
+    /// `egresswatch.discovery`.
+    pub discovery: Option<Rendered>,
     /// What the engine adds of the flow (`None` for a sensor finding).
     pub flow: Option<AlertFlow>,
 }
@@ -153,7 +159,68 @@ pub struct SensorFinding {
     pub evidence: Evidence,
 }
 
+/// A finding about one host rather than one flow (internal discovery): the
+/// source host, the attempt that crossed the threshold, and how far the
+/// episode has grown (1 started, 2 escalated: the severity rises a step).
+#[derive(Clone, Debug)]
+pub struct HostFinding {
+    pub detection: Detection,
+    pub ts: Timestamp,
+    pub flow_id: u64,
+    pub src: Endpoint,
+    pub dst: Endpoint,
+    pub proto: u8,
+    pub level: u8,
+    pub mitre: &'static [&'static str],
+    pub evidence: Evidence,
+    pub detail: Rendered,
+}
+
 impl RuleSet {
+    /// The alert for a host finding, unless its detection is disabled or
+    /// suppressed (counted); one suppression key per (source, level).
+    pub fn host_alert(&self, f: HostFinding, window: &mut SuppressionWindow) -> Classified {
+        let settings = self.settings(f.detection);
+        let mut out = Classified::default();
+        if !settings.enabled {
+            return out;
+        }
+        let key = SuppressKey {
+            src: f.src.addr,
+            dst: std::net::IpAddr::from([0u8; 4]),
+            detection: f.detection,
+            level: f.level,
+        };
+        if !window.admit(key, f.ts, settings.suppress_seconds) {
+            out.suppressed = 1;
+            return out;
+        }
+        let severity = match f.level {
+            0 | 1 => settings.severity,
+            _ => Severity::new(settings.severity.get().saturating_sub(1)).unwrap_or(Severity::HIGH),
+        };
+        out.alerts.push(Alert {
+            ts: f.ts,
+            flow_id: f.flow_id,
+            community_id: None,
+            src: f.src,
+            dst: f.dst,
+            proto: f.proto,
+            app_proto: None,
+            detection: f.detection,
+            severity,
+            threshold_hours: None,
+            direction: self.direction(f.src.addr, f.dst.addr),
+            zone: self.zone_of(f.src.addr).map(|z| z.name.clone()),
+            allow: None,
+            evidence: f.evidence,
+            mitre: f.mitre,
+            discovery: Some(f.detail),
+            flow: None,
+        });
+        out
+    }
+
     /// The alert for a sensor finding, unless its detection is disabled
     /// or suppressed (counted).
     pub fn sensor_alert(&self, f: SensorFinding, window: &mut SuppressionWindow) -> Classified {
@@ -189,6 +256,8 @@ impl RuleSet {
             allow: None,
             evidence: f.evidence,
             flow: None,
+            mitre: f.detection.mitre(),
+            discovery: None,
         });
         out
     }
@@ -266,6 +335,8 @@ impl RuleSet {
             allow: v.considered.as_ref().and_then(|c| self.allow_ref(c, d)),
             evidence: evidence.clone(),
             flow: None,
+            mitre: d.mitre(),
+            discovery: None,
         }
     }
 
@@ -378,10 +449,12 @@ impl Alert {
     /// strings), where Elastic's Suricata pipeline reads `threat.*`.
     fn write_metadata(&self, o: &mut Obj<'_>) {
         let d = self.detection;
-        o.strs("mitre_tactic_id", d.tactics().map(|t| t.id));
-        o.strs("mitre_tactic_name", d.tactics().map(|t| t.name));
-        o.strs("mitre_technique_id", d.techniques().map(|t| t.id));
-        o.strs("mitre_technique_name", d.techniques().map(|t| t.name));
+        // The alert's own techniques: a host sweep names T1018 where the
+        // detection's default is T1046.
+        o.strs("mitre_tactic_id", tactics(self.mitre).map(|t| t.id));
+        o.strs("mitre_tactic_name", tactics(self.mitre).map(|t| t.name));
+        o.strs("mitre_technique_id", techniques(self.mitre).map(|t| t.id));
+        o.strs("mitre_technique_name", techniques(self.mitre).map(|t| t.name));
         o.strs("signature_severity", [self.severity.et_name()]);
         o.strs("confidence", [d.confidence()]);
         o.strs("attack_target", [d.attack_target()]);
@@ -404,8 +477,11 @@ impl Alert {
             }),
             None => o.null("allow"),
         }
-        o.strs("mitre", self.detection.mitre().iter().copied());
+        o.strs("mitre", self.mitre.iter().copied());
         o.value("evidence", &self.evidence);
+        if let Some(d) = &self.discovery {
+            o.rendered("discovery", d);
+        }
         if let Some(h) = &self.threshold_hours {
             o.str("threshold_hours", h);
         }
@@ -451,7 +527,7 @@ impl Alert {
             self.zone.as_deref().unwrap_or("-"),
             allow,
             self.evidence.summary,
-            self.detection.mitre().join(",")
+            self.mitre.join(",")
         )
     }
 }

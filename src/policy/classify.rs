@@ -13,7 +13,7 @@
 
 use super::detection::{Detection, Permission, Permissions};
 use super::schema::{AllowEntry, EgressMode, ProtoMatch, RuleSet};
-use crate::analyzer::facts::{Evidence, MiningFacts, SshFacts};
+use crate::analyzer::facts::{Evidence, Lookup, MiningFacts, SshFacts};
 use crate::flow::key::{has_ports, Endpoint};
 use crate::time::{Timestamp, NANOS_PER_SEC};
 use std::fmt::Write as _;
@@ -52,6 +52,8 @@ pub struct FlowSubject<'a> {
     pub names: &'a [&'a str],
     pub ssh: Option<&'a SshFacts>,
     pub mining: Option<&'a MiningFacts>,
+    /// DNS: the names the client's latest query asked for.
+    pub lookups: &'a [Lookup],
     /// Time of the flow's first packet.
     pub first_ts: Timestamp,
     /// Packet time of the judgement (the latest packet, or a tick).
@@ -72,6 +74,7 @@ impl<'a> FlowSubject<'a> {
             names: &[],
             ssh: None,
             mining: None,
+            lookups: &[],
             first_ts: ts,
             now: ts,
         }
@@ -252,6 +255,21 @@ impl RuleSet {
         ctx.collect();
         v.findings = std::mem::take(&mut ctx.out);
         v
+    }
+
+    /// Whether a flow from `s.client` may be part of a sweep or scan
+    /// without `internal-discovery`: the client's zone sets
+    /// `allow_discovery`, or an allow entry that covers the flow does.
+    pub fn discovery_permitted(&self, s: &FlowSubject<'_>) -> bool {
+        let zone = self.zone_index(s.client.addr);
+        if zone
+            .and_then(|z| self.zones.get(z))
+            .is_some_and(|z| z.allow_discovery)
+        {
+            return true;
+        }
+        let allow = self.evaluate_allows(s, zone);
+        allow.permitted && allow.permissions.has(Permission::Discovery)
     }
 
     fn evaluate_allows(&self, s: &FlowSubject<'_>, zone: Option<usize>) -> AllowOutcome {
@@ -566,6 +584,20 @@ impl<F: Fn(Detection, u8) -> bool> FindingCtx<'_, '_, '_, F> {
         if let Some((name, pattern)) = hit {
             self.add_span(Detection::CryptoMining, 0, || {
                 format!("server name `{name}` matches mining pool `{pattern}`")
+            });
+            return;
+        }
+        let lookup = s
+            .lookups
+            .iter()
+            .find_map(|l| self.rules.mining_pool(&l.name).map(|p| (l, p)));
+        if let Some((l, pattern)) = lookup {
+            self.add(Detection::CryptoMining, 0, || {
+                let text = format!(
+                    "DNS lookup of `{}`, on the mining pool list (`{pattern}`)",
+                    l.name
+                );
+                Evidence::new(text, &[l.packet], l.ts, l.ts)
             });
         }
     }

@@ -22,6 +22,9 @@ pub enum Detection {
     /// The sensor's own flow table is full and evicting: raised by the
     /// engine once per pressure episode, not by the classifier.
     FlowTablePressure = 9,
+    /// A host sweeps or scans the cluster's internal addresses: raised by
+    /// the per-host stage ([`crate::hosts`]), not by the classifier.
+    InternalDiscovery = 10,
 }
 
 /// Signature ids are `SID_BASE + 1 + discriminant`, inside the range
@@ -33,7 +36,7 @@ pub const GID: u32 = 1;
 pub const REV: u32 = 1;
 
 impl Detection {
-    pub const ALL: [Detection; 10] = [
+    pub const ALL: [Detection; 11] = [
         Detection::SshToExternal,
         Detection::SshNonstandardPort,
         Detection::SshReverseForward,
@@ -44,6 +47,7 @@ impl Detection {
         Detection::CryptoMining,
         Detection::EgressNotAllowed,
         Detection::FlowTablePressure,
+        Detection::InternalDiscovery,
     ];
 
     pub const COUNT: usize = Self::ALL.len();
@@ -65,6 +69,7 @@ impl Detection {
             Detection::CryptoMining => "crypto-mining",
             Detection::EgressNotAllowed => "egress-not-allowed",
             Detection::FlowTablePressure => "flow-table-pressure",
+            Detection::InternalDiscovery => "internal-discovery",
         }
     }
 
@@ -103,6 +108,9 @@ impl Detection {
             Detection::FlowTablePressure => {
                 "EGRESSWATCH Flow table full, flows evicted (possible evasion flood)"
             }
+            Detection::InternalDiscovery => {
+                "EGRESSWATCH Internal discovery: host sweep or port scan of internal addresses"
+            }
         }
     }
 
@@ -120,6 +128,7 @@ impl Detection {
             Detection::SshLongLived => "Potentially Bad Traffic",
             Detection::CryptoMining => "Crypto Currency Mining Activity Detected",
             Detection::FlowTablePressure => "Attempted Denial of Service",
+            Detection::InternalDiscovery => "Detection of a Network Scan",
         }
     }
 
@@ -139,24 +148,21 @@ impl Detection {
             // Defenses. Denial of service of a victim (T1498/T1499) is
             // what a flood may also be, but nothing here shows it.
             Detection::FlowTablePressure => &["T1562"],
+            // Network Service Discovery; a host sweep is Remote System
+            // Discovery (T1018), which the alert names instead.
+            Detection::InternalDiscovery => &["T1046"],
         }
     }
 
     /// The techniques of [`Detection::mitre`] with their names and
     /// tactics, from [`TECHNIQUES`].
     pub fn techniques(self) -> impl Iterator<Item = &'static Technique> {
-        self.mitre()
-            .iter()
-            .filter_map(|id| TECHNIQUES.iter().find(|t| t.id == *id))
+        techniques(self.mitre())
     }
 
     /// The tactics of the detection's techniques, each once, in order.
     pub fn tactics(self) -> impl Iterator<Item = &'static Tactic> {
-        let mut seen = [false; TACTICS.len()];
-        self.techniques().filter_map(move |t| {
-            let i = TACTICS.iter().position(|x| x.id == t.tactic)?;
-            (!std::mem::replace(&mut seen[i], true)).then_some(&TACTICS[i])
-        })
+        tactics(self.mitre())
     }
 
     /// ET's `confidence` metadata: how directly the packets show what the
@@ -188,7 +194,8 @@ impl Detection {
             Detection::SshToExternal
             | Detection::SshLongLived
             | Detection::EgressNotAllowed
-            | Detection::FlowTablePressure => Severity::MEDIUM,
+            | Detection::FlowTablePressure
+            | Detection::InternalDiscovery => Severity::MEDIUM,
             Detection::SshNonstandardPort => Severity::LOW,
         }
     }
@@ -205,12 +212,28 @@ impl Detection {
             Detection::SshReverseRole => Some(Permission::ReverseRole),
             Detection::SshLongLived => Some(Permission::LongLived),
             Detection::CryptoMining => Some(Permission::Mining),
+            Detection::InternalDiscovery => Some(Permission::Discovery),
             Detection::SshToExternal
             | Detection::SshNonstandardPort
             | Detection::EgressNotAllowed
             | Detection::FlowTablePressure => None,
         }
     }
+}
+
+/// The techniques of `ids` with their names and tactics, from [`TECHNIQUES`].
+pub fn techniques(ids: &'static [&'static str]) -> impl Iterator<Item = &'static Technique> {
+    ids.iter()
+        .filter_map(|id| TECHNIQUES.iter().find(|t| t.id == *id))
+}
+
+/// The tactics of the techniques `ids`, each once, in order.
+pub fn tactics(ids: &'static [&'static str]) -> impl Iterator<Item = &'static Tactic> {
+    let mut seen = [false; TACTICS.len()];
+    techniques(ids).filter_map(move |t| {
+        let i = TACTICS.iter().position(|x| x.id == t.tactic)?;
+        (!std::mem::replace(&mut seen[i], true)).then_some(&TACTICS[i])
+    })
 }
 
 /// A MITRE ATT&CK (Enterprise) technique a detection maps to.
@@ -233,11 +256,21 @@ pub struct Tactic {
 /// Every technique a detection names, with the tactic it serves in
 /// egress traffic (T1021.004 is Lateral Movement; the tunnelling and
 /// proxy techniques are Command and Control).
-pub const TECHNIQUES: [Technique; 7] = [
+pub const TECHNIQUES: [Technique; 9] = [
+    Technique {
+        id: "T1018",
+        name: "Remote_System_Discovery",
+        tactic: "TA0007",
+    },
     Technique {
         id: "T1021.004",
         name: "Remote_Services_SSH",
         tactic: "TA0008",
+    },
+    Technique {
+        id: "T1046",
+        name: "Network_Service_Discovery",
+        tactic: "TA0007",
     },
     Technique {
         id: "T1071",
@@ -272,10 +305,14 @@ pub const TECHNIQUES: [Technique; 7] = [
 ];
 
 /// The tactics of [`TECHNIQUES`].
-pub const TACTICS: [Tactic; 4] = [
+pub const TACTICS: [Tactic; 5] = [
     Tactic {
         id: "TA0005",
         name: "Defense_Evasion",
+    },
+    Tactic {
+        id: "TA0007",
+        name: "Discovery",
     },
     Tactic {
         id: "TA0008",
@@ -305,15 +342,17 @@ pub enum Permission {
     ReverseRole = 2,
     LongLived = 3,
     Mining = 4,
+    Discovery = 5,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 5] = [
+    pub const ALL: [Permission; 6] = [
         Permission::RemoteForward,
         Permission::ReverseSession,
         Permission::ReverseRole,
         Permission::LongLived,
         Permission::Mining,
+        Permission::Discovery,
     ];
 
     /// The allow-entry key that grants it.
@@ -324,6 +363,7 @@ impl Permission {
             Permission::ReverseRole => "allow_reverse_role",
             Permission::LongLived => "allow_long_lived",
             Permission::Mining => "allow_mining",
+            Permission::Discovery => "allow_discovery",
         }
     }
 
@@ -461,7 +501,7 @@ mod tests {
 
     #[test]
     fn ids_and_sids_are_stable() {
-        let table: [(&str, u32, &[&str]); 10] = [
+        let table: [(&str, u32, &[&str]); 11] = [
             ("ssh-to-external", 1_750_001, &["T1021.004", "T1572"]),
             ("ssh-nonstandard-port", 1_750_002, &["T1571"]),
             ("ssh-reverse-forward", 1_750_003, &["T1572"]),
@@ -476,6 +516,7 @@ mod tests {
             ("crypto-mining", 1_750_008, &["T1496"]),
             ("egress-not-allowed", 1_750_009, &["T1071"]),
             ("flow-table-pressure", 1_750_010, &["T1562"]),
+            ("internal-discovery", 1_750_011, &["T1046"]),
         ];
         for (d, (id, sid, mitre)) in Detection::ALL.into_iter().zip(table) {
             assert_eq!(d.id(), id);

@@ -133,6 +133,9 @@ pub fn summary(rules: &RuleSet) -> String {
         if d == Detection::FlowTablePressure {
             line.push_str("  once per episode of a full flow table, not per flow");
         }
+        if d == Detection::InternalDiscovery {
+            line.push_str("  once per scan episode of a host, again at 10x");
+        }
         if !s.enabled {
             line.push_str("  (disabled)");
         }
@@ -521,6 +524,7 @@ detections:
   crypto-mining            high    sid 1750008  suppress 3600 s
   egress-not-allowed       medium  sid 1750009  suppress 3600 s
   flow-table-pressure      medium  sid 1750010  suppress 3600 s  once per episode of a full flow table, not per flow
+  internal-discovery       medium  sid 1750011  suppress 3600 s  once per scan episode of a host, again at 10x
 mining pool names: 1
 "#
         );

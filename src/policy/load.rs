@@ -471,6 +471,7 @@ impl<'a> Merger<'a> {
                 cidrs,
                 egress: z.egress,
                 description: z.description,
+                allow_discovery: z.allow_discovery,
             });
         }
         (zones, map)
@@ -749,7 +750,7 @@ error[unknown-key]: unknown key `colour` in `[[zone]]`
   |
 9 | colour = "blue"
   | ^^^^^^
-  = note: expected one of: name, cidrs, egress, description
+  = note: expected one of: name, cidrs, egress, description, allow_discovery
 
 3 errors, 0 warnings
 "#
@@ -1094,7 +1095,7 @@ error[unknown-key]: unknown key `bogus` in `[[zone]]`
   |
 4 | bogus = 1
   | ^^^^^
-  = note: expected one of: name, cidrs, egress, description
+  = note: expected one of: name, cidrs, egress, description, allow_discovery
 
 2 errors, 0 warnings
 "#

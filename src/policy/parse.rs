@@ -34,6 +34,7 @@ pub(crate) struct RawZone {
     pub cidrs: Vec<(IpNet, Span)>,
     pub egress: EgressMode,
     pub description: Option<String>,
+    pub allow_discovery: bool,
 }
 
 /// One `[[allow]]`.
@@ -87,7 +88,7 @@ pub(crate) struct RawFile {
 
 const TOP_KEYS: &[&str] = &["cluster", "zone", "allow", "detections", "mining_pools"];
 const CLUSTER_KEYS: &[&str] = &["name", "internal", "default_egress"];
-const ZONE_KEYS: &[&str] = &["name", "cidrs", "egress", "description"];
+const ZONE_KEYS: &[&str] = &["name", "cidrs", "egress", "description", "allow_discovery"];
 const ALLOW_KEYS: &[&str] = &[
     "name",
     "reason",
@@ -105,6 +106,7 @@ const ALLOW_KEYS: &[&str] = &[
     "allow_reverse_role",
     "allow_long_lived",
     "allow_mining",
+    "allow_discovery",
 ];
 const DETECTION_KEYS: &[&str] = &["enabled", "severity", "suppress_seconds"];
 const LONG_LIVED_KEYS: &[&str] = &[
@@ -421,11 +423,16 @@ impl Parser<'_> {
             .get("description")
             .and_then(|v| self.string(v, "`description`"))
             .map(str::to_string);
+        let allow_discovery = t
+            .get("allow_discovery")
+            .and_then(|v| self.boolean(v, "`allow_discovery`"))
+            .unwrap_or(false);
         RawZone {
             name,
             cidrs,
             egress,
             description,
+            allow_discovery,
         }
     }
 

@@ -165,6 +165,9 @@ pub struct Zone {
     pub cidrs: Vec<IpNet>,
     pub egress: EgressMode,
     pub description: Option<String>,
+    /// Hosts of this zone may sweep and scan inside the cluster
+    /// (`internal-discovery` is not raised for them).
+    pub allow_discovery: bool,
 }
 
 /// When an allow entry stops allowing: the first instant it no longer

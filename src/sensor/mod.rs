@@ -360,6 +360,7 @@ impl Running {
                 host: cfg.sensor_name.clone(),
                 inputs: crate::eve::Inputs::Interfaces(cfg.interfaces.clone()),
             },
+            hosts: crate::hosts::HostStage::new(rules.clone()),
         };
         let writer = spawn("ew-writer", move || writer.run());
         let protocols: Arc<[_]> =

@@ -6,7 +6,9 @@
 
 use crate::eve::{Spool, Target};
 use crate::event::Event;
+use crate::hosts::HostStage;
 use crate::metrics::{Metrics, SshClassifier};
+use crate::policy::Alert;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -122,6 +124,8 @@ pub struct Writer {
     pub learn: Option<super::learn::LearnFile>,
     /// The fleet fields of every record (`host`, `in_iface`).
     pub stamp: crate::eve::Stamp,
+    /// Per-host detections over every worker's flow records.
+    pub hosts: HostStage,
 }
 
 impl Writer {
@@ -136,22 +140,23 @@ impl Writer {
             reopen,
             mut learn,
             stamp,
+            mut hosts,
         } = self;
+        let mut host_alerts = Vec::new();
         let discard = matches!(target, EveTarget::Discard);
         let mut out = Output::new(target, metrics.clone());
         out.spool.set_stamp(stamp);
         loop {
             match rx.recv_timeout(out.wait(Instant::now())) {
                 Ok(event) => {
-                    metrics.observe_event(&event, Some(&ssh));
-                    if let Event::Alert(alert) = &event {
-                        tracing::info!(target: "egresswatch::alert", "{}", alert.line());
-                    }
+                    observe_hosts(&mut hosts, &event, &metrics, &mut host_alerts);
                     if let Some(l) = &mut learn {
                         l.observe(&event);
                     }
-                    if !discard {
-                        out.push(&event);
+                    write_event(&event, &metrics, &ssh, &mut out, discard);
+                    for alert in host_alerts.drain(..) {
+                        let event = Event::Alert(Box::new(alert));
+                        write_event(&event, &metrics, &ssh, &mut out, discard);
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
@@ -172,6 +177,37 @@ impl Writer {
             l.write();
         }
         out.finish()
+    }
+}
+
+/// Runs the host stage on one event; its alerts go to `alerts`, its
+/// counters to the metrics.
+fn observe_hosts(hosts: &mut HostStage, event: &Event, metrics: &Metrics, alerts: &mut Vec<Alert>) {
+    if !matches!(event, Event::Flow(_)) {
+        return;
+    }
+    let before = hosts.stats.clone();
+    hosts.observe(event, alerts);
+    if hosts.stats != before {
+        metrics.add_engine(&before, &hosts.stats);
+    }
+    metrics.set_discovery_sources(hosts.sources());
+}
+
+/// Counts, logs (alerts) and queues one record.
+fn write_event<T: Target>(
+    event: &Event,
+    metrics: &Metrics,
+    ssh: &SshClassifier,
+    out: &mut Output<T>,
+    discard: bool,
+) {
+    metrics.observe_event(event, Some(ssh));
+    if let Event::Alert(alert) = event {
+        tracing::info!(target: "egresswatch::alert", "{}", alert.line());
+    }
+    if !discard {
+        out.push(event);
     }
 }
 

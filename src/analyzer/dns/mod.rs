@@ -15,6 +15,7 @@
 
 pub mod wire;
 
+use super::facts::{Lookup, MAX_LOOKUPS};
 use super::names::NameCache;
 use super::{
     Analyzer, AppEvent, AppFacts, Chunk, Dir, Emit, FlowContext, PacketView, Probe, Protocol,
@@ -252,7 +253,8 @@ impl DnsAnalyzer {
         }
     }
 
-    fn on_message(&mut self, dir: Dir, bytes: &[u8], ts: Timestamp, out: &mut Emit) {
+    fn on_message(&mut self, dir: Dir, bytes: &[u8], at: (u64, Timestamp), out: &mut Emit) {
+        let (packet, ts) = at;
         self.counters.messages += 1;
         let msg = match Message::parse(bytes) {
             Ok(m) => m,
@@ -263,6 +265,8 @@ impl DnsAnalyzer {
         }
         if msg.header.qr() {
             self.learn(&msg, dir, ts);
+        } else if dir == Dir::ToServer {
+            self.note_lookups(&msg, packet, ts);
         }
         if self.events >= MAX_EVENTS_PER_FLOW {
             self.counters.events_suppressed += 1;
@@ -306,7 +310,24 @@ impl DnsAnalyzer {
         }
     }
 
-    fn on_tcp_data(&mut self, dir: Dir, data: &[u8], ts: Timestamp, out: &mut Emit) {
+    /// The names a query from the client asks for, for the policy (a
+    /// lookup of a mining pool is evidence on its own).
+    fn note_lookups(&mut self, msg: &Message, packet: u64, ts: Timestamp) {
+        if msg.questions.is_empty() {
+            return;
+        }
+        self.facts.lookups.clear();
+        for q in msg.questions.iter().take(MAX_LOOKUPS) {
+            self.facts.lookups.push(Lookup {
+                name: q.name.clone(),
+                packet,
+                ts,
+            });
+        }
+        self.facts.touch();
+    }
+
+    fn on_tcp_data(&mut self, dir: Dir, data: &[u8], at: (u64, Timestamp), out: &mut Emit) {
         let i = dir.index();
         let Some(framer) = self.framers.get_mut(i) else {
             return;
@@ -317,7 +338,7 @@ impl DnsAnalyzer {
         let count = u32::try_from(frames.len()).unwrap_or(u32::MAX);
         for (start, end) in frames {
             if let Some(bytes) = buf.get(start..end) {
-                self.on_message(dir, bytes, ts, out);
+                self.on_message(dir, bytes, at, out);
             }
             used = end;
         }
@@ -336,7 +357,7 @@ impl DnsAnalyzer {
 impl Analyzer for DnsAnalyzer {
     fn on_packet(&mut self, pkt: &PacketView<'_>, out: &mut Emit) {
         if !self.tcp && !pkt.payload.is_empty() {
-            self.on_message(pkt.dir, pkt.payload, pkt.ts, out);
+            self.on_message(pkt.dir, pkt.payload, (pkt.index, pkt.ts), out);
         }
     }
 
@@ -345,7 +366,7 @@ impl Analyzer for DnsAnalyzer {
             return;
         }
         match chunk {
-            Chunk::Data(data) => self.on_tcp_data(dir, data, pkt.ts, out),
+            Chunk::Data(data) => self.on_tcp_data(dir, data, (pkt.index, pkt.ts), out),
             Chunk::Gap(_) => {
                 // Message boundaries are lost for good: let the direction go.
                 self.counters.gaps += 1;

@@ -11,7 +11,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 packages=(openssh-server openssh-client dropbear-bin tcpdump iproute2 ethtool python3 curl git procps passwd
-  dnsmasq-base openssl prometheus tcpreplay)
+  dnsmasq-base openssl prometheus tcpreplay nmap util-linux adduser dpkg-dev systemd)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -26,8 +26,23 @@ fi
 
 # Each test binary runs its part of the lab once (SSH about 7 min, app-layer
 # under 1 min, live capture about 1 min, sensor operations about 1.5 min,
-# capture faults under 1 min).
-for t in netns_ssh netns_app netns_live netns_sensor netns_capture_faults; do
+# capture faults under 1 min, SYN flood under 1 min, full disk about 1 min,
+# idle connections about 15 s, nmap discovery about 30 s, live learning and
+# web TLS/basic auth a few seconds each).
+for t in netns_ssh netns_app netns_live netns_sensor netns_capture_faults netns_flood netns_disk \
+  netns_web netns_discovery netns_learn netns_webtls; do
   echo "lab-ci: EGRESSWATCH_NETNS=1 cargo test --test $t"
   EGRESSWATCH_NETNS=1 cargo test --test "$t" -- --test-threads=1
 done
+
+# The Debian package: built with cargo-deb (a debug build of the tool is
+# enough and compiles in a fraction of the time), installed, started in a
+# namespace as the unit and as the container run it, then purged.
+if ! command -v cargo-deb >/dev/null; then
+  echo "lab-ci: cargo install cargo-deb"
+  cargo install --quiet --debug --locked cargo-deb --version 3.8.0
+fi
+dist/deb.sh --dev
+deb=$(ls target/debian/egresswatch_*.deb | head -n 1)
+echo "lab-ci: EGRESSWATCH_NETNS=1 EGRESSWATCH_DEB=$deb cargo test --test netns_deb"
+EGRESSWATCH_NETNS=1 EGRESSWATCH_DEB="$deb" cargo test --test netns_deb -- --test-threads=1

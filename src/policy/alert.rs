@@ -454,7 +454,10 @@ impl Alert {
         o.strs("mitre_tactic_id", tactics(self.mitre).map(|t| t.id));
         o.strs("mitre_tactic_name", tactics(self.mitre).map(|t| t.name));
         o.strs("mitre_technique_id", techniques(self.mitre).map(|t| t.id));
-        o.strs("mitre_technique_name", techniques(self.mitre).map(|t| t.name));
+        o.strs(
+            "mitre_technique_name",
+            techniques(self.mitre).map(|t| t.name),
+        );
         o.strs("signature_severity", [self.severity.et_name()]);
         o.strs("confidence", [d.confidence()]);
         o.strs("attack_target", [d.attack_target()]);

@@ -141,7 +141,7 @@ fn the_configmap_holds_the_shipped_rules() {
         let want = std::fs::read_to_string(manifest_dir().join("rules").join(name)).expect("rule");
         assert_eq!(
             text, &want,
-            "{name} differs from rules/{name}: regenerate dist/kubernetes/rules-configmap.yaml"
+            "{name} differs from rules/{name}: run dist/kubernetes/configmap.sh"
         );
         std::fs::write(dir.path().join(name), text).expect("write");
     }

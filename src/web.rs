@@ -36,6 +36,7 @@ use hyper_util::service::TowerToHyperService;
 use prometheus::{IntCounter, IntGauge, Registry};
 use std::future::Future;
 use std::io;
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -44,6 +45,35 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::task::{AbortHandle, Id, JoinError, JoinSet};
 use tokio::time::Instant;
+
+/// The listen backlog of the web port (std's `bind` uses 128): a burst of
+/// new connections, a reconnect storm or a flood of idle ones, waits in
+/// the kernel's queue while the server accepts instead of losing SYNs to a
+/// one-second retransmit.
+pub const LISTEN_BACKLOG: i32 = 1024;
+
+/// Binds the web port at `addr` (`host:port` or `address:port`; the first
+/// address that binds) with [`LISTEN_BACKLOG`].
+pub fn bind(addr: &str) -> io::Result<TcpListener> {
+    let mut failed = None;
+    for a in addr.to_socket_addrs()? {
+        match bind_one(a) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => failed = Some(e),
+        }
+    }
+    Err(failed.unwrap_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address")))
+}
+
+fn bind_one(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // As std's bind does: a restarted sensor rebinds despite TIME_WAIT.
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
+}
 
 /// Whether the sensor is ready to be scraped for real data.
 pub trait Readiness: Send + Sync + 'static {
@@ -107,7 +137,7 @@ pub type SharedWebConfig = Arc<ArcSwap<WebConfig>>;
 /// `limits` and as `web` says (TLS, users, headers); the server's own
 /// metrics go to `registry`.
 pub async fn serve<F>(
-    listener: std::net::TcpListener,
+    listener: TcpListener,
     router: Router,
     limits: Limits,
     web: SharedWebConfig,
@@ -548,7 +578,7 @@ mod tests {
         fn start_with(metrics: Metrics, limits: Limits, web: SharedWebConfig) -> TestServer {
             let flag = Arc::new(Flag(AtomicBool::new(false)));
             let app = router(metrics.clone(), flag.clone());
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let listener = bind("127.0.0.1:0").unwrap();
             let addr = listener.local_addr().unwrap();
             let (tx, rx) = tokio::sync::oneshot::channel::<()>();
             let thread = std::thread::spawn(move || {
@@ -642,6 +672,23 @@ mod tests {
             read_header_timeout: Duration::from_millis(300),
             write_timeout: Duration::from_millis(300),
         }
+    }
+
+    #[test]
+    fn a_burst_of_connections_queues_while_nobody_accepts() {
+        // More than std's backlog of 128: each connect completes from the
+        // kernel's queue instead of waiting for a SYN retransmit.
+        let listener = bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let timeout = Duration::from_millis(500);
+        let queued: Vec<TcpStream> = (0..300)
+            .map(|i| {
+                TcpStream::connect_timeout(&addr, timeout)
+                    .unwrap_or_else(|e| panic!("connection {i}: {e}"))
+            })
+            .collect();
+        assert_eq!(queued.len(), 300);
+        assert!(bind(&addr.to_string()).is_err(), "the port is taken");
     }
 
     #[test]

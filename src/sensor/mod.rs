@@ -207,10 +207,9 @@ pub fn run(cfg: SensorConfig) -> Result<(), SensorError> {
         captures.push(LiveCapture::open(iface, &cfg.live)?);
     }
     let listener = match &cfg.listen {
-        Some(addr) => Some(
-            std::net::TcpListener::bind(addr.as_str())
-                .map_err(io_err(format!("--web.listen-address {addr}")))?,
-        ),
+        Some(addr) => {
+            Some(crate::web::bind(addr).map_err(io_err(format!("--web.listen-address {addr}")))?)
+        }
         None => None,
     };
     let target = EveTarget::open(cfg.eve.as_deref()).map_err(io_err(format!(

@@ -912,7 +912,8 @@ WEB_HEADER_TIMEOUT = 5
 
 # Opens N connections to the port and sends nothing; prints "open N", then
 # watches them for up to T s and prints, as JSON, how long each one lived
-# (in the order they were opened; null: still open).
+# (in the order they were opened; null: still open) and when each was
+# opened (seconds after the first).
 IDLE_CLIENTS = r"""
 import json, resource, select, socket, sys, time
 n, port, watch = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
@@ -942,7 +943,8 @@ while live and time.monotonic() < end:
             live.pop(fd)
             s.close()
             ages[i] = round(time.monotonic() - opened[i], 3)
-print(json.dumps({"connect_s": round(opened[-1] - opened[0], 3), "ages": ages}), flush=True)
+print(json.dumps({"connect_s": round(opened[-1] - opened[0], 3), "ages": ages,
+                  "opened": [round(t - opened[0], 3) for t in opened]}), flush=True)
 """
 
 

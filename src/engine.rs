@@ -168,6 +168,9 @@ impl Engine {
             judge.on_packet(flow, pkt.ts, analyzed, &mut self.alerts);
         }
         let tier = eviction_tier(flow, analyzed);
+        if analyzed && !flow.tunnel {
+            flow.tunnel = is_tunnel(flow);
+        }
         let flow = &*flow;
         write_alerts(&mut self.alerts, &mut self.stats, sink);
         write_app_events(
@@ -380,6 +383,18 @@ fn eviction_tier(flow: &Flow, analyzed: bool) -> EvictionTier {
     } else {
         EvictionTier::Plain
     }
+}
+
+/// Whether the flow is a tunnel that deserves the long idle class
+/// ([`TimeoutClass::TcpTunnel`]): an identified SSH session, which may sit
+/// silent for hours (`ssh -N -R` with no keepalive) while TCP holds it.
+fn is_tunnel(flow: &Flow) -> bool {
+    flow.is_tcp()
+        && flow
+            .app
+            .as_ref()
+            .and_then(|a| a.facts())
+            .is_some_and(|f| f.ssh.is_some())
 }
 
 /// A SYN that opens a new connection on the 5-tuple of a finished one.

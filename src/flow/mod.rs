@@ -94,6 +94,10 @@ pub struct Flow {
     /// class and eviction tier.
     pub(crate) class: TimeoutClass,
     pub(crate) tier: EvictionTier,
+    /// The engine found a tunnel (an identified SSH session): while open
+    /// it is kept in [`TimeoutClass::TcpTunnel`], whose idle timeout
+    /// outlasts a silent `ssh -N -R`. The flow module does not know why.
+    pub tunnel: bool,
     /// Start of the current reporting period (active timeout).
     /// Seconds after the start at which the current reporting period began.
     pub period_secs: u32,
@@ -126,6 +130,7 @@ impl Flow {
             recheck_minutes: 0,
             class: TimeoutClass::Other,
             tier: EvictionTier::Cheap,
+            tunnel: false,
             period_secs: 0,
             dirs: [DirStats::default(); 2],
             tcp: TcpState::default(),
@@ -233,6 +238,7 @@ impl Flow {
     pub fn timeout_class(&self) -> TimeoutClass {
         match self.key.proto {
             proto::TCP if self.tcp.closed() => TimeoutClass::TcpClosed,
+            proto::TCP if self.tunnel => TimeoutClass::TcpTunnel,
             proto::TCP if self.tcp.established() => TimeoutClass::TcpEstablished,
             // Mid-stream flows (no SYN seen) are as good as established.
             proto::TCP if self.basis == OriginBasis::PortGuess => TimeoutClass::TcpEstablished,
@@ -323,17 +329,20 @@ pub enum TimeoutClass {
     Udp = 3,
     Icmp = 4,
     Other = 5,
+    /// An open TCP flow the engine marked as a tunnel ([`Flow::tunnel`]).
+    TcpTunnel = 6,
 }
 
 impl TimeoutClass {
-    pub const COUNT: usize = 6;
-    pub const ALL: [TimeoutClass; 6] = [
+    pub const COUNT: usize = 7;
+    pub const ALL: [TimeoutClass; 7] = [
         TimeoutClass::TcpNew,
         TimeoutClass::TcpEstablished,
         TimeoutClass::TcpClosed,
         TimeoutClass::Udp,
         TimeoutClass::Icmp,
         TimeoutClass::Other,
+        TimeoutClass::TcpTunnel,
     ];
 
     pub fn name(self) -> &'static str {
@@ -344,6 +353,7 @@ impl TimeoutClass {
             TimeoutClass::Udp => "udp",
             TimeoutClass::Icmp => "icmp",
             TimeoutClass::Other => "other",
+            TimeoutClass::TcpTunnel => "tcp-tunnel",
         }
     }
 
@@ -434,6 +444,9 @@ impl EndReason {
     }
 }
 
+/// Default idle timeout of [`TimeoutClass::TcpTunnel`]: 8 hours.
+pub const TUNNEL_IDLE_SECONDS: u64 = 8 * 3600;
+
 /// Flow-tracking settings. Defaults follow Zeek and Suricata practice.
 #[derive(Clone, Debug)]
 pub struct FlowConfig {
@@ -455,8 +468,11 @@ pub struct FlowConfig {
 impl Default for FlowConfig {
     fn default() -> Self {
         FlowConfig {
-            // tcp-new, tcp-established, tcp-closed, udp, icmp, other
-            idle_seconds: [30, 600, 10, 60, 30, 60],
+            // tcp-new, tcp-established, tcp-closed, udp, icmp, other,
+            // tcp-tunnel: 8 h, four rounds of Linux's 2 h TCP keepalive, so
+            // a silent tunnel the kernel still holds is kept, and the 1 and
+            // 4 h long-lived thresholds are met with no packet between.
+            idle_seconds: [30, 600, 10, 60, 30, 60, TUNNEL_IDLE_SECONDS],
             active_seconds: 1800,
             capacity: 1_000_000,
             emergency_idle_seconds: 5,

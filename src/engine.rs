@@ -8,6 +8,8 @@ use crate::analyzer::names::NameCache;
 use crate::analyzer::{Dir, Emit, FlowContext, PacketView};
 use crate::decode::{decode, Fragment, Packet, Skip};
 use crate::event::{AppRecord, Event, EventSink, FlowMeta, FlowRecord};
+use crate::flow::ended::EndedFlows;
+use crate::flow::key::FlowKey;
 use crate::flow::pressure::Pressure;
 use crate::flow::table::FlowTable;
 use crate::flow::{EndReason, EvictionTier, Flow, FlowConfig, TimeoutClass};
@@ -33,6 +35,8 @@ pub struct Engine {
     table: FlowTable,
     /// Whether the table is full and evicting, and what was evicted.
     pressure: Pressure,
+    /// Identified flows ended while their connection may go on.
+    ended: EndedFlows,
     protocols: Arc<Protocols>,
     stats: Stats,
     /// Scratch for analyzer events, reused across packets.
@@ -50,12 +54,15 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(cfg: EngineConfig, protocols: Arc<Protocols>, hasher: ahash::RandomState) -> Self {
+        let (capacity, keep) = (cfg.flow.ended_capacity, cfg.flow.ended_keep_seconds);
+        let ended = EndedFlows::new(capacity, keep, hasher.clone());
         let table = FlowTable::new(cfg.flow.capacity, hasher);
         let pressure = Pressure::new(cfg.flow.emergency_idle_seconds);
         Engine {
             cfg,
             table,
             pressure,
+            ended,
             protocols,
             stats: Stats::default(),
             emit: Vec::new(),
@@ -225,18 +232,21 @@ impl Engine {
         sink: &mut dyn EventSink,
     ) -> u32 {
         let mut evicted = None;
+        let ended = &mut self.ended;
+        let make = || resume(ended, key, pkt).unwrap_or_else(|| Flow::new(*key, side, pkt));
         let slot = self
             .table
-            .find_or_insert(key, || Flow::new(*key, side, pkt), &mut |f| {
-                evicted = Some(f)
-            });
+            .find_or_insert(key, make, &mut |f| evicted = Some(f));
         if let Some(flow) = evicted {
             self.stats.flows_evicted[flow.tier().index()] += 1;
             self.pressure.on_evict(&flow, pkt.ts, index);
             self.end_flow(flow, EndReason::Evicted, sink);
         }
         if slot.created {
-            self.stats.flows_created += 1;
+            match self.table.get(slot.index).is_some_and(|f| f.resumed > 0) {
+                true => self.count_ended(),
+                false => self.stats.flows_created += 1,
+            }
             return slot.index;
         }
         let reused = self.table.get(slot.index).is_some_and(|f| is_reuse(f, pkt));
@@ -276,6 +286,8 @@ impl Engine {
                 self.end_flow(flow, EndReason::Idle, sink);
             }
         }
+        self.ended.expire(now);
+        self.count_ended();
         let (tracked, capacity) = (self.table.len(), self.table.capacity());
         let report = self.pressure.check(now, tracked, capacity);
         self.report_pressure(report, sink);
@@ -326,6 +338,22 @@ impl Engine {
         let names = self.flow_names(&flow);
         let record = FlowRecord::of(&flow, reason, self.cfg.community_seed, names);
         sink.event(Event::Flow(Box::new(record)));
+        if may_continue(&flow, reason) {
+            self.ended.remember(flow, self.now);
+            self.count_ended();
+        }
+    }
+
+    fn count_ended(&mut self) {
+        let counts = self.ended.counts();
+        self.stats.flows_resumed = counts.resumed;
+        self.stats.ended_dropped = counts.dropped;
+        self.stats.ended_expired = counts.expired;
+    }
+
+    /// What became of the flows remembered after they ended.
+    pub fn ended_counts(&self) -> crate::flow::ended::EndedCounts {
+        self.ended.counts()
     }
 
     fn flow_names(&self, flow: &Flow) -> Vec<Arc<str>> {
@@ -395,6 +423,28 @@ fn is_tunnel(flow: &Flow) -> bool {
             .as_ref()
             .and_then(|a| a.facts())
             .is_some_and(|f| f.ssh.is_some())
+}
+
+/// Whether an ended flow is remembered for a continuation: an identified
+/// TCP flow that ended while its connection may still be open (idle
+/// timeout or eviction, no FIN or RST seen).
+fn may_continue(flow: &Flow, reason: EndReason) -> bool {
+    let open = flow.is_tcp() && !flow.tcp.sent_fin_or_rst();
+    let identified = flow.app.as_ref().is_some_and(|a| a.facts().is_some());
+    matches!(reason, EndReason::Idle | EndReason::Evicted) && open && identified
+}
+
+/// The remembered flow that a mid-stream TCP packet (no SYN) continues,
+/// taken back from `ended`: its identity, analysis, alert state and start
+/// time go on, under the same flow id.
+fn resume(ended: &mut EndedFlows, key: &FlowKey, pkt: &Packet<'_>) -> Option<Flow> {
+    let tcp = pkt.tcp()?;
+    if tcp.flags.syn() {
+        return None;
+    }
+    let mut flow = ended.take(key, pkt.ts)?;
+    flow.resumed = flow.resumed.saturating_add(1);
+    Some(flow)
 }
 
 /// A SYN that opens a new connection on the 5-tuple of a finished one.

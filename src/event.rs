@@ -53,6 +53,10 @@ pub struct FlowRecord {
     pub interim: bool,
     /// The policy raised at least one alert on this flow.
     pub alerted: bool,
+    /// Times the flow was continued mid-stream after an earlier record of
+    /// it ended by idle timeout or eviction (its counts and start are
+    /// cumulative since the real start, under the same flow id).
+    pub resumed: u16,
     /// Names of the server (DNS answers the client got, SNI, Host).
     pub names: Vec<std::sync::Arc<str>>,
 }
@@ -103,6 +107,7 @@ impl FlowRecord {
             originator: flow.basis.name(),
             interim: reason == EndReason::Active,
             alerted: flow.alerts.raised().next().is_some(),
+            resumed: flow.resumed,
             names,
         }
     }

@@ -9,8 +9,13 @@ use egresswatch::gen::tunnel::idle_tunnel;
 use egresswatch::gen::Capture;
 use egresswatch::policy::{Alert, Detection};
 use egresswatch::source::{Frame, LinkType};
+use egresswatch::stats::Stats;
 
 fn replay(cap: &Capture, flow: FlowConfig) -> Vec<Event> {
+    replay_counted(cap, flow).0
+}
+
+fn replay_counted(cap: &Capture, flow: FlowConfig) -> (Vec<Event>, Stats) {
     let cfg = EngineConfig {
         flow,
         community_seed: 0,
@@ -27,7 +32,7 @@ fn replay(cap: &Capture, flow: FlowConfig) -> Vec<Event> {
         engine.process(&frame, i as u64 + 1, &mut events);
     }
     engine.finish(&mut events);
-    events
+    (events, engine.stats().clone())
 }
 
 fn final_flows(events: &[Event]) -> Vec<&FlowRecord> {
@@ -77,12 +82,58 @@ fn silent_tunnel_stays_one_ssh_flow_past_every_threshold() {
     }
 }
 
-#[test]
-fn generic_timeout_alone_would_cut_the_tunnel() {
-    // With the tunnel class no longer than tcp-established, the gaps cut
-    // the session: what the long class prevents.
+/// The tunnel class cut to the generic timeout: every gap ends the flow.
+fn short_tunnel_class() -> FlowConfig {
     let mut flow = FlowConfig::default();
     flow.idle_seconds[TimeoutClass::TcpTunnel.index()] = 600;
+    flow
+}
+
+#[test]
+fn a_tunnel_cut_by_idle_timeout_continues_with_its_identity_and_age() {
+    let (events, stats) = replay_counted(&idle_tunnel(7), short_tunnel_class());
+    let flows = final_flows(&events);
+    assert!(flows.len() > 4, "the gaps cut the flow: {}", flows.len());
+    assert_eq!(stats.flows_resumed, flows.len() as u64 - 1);
+    assert_eq!(stats.flows_created, 1);
+    let first = flows[0];
+    assert_eq!(first.reason, EndReason::Idle);
+    for (i, f) in flows.iter().enumerate() {
+        assert_eq!(f.meta.app_proto, Some("ssh"), "record {i} is unknown");
+        assert_eq!(f.meta.flow_id, first.meta.flow_id, "record {i}");
+        assert_eq!(f.start, first.start, "record {i} keeps the real start");
+        assert_eq!(usize::from(f.resumed), i, "record {i}");
+    }
+    // Each threshold once, at the session's real age, not again after a cut.
+    let alerts = long_lived(&events);
+    assert_eq!(thresholds(&alerts), ["1", "4", "8", "12"]);
+    for (alert, hours) in alerts.iter().zip([1u64, 4, 8, 12]) {
+        let age = alert.ts.since(first.start) / 1_000_000_000;
+        assert!(age >= hours * 3600, "{hours} h alert at {age} s");
+        assert_eq!(alert.flow_id, first.meta.flow_id);
+    }
+    let raised = |e: &Event| match e {
+        Event::Alert(a) => Some((a.detection, a.threshold_hours.clone())),
+        _ => None,
+    };
+    let all: Vec<_> = events.iter().filter_map(raised).collect();
+    let once: std::collections::HashSet<_> = all.iter().cloned().collect();
+    assert_eq!(all.len(), once.len(), "an alert raised twice: {all:?}");
+}
+
+#[test]
+fn without_the_memory_the_continuations_are_unknown_tcp() {
+    // What the issue saw: with the long class cut and nothing remembered,
+    // the later packets are new mid-stream flows no analyzer claims.
+    let flow = FlowConfig {
+        ended_capacity: 0,
+        ..short_tunnel_class()
+    };
     let events = replay(&idle_tunnel(7), flow);
-    assert!(final_flows(&events).len() > 1);
+    let flows = final_flows(&events);
+    assert!(flows.len() > 4);
+    assert!(flows[1..]
+        .iter()
+        .all(|f| f.meta.app_proto == Some("unknown") && f.meta.flow_id != flows[0].meta.flow_id));
+    assert_eq!(thresholds(&long_lived(&events)), Vec::<String>::new());
 }

@@ -2,6 +2,7 @@
 //! ([`tcp`]), stream reassembly for analyzers ([`stream`]) and the bounded
 //! table with packet-time expiry ([`table`]).
 
+pub mod ended;
 pub mod key;
 pub mod pressure;
 pub mod stream;
@@ -98,6 +99,9 @@ pub struct Flow {
     /// it is kept in [`TimeoutClass::TcpTunnel`], whose idle timeout
     /// outlasts a silent `ssh -N -R`. The flow module does not know why.
     pub tunnel: bool,
+    /// Times this flow was picked up again mid-stream after it ended by
+    /// idle timeout or eviction (see [`ended`]).
+    pub resumed: u16,
     /// Start of the current reporting period (active timeout).
     /// Seconds after the start at which the current reporting period began.
     pub period_secs: u32,
@@ -131,6 +135,7 @@ impl Flow {
             class: TimeoutClass::Other,
             tier: EvictionTier::Cheap,
             tunnel: false,
+            resumed: 0,
             period_secs: 0,
             dirs: [DirStats::default(); 2],
             tcp: TcpState::default(),
@@ -463,6 +468,11 @@ pub struct FlowConfig {
     pub emergency_idle_seconds: u64,
     /// Stream bytes per direction handed to analyzers, at most.
     pub stream_budget_bytes: u64,
+    /// Identified flows ended by idle timeout or eviction remembered, at
+    /// most, so a mid-stream continuation inherits them ([`ended`]).
+    pub ended_capacity: usize,
+    /// How long (packet time) an ended flow is remembered.
+    pub ended_keep_seconds: u64,
 }
 
 impl Default for FlowConfig {
@@ -477,6 +487,8 @@ impl Default for FlowConfig {
             capacity: 1_000_000,
             emergency_idle_seconds: 5,
             stream_budget_bytes: 1 << 20,
+            ended_capacity: ended::ENDED_CAPACITY,
+            ended_keep_seconds: ended::ENDED_KEEP_SECONDS,
         }
     }
 }

@@ -98,6 +98,13 @@ impl TcpState {
     }
 
     /// Both sides sent FIN, or someone sent RST: nothing more is expected.
+    /// Either side sent a FIN or a RST: the connection is closing.
+    pub fn sent_fin_or_rst(&self) -> bool {
+        [Dir::ToServer, Dir::ToClient]
+            .into_iter()
+            .any(|d| self.sent(d, TcpFlags::FIN) || self.sent(d, TcpFlags::RST))
+    }
+
     pub fn closed(&self) -> bool {
         let fin = |d| self.sent(d, TcpFlags::FIN);
         let rst = |d| self.sent(d, TcpFlags::RST);

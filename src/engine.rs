@@ -9,7 +9,7 @@ use crate::analyzer::{Dir, Emit, FlowContext, PacketView};
 use crate::decode::{decode, Fragment, Packet, Skip};
 use crate::event::{AppRecord, Event, EventSink, FlowMeta, FlowRecord};
 use crate::flow::ended::EndedFlows;
-use crate::flow::key::FlowKey;
+use crate::flow::key::{FlowKey, Side};
 use crate::flow::pressure::Pressure;
 use crate::flow::table::FlowTable;
 use crate::flow::{EndReason, EvictionTier, Flow, FlowConfig, TimeoutClass};
@@ -233,7 +233,7 @@ impl Engine {
     ) -> u32 {
         let mut evicted = None;
         let ended = &mut self.ended;
-        let make = || resume(ended, key, pkt).unwrap_or_else(|| Flow::new(*key, side, pkt));
+        let make = || resume(ended, key, side, pkt).unwrap_or_else(|| Flow::new(*key, side, pkt));
         let slot = self
             .table
             .find_or_insert(key, make, &mut |f| evicted = Some(f));
@@ -434,15 +434,16 @@ fn may_continue(flow: &Flow, reason: EndReason) -> bool {
     matches!(reason, EndReason::Idle | EndReason::Evicted) && open && identified
 }
 
-/// The remembered flow that a mid-stream TCP packet (no SYN) continues,
-/// taken back from `ended`: its identity, analysis, alert state and start
-/// time go on, under the same flow id.
-fn resume(ended: &mut EndedFlows, key: &FlowKey, pkt: &Packet<'_>) -> Option<Flow> {
+/// The remembered flow that a mid-stream TCP packet (no SYN, its sequence
+/// number close to where the connection stopped) continues, taken back from
+/// `ended`: its identity, analysis, alert state and start time go on, under
+/// the same flow id. A packet that does not continue it leaves it there.
+fn resume(ended: &mut EndedFlows, key: &FlowKey, side: Side, pkt: &Packet<'_>) -> Option<Flow> {
     let tcp = pkt.tcp()?;
     if tcp.flags.syn() {
         return None;
     }
-    let mut flow = ended.take(key, pkt.ts)?;
+    let mut flow = ended.take_if(key, pkt.ts, |f| f.tcp.continues(f.dir_of(side), tcp))?;
     flow.resumed = flow.resumed.saturating_add(1);
     Some(flow)
 }

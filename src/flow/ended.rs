@@ -97,9 +97,25 @@ impl EndedFlows {
 
     /// Takes back the flow remembered for `key`, unless it expired by `now`.
     pub fn take(&mut self, key: &FlowKey, now: Timestamp) -> Option<Flow> {
+        self.take_if(key, now, |_| true)
+    }
+
+    /// [`EndedFlows::take`], if `accept` says the flow is the one wanted;
+    /// otherwise it stays remembered.
+    pub fn take_if(
+        &mut self,
+        key: &FlowKey,
+        now: Timestamp,
+        accept: impl FnOnce(&Flow) -> bool,
+    ) -> Option<Flow> {
         self.expire(now);
-        let seq = self.index.remove(key)?;
-        let flow = self.entry_mut(seq)?.flow.take()?;
+        let seq = *self.index.get(key)?;
+        let entry = self.entry_mut(seq)?;
+        if !entry.flow.as_ref().is_some_and(accept) {
+            return None;
+        }
+        let flow = entry.flow.take()?;
+        self.index.remove(key);
         self.counts.resumed += 1;
         Some(flow)
     }
@@ -208,6 +224,16 @@ mod tests {
         m.remember(flow(1001), at(2));
         assert_eq!(m.counts().dropped, 0);
         assert_eq!(m.take(&key, at(3)).map(|f| f.judged), Some(0));
+    }
+
+    #[test]
+    fn a_refused_flow_stays_remembered() {
+        let mut m = memory(4);
+        let key = flow(1000).key;
+        m.remember(flow(1000), at(0));
+        assert!(m.take_if(&key, at(1), |_| false).is_none());
+        assert_eq!(m.len(), 1);
+        assert!(m.take(&key, at(2)).is_some());
     }
 
     #[test]

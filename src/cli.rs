@@ -288,7 +288,8 @@ pub struct AnalysisArgs {
     #[arg(long, default_value_t = 1_000_000, value_name = "N")]
     pub flow_capacity: usize,
     /// Idle timeout of a flow class, e.g. `tcp-established=600`; classes:
-    /// tcp-new, tcp-established, tcp-closed, udp, icmp, other. Repeatable.
+    /// tcp-new, tcp-established, tcp-closed, udp, icmp, other, tcp-tunnel
+    /// (identified SSH, default 28800). Repeatable.
     #[arg(long = "idle-timeout", value_name = "CLASS=SECONDS")]
     pub idle_timeouts: Vec<String>,
     /// A flow open this long gets an interim record, then one every period (0: never).

@@ -8,9 +8,11 @@ use crate::analyzer::names::NameCache;
 use crate::analyzer::{Dir, Emit, FlowContext, PacketView};
 use crate::decode::{decode, Fragment, Packet, Skip};
 use crate::event::{AppRecord, Event, EventSink, FlowMeta, FlowRecord};
+use crate::flow::ended::EndedFlows;
+use crate::flow::key::{FlowKey, Side};
 use crate::flow::pressure::Pressure;
 use crate::flow::table::FlowTable;
-use crate::flow::{EndReason, EvictionTier, Flow, FlowConfig, TimeoutClass};
+use crate::flow::{EndReason, EvictionTier, Flow, FlowConfig, Marks, TimeoutClass};
 use crate::judge::{flow_names, Judge, SharedRules};
 use crate::policy::Alert;
 use crate::source::Frame;
@@ -33,6 +35,8 @@ pub struct Engine {
     table: FlowTable,
     /// Whether the table is full and evicting, and what was evicted.
     pressure: Pressure,
+    /// Identified flows ended while their connection may go on.
+    ended: EndedFlows,
     protocols: Arc<Protocols>,
     stats: Stats,
     /// Scratch for analyzer events, reused across packets.
@@ -52,12 +56,15 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(cfg: EngineConfig, protocols: Arc<Protocols>, hasher: ahash::RandomState) -> Self {
+        let (capacity, keep) = (cfg.flow.ended_capacity, cfg.flow.ended_keep_seconds);
+        let ended = EndedFlows::new(capacity, keep, hasher.clone());
         let table = FlowTable::new(cfg.flow.capacity, hasher);
         let pressure = Pressure::new(cfg.flow.emergency_idle_seconds);
         Engine {
             cfg,
             table,
             pressure,
+            ended,
             protocols,
             stats: Stats::default(),
             emit: Vec::new(),
@@ -192,6 +199,10 @@ impl Engine {
         }
         describe_flow(&mut self.alerts, flow, Some(dir));
         let tier = eviction_tier(flow, analyzed);
+        if analyzed && !flow.marks.has(Marks::TUNNEL) {
+            let tunnel = is_tunnel(flow);
+            flow.marks.set(Marks::TUNNEL, tunnel);
+        }
         let flow = &*flow;
         write_alerts(&mut self.alerts, &mut self.stats, sink);
         write_app_events(
@@ -230,7 +241,7 @@ impl Engine {
         };
         let dir = flow.dir_of(side).reverse();
         flow.count(dir, pkt);
-        flow.icmp_error = true;
+        flow.marks.set(Marks::ICMP_ERROR, true);
         let tier = flow.tier();
         self.table.touch(slot, tier);
         true
@@ -247,18 +258,21 @@ impl Engine {
         sink: &mut dyn EventSink,
     ) -> u32 {
         let mut evicted = None;
+        let ended = &mut self.ended;
+        let make = || resume(ended, key, side, pkt).unwrap_or_else(|| Flow::new(*key, side, pkt));
         let slot = self
             .table
-            .find_or_insert(key, || Flow::new(*key, side, pkt), &mut |f| {
-                evicted = Some(f)
-            });
+            .find_or_insert(key, make, &mut |f| evicted = Some(f));
         if let Some(flow) = evicted {
             self.stats.flows_evicted[flow.tier().index()] += 1;
             self.pressure.on_evict(&flow, pkt.ts, index);
             self.end_flow(flow, EndReason::Evicted, sink);
         }
         if slot.created {
-            self.stats.flows_created += 1;
+            match self.table.get(slot.index).is_some_and(|f| f.resumed > 0) {
+                true => self.count_ended(),
+                false => self.stats.flows_created += 1,
+            }
             self.mark_input(slot.index);
             return slot.index;
         }
@@ -308,6 +322,8 @@ impl Engine {
                 self.end_flow(flow, EndReason::Idle, sink);
             }
         }
+        self.ended.expire(now);
+        self.count_ended();
         let (tracked, capacity) = (self.table.len(), self.table.capacity());
         let report = self.pressure.check(now, tracked, capacity);
         self.report_pressure(report, sink);
@@ -359,6 +375,22 @@ impl Engine {
         let names = self.flow_names(&flow);
         let record = FlowRecord::of(&flow, reason, self.cfg.community_seed, names);
         sink.event(Event::Flow(Box::new(record)));
+        if may_continue(&flow, reason) {
+            self.ended.remember(flow, self.now);
+            self.count_ended();
+        }
+    }
+
+    fn count_ended(&mut self) {
+        let counts = self.ended.counts();
+        self.stats.flows_resumed = counts.resumed;
+        self.stats.ended_dropped = counts.dropped;
+        self.stats.ended_expired = counts.expired;
+    }
+
+    /// What became of the flows remembered after they ended.
+    pub fn ended_counts(&self) -> crate::flow::ended::EndedCounts {
+        self.ended.counts()
     }
 
     fn flow_names(&self, flow: &Flow) -> Vec<Arc<str>> {
@@ -434,6 +466,41 @@ fn eviction_tier(flow: &Flow, analyzed: bool) -> EvictionTier {
     }
 }
 
+/// Whether the flow is a tunnel that deserves the long idle class
+/// ([`TimeoutClass::TcpTunnel`]): an identified SSH session, which may sit
+/// silent for hours (`ssh -N -R` with no keepalive) while TCP holds it.
+fn is_tunnel(flow: &Flow) -> bool {
+    flow.is_tcp()
+        && flow
+            .app
+            .as_ref()
+            .and_then(|a| a.facts())
+            .is_some_and(|f| f.ssh.is_some())
+}
+
+/// Whether an ended flow is remembered for a continuation: an identified
+/// TCP flow that ended while its connection may still be open (idle
+/// timeout or eviction, no FIN or RST seen).
+fn may_continue(flow: &Flow, reason: EndReason) -> bool {
+    let open = flow.is_tcp() && !flow.tcp.sent_fin_or_rst();
+    let identified = flow.app.as_ref().is_some_and(|a| a.facts().is_some());
+    matches!(reason, EndReason::Idle | EndReason::Evicted) && open && identified
+}
+
+/// The remembered flow that a mid-stream TCP packet (no SYN, its sequence
+/// number close to where the connection stopped) continues, taken back from
+/// `ended`: its identity, analysis, alert state and start time go on, under
+/// the same flow id. A packet that does not continue it leaves it there.
+fn resume(ended: &mut EndedFlows, key: &FlowKey, side: Side, pkt: &Packet<'_>) -> Option<Flow> {
+    let tcp = pkt.tcp()?;
+    if tcp.flags.syn() {
+        return None;
+    }
+    let mut flow = ended.take_if(key, pkt.ts, |f| f.tcp.continues(f.dir_of(side), tcp))?;
+    flow.resumed = flow.resumed.saturating_add(1);
+    Some(flow)
+}
+
 /// A SYN that opens a new connection on the 5-tuple of a finished one.
 fn is_reuse(flow: &Flow, pkt: &Packet<'_>) -> bool {
     let Some(tcp) = pkt.tcp() else {
@@ -454,11 +521,11 @@ fn analyze(
     cfg: &FlowConfig,
     emit: &mut Emit,
 ) -> bool {
-    if protocols.is_empty() || flow.app_done {
+    if protocols.is_empty() || flow.marks.has(Marks::APP_DONE) {
         return false;
     }
     if flow.app.is_none() {
-        if pkt.payload_len == 0 || flow.app_unknown {
+        if pkt.payload_len == 0 || flow.marks.has(Marks::APP_UNKNOWN) {
             return false;
         }
         let ctx = FlowContext {
@@ -484,11 +551,11 @@ fn analyze(
         budget: cfg.stream_budget_bytes,
     };
     app.on_packet(protocols, &input, emit);
-    flow.app_done = app.is_finished();
+    flow.marks.set(Marks::APP_DONE, app.is_finished());
     if app.is_unknown() {
         // Nobody claimed the flow: free the analysis state, keep the mark.
         flow.app = None;
-        flow.app_unknown = true;
+        flow.marks.set(Marks::APP_UNKNOWN, true);
     }
     true
 }

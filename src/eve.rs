@@ -256,6 +256,9 @@ fn flow_extra(m: &mut Obj<'_>, r: &FlowRecord) {
     if r.interim {
         m.bool("interim", true);
     }
+    if r.resumed > 0 {
+        m.u64("resumed", u64::from(r.resumed));
+    }
     m.str("originator", r.originator);
     for (name, d) in ["toserver", "toclient"].into_iter().zip(&r.dirs) {
         m.obj(name, |m| dir_stats(m, d));

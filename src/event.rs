@@ -4,7 +4,7 @@
 use crate::analyzer::AppEvent;
 use crate::community_id::community_id;
 use crate::flow::key::{proto, Endpoint};
-use crate::flow::{DirStats, EndReason, Flow};
+use crate::flow::{DirStats, EndReason, Flow, Marks};
 use crate::time::Timestamp;
 
 /// The identity every record of a flow shares.
@@ -56,6 +56,10 @@ pub struct FlowRecord {
     pub interim: bool,
     /// The policy raised at least one alert on this flow.
     pub alerted: bool,
+    /// Times the flow was continued mid-stream after an earlier record of
+    /// it ended by idle timeout or eviction (its counts and start are
+    /// cumulative since the real start, under the same flow id).
+    pub resumed: u8,
     /// Names of the server (DNS answers the client got, SNI, Host).
     pub names: Vec<std::sync::Arc<str>>,
     /// Every detection the policy found on the flow, suppressed ones
@@ -116,10 +120,11 @@ impl FlowRecord {
             originator: flow.basis.name(),
             interim: reason == EndReason::Active,
             alerted: flow.alerts.raised().next().is_some(),
+            resumed: flow.resumed,
             names,
             findings: flow.alerts,
             hassh: ssh_fingerprints(flow),
-            icmp_error: flow.icmp_error,
+            icmp_error: flow.marks.has(Marks::ICMP_ERROR),
         }
     }
 }

@@ -10,7 +10,7 @@
 use crate::analyzer::facts::Evidence;
 use crate::analyzer::names::NameCache;
 use crate::community_id::community_id;
-use crate::flow::{pressure, Flow};
+use crate::flow::{pressure, Flow, Marks};
 use crate::policy::{
     Alert, Detection, FlowSubject, RuleSet, SensorFinding, Stage, SuppressionWindow,
 };
@@ -87,7 +87,7 @@ impl Judge {
             .as_ref()
             .and_then(|a| a.facts())
             .map(|f| f.revision);
-        if revision.is_none() && !flow.app_unknown {
+        if revision.is_none() && !flow.marks.has(Marks::APP_UNKNOWN) {
             return; // still probing
         }
         let mark = judged_mark(revision.unwrap_or(0), Stage::Identified);

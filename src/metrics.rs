@@ -108,6 +108,9 @@ struct EngineCounters {
     skipped: Vec<IntCounter>,
     first_fragments: IntCounter,
     flows_created: IntCounter,
+    flows_resumed: IntCounter,
+    ended_dropped: IntCounter,
+    ended_expired: IntCounter,
     /// By [`EndReason`] index; `Active` (interim records) is not an end.
     flows_ended: Vec<Option<IntCounter>>,
     /// By [`EvictionTier`].
@@ -539,6 +542,21 @@ impl EngineCounters {
                 "First IP fragments (counted toward their flow; later fragments are skipped).",
             ),
             flows_created: counter(r, "flows_created_total", "Flows created."),
+            flows_resumed: counter(
+                r,
+                "flows_resumed_total",
+                "Mid-stream TCP flows that continued an identified flow ended by idle timeout or eviction.",
+            ),
+            ended_dropped: counter(
+                r,
+                "ended_flows_dropped_total",
+                "Remembered ended flows dropped because the memory was full.",
+            ),
+            ended_expired: counter(
+                r,
+                "ended_flows_expired_total",
+                "Remembered ended flows forgotten after the keep time, never continued.",
+            ),
             flows_ended: EndReason::ALL
                 .iter()
                 .map(|e| (*e != EndReason::Active).then(|| ended.with_label_values(&[e.name()])))
@@ -584,6 +602,12 @@ impl EngineCounters {
             .inc_by(d(a.first_fragments, b.first_fragments));
         self.flows_created
             .inc_by(d(a.flows_created, b.flows_created));
+        self.flows_resumed
+            .inc_by(d(a.flows_resumed, b.flows_resumed));
+        self.ended_dropped
+            .inc_by(d(a.ended_dropped, b.ended_dropped));
+        self.ended_expired
+            .inc_by(d(a.ended_expired, b.ended_expired));
         for (i, c) in self.flows_ended.iter().enumerate() {
             if let Some(c) = c {
                 c.inc_by(d(

@@ -20,6 +20,13 @@ pub struct Stats {
     /// (skipped as [`Skip::Fragment`]).
     pub first_fragments: u64,
     pub flows_created: u64,
+    /// Flows picked up mid-stream that continued a remembered ended flow
+    /// (not counted as created).
+    pub flows_resumed: u64,
+    /// Remembered ended flows dropped to make room, and forgotten after
+    /// the keep time ([`crate::flow::ended`]).
+    pub ended_dropped: u64,
+    pub ended_expired: u64,
     /// Flow records written, by [`EndReason`] (interim records under
     /// `Active`).
     pub flows_ended: [u64; EndReason::ALL.len()],
@@ -64,6 +71,9 @@ impl Stats {
         }
         self.first_fragments += other.first_fragments;
         self.flows_created += other.flows_created;
+        self.flows_resumed += other.flows_resumed;
+        self.ended_dropped += other.ended_dropped;
+        self.ended_expired += other.ended_expired;
         for (a, b) in self.flows_ended.iter_mut().zip(other.flows_ended) {
             *a += b;
         }

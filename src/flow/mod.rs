@@ -2,6 +2,7 @@
 //! ([`tcp`]), stream reassembly for analyzers ([`stream`]) and the bounded
 //! table with packet-time expiry ([`table`]).
 
+pub mod ended;
 pub mod key;
 pub mod pressure;
 pub mod stream;
@@ -68,6 +69,35 @@ impl OriginBasis {
     }
 }
 
+/// One-bit facts about a flow, as a set.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Marks(u8);
+
+impl Marks {
+    /// Payload was seen and no protocol claimed it.
+    pub const APP_UNKNOWN: Marks = Marks(1);
+    /// The flow's analyzer learned all it can: packets no longer go to it
+    /// (nor need the analysis state be touched per packet).
+    pub const APP_DONE: Marks = Marks(2);
+    /// An ICMP error quoting one of the flow's packets came back.
+    pub const ICMP_ERROR: Marks = Marks(4);
+    /// The engine found a tunnel (an identified SSH session): while open
+    /// it is kept in [`TimeoutClass::TcpTunnel`], whose idle timeout
+    /// outlasts a silent `ssh -N -R`. The flow module does not know why.
+    pub const TUNNEL: Marks = Marks(8);
+
+    pub fn has(self, mark: Marks) -> bool {
+        self.0 & mark.0 == mark.0
+    }
+
+    pub fn set(&mut self, mark: Marks, on: bool) {
+        match on {
+            true => self.0 |= mark.0,
+            false => self.0 &= !mark.0,
+        }
+    }
+}
+
 /// One bidirectional flow.
 #[derive(Debug)]
 pub struct Flow {
@@ -75,13 +105,8 @@ pub struct Flow {
     /// The canonical side that originated the flow.
     pub orig: Side,
     pub basis: OriginBasis,
-    /// Payload was seen and no protocol claimed it.
-    pub app_unknown: bool,
-    /// The flow's analyzer learned all it can: packets no longer go to it
-    /// (nor need the analysis state be touched per packet).
-    pub app_done: bool,
-    /// An ICMP error quoting one of the flow's packets came back.
-    pub icmp_error: bool,
+    /// One-bit facts ([`Marks`]), packed to keep the flow small.
+    pub marks: Marks,
     /// Which direction sent the first packet (its time anchors the id).
     first_dir: Dir,
     /// What the policy already alerted on.
@@ -99,6 +124,9 @@ pub struct Flow {
     /// class and eviction tier.
     pub(crate) class: TimeoutClass,
     pub(crate) tier: EvictionTier,
+    /// Times this flow was picked up again mid-stream after it ended by
+    /// idle timeout or eviction (see [`ended`]).
+    pub resumed: u8,
     /// Start of the current reporting period (active timeout).
     /// Seconds after the start at which the current reporting period began.
     pub period_secs: u32,
@@ -119,9 +147,7 @@ impl Flow {
             key,
             orig,
             basis,
-            app_unknown: false,
-            app_done: false,
-            icmp_error: false,
+            marks: Marks::default(),
             first_dir: if sender_is_orig {
                 Dir::ToServer
             } else {
@@ -133,6 +159,7 @@ impl Flow {
             input: 0,
             class: TimeoutClass::Other,
             tier: EvictionTier::Cheap,
+            resumed: 0,
             period_secs: 0,
             dirs: [DirStats::default(); 2],
             tcp: TcpState::default(),
@@ -240,6 +267,7 @@ impl Flow {
     pub fn timeout_class(&self) -> TimeoutClass {
         match self.key.proto {
             proto::TCP if self.tcp.closed() => TimeoutClass::TcpClosed,
+            proto::TCP if self.marks.has(Marks::TUNNEL) => TimeoutClass::TcpTunnel,
             proto::TCP if self.tcp.established() => TimeoutClass::TcpEstablished,
             // Mid-stream flows (no SYN seen) are as good as established.
             proto::TCP if self.basis == OriginBasis::PortGuess => TimeoutClass::TcpEstablished,
@@ -330,17 +358,20 @@ pub enum TimeoutClass {
     Udp = 3,
     Icmp = 4,
     Other = 5,
+    /// An open TCP flow the engine marked as a tunnel ([`Flow::tunnel`]).
+    TcpTunnel = 6,
 }
 
 impl TimeoutClass {
-    pub const COUNT: usize = 6;
-    pub const ALL: [TimeoutClass; 6] = [
+    pub const COUNT: usize = 7;
+    pub const ALL: [TimeoutClass; 7] = [
         TimeoutClass::TcpNew,
         TimeoutClass::TcpEstablished,
         TimeoutClass::TcpClosed,
         TimeoutClass::Udp,
         TimeoutClass::Icmp,
         TimeoutClass::Other,
+        TimeoutClass::TcpTunnel,
     ];
 
     pub fn name(self) -> &'static str {
@@ -351,6 +382,7 @@ impl TimeoutClass {
             TimeoutClass::Udp => "udp",
             TimeoutClass::Icmp => "icmp",
             TimeoutClass::Other => "other",
+            TimeoutClass::TcpTunnel => "tcp-tunnel",
         }
     }
 
@@ -444,6 +476,9 @@ impl EndReason {
     }
 }
 
+/// Default idle timeout of [`TimeoutClass::TcpTunnel`]: 8 hours.
+pub const TUNNEL_IDLE_SECONDS: u64 = 8 * 3600;
+
 /// Flow-tracking settings. Defaults follow Zeek and Suricata practice.
 #[derive(Clone, Debug)]
 pub struct FlowConfig {
@@ -460,17 +495,27 @@ pub struct FlowConfig {
     pub emergency_idle_seconds: u64,
     /// Stream bytes per direction handed to analyzers, at most.
     pub stream_budget_bytes: u64,
+    /// Identified flows ended by idle timeout or eviction remembered, at
+    /// most, so a mid-stream continuation inherits them ([`ended`]).
+    pub ended_capacity: usize,
+    /// How long (packet time) an ended flow is remembered.
+    pub ended_keep_seconds: u64,
 }
 
 impl Default for FlowConfig {
     fn default() -> Self {
         FlowConfig {
-            // tcp-new, tcp-established, tcp-closed, udp, icmp, other
-            idle_seconds: [30, 600, 10, 60, 30, 60],
+            // tcp-new, tcp-established, tcp-closed, udp, icmp, other,
+            // tcp-tunnel: 8 h, four rounds of Linux's 2 h TCP keepalive, so
+            // a silent tunnel the kernel still holds is kept, and the 1 and
+            // 4 h long-lived thresholds are met with no packet between.
+            idle_seconds: [30, 600, 10, 60, 30, 60, TUNNEL_IDLE_SECONDS],
             active_seconds: 1800,
             capacity: 1_000_000,
             emergency_idle_seconds: 5,
             stream_budget_bytes: 1 << 20,
+            ended_capacity: ended::ENDED_CAPACITY,
+            ended_keep_seconds: ended::ENDED_KEEP_SECONDS,
         }
     }
 }

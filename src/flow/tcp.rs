@@ -23,6 +23,11 @@ pub struct TcpDir {
     pub out_of_order: u32,
 }
 
+/// How far (bytes, either way) from the last sequence number a segment
+/// may be and still continue a connection: 16 MiB, more than a capture
+/// loses unnoticed in a silent tunnel.
+pub const CONTINUE_WINDOW: u32 = 1 << 24;
+
 const KNOWN_SEQ: u8 = 1;
 const KNOWN_ISN: u8 = 2;
 
@@ -95,6 +100,27 @@ impl TcpState {
     /// after a SYN): data can flow.
     pub fn established(&self) -> bool {
         self.sent(Dir::ToServer, TcpFlags::SYN) && self.sent(Dir::ToClient, TcpFlags::SYN)
+    }
+
+    /// Whether a segment sent in `dir` may continue this connection: its
+    /// sequence number within [`CONTINUE_WINDOW`] of what `dir` sent last
+    /// (or `dir`'s sequence numbers were never seen). A new connection on
+    /// the same 5-tuple, or a blind guess, is almost never that close.
+    pub fn continues(&self, dir: Dir, tcp: &TcpInfo) -> bool {
+        let d = &self.dirs[dir.index()];
+        if d.known & KNOWN_SEQ == 0 {
+            return true;
+        }
+        let ahead = tcp.seq.wrapping_sub(d.next_seq);
+        let behind = d.next_seq.wrapping_sub(tcp.seq);
+        ahead.min(behind) <= CONTINUE_WINDOW
+    }
+
+    /// Either side sent a FIN or a RST: the connection is closing.
+    pub fn sent_fin_or_rst(&self) -> bool {
+        [Dir::ToServer, Dir::ToClient]
+            .into_iter()
+            .any(|d| self.sent(d, TcpFlags::FIN) || self.sent(d, TcpFlags::RST))
     }
 
     /// Both sides sent FIN, or someone sent RST: nothing more is expected.
@@ -254,6 +280,36 @@ impl History {
     pub fn as_str(&self) -> &str {
         // Only ASCII letters are ever pushed.
         std::str::from_utf8(&self.letters[..usize::from(self.len)]).unwrap_or("")
+    }
+}
+
+#[cfg(test)]
+mod continue_tests {
+    use super::*;
+
+    fn seg(flags: u8, seq: u32) -> TcpInfo {
+        TcpInfo {
+            flags: TcpFlags(flags),
+            seq,
+            ack: 0,
+            window: 0,
+        }
+    }
+
+    #[test]
+    fn a_segment_continues_only_near_the_last_sequence_number() {
+        let mut s = TcpState::default();
+        assert!(
+            s.continues(Dir::ToServer, &seg(TcpFlags::ACK, 5)),
+            "unknown"
+        );
+        s.update(Dir::ToServer, &seg(TcpFlags::ACK, 1_000), 100);
+        assert!(s.continues(Dir::ToServer, &seg(TcpFlags::ACK, 1_100)));
+        assert!(s.continues(Dir::ToServer, &seg(TcpFlags::ACK, 1_099)));
+        assert!(s.continues(Dir::ToServer, &seg(TcpFlags::ACK, 1_100 + CONTINUE_WINDOW)));
+        assert!(!s.continues(Dir::ToServer, &seg(TcpFlags::ACK, 1_101 + CONTINUE_WINDOW)));
+        assert!(!s.continues(Dir::ToServer, &seg(TcpFlags::ACK, 0x8000_0000)));
+        assert!(s.continues(Dir::ToClient, &seg(TcpFlags::ACK, 0x8000_0000)));
     }
 }
 

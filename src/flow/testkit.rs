@@ -30,3 +30,11 @@ pub fn tcp_packet(src: IpAddr, port: u16, dst: IpAddr, secs: u64, flags: u8) -> 
         icmp_inner: None,
     }
 }
+
+/// A flow opened by a SYN from 10.0.0.1:`port` to 10.0.0.2:80.
+pub fn flow_on_port(port: u16) -> crate::flow::Flow {
+    let (src, dst) = ([10, 0, 0, 1].into(), [10, 0, 0, 2].into());
+    let pkt = tcp_packet(src, port, dst, 1, TcpFlags::SYN);
+    let (key, side) = pkt.flow_key();
+    crate::flow::Flow::new(key, side, &pkt)
+}

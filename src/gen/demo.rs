@@ -252,7 +252,7 @@ fn package_mirror(s: &mut Scenario, h: &Hosts, rng: &mut Rng) {
 /// The node's side of an OpenSSH 9.2 connection up to NEWKEYS: banners,
 /// KEXINITs, sntrup761x25519 exchange (the server's reply, NEWKEYS and
 /// EXT_INFO arrive in one burst), the client's NEWKEYS.
-fn ssh_clear_prelude(t: &mut Tcp<'_>, rng: &mut Rng) {
+pub(crate) fn ssh_clear_prelude(t: &mut Tcp<'_>, rng: &mut Rng) {
     let mut b = Vec::new();
     ssh::banner(&mut b, ssh::OPENSSH_9_2_DEBIAN);
     t.send(&b);
@@ -276,7 +276,7 @@ fn ssh_clear_prelude(t: &mut Tcp<'_>, rng: &mut Rng) {
 
 /// Encrypted chacha20-poly1305 packets with these payload lengths, sent as
 /// one write.
-fn enc(rng: &mut Rng, payloads: &[usize]) -> Vec<u8> {
+pub(crate) fn enc(rng: &mut Rng, payloads: &[usize]) -> Vec<u8> {
     let mut out = Vec::new();
     for &p in payloads {
         ssh::encrypted(&mut out, rng, C, p);
@@ -288,7 +288,7 @@ fn enc(rng: &mut Rng, payloads: &[usize]) -> Vec<u8> {
 /// `proto::ssh` tests for the real sizes): service request and accept,
 /// "none" probe, failure listing methods, key query, PK_OK, signed
 /// request, success.
-fn ssh_pubkey_auth(t: &mut Tcp<'_>, rng: &mut Rng, user: &str) {
+pub(crate) fn ssh_pubkey_auth(t: &mut Tcp<'_>, rng: &mut Rng, user: &str) {
     t.send(&enc(rng, &[msg::service_request("ssh-userauth")]));
     t.recv(&enc(rng, &[msg::service_accept("ssh-userauth")]));
     t.send(&enc(rng, &[msg::userauth_none(user)]));

@@ -26,6 +26,7 @@ pub mod proto;
 pub mod rng;
 pub mod scenario;
 pub mod truth;
+pub mod tunnel;
 
 pub use bench::{BenchConfig, BenchReport};
 pub use frame::Vlan;
@@ -95,7 +96,7 @@ pub struct Summary {
 /// Why [`generate`] failed.
 #[derive(Debug, thiserror::Error)]
 pub enum GenError {
-    #[error("unknown scenario {0:?}; known: demo, bench, flood, scan, unanswered-miner, pool-lookup, scraping")]
+    #[error("unknown scenario {0:?}; known: demo, idle-tunnel, bench, flood, scan, unanswered-miner, pool-lookup, scraping")]
     UnknownScenario(String),
     #[error("writing the capture: {0}")]
     Io(#[from] std::io::Error),
@@ -115,6 +116,7 @@ pub fn generate<W: Write>(name: &str, opts: &GenOptions, out: W) -> Result<Summa
     };
     match name {
         "demo" => whole(demo::demo(opts.seed.unwrap_or(demo::DEMO_SEED)), w),
+        "idle-tunnel" => whole(tunnel::idle_tunnel(opts.seed.unwrap_or(demo::DEMO_SEED)), w),
         "flood" => {
             let syns = opts.packets.unwrap_or(flood::DEFAULT_SYNS);
             let syns = u32::try_from(syns).unwrap_or(u32::MAX);
@@ -141,11 +143,12 @@ pub fn generate<W: Write>(name: &str, opts: &GenOptions, out: W) -> Result<Summa
     }
 }
 
-/// An in-memory scenario by name (`demo`); the bench is too large for
+/// An in-memory scenario by name (`demo`, `idle-tunnel`); the bench is too large for
 /// memory and is only streamed (see [`generate`] and [`bench::run`]).
 pub fn scenario(name: &str, seed: u64) -> Option<Capture> {
     match name {
         "demo" => Some(demo::demo(seed)),
+        "idle-tunnel" => Some(tunnel::idle_tunnel(seed)),
         "scan" => Some(chain::scan()),
         "unanswered-miner" => Some(chain::unanswered_miner()),
         "pool-lookup" => Some(chain::pool_lookup()),

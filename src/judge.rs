@@ -10,8 +10,8 @@
 use crate::analyzer::facts::Evidence;
 use crate::analyzer::names::NameCache;
 use crate::analyzer::tunnel::{self, Hop, Via};
-use crate::flow::key::Endpoint;
 use crate::community_id::community_id;
+use crate::flow::key::Endpoint;
 use crate::flow::{pressure, Flow};
 use crate::policy::{
     Alert, Detection, FlowSubject, RuleSet, SensorFinding, Stage, SuppressionWindow, Tunnelled,

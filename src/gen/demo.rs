@@ -257,7 +257,12 @@ fn ssh_clear_prelude(t: &mut Tcp<'_>, rng: &mut Rng) {
     ssh::banner(&mut b, ssh::OPENSSH_9_2_DEBIAN);
     t.send(&b);
     t.recv(&b);
-    b.clear();
+    ssh_kex(t, rng);
+}
+
+/// The clear-text key exchange after the banners (KEXINITs to NEWKEYS).
+pub(super) fn ssh_kex(t: &mut Tcp<'_>, rng: &mut Rng) {
+    let mut b = Vec::new();
     ssh::kexinit(&mut b, rng, &KexLists::openssh_9_2(Role::Client));
     t.send(&b);
     b.clear();
@@ -276,7 +281,7 @@ fn ssh_clear_prelude(t: &mut Tcp<'_>, rng: &mut Rng) {
 
 /// Encrypted chacha20-poly1305 packets with these payload lengths, sent as
 /// one write.
-fn enc(rng: &mut Rng, payloads: &[usize]) -> Vec<u8> {
+pub(super) fn enc(rng: &mut Rng, payloads: &[usize]) -> Vec<u8> {
     let mut out = Vec::new();
     for &p in payloads {
         ssh::encrypted(&mut out, rng, C, p);
@@ -288,7 +293,7 @@ fn enc(rng: &mut Rng, payloads: &[usize]) -> Vec<u8> {
 /// `proto::ssh` tests for the real sizes): service request and accept,
 /// "none" probe, failure listing methods, key query, PK_OK, signed
 /// request, success.
-fn ssh_pubkey_auth(t: &mut Tcp<'_>, rng: &mut Rng, user: &str) {
+pub(super) fn ssh_pubkey_auth(t: &mut Tcp<'_>, rng: &mut Rng, user: &str) {
     t.send(&enc(rng, &[msg::service_request("ssh-userauth")]));
     t.recv(&enc(rng, &[msg::service_accept("ssh-userauth")]));
     t.send(&enc(rng, &[msg::userauth_none(user)]));
@@ -382,7 +387,13 @@ fn reverse_tunnel(s: &mut Scenario, h: &Hosts, rng: &mut Rng) {
         .rtt(ms(80))
         .handshake();
     ssh_clear_prelude(&mut t, rng);
-    ssh_pubkey_auth(&mut t, rng, "tunnel");
+    reverse_tunnel_session(&mut t, rng);
+}
+
+/// The tunnel after the key exchange: login, the remote forward, keepalives
+/// and the outside's session back in (absolute times, as in the demo).
+pub(super) fn reverse_tunnel_session(t: &mut Tcp<'_>, rng: &mut Rng) {
+    ssh_pubkey_auth(t, rng, "tunnel");
     // The remote forward, then no-more-sessions (want_reply false); sshd
     // pushes its host keys and grants the forward with REQUEST_SUCCESS
     // (wire(1) = 28, no port in the reply as the port was fixed).
@@ -392,10 +403,10 @@ fn reverse_tunnel(s: &mut Scenario, h: &Hosts, rng: &mut Rng) {
     t.next_in(us(150)).recv(&enc(rng, &[msg::REQUEST_SUCCESS]));
     // ServerAliveInterval probe: keepalive@openssh.com, answered with
     // REQUEST_FAILURE.
-    keepalive(&mut t, rng, ms(46_180));
-    inner_session(&mut t, rng);
-    keepalive(&mut t, rng, ms(99_700));
-    keepalive(&mut t, rng, ms(114_700));
+    keepalive(t, rng, ms(46_180));
+    inner_session(t, rng);
+    keepalive(t, rng, ms(99_700));
+    keepalive(t, rng, ms(114_700));
     // The tunnel is still up when the capture ends.
 }
 

@@ -772,7 +772,12 @@ pub(crate) fn dest(s: &FlowSubject<'_>) -> String {
                 Some(std::net::IpAddr::V6(a)) => format!("[{a}]"),
                 _ => t.target_host.to_string(),
             };
-            format!("{host}:{} through {} proxy {}", s.server.port, t.via, ep(t.proxy))
+            format!(
+                "{host}:{} through {} proxy {}",
+                s.server.port,
+                t.via,
+                ep(t.proxy)
+            )
         }
         None => ep(s.server),
     }

@@ -41,7 +41,10 @@ impl Analyzer for RecAnalyzer {
     fn on_packet(&mut self, pkt: &PacketView<'_>, _: &mut Emit) {
         let seq = pkt.tcp.map_or(0, |t| t.seq);
         let line = format!("{}:{seq}:{} ", pkt.dir.index(), pkt.payload_len);
-        self.facts.server_name.get_or_insert_with(String::new).push_str(&line);
+        self.facts
+            .server_name
+            .get_or_insert_with(String::new)
+            .push_str(&line);
     }
     fn on_stream(&mut self, dir: Dir, chunk: Chunk<'_>, _: &PacketView<'_>, _: &mut Emit) {
         if let Chunk::Data(d) = chunk {
@@ -130,12 +133,18 @@ fn inner_analyzer_sees_packets_cut_at_the_end_of_the_reply() {
     // number after the reply; the request packet not at all.
     let inner_server_seq = 5001 + reply.len();
     let inner_client_seq = 1001 + req.len();
-    let want = format!("1:{inner_server_seq}:10 0:{inner_client_seq}:10 1:{}:4 ", inner_server_seq + 10);
+    let want = format!(
+        "1:{inner_server_seq}:10 0:{inner_client_seq}:10 1:{}:4 ",
+        inner_server_seq + 10
+    );
     assert_eq!(facts.server_name.as_deref(), Some(want.as_str()));
     let hops = p.slot.tunnel();
     assert_eq!(hops.len(), 1);
     let hop = hops[0].1.unwrap();
-    assert_eq!((hops[0].0, &*hop.host, hop.port), (Via::HttpConnect, "inner.example", 22));
+    assert_eq!(
+        (hops[0].0, &*hop.host, hop.port),
+        (Via::HttpConnect, "inner.example", 22)
+    );
     assert!(p.out.iter().any(|e| e.event_type == "http"));
 }
 
@@ -149,7 +158,10 @@ fn layers_nest_socks_then_connect() {
     request.clear();
     p.send(Dir::ToClient, &hex("05 00 00 01 00000000 0000"))
         .send(Dir::ToServer, b"CONNECT 203.0.113.5:443 HTTP/1.1\r\n\r\n")
-        .send(Dir::ToClient, b"HTTP/1.1 200 Connection established\r\n\r\n")
+        .send(
+            Dir::ToClient,
+            b"HTTP/1.1 200 Connection established\r\n\r\n",
+        )
         .send(Dir::ToServer, b"REC-hello");
     let facts = p.slot.facts().expect("inner claimed");
     assert_eq!(facts.app_proto, Some("rec"));
@@ -185,8 +197,12 @@ fn depth_is_bounded() {
 fn ssh_through_connect_is_ssh() {
     let names = Arc::new(NameCache::default());
     let mut p = Player::new(registry(names, &Default::default()));
-    p.send(Dir::ToServer, b"CONNECT 198.51.100.23:22 HTTP/1.1\r\nHost: 198.51.100.23:22\r\n\r\n");
-    let mut reply = b"HTTP/1.0 200 Connection established\r\nProxy-agent: tinyproxy/1.11.1\r\n\r\n".to_vec();
+    p.send(
+        Dir::ToServer,
+        b"CONNECT 198.51.100.23:22 HTTP/1.1\r\nHost: 198.51.100.23:22\r\n\r\n",
+    );
+    let mut reply =
+        b"HTTP/1.0 200 Connection established\r\nProxy-agent: tinyproxy/1.11.1\r\n\r\n".to_vec();
     reply.extend_from_slice(b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n");
     p.send(Dir::ToClient, &reply)
         .send(Dir::ToServer, b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n");
@@ -194,7 +210,11 @@ fn ssh_through_connect_is_ssh() {
     let facts = p.slot.facts().expect("ssh");
     assert_eq!(facts.app_proto, Some("ssh"));
     let ssh = facts.ssh.as_deref().unwrap();
-    assert!(ssh.server_banner.as_deref().unwrap().starts_with("SSH-2.0-OpenSSH_9.2p1"));
+    assert!(ssh
+        .server_banner
+        .as_deref()
+        .unwrap()
+        .starts_with("SSH-2.0-OpenSSH_9.2p1"));
     assert!(ssh.client_banner.is_some());
     assert!(p.out.iter().any(|e| e.event_type == "ssh"));
 }
@@ -203,8 +223,14 @@ fn ssh_through_connect_is_ssh() {
 fn failed_connect_is_http_to_the_proxy() {
     let names = Arc::new(NameCache::default());
     let mut p = Player::new(registry(names, &Default::default()));
-    p.send(Dir::ToServer, b"CONNECT blocked.example:443 HTTP/1.1\r\n\r\n")
-        .send(Dir::ToClient, b"HTTP/1.1 403 Filtered\r\nConnection: close\r\n\r\n");
+    p.send(
+        Dir::ToServer,
+        b"CONNECT blocked.example:443 HTTP/1.1\r\n\r\n",
+    )
+    .send(
+        Dir::ToClient,
+        b"HTTP/1.1 403 Filtered\r\nConnection: close\r\n\r\n",
+    );
     p.finish();
     let facts = p.slot.facts().expect("carrier");
     assert_eq!(facts.app_proto, Some("http"));

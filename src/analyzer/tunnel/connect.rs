@@ -232,9 +232,7 @@ fn status_code(head: &str) -> Option<u16> {
 fn header(head: &str, name: &str) -> Option<String> {
     head.split('\n').skip(1).find_map(|line| {
         let (k, v) = line.split_once(':')?;
-        k.trim()
-            .eq_ignore_ascii_case(name)
-            .then(|| cut(v.trim()))
+        k.trim().eq_ignore_ascii_case(name).then(|| cut(v.trim()))
     })
 }
 

@@ -170,7 +170,9 @@ impl ProxyHeader {
         used += fill(&mut self.buf, &data[used..], 16 + len);
         if self.buf.len() == 16 + len {
             // LOCAL (0x20): health checks, no addresses.
-            self.hop = (self.buf[12] == 0x21).then(|| parse_v2(&self.buf)).flatten();
+            self.hop = (self.buf[12] == 0x21)
+                .then(|| parse_v2(&self.buf))
+                .flatten();
             self.progress = Progress::Established;
         }
         used

@@ -52,7 +52,10 @@ fn connect_after_a_407_is_established_with_its_target() {
     );
     assert_eq!(hs.progress(), Progress::Established);
     let hop = hs.hop().unwrap();
-    assert_eq!((hop.via, &*hop.host, hop.port), (Via::HttpConnect, "ssh.example.net", 22));
+    assert_eq!(
+        (hop.via, &*hop.host, hop.port),
+        (Via::HttpConnect, "ssh.example.net", 22)
+    );
     assert_eq!(hop.name(), Some("ssh.example.net"));
     assert_eq!(rest[1], b"SSH-2.0-OpenSSH_9.2\r\n");
     assert!(rest[0].is_empty());
@@ -90,17 +93,32 @@ fn socks4_and_4a() {
     let v4 = hex("04 01 0016 c6336417 7573657200");
     assert_eq!(probe(Dir::ToServer, &v4), Probe::Match);
     let mut hs = Handshake::for_bytes(&v4);
-    run(&mut hs, &[(Dir::ToServer, &v4), (Dir::ToClient, &hex("00 5a 0000 00000000"))]);
+    run(
+        &mut hs,
+        &[
+            (Dir::ToServer, &v4),
+            (Dir::ToClient, &hex("00 5a 0000 00000000")),
+        ],
+    );
     assert_eq!(hs.progress(), Progress::Established);
     let hop = hs.hop().unwrap();
-    assert_eq!((hop.via, &*hop.host, hop.port), (Via::Socks4, "198.51.100.23", 22));
+    assert_eq!(
+        (hop.via, &*hop.host, hop.port),
+        (Via::Socks4, "198.51.100.23", 22)
+    );
 
     let mut v4a = hex("04 01 01bb 00000001 00");
     v4a.extend_from_slice(b"pool.example.org\0");
     assert_eq!(probe(Dir::ToServer, &v4a[..12]), Probe::NeedMore);
     assert_eq!(probe(Dir::ToServer, &v4a), Probe::Match);
     let mut hs = Handshake::for_bytes(&v4a);
-    run(&mut hs, &[(Dir::ToServer, &v4a), (Dir::ToClient, &hex("00 5b 0000 00000000"))]);
+    run(
+        &mut hs,
+        &[
+            (Dir::ToServer, &v4a),
+            (Dir::ToClient, &hex("00 5b 0000 00000000")),
+        ],
+    );
     assert_eq!(hs.progress(), Progress::Failed);
     assert_eq!(&*hs.hop().unwrap().host, "pool.example.org");
 }
@@ -128,7 +146,10 @@ fn socks5_with_password_and_a_name_replied_with_inner_bytes() {
     );
     assert_eq!(hs.progress(), Progress::Established);
     let hop = hs.hop().unwrap();
-    assert_eq!((&*hop.host, hop.port, hop.addr), ("vps.example.net", 443, None));
+    assert_eq!(
+        (&*hop.host, hop.port, hop.addr),
+        ("vps.example.net", 443, None)
+    );
     assert_eq!(rest[1], b"SSH-2.0-x\r\n");
 }
 
@@ -141,7 +162,11 @@ fn socks5_greeting_and_request_in_one_segment() {
     let reply = hex("05 00 00 01 00000000 0000");
     run(
         &mut hs,
-        &[(Dir::ToServer, &both), (Dir::ToClient, &hex("05 00")), (Dir::ToClient, &reply)],
+        &[
+            (Dir::ToServer, &both),
+            (Dir::ToClient, &hex("05 00")),
+            (Dir::ToClient, &reply),
+        ],
     );
     assert_eq!(hs.progress(), Progress::Established);
     assert_eq!(&*hs.hop().unwrap().host, "2001:db8::1");
@@ -151,7 +176,10 @@ fn socks5_greeting_and_request_in_one_segment() {
 fn socks5_gssapi_or_no_method_fails() {
     let greeting = hex("05 01 01");
     let mut hs = Handshake::for_bytes(&greeting);
-    run(&mut hs, &[(Dir::ToServer, &greeting), (Dir::ToClient, &hex("05 ff"))]);
+    run(
+        &mut hs,
+        &[(Dir::ToServer, &greeting), (Dir::ToClient, &hex("05 ff"))],
+    );
     assert_eq!(hs.progress(), Progress::Failed);
 }
 
@@ -171,7 +199,10 @@ fn proxy_header_v1_and_v2() {
     v2.extend_from_slice(&hex("21 11 000c 0a51010a 0a51020a 9c40 08ae"));
     assert_eq!(probe(Dir::ToServer, &v2[..13]), Probe::Match);
     let mut hs = Handshake::for_bytes(&v2);
-    run(&mut hs, &[(Dir::ToServer, &v2[..7]), (Dir::ToServer, &v2[7..])]);
+    run(
+        &mut hs,
+        &[(Dir::ToServer, &v2[..7]), (Dir::ToServer, &v2[7..])],
+    );
     assert_eq!(hs.progress(), Progress::Established);
     let hop = hs.hop().unwrap();
     assert_eq!((&*hop.host, hop.port), ("10.81.2.10", 2222));

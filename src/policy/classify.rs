@@ -315,15 +315,10 @@ impl RuleSet {
             .into_iter()
             .map(|(i, m)| (i, Some(m)))
             .collect();
+        // An entry may cover both the target and the proxy (one host, or
+        // a wide CIDR): it is judged both ways, the better status counts.
         if let Some(t) = s.tunnel {
-            let carriers = self.carrier_candidates(&t);
-            all.extend(
-                carriers
-                    .into_iter()
-                    .filter(|i| !all.iter().any(|(j, _)| j == i))
-                    .map(|i| (i, None))
-                    .collect::<Vec<_>>(),
-            );
+            all.extend(self.carrier_candidates(&t).into_iter().map(|i| (i, None)));
         }
         for (idx, dest_matched) in all {
             let Some(entry) = self.allows.get(idx) else {

@@ -341,6 +341,10 @@ impl Engine {
         let last = flow.last();
         if let Some(app) = flow.app.as_mut() {
             app.finish(&self.protocols, last, &mut self.emit);
+            if reason != EndReason::Active {
+                self.stats.tunnels += u64::from(!app.tunnel().is_empty());
+                self.stats.tunnels_unfollowed += u64::from(app.tunnel_bounded());
+            }
         }
         if let Some(judge) = &mut self.judge {
             judge.on_end(&mut flow, &mut self.alerts);

@@ -13,7 +13,6 @@
 //! ```
 
 #[path = "lab/harness.rs"]
-#[allow(dead_code)]
 mod harness;
 
 use serde_json::Value;

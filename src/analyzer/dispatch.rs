@@ -147,9 +147,11 @@ impl AppSlot {
         hops
     }
 
-    /// A proxy handshake was found deeper than [`MAX_DEPTH`] layers.
-    pub fn depth_limited(&self) -> bool {
-        self.layer.depth_limited()
+    /// A proxy handshake was not followed because of a bound: deeper than
+    /// [`MAX_DEPTH`] layers, or more than [`carried::HOLD_BYTES`] sent
+    /// before the proxy answered.
+    pub fn tunnel_bounded(&self) -> bool {
+        self.layer.bounded()
     }
 
     /// The active analyzer said it is done; packets are no longer needed.
@@ -310,9 +312,9 @@ impl Layer {
         }
     }
 
-    pub(crate) fn depth_limited(&self) -> bool {
+    pub(crate) fn bounded(&self) -> bool {
         match &self.state {
-            State::Carried(c) => c.depth_limited(),
+            State::Carried(c) => c.bounded(),
             _ => self.depth_limited,
         }
     }

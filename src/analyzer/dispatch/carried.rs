@@ -38,6 +38,8 @@ pub(crate) struct Carried {
     /// The carried stream, once the handshake is established.
     inner: Option<Layer>,
     failed: bool,
+    /// Failed because a direction sent more than [`HOLD_BYTES`] early.
+    overflowed: bool,
     /// What the flow is when nothing inside is identified (or the
     /// handshake failed): the carrier protocol, with the target's name.
     carrier: AppFacts,
@@ -55,6 +57,7 @@ impl Carried {
             recent: Vec::new(),
             inner: None,
             failed: false,
+            overflowed: false,
             carrier,
             hop: None,
         }
@@ -85,8 +88,8 @@ impl Carried {
         }
     }
 
-    pub(crate) fn depth_limited(&self) -> bool {
-        self.inner.as_ref().is_some_and(Layer::depth_limited)
+    pub(crate) fn bounded(&self) -> bool {
+        self.overflowed || self.inner.as_ref().is_some_and(Layer::bounded)
     }
 
     pub(crate) fn done(&self) -> bool {
@@ -174,6 +177,7 @@ impl Carried {
         }
         if self.held[d].len() + rest.len() > HOLD_BYTES {
             self.failed = true;
+            self.overflowed = true;
             return;
         }
         self.held[d].extend_from_slice(rest);

@@ -188,7 +188,7 @@ fn depth_is_bounded() {
     }
     p.send(Dir::ToServer, b"REC");
     assert_eq!(p.slot.tunnel().len(), usize::from(MAX_DEPTH));
-    assert!(p.slot.depth_limited());
+    assert!(p.slot.tunnel_bounded());
     // The fifth header was offered to the protocols, which declined it.
     assert!(p.slot.facts().is_some_and(|f| f.app_proto == Some("proxy")));
 }

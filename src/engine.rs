@@ -356,7 +356,11 @@ impl Engine {
     fn end_flow(&mut self, mut flow: Flow, reason: EndReason, sink: &mut dyn EventSink) {
         let last = flow.last();
         if let Some(app) = flow.app.as_mut() {
-            app.finish(last, &mut self.emit);
+            app.finish(&self.protocols, last, &mut self.emit);
+            if reason != EndReason::Active {
+                self.stats.tunnels += u64::from(!app.tunnel().is_empty());
+                self.stats.tunnels_unfollowed += u64::from(app.tunnel_bounded());
+            }
         }
         if let Some(judge) = &mut self.judge {
             judge.on_end(&mut flow, &mut self.alerts);

@@ -2,6 +2,7 @@
 //! Filebeat's Suricata module, EveBox and Vector read the output unchanged;
 //! everything of our own lives under one `egresswatch` object.
 
+use crate::analyzer::tunnel::{self, Hop, Via};
 use crate::event::{AppRecord, Event, EventSink, FlowMeta, FlowRecord};
 use crate::flow::key::proto;
 use crate::json::Obj;
@@ -272,6 +273,29 @@ fn flow_extra(m: &mut Obj<'_>, r: &FlowRecord) {
     if !r.names.is_empty() {
         m.strs("names", r.names.iter().map(|n| &**n));
     }
+    if !r.tunnel.is_empty() {
+        m.obj("tunnel", |m| tunnel_body(m, &r.tunnel));
+    }
+}
+
+/// `egresswatch.tunnel`: `via` (the carriers, outermost first, joined
+/// by `+`), the requested target the flow was judged toward
+/// (`target_host`, `target_port`), and every layer in `layers`.
+fn tunnel_body(m: &mut Obj<'_>, layers: &[(Via, Option<Hop>)]) {
+    let refs: Vec<(Via, Option<&Hop>)> = layers.iter().map(|(v, h)| (*v, h.as_ref())).collect();
+    m.str("via", &tunnel::chain(&refs));
+    if let Some(t) = tunnel::target(&refs) {
+        m.str("target_host", &t.host);
+        m.u64("target_port", t.port.into());
+    }
+    m.arr("layers", |a| {
+        for (via, hop) in layers {
+            a.obj(|o| match hop {
+                Some(h) => h.write(o),
+                None => o.str("via", via.name()),
+            });
+        }
+    });
 }
 
 fn dir_stats(m: &mut Obj<'_>, d: &crate::flow::DirStats) {

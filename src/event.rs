@@ -1,6 +1,7 @@
 //! What the engine reports: owned records that can cross threads to the
 //! writer. [`crate::eve`] turns them into EVE JSON lines.
 
+use crate::analyzer::tunnel::{Hop, Via};
 use crate::analyzer::AppEvent;
 use crate::community_id::community_id;
 use crate::flow::key::{proto, Endpoint};
@@ -69,6 +70,9 @@ pub struct FlowRecord {
     pub hassh: [Option<Box<str>>; 2],
     /// An ICMP error came back for the flow (unreachable, ...).
     pub icmp_error: bool,
+    /// Tunnel layers (CONNECT, SOCKS, PROXY header), outermost first;
+    /// empty (no allocation) for flows that are not tunnelled.
+    pub tunnel: Vec<(Via, Option<Hop>)>,
 }
 
 #[derive(Clone, Debug)]
@@ -125,8 +129,19 @@ impl FlowRecord {
             findings: flow.alerts,
             hassh: ssh_fingerprints(flow),
             icmp_error: flow.marks.has(Marks::ICMP_ERROR),
+            tunnel: tunnel_layers(flow),
         }
     }
+}
+
+fn tunnel_layers(flow: &Flow) -> Vec<(Via, Option<Hop>)> {
+    let Some(app) = flow.app.as_ref() else {
+        return Vec::new();
+    };
+    app.tunnel()
+        .into_iter()
+        .map(|(via, hop)| (via, hop.cloned()))
+        .collect()
 }
 
 /// The HASSH and HASSHServer of an SSH flow (allocates for SSH flows only).

@@ -9,10 +9,12 @@
 
 use crate::analyzer::facts::Evidence;
 use crate::analyzer::names::NameCache;
+use crate::analyzer::tunnel::{self, Hop, Via};
 use crate::community_id::community_id;
+use crate::flow::key::Endpoint;
 use crate::flow::{pressure, Flow, Marks};
 use crate::policy::{
-    Alert, Detection, FlowSubject, RuleSet, SensorFinding, Stage, SuppressionWindow,
+    Alert, Detection, FlowSubject, RuleSet, SensorFinding, Stage, SuppressionWindow, Tunnelled,
 };
 use crate::time::{Timestamp, NANOS_PER_SEC};
 use crate::trial::Trial;
@@ -127,9 +129,37 @@ impl Judge {
             .names
             .lookup(flow.client().addr, flow.server().addr, now);
         let mut names: Vec<&str> = cached.iter().map(|n| &**n).collect();
-        if let Some(sni) = facts.and_then(|f| f.server_name.as_deref()) {
-            names.push(sni);
+        let hops = flow.app.as_ref().map(|a| a.tunnel()).unwrap_or_default();
+        let route = Route::of(&hops);
+        // A tunnel goes to its target: the proxy's names are the carrier's.
+        let proxy_names = match route {
+            Some(_) => std::mem::take(&mut names),
+            None => Vec::new(),
+        };
+        if let Some(host) = route.and_then(|r| r.target.name()) {
+            names.push(host);
         }
+        if let Some(sni) = facts.and_then(|f| f.server_name.as_deref()) {
+            if !names.contains(&sni) {
+                names.push(sni);
+            }
+        }
+        let via = route.map(|_| tunnel::chain(&hops)).unwrap_or_default();
+        let tunnel = route.map(|r| Tunnelled {
+            via: &via,
+            carrier_app: r.carrier.app_proto(),
+            proxy: flow.server(),
+            proxy_names: &proxy_names,
+            target_host: &r.target.host,
+            target_addr: r.target.addr,
+        });
+        let server = match route {
+            Some(r) => Endpoint {
+                addr: r.target.addr.unwrap_or(flow.server().addr),
+                port: r.target.port,
+            },
+            None => flow.server(),
+        };
         let subject = FlowSubject {
             app_proto: facts.and_then(|f| f.app_proto),
             stage,
@@ -138,10 +168,11 @@ impl Judge {
             mining: facts.and_then(|f| f.mining.as_deref()),
             lookups: facts.map_or(&[], |f| &f.lookups),
             now,
+            tunnel,
             ..FlowSubject::new(
                 flow.id(),
                 flow.client(),
-                flow.server(),
+                server,
                 flow.key.proto,
                 flow.start(),
             )
@@ -167,6 +198,21 @@ impl Judge {
             alert.community_id = Some(id.clone());
             out.push(alert);
         }
+    }
+}
+
+/// Where a tunnelled flow goes, and through which outermost carrier.
+#[derive(Copy, Clone)]
+struct Route<'a> {
+    carrier: Via,
+    target: &'a Hop,
+}
+
+impl<'a> Route<'a> {
+    fn of(hops: &[(Via, Option<&'a Hop>)]) -> Option<Route<'a>> {
+        let target = tunnel::target(hops)?;
+        let carrier = hops.first()?.0;
+        Some(Route { carrier, target })
     }
 }
 

@@ -121,6 +121,8 @@ struct EngineCounters {
     alerts: Vec<[IntCounter; 3]>,
     alerts_suppressed: IntCounter,
     discovery_sources_dropped: IntCounter,
+    tunnels: IntCounter,
+    tunnels_unfollowed: IntCounter,
 }
 
 /// Every metric family the sensor exports, in one registry.
@@ -589,6 +591,16 @@ impl EngineCounters {
                 "discovery_sources_dropped_total",
                 "Source hosts the internal-discovery detector let go before their window ended, to stay within its bound.",
             ),
+            tunnels: counter(
+                r,
+                "tunnel_flows_total",
+                "Flows that ended carried through a proxy (HTTP CONNECT, SOCKS, PROXY header), the protocol inside analyzed.",
+            ),
+            tunnels_unfollowed: counter(
+                r,
+                "tunnel_unfollowed_total",
+                "Flows whose proxy handshake was not followed because of a bound (4 nested layers, 8 KiB sent before the proxy answered).",
+            ),
         }
     }
 
@@ -636,6 +648,9 @@ impl EngineCounters {
             .inc_by(d(a.alerts_suppressed, b.alerts_suppressed));
         self.discovery_sources_dropped
             .inc_by(d(a.discovery_sources_dropped, b.discovery_sources_dropped));
+        self.tunnels.inc_by(d(a.tunnels, b.tunnels));
+        self.tunnels_unfollowed
+            .inc_by(d(a.tunnels_unfollowed, b.tunnels_unfollowed));
     }
 }
 

@@ -41,6 +41,12 @@ pub struct Stats {
     /// Sources the internal-discovery detector let go to make room
     /// ([`crate::hosts`]).
     pub discovery_sources_dropped: u64,
+    /// Flows that ended carried through a proxy (CONNECT, SOCKS, PROXY
+    /// header; [`crate::analyzer::tunnel`]).
+    pub tunnels: u64,
+    /// Flows whose proxy handshake was not followed because of a bound
+    /// (nesting depth, bytes held before the proxy answered).
+    pub tunnels_unfollowed: u64,
 }
 
 impl Stats {
@@ -88,5 +94,7 @@ impl Stats {
         }
         self.alerts_suppressed += other.alerts_suppressed;
         self.discovery_sources_dropped += other.discovery_sources_dropped;
+        self.tunnels += other.tunnels;
+        self.tunnels_unfollowed += other.tunnels_unfollowed;
     }
 }

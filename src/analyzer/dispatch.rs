@@ -2,11 +2,25 @@
 //! against every registered [`Protocol`], then driving the one analyzer that
 //! claimed it. Owned by the flow ([`crate::flow::Flow::app`]); created only
 //! when a flow first carries payload.
+//!
+//! A flow whose client starts a proxy handshake (HTTP CONNECT, SOCKS, a
+//! PROXY header: [`super::tunnel`]) becomes a [`carried`] layer: once the
+//! handshake is established, the bytes after it are probed again as a new
+//! stream of the same flow, to at most [`MAX_DEPTH`] layers.
 
+mod carried;
+
+use super::tunnel::{self, Handshake, Hop, Via};
 use super::{Analyzer, AppFacts, Chunk, Dir, Emit, FlowContext, PacketView, Probe, Protocol};
 use crate::flow::stream::{Segment, Stream};
 use crate::json::Rendered;
 use crate::time::Timestamp;
+use carried::Carried;
+
+/// Tunnel layers followed at most (SSH through CONNECT through SOCKS is
+/// two); a handshake deeper than this is analyzed as a plain protocol
+/// (or not at all) and the flow counts as depth-limited.
+pub const MAX_DEPTH: u8 = 4;
 
 /// Chunks or datagrams offered to the probes before a flow is declared
 /// unknown.
@@ -20,17 +34,40 @@ pub type Protocols = [Box<dyn Protocol>];
 
 /// Application-layer state of one flow.
 pub struct AppSlot {
-    state: State,
+    layer: Layer,
     /// The active analyzer said it is done: packets are no longer handed
     /// to it.
     finished: bool,
     streams: [Stream; 2],
+    /// Sequence number of each direction's first stream byte, once known:
+    /// where tunnel layers count their handshake bytes from.
+    origins: [Option<u32>; 2],
     ctx: FlowContext,
+}
+
+/// What every layer needs from the slot: the protocols, the flow and
+/// where the layer's own byte streams start.
+#[derive(Copy, Clone)]
+pub(crate) struct Cx<'a> {
+    pub protocols: &'a Protocols,
+    pub flow: &'a FlowContext,
+    pub origins: [Option<u32>; 2],
+}
+
+/// One stream of the flow: the TCP stream itself, or the stream carried
+/// inside a tunnel layer.
+pub(crate) struct Layer {
+    state: State,
+    depth: u8,
+    /// A handshake was found here but not followed ([`MAX_DEPTH`]).
+    depth_limited: bool,
 }
 
 enum State {
     Probing(Box<Probing>),
     Active(Box<dyn Analyzer>),
+    /// A proxy handshake and the stream it carries.
+    Carried(Box<Carried>),
     /// Nobody claimed the flow.
     Unknown,
 }
@@ -42,6 +79,10 @@ enum State {
 struct Probing {
     /// Protocols that answered `NoMatch` (bit i = protocols[i]).
     rejected: u32,
+    /// The bytes are no proxy handshake.
+    not_tunnel: bool,
+    /// They are one, but too deep to follow.
+    depth_limited: bool,
     offered: u8,
     bytes: [Vec<u8>; 2],
     log: Vec<Logged>,
@@ -56,9 +97,10 @@ enum Logged {
 
 impl std::fmt::Debug for AppSlot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let state = match &self.state {
+        let state = match &self.layer.state {
             State::Probing(_) => "probing",
             State::Active(a) => a.facts().app_proto.unwrap_or("active"),
+            State::Carried(_) => "tunnel",
             State::Unknown => "unknown",
         };
         f.debug_struct("AppSlot").field("state", &state).finish()
@@ -77,27 +119,39 @@ pub struct PacketInput<'a> {
 impl AppSlot {
     pub fn new(ctx: FlowContext) -> Self {
         AppSlot {
-            state: State::Probing(Box::default()),
+            layer: Layer::new(0),
             finished: false,
             streams: Default::default(),
+            origins: [None; 2],
             ctx,
         }
     }
 
-    /// Facts of the active analyzer, if one claimed the flow.
+    /// Facts of the analyzer that claimed the flow (the innermost one of a
+    /// tunnel), if any did.
     pub fn facts(&self) -> Option<&AppFacts> {
-        match &self.state {
-            State::Active(a) => Some(a.facts()),
-            _ => None,
-        }
+        self.layer.facts()
     }
 
     /// The active analyzer's EVE object so far, for an alert.
     pub fn alert_object(&self) -> Option<(&'static str, Rendered)> {
-        match &self.state {
-            State::Active(a) => a.alert_object(),
-            _ => None,
-        }
+        self.layer.alert_object()
+    }
+
+    /// The tunnel layers of the flow, outermost first (empty for a flow
+    /// that is not tunnelled): each carrier, with its requested target
+    /// once the client named one.
+    pub fn tunnel(&self) -> Vec<(Via, Option<&Hop>)> {
+        let mut hops = Vec::new();
+        self.layer.hops(&mut hops);
+        hops
+    }
+
+    /// A proxy handshake was not followed because of a bound: deeper than
+    /// [`MAX_DEPTH`] layers, or more than [`carried::HOLD_BYTES`] sent
+    /// before the proxy answered.
+    pub fn tunnel_bounded(&self) -> bool {
+        self.layer.bounded()
     }
 
     /// The active analyzer said it is done; packets are no longer needed.
@@ -107,7 +161,7 @@ impl AppSlot {
 
     /// True once no protocol can claim the flow any more.
     pub fn is_unknown(&self) -> bool {
-        matches!(self.state, State::Unknown)
+        self.layer.is_unknown()
     }
 
     /// Hands one packet of the flow to probing or to the analyzer.
@@ -116,30 +170,39 @@ impl AppSlot {
             return;
         }
         let view = &input.view;
-        if let State::Active(a) = &mut self.state {
-            a.on_packet(view, out);
+        if let Some(tcp) = view.tcp {
+            self.note_origin(input, tcp.seq, tcp.flags.syn());
         }
+        let cx = Cx {
+            protocols,
+            flow: &self.ctx,
+            origins: self.origins,
+        };
+        self.layer.on_packet(&cx, view, out);
         match view.tcp {
             Some(tcp) => self.on_segment(protocols, input, tcp.seq, tcp.flags.syn(), out),
-            None if view.payload_len > 0 => self.on_datagram(protocols, view, out),
+            None if view.payload_len > 0 => self.layer.on_datagram(&cx, view, out),
             None => {}
         }
-        if let State::Active(a) = &self.state {
-            self.finished = a.done();
-        }
+        self.finished = self.layer.done();
     }
 
-    fn on_datagram(&mut self, protocols: &Protocols, view: &PacketView<'_>, out: &mut Emit) {
-        let State::Probing(probing) = &mut self.state else {
+    /// Remembers where the direction's stream starts, before its first
+    /// bytes are delivered (the SYN's, the handshake's, or the first data
+    /// segment's sequence number, as [`Stream`] places it).
+    fn note_origin(&mut self, input: &PacketInput<'_>, seq: u32, syn: bool) {
+        let d = input.view.dir.index();
+        let stream = &self.streams[d];
+        if stream.delivered() > 0 {
             return;
+        }
+        let origin = if syn {
+            seq.wrapping_add(1)
+        } else {
+            stream.origin().or(input.data_start).unwrap_or(seq)
         };
-        match probing.probe(protocols, &self.ctx, view.dir, view.payload) {
-            Verdict::Claimed(mut analyzer) => {
-                analyzer.on_packet(view, out);
-                self.state = State::Active(analyzer);
-            }
-            Verdict::Unknown => self.state = State::Unknown,
-            Verdict::Undecided => {}
+        if let Some(o) = self.origins.get_mut(d) {
+            *o = Some(origin);
         }
     }
 
@@ -153,18 +216,21 @@ impl AppSlot {
     ) {
         let view = &input.view;
         let dir = view.dir;
-        if !self.wants_stream(dir) || self.streams[dir.index()].delivered() >= input.budget {
+        if !self.layer.wants_stream(dir) || self.streams[dir.index()].delivered() >= input.budget {
             return;
         }
-        if let State::Probing(probing) = &mut self.state {
-            probing.log_packet(view);
-        }
         let AppSlot {
-            state,
+            layer,
             streams,
             ctx,
+            origins,
             ..
         } = self;
+        let cx = Cx {
+            protocols,
+            flow: ctx,
+            origins: *origins,
+        };
         let stream = &mut streams[dir.index()];
         if let Some(start) = input.data_start {
             if stream.delivered() == 0 && !syn {
@@ -177,26 +243,27 @@ impl AppSlot {
             data: view.payload,
             wire_len: view.payload_len,
         };
-        stream.push(seg, &mut |chunk| {
-            state.on_chunk(protocols, ctx, chunk, view, out)
-        });
-    }
-
-    fn wants_stream(&self, dir: Dir) -> bool {
-        match &self.state {
-            State::Probing(_) => true,
-            State::Active(a) => a.wants_stream(dir),
-            State::Unknown => false,
-        }
+        stream.push(seg, &mut |chunk| layer.on_chunk(&cx, dir, chunk, view, out));
     }
 
     /// The flow ended: held stream bytes are flushed to the analyzer, which
     /// then writes its final events.
-    pub fn finish(&mut self, last_ts: Timestamp, out: &mut Emit) {
-        let AppSlot { state, streams, .. } = self;
-        if let State::Active(a) = state {
+    pub fn finish(&mut self, protocols: &Protocols, last_ts: Timestamp, out: &mut Emit) {
+        let AppSlot {
+            layer,
+            streams,
+            ctx,
+            origins,
+            ..
+        } = self;
+        let cx = Cx {
+            protocols,
+            flow: ctx,
+            origins: *origins,
+        };
+        if !layer.is_probing() {
             for dir in [Dir::ToServer, Dir::ToClient] {
-                if a.wants_stream(dir) {
+                if layer.wants_stream(dir) {
                     let view = PacketView {
                         index: 0,
                         ts: last_ts,
@@ -205,50 +272,173 @@ impl AppSlot {
                         payload: &[],
                         payload_len: 0,
                     };
-                    streams[dir.index()].finish(&mut |chunk| a.on_stream(dir, chunk, &view, out));
+                    streams[dir.index()]
+                        .finish(&mut |chunk| layer.on_chunk(&cx, dir, chunk, &view, out));
                 }
             }
-            a.finish(last_ts, out);
         }
+        layer.finish(last_ts, out);
     }
 }
 
-impl State {
-    fn on_chunk(
+impl Layer {
+    pub(crate) fn new(depth: u8) -> Layer {
+        Layer {
+            state: State::Probing(Box::default()),
+            depth,
+            depth_limited: false,
+        }
+    }
+
+    pub(crate) fn facts(&self) -> Option<&AppFacts> {
+        match &self.state {
+            State::Active(a) => Some(a.facts()),
+            State::Carried(c) => c.facts(),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn alert_object(&self) -> Option<(&'static str, Rendered)> {
+        match &self.state {
+            State::Active(a) => a.alert_object(),
+            State::Carried(c) => c.alert_object(),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn hops<'a>(&'a self, out: &mut Vec<(Via, Option<&'a Hop>)>) {
+        if let State::Carried(c) = &self.state {
+            c.hops(out);
+        }
+    }
+
+    pub(crate) fn bounded(&self) -> bool {
+        match &self.state {
+            State::Carried(c) => c.bounded(),
+            _ => self.depth_limited,
+        }
+    }
+
+    pub(crate) fn is_unknown(&self) -> bool {
+        matches!(self.state, State::Unknown)
+    }
+
+    fn is_probing(&self) -> bool {
+        matches!(self.state, State::Probing(_))
+    }
+
+    /// Nothing more to learn from packets.
+    pub(crate) fn done(&self) -> bool {
+        match &self.state {
+            State::Active(a) => a.done(),
+            State::Carried(c) => c.done(),
+            _ => false,
+        }
+    }
+
+    pub(crate) fn wants_stream(&self, dir: Dir) -> bool {
+        match &self.state {
+            State::Probing(_) => true,
+            State::Active(a) => a.wants_stream(dir),
+            State::Carried(c) => c.wants_stream(dir),
+            State::Unknown => false,
+        }
+    }
+
+    pub(crate) fn on_packet(&mut self, cx: &Cx<'_>, view: &PacketView<'_>, out: &mut Emit) {
+        match &mut self.state {
+            State::Probing(p) if view.tcp.is_some() => p.log_packet(view),
+            State::Active(a) => a.on_packet(view, out),
+            State::Carried(c) => c.on_packet(cx, view, out),
+            _ => {}
+        }
+    }
+
+    fn on_datagram(&mut self, cx: &Cx<'_>, view: &PacketView<'_>, out: &mut Emit) {
+        let State::Probing(probing) = &mut self.state else {
+            return;
+        };
+        match probing.probe(cx.protocols, cx.flow, view.dir, view.payload) {
+            Verdict::Claimed(mut analyzer) => {
+                analyzer.on_packet(view, out);
+                self.state = State::Active(analyzer);
+            }
+            Verdict::Unknown => self.state = State::Unknown,
+            Verdict::Tunnel | Verdict::Undecided => {}
+        }
+    }
+
+    pub(crate) fn on_chunk(
         &mut self,
-        protocols: &Protocols,
-        ctx: &FlowContext,
+        cx: &Cx<'_>,
+        dir: Dir,
         chunk: Chunk<'_>,
         view: &PacketView<'_>,
         out: &mut Emit,
     ) {
-        match self {
-            State::Active(a) => a.on_stream(view.dir, chunk, view, out),
+        match &mut self.state {
+            State::Active(a) => a.on_stream(dir, chunk, view, out),
+            State::Carried(c) => c.on_chunk(cx, dir, chunk, view, out),
             State::Probing(probing) => {
                 let Chunk::Data(data) = chunk else {
                     // A hole before anything was claimed: the prefix the
                     // probes need is gone.
-                    *self = State::Unknown;
+                    self.state = State::Unknown;
                     return;
                 };
-                match probing.offer(protocols, ctx, view.dir, data) {
+                let tcp = cx.flow.proto == crate::flow::key::proto::TCP;
+                let verdict = probing.offer(cx, dir, data, tcp, self.depth);
+                self.depth_limited |= probing.depth_limited;
+                match verdict {
                     Verdict::Claimed(mut a) => {
-                        probing.replay(a.as_mut(), out);
-                        *self = State::Active(a);
+                        probing.replay(&mut |e| match e {
+                            Replayed::Packet(v) => a.on_packet(v, out),
+                            Replayed::Chunk(d, data, v) => {
+                                a.on_stream(d, Chunk::Data(data), v, out)
+                            }
+                        });
+                        self.state = State::Active(a);
                     }
-                    Verdict::Unknown => *self = State::Unknown,
+                    Verdict::Tunnel => {
+                        let hs = Handshake::for_bytes(&probing.bytes[Dir::ToServer.index()]);
+                        let mut c = Box::new(Carried::new(hs, self.depth));
+                        probing.replay(&mut |e| match e {
+                            Replayed::Packet(v) => c.on_packet(cx, v, out),
+                            Replayed::Chunk(d, data, v) => {
+                                c.on_chunk(cx, d, Chunk::Data(data), v, out)
+                            }
+                        });
+                        self.state = State::Carried(c);
+                    }
+                    Verdict::Unknown => self.state = State::Unknown,
                     Verdict::Undecided => {}
                 }
             }
             State::Unknown => {}
         }
     }
+
+    pub(crate) fn finish(&mut self, last_ts: Timestamp, out: &mut Emit) {
+        match &mut self.state {
+            State::Active(a) => a.finish(last_ts, out),
+            State::Carried(c) => c.finish(last_ts, out),
+            _ => {}
+        }
+    }
 }
 
 enum Verdict {
     Claimed(Box<dyn Analyzer>),
+    /// The client's bytes start a proxy handshake.
+    Tunnel,
     Unknown,
     Undecided,
+}
+
+/// One entry of the probing log as replayed to the claimer.
+enum Replayed<'a> {
+    Packet(&'a PacketView<'a>),
+    Chunk(Dir, &'a [u8], &'a PacketView<'a>),
 }
 
 /// Packets logged while probing, at most (bare ACKs do not end probing).
@@ -265,14 +455,9 @@ impl Probing {
     }
 
     /// Appends a stream chunk of `dir` and probes the direction's bytes so
-    /// far.
-    fn offer(
-        &mut self,
-        protocols: &Protocols,
-        ctx: &FlowContext,
-        dir: Dir,
-        data: &[u8],
-    ) -> Verdict {
+    /// far: for a proxy handshake first (TCP, below [`MAX_DEPTH`]), then
+    /// for every protocol.
+    fn offer(&mut self, cx: &Cx<'_>, dir: Dir, data: &[u8], tcp: bool, depth: u8) -> Verdict {
         let buf = &mut self.bytes[dir.index()];
         let room = PROBE_BYTES.saturating_sub(buf.len());
         let take = data.len().min(room);
@@ -280,12 +465,45 @@ impl Probing {
         // Chunks are always logged: their bytes are what the claimer needs.
         self.log.push(Logged::Chunk(dir, take));
         let bytes = std::mem::take(&mut self.bytes[dir.index()]);
-        let verdict = self.probe(protocols, ctx, dir, &bytes);
+        let verdict = match self.probe_tunnel(dir, &bytes, tcp, depth) {
+            Some(v) => v,
+            None => self.probe(cx.protocols, cx.flow, dir, &bytes),
+        };
         self.bytes[dir.index()] = bytes;
         if matches!(verdict, Verdict::Undecided) && room <= data.len() {
             return Verdict::Unknown;
         }
         verdict
+    }
+
+    /// `Some` while the bytes are (or may still become) a proxy handshake:
+    /// other protocols wait, as HTTP would claim a CONNECT.
+    fn probe_tunnel(&mut self, dir: Dir, data: &[u8], tcp: bool, depth: u8) -> Option<Verdict> {
+        let server_spoke = !self.bytes[Dir::ToClient.index()].is_empty();
+        if self.not_tunnel || !tcp || server_spoke || dir != Dir::ToServer {
+            self.not_tunnel |= server_spoke || !tcp;
+            return None;
+        }
+        match tunnel::probe(dir, data) {
+            Probe::Match if depth < MAX_DEPTH => Some(Verdict::Tunnel),
+            Probe::Match => {
+                self.depth_limited = true;
+                self.not_tunnel = true;
+                None
+            }
+            Probe::NeedMore => {
+                self.offered += 1;
+                Some(if self.offered >= PROBE_LIMIT {
+                    Verdict::Unknown
+                } else {
+                    Verdict::Undecided
+                })
+            }
+            Probe::NoMatch => {
+                self.not_tunnel = true;
+                None
+            }
+        }
     }
 
     /// Offers `data` to every protocol that has not rejected the flow yet.
@@ -319,15 +537,14 @@ impl Probing {
         }
     }
 
-    /// Hands everything probing saw to the analyzer that claimed the flow,
-    /// in arrival order.
-    fn replay(&self, a: &mut dyn Analyzer, out: &mut Emit) {
+    /// Hands everything probing saw to the claimer, in arrival order.
+    fn replay(&self, to: &mut dyn FnMut(Replayed<'_>)) {
         let mut offsets = [0usize; 2];
         let mut last = None;
         for entry in &self.log {
             match entry {
                 Logged::Packet(view) => {
-                    a.on_packet(view, out);
+                    to(Replayed::Packet(view));
                     last = Some(*view);
                 }
                 Logged::Chunk(dir, len) => {
@@ -335,10 +552,13 @@ impl Probing {
                     let data = self.bytes[dir.index()].get(*at..*at + len).unwrap_or(&[]);
                     *at += len;
                     if let Some(view) = &last {
-                        a.on_stream(*dir, Chunk::Data(data), view, out);
+                        to(Replayed::Chunk(*dir, data, view));
                     }
                 }
             }
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -20,6 +20,7 @@ pub mod stratum;
 #[cfg(test)]
 mod testkit;
 pub mod tls;
+pub mod tunnel;
 
 pub use facts::{AppFacts, AuthOutcome, Evidence, MiningFacts, SshFacts};
 

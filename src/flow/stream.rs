@@ -44,6 +44,12 @@ impl Stream {
         self.delivered
     }
 
+    /// Sequence number of the stream's first byte, once the stream started.
+    pub fn origin(&self) -> Option<u32> {
+        self.started
+            .then(|| self.next.wrapping_sub(self.delivered as u32))
+    }
+
     /// Starts the stream at a known first sequence number (the SYN was
     /// seen), so a first data segment that arrives late is still placed.
     pub fn start_at(&mut self, seq: u32) {

@@ -257,7 +257,12 @@ pub(crate) fn ssh_clear_prelude(t: &mut Tcp<'_>, rng: &mut Rng) {
     ssh::banner(&mut b, ssh::OPENSSH_9_2_DEBIAN);
     t.send(&b);
     t.recv(&b);
-    b.clear();
+    ssh_kex(t, rng);
+}
+
+/// The clear-text key exchange after the banners (KEXINITs to NEWKEYS).
+pub(super) fn ssh_kex(t: &mut Tcp<'_>, rng: &mut Rng) {
+    let mut b = Vec::new();
     ssh::kexinit(&mut b, rng, &KexLists::openssh_9_2(Role::Client));
     t.send(&b);
     b.clear();
@@ -382,7 +387,13 @@ fn reverse_tunnel(s: &mut Scenario, h: &Hosts, rng: &mut Rng) {
         .rtt(ms(80))
         .handshake();
     ssh_clear_prelude(&mut t, rng);
-    ssh_pubkey_auth(&mut t, rng, "tunnel");
+    reverse_tunnel_session(&mut t, rng);
+}
+
+/// The tunnel after the key exchange: login, the remote forward, keepalives
+/// and the outside's session back in (absolute times, as in the demo).
+pub(super) fn reverse_tunnel_session(t: &mut Tcp<'_>, rng: &mut Rng) {
+    ssh_pubkey_auth(t, rng, "tunnel");
     // The remote forward, then no-more-sessions (want_reply false); sshd
     // pushes its host keys and grants the forward with REQUEST_SUCCESS
     // (wire(1) = 28, no port in the reply as the port was fixed).
@@ -392,10 +403,10 @@ fn reverse_tunnel(s: &mut Scenario, h: &Hosts, rng: &mut Rng) {
     t.next_in(us(150)).recv(&enc(rng, &[msg::REQUEST_SUCCESS]));
     // ServerAliveInterval probe: keepalive@openssh.com, answered with
     // REQUEST_FAILURE.
-    keepalive(&mut t, rng, ms(46_180));
-    inner_session(&mut t, rng);
-    keepalive(&mut t, rng, ms(99_700));
-    keepalive(&mut t, rng, ms(114_700));
+    keepalive(t, rng, ms(46_180));
+    inner_session(t, rng);
+    keepalive(t, rng, ms(99_700));
+    keepalive(t, rng, ms(114_700));
     // The tunnel is still up when the capture ends.
 }
 

@@ -26,6 +26,7 @@ pub mod proto;
 pub mod rng;
 pub mod scenario;
 pub mod truth;
+pub mod proxy;
 pub mod tunnel;
 
 pub use bench::{BenchConfig, BenchReport};
@@ -41,7 +42,7 @@ pub use truth::{FlowTruth, Truth};
 use std::io::Write;
 
 /// Names accepted by [`generate`], with a one-line description each.
-pub const SCENARIOS: [(&str, &str); 7] = [
+pub const SCENARIOS: [(&str, &str); 8] = [
     (
         "demo",
         "a GPU node's ordinary traffic plus a reverse SSH tunnel and a Stratum miner",
@@ -70,6 +71,10 @@ pub const SCENARIOS: [(&str, &str); 7] = [
         "scraping",
         "Prometheus scraping 300 exporters every 15 s (benign)",
     ),
+    (
+        "ssh-via-proxy",
+        "reverse SSH tunnels through HTTP CONNECT and SOCKS5, SSH through both nested, HTTPS through the proxy",
+    ),
 ];
 
 /// Options of [`generate`].
@@ -96,7 +101,7 @@ pub struct Summary {
 /// Why [`generate`] failed.
 #[derive(Debug, thiserror::Error)]
 pub enum GenError {
-    #[error("unknown scenario {0:?}; known: demo, idle-tunnel, bench, flood, scan, unanswered-miner, pool-lookup, scraping")]
+    #[error("unknown scenario {0:?}; known: demo, idle-tunnel, bench, flood, scan, unanswered-miner, pool-lookup, scraping, ssh-via-proxy")]
     UnknownScenario(String),
     #[error("writing the capture: {0}")]
     Io(#[from] std::io::Error),
@@ -153,6 +158,7 @@ pub fn scenario(name: &str, seed: u64) -> Option<Capture> {
         "unanswered-miner" => Some(chain::unanswered_miner()),
         "pool-lookup" => Some(chain::pool_lookup()),
         "scraping" => Some(chain::scraping()),
+        "ssh-via-proxy" => Some(proxy::ssh_via_proxy(seed)),
         _ => None,
     }
 }

@@ -7,7 +7,7 @@
 use super::classify::{ep, fmt_hours, proto_name, Considered, Direction, FlowSubject, Verdict};
 use super::detection::{tactics, techniques, Detection, Severity, GID, REV};
 use super::schema::RuleSet;
-use super::suppress::{SuppressKey, SuppressionWindow};
+use super::suppress::{target_key, SuppressKey, SuppressionWindow};
 use crate::analyzer::facts::Evidence;
 use crate::analyzer::Dir;
 use crate::flow::key::Endpoint;
@@ -190,6 +190,7 @@ impl RuleSet {
             dst: std::net::IpAddr::from([0u8; 4]),
             detection: f.detection,
             level: f.level,
+            target: 0,
         };
         if !window.admit(key, f.ts, settings.suppress_seconds) {
             out.suppressed = 1;
@@ -232,6 +233,7 @@ impl RuleSet {
             dst: anywhere,
             detection: f.detection,
             level: 0,
+            target: 0,
         };
         if !settings.enabled {
             return out;
@@ -288,6 +290,10 @@ impl RuleSet {
                 dst: s.server.addr,
                 detection: d,
                 level: finding.level,
+                target: s
+                    .tunnel
+                    .filter(|t| t.target_addr.is_none())
+                    .map_or(0, |t| target_key(t.target_host, s.server.port)),
             };
             if !window.admit(key, s.now, self.settings(d).suppress_seconds) {
                 out.suppressed = out.suppressed.saturating_add(1);
@@ -321,7 +327,9 @@ impl RuleSet {
             flow_id: s.flow_id,
             community_id: s.community_id.map(str::to_string),
             src: s.client,
-            dst: s.server,
+            // The flow's own server (a tunnel's proxy), as on its records;
+            // the evidence names the target.
+            dst: s.tunnel.map_or(s.server, |t| t.proxy),
             proto: s.proto,
             app_proto: s.app_proto.map(str::to_string),
             detection: d,

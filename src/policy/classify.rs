@@ -58,6 +58,27 @@ pub struct FlowSubject<'a> {
     pub first_ts: Timestamp,
     /// Packet time of the judgement (the latest packet, or a tick).
     pub now: Timestamp,
+    /// The flow is a tunnel through a proxy (HTTP CONNECT, SOCKS): then
+    /// `server` is the requested target (its address, or the proxy's when
+    /// the client named a host) and `names` the target's names.
+    pub tunnel: Option<Tunnelled<'a>>,
+}
+
+/// The proxy a tunnelled flow goes through, and the target it asked for.
+#[derive(Copy, Clone, Debug)]
+pub struct Tunnelled<'a> {
+    /// The carriers, outermost first, e.g. `socks5+http-connect`.
+    pub via: &'a str,
+    /// `app_proto` of the outermost carrier (`http` for CONNECT).
+    pub carrier_app: &'static str,
+    /// The flow's own server: the (outermost) proxy.
+    pub proxy: Endpoint,
+    /// Names the proxy's address is known by.
+    pub proxy_names: &'a [&'a str],
+    /// The requested host as the client wrote it.
+    pub target_host: &'a str,
+    /// The requested host when it is an address.
+    pub target_addr: Option<IpAddr>,
 }
 
 impl<'a> FlowSubject<'a> {
@@ -77,6 +98,7 @@ impl<'a> FlowSubject<'a> {
             lookups: &[],
             first_ts: ts,
             now: ts,
+            tunnel: None,
         }
     }
 
@@ -211,6 +233,17 @@ impl RuleSet {
         }
     }
 
+    /// The direction of the flow, judged toward a tunnel's target: a target
+    /// named by host name (no address known) is outside.
+    fn subject_direction(&self, s: &FlowSubject<'_>) -> Direction {
+        match s.tunnel {
+            Some(t) if t.target_addr.is_none() && self.is_internal(s.client.addr) => {
+                Direction::Egress
+            }
+            _ => self.direction(s.client.addr, s.server.addr),
+        }
+    }
+
     /// Judges a flow: every detection that holds now.
     pub fn judge(&self, s: &FlowSubject<'_>) -> Verdict {
         self.judge_skipping(s, |_, _| false)
@@ -223,7 +256,7 @@ impl RuleSet {
         s: &FlowSubject<'_>,
         skip: impl Fn(Detection, u8) -> bool,
     ) -> Verdict {
-        let direction = self.direction(s.client.addr, s.server.addr);
+        let direction = self.subject_direction(s);
         let zone = match direction {
             Direction::Ingress => self.zone_index(s.server.addr),
             _ => self.zone_index(s.client.addr),
@@ -277,11 +310,24 @@ impl RuleSet {
         let mut permitted = false;
         let mut permissions = Permissions::default();
         let mut undecided = false;
-        for (idx, dest_matched) in self.candidates(s) {
+        let mut all: Vec<(usize, Option<bool>)> = self
+            .candidates(s)
+            .into_iter()
+            .map(|(i, m)| (i, Some(m)))
+            .collect();
+        // An entry may cover both the target and the proxy (one host, or
+        // a wide CIDR): it is judged both ways, the better status counts.
+        if let Some(t) = s.tunnel {
+            all.extend(self.carrier_candidates(&t).into_iter().map(|i| (i, None)));
+        }
+        for (idx, dest_matched) in all {
             let Some(entry) = self.allows.get(idx) else {
                 continue;
             };
-            let status = self.entry_status(entry, s, zone, dest_matched);
+            let status = match (dest_matched, s.tunnel) {
+                (None, Some(t)) => self.carrier_status(entry, s, &t, zone),
+                (m, _) => self.entry_status(entry, s, zone, m.unwrap_or(false)),
+            };
             match status {
                 EntryStatus::Permits => {
                     permitted = true;
@@ -309,8 +355,12 @@ impl RuleSet {
     /// whether its destination (CIDR or host name) is known to match.
     pub(super) fn candidates(&self, s: &FlowSubject<'_>) -> Vec<(usize, bool)> {
         let mut out: Vec<(usize, bool)> = Vec::new();
-        for (_, ids) in self.allow_cidrs.covering(s.server.addr) {
-            out.extend(ids.iter().map(|i| (*i, true)));
+        // A tunnel to a host name has no address to match CIDRs with (the
+        // server address is the proxy's).
+        if s.tunnel.is_none_or(|t| t.target_addr.is_some()) {
+            for (_, ids) in self.allow_cidrs.covering(s.server.addr) {
+                out.extend(ids.iter().map(|i| (*i, true)));
+            }
         }
         for name in s.names {
             self.allow_names
@@ -325,6 +375,20 @@ impl RuleSet {
         out
     }
 
+    /// Entries that cover a tunnelled flow's proxy (its address or names).
+    fn carrier_candidates(&self, t: &Tunnelled<'_>) -> Vec<usize> {
+        let mut out: Vec<usize> = Vec::new();
+        for (_, ids) in self.allow_cidrs.covering(t.proxy.addr) {
+            out.extend(ids.iter().copied());
+        }
+        for name in t.proxy_names {
+            self.allow_names.for_each_match(name, |_, i| out.push(*i));
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
     pub(super) fn entry_status(
         &self,
         e: &AllowEntry,
@@ -332,18 +396,8 @@ impl RuleSet {
         zone: Option<usize>,
         dest_matched: bool,
     ) -> EntryStatus {
-        use EntryStatus::NotMatching;
-        if !e.zones.is_empty() && !zone.is_some_and(|z| e.zones.contains(&z)) {
-            return NotMatching(format!("applies only to zone {}", self.zone_list(&e.zones)));
-        }
-        if !e.transport.matches(s.proto) {
-            return NotMatching(format!("transport is not {}", e.transport.name()));
-        }
-        if !e.ports.is_empty() {
-            let port = s.server.port;
-            if !has_ports(s.proto) || !e.ports.iter().any(|r| r.contains(port)) {
-                return NotMatching(format!("port {port} is not in {}", port_list(e)));
-            }
+        if let Some(status) = self.scope_status(e, s, zone, s.server.port) {
+            return status;
         }
         if !dest_matched {
             return EntryStatus::Undecided("no host name seen yet".into());
@@ -351,20 +405,80 @@ impl RuleSet {
         if let Some(status) = protocol_status(e.protocol, s) {
             return status;
         }
-        let client_hassh = s.ssh.and_then(|f| f.hassh.as_deref());
-        if let Some(status) = fingerprint_status(&e.hassh, client_hassh, "client HASSH", s.stage) {
+        detail_status(e, s)
+    }
+
+    /// An entry that covers the proxy of a tunnelled flow permits what
+    /// goes through it, except SSH: SSH through a proxy needs an entry
+    /// with `protocol = "ssh"` (for the proxy) or one for the target.
+    /// `protocol` may name the inner protocol or the carrier's (`http`
+    /// for CONNECT).
+    fn carrier_status(
+        &self,
+        e: &AllowEntry,
+        s: &FlowSubject<'_>,
+        t: &Tunnelled<'_>,
+        zone: Option<usize>,
+    ) -> EntryStatus {
+        if let Some(status) = self.scope_status(e, s, zone, t.proxy.port) {
             return status;
         }
-        let server_hassh = s.ssh.and_then(|f| f.hassh_server.as_deref());
-        if let Some(status) =
-            fingerprint_status(&e.hassh_server, server_hassh, "server HASSH", s.stage)
+        let named = match e.protocol {
+            ProtoMatch::Any => None,
+            ProtoMatch::Only(p) => Some(p.name()),
+        };
+        let app = s.app();
+        if s.is_ssh() && named != Some("ssh") {
+            return EntryStatus::NotMatching(format!(
+                "covers the proxy {}, not SSH through it (needs protocol = \"ssh\" or an entry for the target)",
+                ep(t.proxy)
+            ));
+        }
+        match (named, app) {
+            (None, _) => {}
+            (Some(n), Some(a)) if n == a || n == t.carrier_app => {}
+            (Some(_), None) if s.stage == Stage::Probing => {
+                return EntryStatus::Undecided("protocol not identified yet".into())
+            }
+            (Some(n), a) => {
+                return EntryStatus::NotMatching(format!(
+                    "protocol through the proxy is {}, entry allows {n}",
+                    a.unwrap_or("unknown")
+                ))
+            }
+        }
+        detail_status(e, s)
+    }
+
+    /// Zone, transport and port: `None` if they match.
+    fn scope_status(
+        &self,
+        e: &AllowEntry,
+        s: &FlowSubject<'_>,
+        zone: Option<usize>,
+        port: u16,
+    ) -> Option<EntryStatus> {
+        use EntryStatus::NotMatching;
+        if !e.zones.is_empty() && !zone.is_some_and(|z| e.zones.contains(&z)) {
+            return Some(NotMatching(format!(
+                "applies only to zone {}",
+                self.zone_list(&e.zones)
+            )));
+        }
+        if !e.transport.matches(s.proto) {
+            return Some(NotMatching(format!(
+                "transport is not {}",
+                e.transport.name()
+            )));
+        }
+        if !e.ports.is_empty() && (!has_ports(s.proto) || !e.ports.iter().any(|r| r.contains(port)))
         {
-            return status;
+            return Some(NotMatching(format!(
+                "port {port} is not in {}",
+                port_list(e)
+            )));
         }
-        if e.is_expired(s.now) {
-            return EntryStatus::Expired;
-        }
-        EntryStatus::Permits
+        None
     }
 
     fn zone_list(&self, ids: &[usize]) -> String {
@@ -380,6 +494,24 @@ impl RuleSet {
 fn port_list(e: &AllowEntry) -> String {
     let parts: Vec<String> = e.ports.iter().map(ToString::to_string).collect();
     parts.join(", ")
+}
+
+/// HASSH fingerprints and expiry, after the destination and protocol
+/// matched.
+fn detail_status(e: &AllowEntry, s: &FlowSubject<'_>) -> EntryStatus {
+    let client_hassh = s.ssh.and_then(|f| f.hassh.as_deref());
+    if let Some(status) = fingerprint_status(&e.hassh, client_hassh, "client HASSH", s.stage) {
+        return status;
+    }
+    let server_hassh = s.ssh.and_then(|f| f.hassh_server.as_deref());
+    if let Some(status) = fingerprint_status(&e.hassh_server, server_hassh, "server HASSH", s.stage)
+    {
+        return status;
+    }
+    if e.is_expired(s.now) {
+        return EntryStatus::Expired;
+    }
+    EntryStatus::Permits
 }
 
 /// `None` if the protocol matches; otherwise why not (or that it is not
@@ -475,14 +607,14 @@ impl<F: Fn(Detection, u8) -> bool> FindingCtx<'_, '_, '_, F> {
                     format!(
                         "SSH (identified by bytes) from {} to external {}{}",
                         ep(s.client),
-                        ep(s.server),
+                        dest(s),
                         banner_note(s.ssh)
                     )
                 });
             }
             if s.server.port != 22 && allow_clear {
                 self.add_span(Detection::SshNonstandardPort, 0, || {
-                    format!("SSH server on port {} ({})", s.server.port, ep(s.server))
+                    format!("SSH server on port {} ({})", s.server.port, dest(s))
                 });
             }
             if let Some(ssh) = s.ssh {
@@ -505,7 +637,7 @@ impl<F: Fn(Detection, u8) -> bool> FindingCtx<'_, '_, '_, F> {
                     "{} flow from {} (zone {zone}) to external {}: no allow entry covers it",
                     proto_name(s.proto),
                     ep(s.client),
-                    ep(s.server)
+                    dest(s)
                 )
             });
         }
@@ -553,7 +685,7 @@ impl<F: Fn(Detection, u8) -> bool> FindingCtx<'_, '_, '_, F> {
             format!(
                 "SSH session {} -> {} open for {:.1} h, past the {} h threshold",
                 ep(s.client),
-                ep(s.server),
+                dest(s),
                 Timestamp::secs_f64(open_nanos) / 3600.0,
                 fmt_hours(passed)
             )
@@ -626,6 +758,26 @@ fn banner_note(ssh: Option<&SshFacts>) -> String {
 
 /// `addr:port`, with brackets for IPv6; just the address when the port is
 /// 0 (protocols without ports, and `explain`'s unknown client port).
+/// The flow's destination as evidence names it: the server, or for a
+/// tunnel the requested target and the proxy it went through.
+pub(crate) fn dest(s: &FlowSubject<'_>) -> String {
+    match s.tunnel {
+        Some(t) => {
+            let host = match t.target_addr {
+                Some(std::net::IpAddr::V6(a)) => format!("[{a}]"),
+                _ => t.target_host.to_string(),
+            };
+            format!(
+                "{host}:{} through {} proxy {}",
+                s.server.port,
+                t.via,
+                ep(t.proxy)
+            )
+        }
+        None => ep(s.server),
+    }
+}
+
 pub(crate) fn ep(e: Endpoint) -> String {
     if e.port == 0 {
         return e.addr.to_string();

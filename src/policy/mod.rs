@@ -29,7 +29,9 @@ pub mod suppress;
 pub mod usage;
 
 pub use alert::{Alert, AlertFlow, AlertState, AllowRef, Classified, HostFinding, SensorFinding};
-pub use classify::{Considered, Direction, EntryStatus, Finding, FlowSubject, Stage, Verdict};
+pub use classify::{
+    Considered, Direction, EntryStatus, Finding, FlowSubject, Stage, Tunnelled, Verdict,
+};
 pub use detection::{Detection, DetectionSettings, Permission, Permissions, Severity};
 pub use diag::{Diagnostic, Diagnostics, Level, SourceFile};
 pub use explain::{

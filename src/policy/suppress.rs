@@ -17,6 +17,19 @@ pub struct SuppressKey {
     pub dst: IpAddr,
     pub detection: Detection,
     pub level: u8,
+    /// A tunnel to a host name ([`super::Tunnelled`]): a hash of the
+    /// name and port, so tunnels to different targets through one proxy
+    /// are not taken for repeats; 0 otherwise.
+    pub target: u32,
+}
+
+/// The [`SuppressKey::target`] of a tunnel to `host:port` (FNV-1a).
+pub fn target_key(host: &str, port: u16) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in host.bytes().chain(port.to_be_bytes()) {
+        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    h | 1
 }
 
 /// Remembers recent alerts; one per engine worker.
@@ -105,6 +118,7 @@ mod tests {
 
     fn key(src: &str, dst: &str, d: Detection) -> SuppressKey {
         SuppressKey {
+            target: 0,
             src: src.parse().unwrap(),
             dst: dst.parse().unwrap(),
             detection: d,

@@ -41,9 +41,13 @@ fn a_stalled_sensor_loses_nothing_the_ring_can_hold() {
         get("received") - get("queue"),
         "received = processed + dropped{{queue}}: {s}"
     );
-    // The worker fell behind: the capture waited instead of dropping,
-    // and the ring held the burst.
-    assert!(get("queue_wait_s") > 0.1, "the capture never waited: {s}");
+    // SIGSTOP halts the whole sensor, so the kernel ring holds the burst
+    // (asserted below). Whether the worker then lags the capture thread,
+    // making it wait for queue room, depends on the machine's speed: that
+    // is reported, not asserted.
+    if get("queue_wait_s") == 0.0 {
+        eprintln!("netns_capture_faults stall: the worker kept up, the capture never waited");
+    }
     assert_eq!(get("queue"), 0.0, "queue drops: {s}");
     assert_eq!(get("kernel") + get("interface"), 0.0, "{s}");
     assert_eq!(get("received"), sent, "loss: {s}");

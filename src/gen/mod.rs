@@ -23,10 +23,10 @@ pub mod flood;
 pub mod frame;
 pub mod pcap;
 pub mod proto;
+pub mod proxy;
 pub mod rng;
 pub mod scenario;
 pub mod truth;
-pub mod proxy;
 pub mod tunnel;
 
 pub use bench::{BenchConfig, BenchReport};

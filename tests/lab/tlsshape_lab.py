@@ -411,7 +411,7 @@ def push_client(duration):
     sock.close()
 
 
-def sc_timed(lab, name, port, server, client, duration=9.0):
+def sc_timed(lab, name, port, server, client, duration=6.0):
     w = lab.work
     env_args = ["env", f"EWTS_CRT={w}/tls.crt", f"EWTS_KEY={w}/tls.key"]
     lab.spawn(NS_S, [*env_args, sys.executable, os.path.abspath(__file__), "--serve", server, str(port)], server)

@@ -52,8 +52,8 @@ mod mining;
 mod records;
 mod shape;
 pub use cert::ServerCert;
-use shape::{Outcome, Shape};
 pub use ja4::ja4;
+use shape::{Outcome, Shape};
 
 mod ext {
     pub const SERVER_NAME: u16 = 0;

@@ -132,7 +132,6 @@ impl SshShape {
             _ => false,
         }
     }
-
 }
 
 impl Looking {

@@ -104,7 +104,10 @@ impl MiningShape {
             self.last_client = Some(r.ts);
             return;
         }
-        if self.last_push.is_some_and(|p| r.ts.since(p) <= ANSWER_NANOS) {
+        if self
+            .last_push
+            .is_some_and(|p| r.ts.since(p) <= ANSWER_NANOS)
+        {
             self.answered_pushes = self.answered_pushes.saturating_add(1);
         }
         self.request = (REQUEST.0..=REQUEST.1)
@@ -212,7 +215,6 @@ impl MiningShape {
         }
         self.verdict(last.max(self.last_ts))
     }
-
 }
 
 /// Keeps the first two pairs of packet indices (slot `at`, `at + 1`).

@@ -136,7 +136,11 @@ mod tests {
             for piece in stream.chunks(cut) {
                 w.push(piece, |k, l| seen.push((k, l))).unwrap();
             }
-            assert_eq!(seen, [(23, 53), (23, 1), (21, 19), (23, 16_401)], "cut {cut}");
+            assert_eq!(
+                seen,
+                [(23, 53), (23, 1), (21, 19), (23, 16_401)],
+                "cut {cut}"
+            );
         }
     }
 

@@ -84,13 +84,7 @@ impl Shape {
     }
 
     /// Stream bytes of `dir`.
-    pub fn push(
-        &mut self,
-        dir: Dir,
-        data: &[u8],
-        idx: u64,
-        ts: Timestamp,
-    ) -> Outcome {
+    pub fn push(&mut self, dir: Dir, data: &[u8], idx: u64, ts: Timestamp) -> Outcome {
         let mut out = Outcome::default();
         let Some(mut walker) = self.walkers.get_mut(dir.index()).and_then(Option::take) else {
             return out;
@@ -114,14 +108,7 @@ impl Shape {
         out
     }
 
-    fn record(
-        &mut self,
-        dir: Dir,
-        len: u16,
-        idx: u64,
-        ts: Timestamp,
-        out: &mut Outcome,
-    ) {
+    fn record(&mut self, dir: Dir, len: u16, idx: u64, ts: Timestamp, out: &mut Outcome) {
         // Application data before the ServerHello was read: not a session
         // this analysis understands.
         let Some(overhead) = self.overhead else {
@@ -172,7 +159,6 @@ impl Shape {
     pub fn ssh_facts(&self) -> Option<&SshFacts> {
         self.ssh.facts()
     }
-
 }
 
 impl Default for Shape {

@@ -92,7 +92,11 @@ fn xmrig_rhythm_is_mining() {
     let m = s.mining.expect("mining inferred");
     assert_eq!(m.protocol, "tls-shape");
     assert_eq!(m.evidence.inferred, Some("tls-record-shape"));
-    assert!(m.evidence.summary.contains("unsolicited"), "{}", m.evidence.summary);
+    assert!(
+        m.evidence.summary.contains("unsolicited"),
+        "{}",
+        m.evidence.summary
+    );
     assert!(m.evidence.packets.len() >= 4);
 }
 
@@ -110,7 +114,11 @@ fn keepalive_and_mqtt_channels_are_not_mining() {
     let mut s = Session::new();
     s.send(Dir::ToServer, 63, 30);
     for i in 0..40u64 {
-        let dir = if i % 3 == 0 { Dir::ToServer } else { Dir::ToClient };
+        let dir = if i % 3 == 0 {
+            Dir::ToServer
+        } else {
+            Dir::ToClient
+        };
         s.send(dir, 14 + (i as u32 * 37) % 110, 1_000 + i * 20_000);
     }
     s.end(900_000);
@@ -122,7 +130,11 @@ fn keepalive_and_mqtt_channels_are_not_mining() {
     for i in 0..30u64 {
         s.send(Dir::ToServer, 2, 1_000 + i * 30_000);
         s.send(Dir::ToClient, 2, 1_050 + i * 30_000);
-        s.send(Dir::ToClient, 200 + (i as u32 * 331) % 1500, 15_000 + i * 30_000);
+        s.send(
+            Dir::ToClient,
+            200 + (i as u32 * 331) % 1500,
+            15_000 + i * 30_000,
+        );
     }
     s.end(900_000);
     assert!(s.mining.is_none());

@@ -484,8 +484,21 @@ impl<F: Fn(Detection, u8) -> bool> FindingCtx<'_, '_, '_, F> {
                 self.ssh_to_external();
             }
             if s.server.port != 22 && allow_clear {
-                self.add_span(Detection::SshNonstandardPort, 0, || {
-                    format!("SSH server on port {} ({})", s.server.port, ep(s.server))
+                let how = s.ssh_inferred().and_then(|e| e.inferred);
+                self.add(Detection::SshNonstandardPort, 0, || {
+                    let text = format!(
+                        "SSH server on port {} ({}){}",
+                        s.server.port,
+                        ep(s.server),
+                        if how.is_some() {
+                            ", SSH inferred inside TLS"
+                        } else {
+                            ""
+                        }
+                    );
+                    let mut ev = Evidence::new(text, &[], s.first_ts, s.now);
+                    ev.inferred = how;
+                    ev
                 });
             }
             if let Some(ssh) = s.ssh {

@@ -60,6 +60,12 @@ pub struct Evidence {
     pub packets: Vec<u64>,
     pub first_ts: Timestamp,
     pub last_ts: Timestamp,
+    /// How the protocol the evidence speaks of was known when it was not
+    /// read from its bytes: `tls-record-shape` (SSH or mining inferred
+    /// from the sizes and timing of TLS records). Written as the EVE
+    /// `evidence.inferred` field; absent for protocols identified by bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inferred: Option<&'static str>,
 }
 
 impl Evidence {
@@ -77,7 +83,14 @@ impl Evidence {
             packets,
             first_ts,
             last_ts,
+            inferred: None,
         }
+    }
+
+    /// Marks the evidence as resting on an inference of the protocol.
+    pub fn inferred(mut self, how: &'static str) -> Self {
+        self.inferred = Some(how);
+        self
     }
 }
 
@@ -119,6 +132,9 @@ pub struct SshFacts {
     pub keepalive_only: Option<Evidence>,
     /// Why packet sizes cannot be trusted (gaps, coalescing, compression).
     pub sizes_unreliable: Option<String>,
+    /// The SSH session was not read but inferred inside another protocol
+    /// (TLS: from its record sizes and timing), and on what that rests.
+    pub inferred: Option<Evidence>,
 }
 
 /// Mining protocol facts (issue: app-layer identification).

@@ -24,6 +24,7 @@ use super::{
     md5_hex, Analyzer, AppEvent, AppFacts, Chunk, Dir, Emit, FlowContext, PacketView, Probe,
     Protocol,
 };
+use crate::decode::TcpFlags;
 use crate::json::{Obj, Rendered};
 use crate::time::Timestamp;
 use std::borrow::Cow;
@@ -45,9 +46,14 @@ const CERTIFICATE: u8 = 11;
 const TLS12: u16 = 0x0303;
 
 mod cert;
+mod inner_ssh;
 mod ja4;
+mod mining;
+mod records;
+mod shape;
 pub use cert::ServerCert;
 pub use ja4::ja4;
+use shape::{Outcome, Shape};
 
 mod ext {
     pub const SERVER_NAME: u16 = 0;
@@ -511,6 +517,9 @@ pub struct TlsAnalyzer {
     first_ts: Option<Timestamp>,
     logged: bool,
     pools: Option<Arc<PoolList>>,
+    /// After the handshake: the record-shape analyses (mining, SSH inside).
+    shape: Shape,
+    shape_has_server: bool,
 }
 
 impl Default for TlsAnalyzer {
@@ -536,6 +545,8 @@ impl TlsAnalyzer {
             first_ts: None,
             logged: false,
             pools,
+            shape: Shape::new(),
+            shape_has_server: false,
         }
     }
 
@@ -687,6 +698,57 @@ impl TlsAnalyzer {
         }
     }
 
+    fn reads_handshake(&self, dir: Dir) -> bool {
+        self.want
+            .get(dir.index())
+            .is_some_and(|&w| w != Want::Nothing)
+    }
+
+    fn handshake_stream(&mut self, dir: Dir, chunk: Chunk<'_>, pkt: &PacketView<'_>) {
+        let result = match chunk {
+            Chunk::Gap(_) => Err(TlsError::Gap),
+            Chunk::Data(data) => match self.readers.get_mut(dir.index()) {
+                Some(r) => r.push(data, Self::limit(dir)),
+                None => Ok(()),
+            },
+        };
+        if let Err(e) = result.and_then(|()| self.advance(dir, pkt)) {
+            self.fail(dir, e);
+        }
+    }
+
+    /// Hands the stream to the record-shape analyses (after the
+    /// handshake reader, so the ServerHello is known before the records
+    /// that follow it in the same chunk).
+    fn shape_stream(&mut self, dir: Dir, chunk: Chunk<'_>, pkt: &PacketView<'_>) {
+        if !self.shape.active() {
+            return;
+        }
+        if let (false, Some(server)) = (self.shape_has_server, self.server.as_ref()) {
+            self.shape.set_server(server);
+            self.shape_has_server = true;
+        }
+        match chunk {
+            Chunk::Gap(_) => self.shape.gap(),
+            Chunk::Data(data) => {
+                let outcome = self.shape.push(dir, data, pkt.index, pkt.ts);
+                self.apply(outcome);
+            }
+        }
+    }
+
+    /// Takes what the shape analyses concluded into the facts.
+    fn apply(&mut self, outcome: Outcome) {
+        if let (Some(m), None) = (outcome.mining, &self.facts.mining) {
+            self.facts.mining = Some(Box::new(m));
+            self.facts.touch();
+        }
+        if outcome.ssh_changed {
+            self.facts.ssh = self.shape.ssh_facts().cloned().map(Box::new);
+            self.facts.touch();
+        }
+    }
+
     fn set_server_name(&mut self, sni: Option<&str>) {
         let Some(name) = sni
             .and_then(super::names::normalize)
@@ -822,27 +884,27 @@ impl Analyzer for TlsAnalyzer {
             return;
         }
         self.first_ts.get_or_insert(pkt.ts);
-        let result = match chunk {
-            Chunk::Gap(_) => Err(TlsError::Gap),
-            Chunk::Data(data) => match self.readers.get_mut(dir.index()) {
-                Some(r) => r.push(data, Self::limit(dir)),
-                None => Ok(()),
-            },
-        };
-        if let Err(e) = result.and_then(|()| self.advance(dir, pkt)) {
-            self.fail(dir, e);
+        if self.reads_handshake(dir) {
+            self.handshake_stream(dir, chunk, pkt);
         }
+        self.shape_stream(dir, chunk, pkt);
         self.maybe_log(pkt.ts, out, false);
     }
 
+    fn on_packet(&mut self, pkt: &PacketView<'_>, _out: &mut Emit) {
+        let bare_ack =
+            pkt.payload_len == 0 && pkt.tcp.is_some_and(|t| t.flags == TcpFlags(TcpFlags::ACK));
+        if bare_ack && self.shape.active() {
+            self.shape.bare_ack(pkt.dir);
+        }
+    }
+
     fn wants_stream(&self, dir: Dir) -> bool {
-        self.want
-            .get(dir.index())
-            .is_some_and(|&w| w != Want::Nothing)
+        self.reads_handshake(dir) || self.shape.active()
     }
 
     fn done(&self) -> bool {
-        self.logged && self.finished_reading()
+        self.logged && self.finished_reading() && !self.shape.active()
     }
 
     fn facts(&self) -> &AppFacts {
@@ -855,6 +917,8 @@ impl Analyzer for TlsAnalyzer {
     }
 
     fn finish(&mut self, last_ts: Timestamp, out: &mut Emit) {
+        let outcome = self.shape.finish(last_ts);
+        self.apply(outcome);
         self.maybe_log(last_ts, out, true);
     }
 }

@@ -467,7 +467,13 @@ impl Alert {
             techniques(self.mitre).map(|t| t.name),
         );
         o.strs("signature_severity", [self.severity.et_name()]);
-        o.strs("confidence", [d.confidence()]);
+        // A protocol inferred from record shapes is a Medium-confidence
+        // finding whatever the detection.
+        let confidence = match self.evidence.inferred {
+            Some(_) => "Medium",
+            None => d.confidence(),
+        };
+        o.strs("confidence", [confidence]);
         o.strs("attack_target", [d.attack_target()]);
         o.strs("deployment", ["Perimeter"]);
     }

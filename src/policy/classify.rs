@@ -102,13 +102,23 @@ impl<'a> FlowSubject<'a> {
         }
     }
 
-    /// The protocol, counting SSH facts as SSH.
+    /// The protocol, counting SSH facts as SSH: SSH inferred inside
+    /// another protocol (TLS) is judged as SSH, so an entry for that
+    /// protocol does not permit it.
     fn app(&self) -> Option<&'a str> {
+        if self.ssh_inferred().is_some() {
+            return Some("ssh");
+        }
         self.app_proto.or(self.ssh.map(|_| "ssh"))
     }
 
     fn is_ssh(&self) -> bool {
         self.app() == Some("ssh")
+    }
+
+    /// How SSH was inferred, when it was not read from its bytes.
+    fn ssh_inferred(&self) -> Option<&'a Evidence> {
+        self.ssh.and_then(|f| f.inferred.as_ref())
     }
 }
 
@@ -603,18 +613,24 @@ impl<F: Fn(Detection, u8) -> bool> FindingCtx<'_, '_, '_, F> {
         let allow_clear = !self.v.permitted && !self.v.pending;
         if s.is_ssh() {
             if egress && allow_clear {
-                self.add_span(Detection::SshToExternal, 0, || {
-                    format!(
-                        "SSH (identified by bytes) from {} to external {}{}",
-                        ep(s.client),
-                        dest(s),
-                        banner_note(s.ssh)
-                    )
-                });
+                self.ssh_to_external();
             }
             if s.server.port != 22 && allow_clear {
-                self.add_span(Detection::SshNonstandardPort, 0, || {
-                    format!("SSH server on port {} ({})", s.server.port, dest(s))
+                let how = s.ssh_inferred().and_then(|e| e.inferred);
+                self.add(Detection::SshNonstandardPort, 0, || {
+                    let text = format!(
+                        "SSH server on port {} ({}){}",
+                        s.server.port,
+                        dest(s),
+                        if how.is_some() {
+                            ", SSH inferred inside TLS"
+                        } else {
+                            ""
+                        }
+                    );
+                    let mut ev = Evidence::new(text, &[], s.first_ts, s.now);
+                    ev.inferred = how;
+                    ev
                 });
             }
             if let Some(ssh) = s.ssh {
@@ -643,6 +659,35 @@ impl<F: Fn(Detection, u8) -> bool> FindingCtx<'_, '_, '_, F> {
         }
     }
 
+    fn ssh_to_external(&mut self) {
+        let s = self.s;
+        let d = Detection::SshToExternal;
+        match s.ssh_inferred() {
+            Some(how) => self.add(d, 0, || {
+                let text = format!(
+                    "SSH (inferred, not read) from {} to external {}: {}",
+                    ep(s.client),
+                    dest(s),
+                    how.summary
+                );
+                Evidence {
+                    summary: text,
+                    first_ts: s.first_ts,
+                    last_ts: s.now,
+                    ..how.clone()
+                }
+            }),
+            None => self.add_span(d, 0, || {
+                format!(
+                    "SSH (identified by bytes) from {} to external {}{}",
+                    ep(s.client),
+                    dest(s),
+                    banner_note(s.ssh)
+                )
+            }),
+        }
+    }
+
     fn reverse_findings(&mut self, ssh: &SshFacts) {
         let facts = [
             (Detection::SshReverseRole, &ssh.role_reversed),
@@ -650,9 +695,17 @@ impl<F: Fn(Detection, u8) -> bool> FindingCtx<'_, '_, '_, F> {
             (Detection::SshReverseSession, &ssh.reverse_session),
             (Detection::SshReverseInteractive, &ssh.reverse_interactive),
         ];
+        let inferred = ssh.inferred.as_ref().and_then(|e| e.inferred);
         for (d, fact) in facts {
             if let Some(ev) = fact {
-                self.add(d, 0, || ev.clone());
+                self.add(d, 0, || match inferred {
+                    Some(how) => Evidence {
+                        summary: format!("SSH inferred inside TLS; {}", ev.summary),
+                        inferred: Some(how),
+                        ..ev.clone()
+                    },
+                    None => ev.clone(),
+                });
             }
         }
     }

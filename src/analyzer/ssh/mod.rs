@@ -12,10 +12,10 @@
 
 pub mod banner;
 mod eve;
-mod infer;
+pub(crate) mod infer;
 mod inner;
 pub mod kex;
-mod model;
+pub(crate) mod model;
 pub mod records;
 pub mod sizes;
 pub mod window;

@@ -118,6 +118,7 @@ struct EngineCounters {
     alerts: Vec<[IntCounter; 3]>,
     alerts_suppressed: IntCounter,
     discovery_sources_dropped: IntCounter,
+    dns_tunnel_domains_dropped: IntCounter,
 }
 
 /// Every metric family the sensor exports, in one registry.
@@ -571,6 +572,11 @@ impl EngineCounters {
                 "discovery_sources_dropped_total",
                 "Source hosts the internal-discovery detector let go before their window ended, to stay within its bound.",
             ),
+            dns_tunnel_domains_dropped: counter(
+                r,
+                "dns_tunnel_domains_dropped_total",
+                "(Client, domain) tallies the dns-tunnel detector let go before their window ended, to stay within its bounds.",
+            ),
         }
     }
 
@@ -612,6 +618,10 @@ impl EngineCounters {
             .inc_by(d(a.alerts_suppressed, b.alerts_suppressed));
         self.discovery_sources_dropped
             .inc_by(d(a.discovery_sources_dropped, b.discovery_sources_dropped));
+        self.dns_tunnel_domains_dropped.inc_by(d(
+            a.dns_tunnel_domains_dropped,
+            b.dns_tunnel_domains_dropped,
+        ));
     }
 }
 

@@ -34,6 +34,9 @@ pub struct Stats {
     /// Sources the internal-discovery detector let go to make room
     /// ([`crate::hosts`]).
     pub discovery_sources_dropped: u64,
+    /// (Client, domain) tallies the dns-tunnel detector let go to make
+    /// room ([`crate::hosts::dns_tunnel`]).
+    pub dns_tunnel_domains_dropped: u64,
 }
 
 impl Stats {
@@ -78,5 +81,6 @@ impl Stats {
         }
         self.alerts_suppressed += other.alerts_suppressed;
         self.discovery_sources_dropped += other.discovery_sources_dropped;
+        self.dns_tunnel_domains_dropped += other.dns_tunnel_domains_dropped;
     }
 }

@@ -11,7 +11,8 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 packages=(openssh-server openssh-client dropbear-bin tcpdump iproute2 ethtool python3 curl git procps passwd
-  dnsmasq-base openssl prometheus tcpreplay nmap util-linux adduser dpkg-dev systemd)
+  dnsmasq-base openssl prometheus tcpreplay nmap util-linux adduser dpkg-dev systemd
+  iodine dns2tcp ptunnel-ng iputils-ping)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -28,9 +29,9 @@ fi
 # under 1 min, live capture about 1 min, sensor operations about 1.5 min,
 # capture faults under 1 min, SYN flood under 1 min, full disk about 1 min,
 # idle connections about 15 s, nmap discovery about 30 s, live learning and
-# web TLS/basic auth a few seconds each).
+# web TLS/basic auth a few seconds each, DNS and ICMP tunnels about 20 s).
 for t in netns_ssh netns_app netns_live netns_sensor netns_capture_faults netns_flood netns_disk \
-  netns_web netns_discovery netns_learn netns_webtls; do
+  netns_web netns_discovery netns_learn netns_webtls netns_tunnels; do
   echo "lab-ci: EGRESSWATCH_NETNS=1 cargo test --test $t"
   EGRESSWATCH_NETNS=1 cargo test --test "$t" -- --test-threads=1
 done

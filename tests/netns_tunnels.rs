@@ -360,7 +360,8 @@ fn real_tunnels_raise_their_detections_and_ping_does_not() {
     let _ns = setup().unwrap_or_else(|e| panic!("namespaces: {e}"));
     let dir = workdir();
     type Run<'a> = Box<dyn FnOnce() -> Result<(), String> + 'a>;
-    let runs: [(&str, Run, Option<(&str, &str)>); 4] = [
+    type Expect = Option<(&'static str, &'static str)>;
+    let runs: [(&str, Run<'_>, Expect); 4] = [
         (
             "iodine",
             Box::new(iodine),

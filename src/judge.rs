@@ -167,6 +167,7 @@ impl Judge {
             ssh: facts.and_then(|f| f.ssh.as_deref()),
             mining: facts.and_then(|f| f.mining.as_deref()),
             lookups: facts.map_or(&[], |f| &f.lookups),
+            icmp_tunnel: facts.and_then(|f| f.icmp_tunnel.as_deref()),
             now,
             tunnel,
             ..FlowSubject::new(

@@ -123,6 +123,7 @@ struct EngineCounters {
     discovery_sources_dropped: IntCounter,
     tunnels: IntCounter,
     tunnels_unfollowed: IntCounter,
+    dns_tunnel_domains_dropped: IntCounter,
 }
 
 /// Every metric family the sensor exports, in one registry.
@@ -601,6 +602,11 @@ impl EngineCounters {
                 "tunnel_unfollowed_total",
                 "Flows whose proxy handshake was not followed because of a bound (4 nested layers, 8 KiB sent before the proxy answered).",
             ),
+            dns_tunnel_domains_dropped: counter(
+                r,
+                "dns_tunnel_domains_dropped_total",
+                "(Client, domain) tallies the dns-tunnel detector let go before their window ended, to stay within its bounds.",
+            ),
         }
     }
 
@@ -651,6 +657,10 @@ impl EngineCounters {
         self.tunnels.inc_by(d(a.tunnels, b.tunnels));
         self.tunnels_unfollowed
             .inc_by(d(a.tunnels_unfollowed, b.tunnels_unfollowed));
+        self.dns_tunnel_domains_dropped.inc_by(d(
+            a.dns_tunnel_domains_dropped,
+            b.dns_tunnel_domains_dropped,
+        ));
     }
 }
 

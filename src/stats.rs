@@ -47,6 +47,9 @@ pub struct Stats {
     /// Flows whose proxy handshake was not followed because of a bound
     /// (nesting depth, bytes held before the proxy answered).
     pub tunnels_unfollowed: u64,
+    /// (Client, domain) tallies the dns-tunnel detector let go to make
+    /// room ([`crate::hosts::dns_tunnel`]).
+    pub dns_tunnel_domains_dropped: u64,
 }
 
 impl Stats {
@@ -96,5 +99,6 @@ impl Stats {
         self.discovery_sources_dropped += other.discovery_sources_dropped;
         self.tunnels += other.tunnels;
         self.tunnels_unfollowed += other.tunnels_unfollowed;
+        self.dns_tunnel_domains_dropped += other.dns_tunnel_domains_dropped;
     }
 }

@@ -22,6 +22,8 @@ pub struct AppFacts {
     /// [`MAX_LOOKUPS`]); each query replaces them and bumps the revision,
     /// so the policy sees every name once.
     pub lookups: Vec<Lookup>,
+    /// ICMP echo: the payloads carry data (boxed: only tunnels have it).
+    pub icmp_tunnel: Option<Box<Evidence>>,
 }
 
 /// Question names of one DNS query kept in [`AppFacts::lookups`].

@@ -571,6 +571,7 @@ impl HttpAnalyzer {
                     .mining
                     .as_ref()
                     .map(|m| Rendered::of(&json!({ "evidence": m.evidence }))),
+                dns: None,
             });
         }
     }
@@ -609,6 +610,7 @@ fn log(tx: &Transaction, resp: Option<&ResponseHead>) -> AppEvent {
         event_type: "http",
         body,
         extra: None,
+        dns: None,
     }
 }
 
@@ -673,6 +675,7 @@ impl Analyzer for HttpAnalyzer {
                     event_type: "stratum",
                     body: Rendered::of(&self.mining.eve()),
                     extra: None,
+                    dns: None,
                 });
             }
         }

@@ -14,6 +14,7 @@ pub mod dispatch;
 pub mod dns;
 pub mod facts;
 pub mod http;
+pub mod icmp;
 pub mod names;
 pub mod ssh;
 pub mod stratum;
@@ -114,6 +115,9 @@ pub struct AppEvent {
     pub body: Rendered,
     /// Project-specific detail, written under `egresswatch.<event_type>`.
     pub extra: Option<Rendered>,
+    /// DNS: what the per-host tunnel detector reads of the message
+    /// ([`crate::hosts::dns_tunnel`]); not written.
+    pub dns: Option<Box<dns::Shape>>,
 }
 
 /// Where analyzers put their events.
@@ -158,13 +162,15 @@ pub trait Analyzer: Send {
 }
 
 /// Every protocol egresswatch identifies, in probing order.
-/// SSH first (its probe decides on the first bytes), then the app-layer
+/// ICMP echo first (it decides on the flow's types alone), then SSH (its
+/// probe decides on the first bytes), then the app-layer
 /// protocols, which share one DNS name cache.
 pub fn registry(
     names: std::sync::Arc<names::NameCache>,
     config: &applayer::AppLayerConfig,
 ) -> Vec<Box<dyn Protocol>> {
-    let mut all: Vec<Box<dyn Protocol>> = vec![Box::new(ssh::SshProtocol)];
+    let mut all: Vec<Box<dyn Protocol>> =
+        vec![Box::new(icmp::IcmpProtocol), Box::new(ssh::SshProtocol)];
     all.extend(applayer::protocols(names, config));
     all
 }

@@ -876,6 +876,7 @@ impl StratumAnalyzer {
             event_type: "stratum",
             body: Rendered::of(&self.detector.eve()),
             extra: evidence,
+            dns: None,
         });
     }
 }
@@ -942,6 +943,7 @@ impl Analyzer for StratumAnalyzer {
                 event_type: "stratum",
                 body: Rendered::of(&self.detector.eve()),
                 extra: None,
+                dns: None,
             });
         }
     }

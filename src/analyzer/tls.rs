@@ -792,6 +792,7 @@ impl TlsAnalyzer {
             event_type: "tls",
             body: self.eve(),
             extra: self.eve_extra(),
+            dns: None,
         });
     }
 

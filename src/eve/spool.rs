@@ -319,6 +319,7 @@ pub(crate) mod fault {
                 event_type: "dns",
                 body: Rendered::build(|m| m.str("rrname", "a-long-enough-name.example.com")),
                 extra: None,
+                dns: None,
             },
         }))
     }

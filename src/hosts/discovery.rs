@@ -194,7 +194,7 @@ fn percent(part: u32, whole: u32) -> u32 {
 /// A fixed-size bitmap of hashed items; its zero bits estimate how many
 /// distinct items were set (linear counting).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
-struct Bitmap<const W: usize>([u64; W]);
+pub(crate) struct Bitmap<const W: usize>([u64; W]);
 
 impl<const W: usize> Default for Bitmap<W> {
     fn default() -> Self {
@@ -205,20 +205,20 @@ impl<const W: usize> Default for Bitmap<W> {
 impl<const W: usize> Bitmap<W> {
     const BITS: u64 = (W * 64) as u64;
 
-    fn set(&mut self, hash: u64) {
+    pub(crate) fn set(&mut self, hash: u64) {
         let bit = hash % Self::BITS;
         if let Some(w) = self.0.get_mut((bit / 64) as usize) {
             *w |= 1 << (bit % 64);
         }
     }
 
-    fn union(&mut self, other: &Self) {
+    pub(crate) fn union(&mut self, other: &Self) {
         for (a, b) in self.0.iter_mut().zip(other.0) {
             *a |= b;
         }
     }
 
-    fn estimate(&self) -> u32 {
+    pub(crate) fn estimate(&self) -> u32 {
         let m = Self::BITS as f64;
         let ones: u32 = self.0.iter().map(|w| w.count_ones()).sum();
         let zeros = m - f64::from(ones);
@@ -470,7 +470,7 @@ fn addr_bits(ip: IpAddr) -> u64 {
 }
 
 /// SplitMix64's finalizer: spreads an item over the bitmap.
-fn mix(mut x: u64) -> u64 {
+pub(crate) fn mix(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);

@@ -10,11 +10,14 @@
 //! it runs on packet time (the records' timestamps) like the rest of the
 //! core.
 //!
-//! Today it holds the internal-discovery detector ([`discovery`]).
+//! It holds the internal-discovery detector ([`discovery`]), fed by flow
+//! records, and the DNS tunnel detector ([`dns_tunnel`]), fed by the
+//! per-message shapes the DNS analyzer puts on its `dns` records.
 
 pub mod discovery;
+pub mod dns_tunnel;
 
-use crate::event::{Event, EventSink, FlowRecord};
+use crate::event::{AppRecord, Event, EventSink, FlowRecord};
 use crate::flow::key::{proto, Endpoint};
 use crate::json::Rendered;
 use crate::judge::SharedRules;
@@ -23,6 +26,7 @@ use crate::policy::{
 };
 use crate::stats::Stats;
 use discovery::{Attempt, Discovery, DiscoveryConfig, Finding, Outcome, ProbeKind};
+use dns_tunnel::{DnsTunnelConfig, DnsTunnels};
 use std::net::IpAddr;
 
 /// Suppression entries the host stage remembers at most.
@@ -32,6 +36,7 @@ const SUPPRESSION_CAPACITY: usize = 16_384;
 pub struct HostStage {
     rules: SharedRules,
     discovery: Discovery,
+    dns: DnsTunnels,
     window: SuppressionWindow,
     /// Alerts raised (by detection and severity) and sources dropped.
     pub stats: Stats,
@@ -46,6 +51,7 @@ impl HostStage {
         HostStage {
             rules,
             discovery: Discovery::new(cfg),
+            dns: DnsTunnels::new(DnsTunnelConfig::default()),
             window: SuppressionWindow::new(SUPPRESSION_CAPACITY),
             stats: Stats::default(),
         }
@@ -56,12 +62,75 @@ impl HostStage {
         self.discovery.sources()
     }
 
+    /// Clients the DNS tunnel detector tracks now.
+    pub fn dns_clients(&self) -> usize {
+        self.dns.clients()
+    }
+
     /// Looks at one event on its way out; alerts it raises are appended
     /// to `out`.
     pub fn observe(&mut self, event: &Event, out: &mut Vec<Alert>) {
-        let Event::Flow(record) = event else {
+        match event {
+            Event::Flow(record) => self.observe_flow(record, out),
+            Event::App(app) => self.observe_dns(app, out),
+            Event::Alert(_) => {}
+        }
+    }
+
+    /// Whether the stage reads this event at all (the sensor's writer
+    /// skips the others).
+    pub fn reads(event: &Event) -> bool {
+        match event {
+            Event::Flow(_) => true,
+            Event::App(a) => a.event.dns.is_some(),
+            Event::Alert(_) => false,
+        }
+    }
+
+    fn observe_dns(&mut self, app: &AppRecord, out: &mut Vec<Alert>) {
+        let Some(shape) = app.event.dns.as_deref() else {
             return;
         };
+        let rules = self.rules.load();
+        if !rules.settings(Detection::DnsTunnel).enabled || !unicast_dns(&app.meta) {
+            return;
+        }
+        let resolver = if app.meta.src.addr == shape.client {
+            app.meta.dest
+        } else {
+            app.meta.src
+        };
+        let message = dns_tunnel::Message {
+            ts: app.event.ts,
+            flow_id: app.meta.flow_id,
+            client: shape.client,
+            resolver,
+            response: shape.response,
+            qname: &shape.qname,
+            qtype: shape.qtype,
+            size: shape.size,
+        };
+        let finding = self.dns.observe(&message);
+        self.stats.dns_tunnel_domains_dropped = self.dns.dropped();
+        let Some(finding) = finding else {
+            return;
+        };
+        if dns_tunnel_permitted(&rules, &app.meta, &finding) {
+            return;
+        }
+        self.raise(&rules, dns_finding(&finding, app.meta.proto), out);
+    }
+
+    fn raise(&mut self, rules: &RuleSet, finding: HostFinding, out: &mut Vec<Alert>) {
+        let classified = rules.host_alert(finding, &mut self.window);
+        self.stats.alerts_suppressed += u64::from(classified.suppressed);
+        for alert in classified.alerts {
+            self.stats.count_alert(alert.detection, alert.severity);
+            out.push(alert);
+        }
+    }
+
+    fn observe_flow(&mut self, record: &FlowRecord, out: &mut Vec<Alert>) {
         let rules = self.rules.load();
         if !rules.settings(Detection::InternalDiscovery).enabled {
             return;
@@ -77,12 +146,76 @@ impl HostStage {
         let Some(finding) = finding else {
             return;
         };
-        let classified = rules.host_alert(host_finding(&finding), &mut self.window);
-        self.stats.alerts_suppressed += u64::from(classified.suppressed);
-        for alert in classified.alerts {
-            self.stats.count_alert(alert.detection, alert.severity);
-            out.push(alert);
-        }
+        self.raise(&rules, host_finding(&finding), out);
+    }
+}
+
+/// DNS that can carry a tunnel: unicast, not mDNS (5353), LLMNR (5355)
+/// or NetBIOS names (137).
+fn unicast_dns(meta: &crate::event::FlowMeta) -> bool {
+    let local = |p: u16| matches!(p, 137 | 5353 | 5355);
+    unicast(meta.dest.addr) && !local(meta.dest.port) && !local(meta.src.port)
+}
+
+/// Whether an allow entry for the resolver, or for the tunnel's domain,
+/// grants `allow_dns_tunnel` (a sanctioned resolver or lookup service).
+fn dns_tunnel_permitted(
+    rules: &RuleSet,
+    meta: &crate::event::FlowMeta,
+    f: &dns_tunnel::Finding,
+) -> bool {
+    let names = [f.domain.as_str()];
+    let subject = FlowSubject {
+        app_proto: Some("dns"),
+        stage: Stage::Ended,
+        names: &names,
+        now: f.last_ts,
+        ..FlowSubject::new(
+            meta.flow_id,
+            Endpoint {
+                addr: f.client,
+                port: 0,
+            },
+            f.resolver,
+            meta.proto,
+            f.first_ts,
+        )
+    };
+    rules.allow_grants(&subject, crate::policy::Permission::DnsTunnel)
+}
+
+fn dns_finding(f: &dns_tunnel::Finding, proto: u8) -> HostFinding {
+    let c = &f.counts;
+    let detail = Rendered::build(|o| {
+        o.str("domain", &f.domain);
+        o.str("sample", &f.sample);
+        o.u64("level", f.level.into());
+        o.u64("queries", c.queries.into());
+        o.u64("unique_names", c.unique.into());
+        o.u64("encoded_names", c.encoded.into());
+        o.u64("data_type_queries", c.data_types.into());
+        o.u64("name_bytes", c.name_bytes.into());
+        o.u64("longest_name", c.longest_name.into());
+        o.u64("responses", c.responses.into());
+        o.u64("response_bytes", c.response_bytes);
+        o.u64("largest_response", c.largest_response.into());
+        o.strs("shapes", f.shapes.iter().copied());
+        o.u64("window_seconds", f.window_seconds);
+    });
+    HostFinding {
+        detection: Detection::DnsTunnel,
+        ts: f.last_ts,
+        flow_id: f.flow_id,
+        src: Endpoint {
+            addr: f.client,
+            port: 0,
+        },
+        dst: f.resolver,
+        proto,
+        level: f.level,
+        mitre: Detection::DnsTunnel.mitre(),
+        evidence: crate::analyzer::facts::Evidence::new(f.summary(), &[], f.first_ts, f.last_ts),
+        detail,
     }
 }
 

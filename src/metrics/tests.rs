@@ -81,6 +81,7 @@ fn ssh_event(dest: &str) -> Event {
             event_type: "ssh",
             body: crate::json::Rendered::build(|_| {}),
             extra: None,
+            dns: None,
         },
     }))
 }

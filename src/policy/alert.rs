@@ -109,8 +109,8 @@ pub struct Alert {
     /// MITRE ATT&CK techniques: the detection's, or what the finding
     /// showed (a host sweep is T1018, a port scan T1046).
     pub mitre: &'static [&'static str],
-    /// `internal-discovery`: the episode's counts, written under
-    /// `egresswatch.discovery`.
+    /// A host finding's counts, written under `egresswatch.discovery`
+    /// (`internal-discovery`) or `egresswatch.dns_tunnel`.
     pub discovery: Option<Rendered>,
     /// What the engine adds of the flow (`None` for a sensor finding).
     pub flow: Option<AlertFlow>,
@@ -497,7 +497,11 @@ impl Alert {
         o.strs("mitre", self.mitre.iter().copied());
         o.value("evidence", &self.evidence);
         if let Some(d) = &self.discovery {
-            o.rendered("discovery", d);
+            let key = match self.detection {
+                Detection::DnsTunnel => "dns_tunnel",
+                _ => "discovery",
+            };
+            o.rendered(key, d);
         }
         if let Some(h) = &self.threshold_hours {
             o.str("threshold_hours", h);

@@ -54,6 +54,8 @@ pub struct FlowSubject<'a> {
     pub mining: Option<&'a MiningFacts>,
     /// DNS: the names the client's latest query asked for.
     pub lookups: &'a [Lookup],
+    /// ICMP echo: the payloads carry data.
+    pub icmp_tunnel: Option<&'a Evidence>,
     /// Time of the flow's first packet.
     pub first_ts: Timestamp,
     /// Packet time of the judgement (the latest packet, or a tick).
@@ -96,6 +98,7 @@ impl<'a> FlowSubject<'a> {
             ssh: None,
             mining: None,
             lookups: &[],
+            icmp_tunnel: None,
             first_ts: ts,
             now: ts,
             tunnel: None,
@@ -313,6 +316,13 @@ impl RuleSet {
         }
         let allow = self.evaluate_allows(s, zone);
         allow.permitted && allow.permissions.has(Permission::Discovery)
+    }
+
+    /// Whether an allow entry that covers the flow grants `permission`
+    /// (how the host stage asks about `allow_dns_tunnel`).
+    pub fn allow_grants(&self, s: &FlowSubject<'_>, permission: Permission) -> bool {
+        let allow = self.evaluate_allows(s, self.zone_index(s.client.addr));
+        allow.permitted && allow.permissions.has(permission)
     }
 
     fn evaluate_allows(&self, s: &FlowSubject<'_>, zone: Option<usize>) -> AllowOutcome {
@@ -641,6 +651,9 @@ impl<F: Fn(Detection, u8) -> bool> FindingCtx<'_, '_, '_, F> {
             }
         }
         self.mining();
+        if let Some(ev) = s.icmp_tunnel {
+            self.add(Detection::IcmpTunnel, 0, || ev.clone());
+        }
         if egress && allow_clear && self.v.egress_mode == Some(EgressMode::DefaultDeny) {
             let zone = self
                 .v

@@ -25,6 +25,13 @@ pub enum Detection {
     /// A host sweeps or scans the cluster's internal addresses: raised by
     /// the per-host stage ([`crate::hosts`]), not by the classifier.
     InternalDiscovery = 10,
+    /// A client's queries under one registered domain look like data
+    /// carried in names (iodine, dns2tcp, dnscat2): raised by the per-host
+    /// stage ([`crate::hosts::dns_tunnel`]), not by the classifier.
+    DnsTunnel = 11,
+    /// ICMP echo traffic carries data rather than a ping's pattern
+    /// (ptunnel-ng, icmpsh, hans): raised on the flow by the classifier.
+    IcmpTunnel = 12,
 }
 
 /// Signature ids are `SID_BASE + 1 + discriminant`, inside the range
@@ -36,7 +43,7 @@ pub const GID: u32 = 1;
 pub const REV: u32 = 1;
 
 impl Detection {
-    pub const ALL: [Detection; 11] = [
+    pub const ALL: [Detection; 13] = [
         Detection::SshToExternal,
         Detection::SshNonstandardPort,
         Detection::SshReverseForward,
@@ -48,6 +55,8 @@ impl Detection {
         Detection::EgressNotAllowed,
         Detection::FlowTablePressure,
         Detection::InternalDiscovery,
+        Detection::DnsTunnel,
+        Detection::IcmpTunnel,
     ];
 
     pub const COUNT: usize = Self::ALL.len();
@@ -70,6 +79,8 @@ impl Detection {
             Detection::EgressNotAllowed => "egress-not-allowed",
             Detection::FlowTablePressure => "flow-table-pressure",
             Detection::InternalDiscovery => "internal-discovery",
+            Detection::DnsTunnel => "dns-tunnel",
+            Detection::IcmpTunnel => "icmp-tunnel",
         }
     }
 
@@ -111,6 +122,10 @@ impl Detection {
             Detection::InternalDiscovery => {
                 "EGRESSWATCH Internal discovery: host sweep or port scan of internal addresses"
             }
+            Detection::DnsTunnel => {
+                "EGRESSWATCH DNS tunnel: data encoded in the queries of one domain"
+            }
+            Detection::IcmpTunnel => "EGRESSWATCH ICMP tunnel: echo payloads carry data",
         }
     }
 
@@ -129,6 +144,7 @@ impl Detection {
             Detection::CryptoMining => "Crypto Currency Mining Activity Detected",
             Detection::FlowTablePressure => "Attempted Denial of Service",
             Detection::InternalDiscovery => "Detection of a Network Scan",
+            Detection::DnsTunnel | Detection::IcmpTunnel => "Potentially Bad Traffic",
         }
     }
 
@@ -151,6 +167,10 @@ impl Detection {
             // Network Service Discovery; a host sweep is Remote System
             // Discovery (T1018), which the alert names instead.
             Detection::InternalDiscovery => &["T1046"],
+            // Application Layer Protocol: DNS; Protocol Tunneling.
+            Detection::DnsTunnel => &["T1071.004", "T1572"],
+            // Non-Application Layer Protocol; Protocol Tunneling.
+            Detection::IcmpTunnel => &["T1095", "T1572"],
         }
     }
 
@@ -170,7 +190,10 @@ impl Detection {
     /// `Medium`: inferred from sizes and timing).
     pub fn confidence(self) -> &'static str {
         match self {
-            Detection::SshReverseSession | Detection::SshReverseInteractive => "Medium",
+            Detection::SshReverseSession
+            | Detection::SshReverseInteractive
+            | Detection::DnsTunnel
+            | Detection::IcmpTunnel => "Medium",
             _ => "High",
         }
     }
@@ -195,7 +218,9 @@ impl Detection {
             | Detection::SshLongLived
             | Detection::EgressNotAllowed
             | Detection::FlowTablePressure
-            | Detection::InternalDiscovery => Severity::MEDIUM,
+            | Detection::InternalDiscovery
+            | Detection::DnsTunnel
+            | Detection::IcmpTunnel => Severity::MEDIUM,
             Detection::SshNonstandardPort => Severity::LOW,
         }
     }
@@ -213,6 +238,8 @@ impl Detection {
             Detection::SshLongLived => Some(Permission::LongLived),
             Detection::CryptoMining => Some(Permission::Mining),
             Detection::InternalDiscovery => Some(Permission::Discovery),
+            Detection::DnsTunnel => Some(Permission::DnsTunnel),
+            Detection::IcmpTunnel => Some(Permission::IcmpTunnel),
             Detection::SshToExternal
             | Detection::SshNonstandardPort
             | Detection::EgressNotAllowed
@@ -256,7 +283,7 @@ pub struct Tactic {
 /// Every technique a detection names, with the tactic it serves in
 /// egress traffic (T1021.004 is Lateral Movement; the tunnelling and
 /// proxy techniques are Command and Control).
-pub const TECHNIQUES: [Technique; 9] = [
+pub const TECHNIQUES: [Technique; 11] = [
     Technique {
         id: "T1018",
         name: "Remote_System_Discovery",
@@ -278,8 +305,18 @@ pub const TECHNIQUES: [Technique; 9] = [
         tactic: "TA0011",
     },
     Technique {
+        id: "T1071.004",
+        name: "Application_Layer_Protocol_DNS",
+        tactic: "TA0011",
+    },
+    Technique {
         id: "T1090",
         name: "Proxy",
+        tactic: "TA0011",
+    },
+    Technique {
+        id: "T1095",
+        name: "Non-Application_Layer_Protocol",
         tactic: "TA0011",
     },
     Technique {
@@ -343,16 +380,20 @@ pub enum Permission {
     LongLived = 3,
     Mining = 4,
     Discovery = 5,
+    DnsTunnel = 6,
+    IcmpTunnel = 7,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 6] = [
+    pub const ALL: [Permission; 8] = [
         Permission::RemoteForward,
         Permission::ReverseSession,
         Permission::ReverseRole,
         Permission::LongLived,
         Permission::Mining,
         Permission::Discovery,
+        Permission::DnsTunnel,
+        Permission::IcmpTunnel,
     ];
 
     /// The allow-entry key that grants it.
@@ -364,6 +405,8 @@ impl Permission {
             Permission::LongLived => "allow_long_lived",
             Permission::Mining => "allow_mining",
             Permission::Discovery => "allow_discovery",
+            Permission::DnsTunnel => "allow_dns_tunnel",
+            Permission::IcmpTunnel => "allow_icmp_tunnel",
         }
     }
 
@@ -501,7 +544,7 @@ mod tests {
 
     #[test]
     fn ids_and_sids_are_stable() {
-        let table: [(&str, u32, &[&str]); 11] = [
+        let table: [(&str, u32, &[&str]); 13] = [
             ("ssh-to-external", 1_750_001, &["T1021.004", "T1572"]),
             ("ssh-nonstandard-port", 1_750_002, &["T1571"]),
             ("ssh-reverse-forward", 1_750_003, &["T1572"]),
@@ -517,6 +560,8 @@ mod tests {
             ("egress-not-allowed", 1_750_009, &["T1071"]),
             ("flow-table-pressure", 1_750_010, &["T1562"]),
             ("internal-discovery", 1_750_011, &["T1046"]),
+            ("dns-tunnel", 1_750_012, &["T1071.004", "T1572"]),
+            ("icmp-tunnel", 1_750_013, &["T1095", "T1572"]),
         ];
         for (d, (id, sid, mitre)) in Detection::ALL.into_iter().zip(table) {
             assert_eq!(d.id(), id);

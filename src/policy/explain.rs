@@ -136,6 +136,12 @@ pub fn summary(rules: &RuleSet) -> String {
         if d == Detection::InternalDiscovery {
             line.push_str("  once per scan episode of a host, again at 10x");
         }
+        if d == Detection::DnsTunnel {
+            line.push_str("  once per tunnel episode of a client and domain, again at 10x");
+        }
+        if d == Detection::IcmpTunnel {
+            line.push_str("  once per echo flow");
+        }
         if !s.enabled {
             line.push_str("  (disabled)");
         }
@@ -525,6 +531,8 @@ detections:
   egress-not-allowed       medium  sid 1750009  suppress 3600 s
   flow-table-pressure      medium  sid 1750010  suppress 3600 s  once per episode of a full flow table, not per flow
   internal-discovery       medium  sid 1750011  suppress 3600 s  once per scan episode of a host, again at 10x
+  dns-tunnel               medium  sid 1750012  suppress 3600 s  once per tunnel episode of a client and domain, again at 10x
+  icmp-tunnel              medium  sid 1750013  suppress 3600 s  once per echo flow
 mining pool names: 1
 "#
         );

@@ -107,6 +107,8 @@ const ALLOW_KEYS: &[&str] = &[
     "allow_long_lived",
     "allow_mining",
     "allow_discovery",
+    "allow_dns_tunnel",
+    "allow_icmp_tunnel",
 ];
 const DETECTION_KEYS: &[&str] = &["enabled", "severity", "suppress_seconds"];
 const LONG_LIVED_KEYS: &[&str] = &[

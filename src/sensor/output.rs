@@ -183,7 +183,7 @@ impl Writer {
 /// Runs the host stage on one event; its alerts go to `alerts`, its
 /// counters to the metrics.
 fn observe_hosts(hosts: &mut HostStage, event: &Event, metrics: &Metrics, alerts: &mut Vec<Alert>) {
-    if !matches!(event, Event::Flow(_)) {
+    if !HostStage::reads(event) {
         return;
     }
     let before = hosts.stats.clone();

@@ -324,5 +324,6 @@ fn connect_record(tx: &Transaction, ts: Timestamp) -> AppEvent {
         event_type: "http",
         body,
         extra: None,
+        dns: None,
     }
 }

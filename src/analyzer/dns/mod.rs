@@ -182,6 +182,22 @@ pub struct DnsCounters {
     pub events_suppressed: u64,
 }
 
+/// One message as the per-host DNS tunnel detector sees it
+/// ([`crate::hosts::dns_tunnel`]): carried on the message's [`AppEvent`]
+/// (so on at most [`MAX_EVENTS_PER_FLOW`] messages of a flow).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Shape {
+    /// The asking side (the flow's originator).
+    pub client: IpAddr,
+    /// A response to the client (else the client's query).
+    pub response: bool,
+    /// The first question's name (odd bytes escaped as `\xNN`).
+    pub qname: String,
+    pub qtype: u16,
+    /// The message's length in bytes.
+    pub size: u32,
+}
+
 /// Splits one TCP direction into length-prefixed messages.
 #[derive(Debug, Default)]
 struct Framer {
@@ -276,12 +292,14 @@ impl DnsAnalyzer {
         let extra = msg
             .error
             .map(|e| Rendered::build(|o| o.str("parse_error", e.name())));
+        let mut shape = self.shape(&msg, dir, bytes.len()).map(Box::new);
         let mut push = |body| {
             out.push(AppEvent {
                 ts,
                 event_type: "dns",
                 body,
                 extra: extra.clone(),
+                dns: shape.take(),
             })
         };
         match self.version {
@@ -289,6 +307,23 @@ impl DnsAnalyzer {
             // Suricata's transaction index: one per message, from 0.
             DnsVersion::V2 => eve_v2(&msg, self.counters.messages - 1, push),
         }
+    }
+
+    /// What the tunnel detector reads of a message: a query the client
+    /// sent or a response it got, with its first question.
+    fn shape(&self, msg: &Message, dir: Dir, size: usize) -> Option<Shape> {
+        let response = msg.header.qr();
+        if response != (dir == Dir::ToClient) {
+            return None;
+        }
+        let q = msg.questions.first()?;
+        Some(Shape {
+            client: self.client,
+            response,
+            qname: q.name.clone(),
+            qtype: q.rtype,
+            size: u32::try_from(size).unwrap_or(u32::MAX),
+        })
     }
 
     /// Feeds the answered names of a response to the cache. The asking

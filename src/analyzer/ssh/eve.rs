@@ -38,6 +38,7 @@ pub fn event(v: &View<'_>, ts: Timestamp) -> AppEvent {
         event_type: "ssh",
         body: Rendered::of(&body(v)),
         extra: Some(Rendered::of(&extra(v))),
+        dns: None,
     }
 }
 

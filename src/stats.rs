@@ -34,6 +34,10 @@ pub struct Stats {
     /// Sources the internal-discovery detector let go to make room
     /// ([`crate::hosts`]).
     pub discovery_sources_dropped: u64,
+    /// Incidents opened ([`crate::hosts::incident`]).
+    pub incidents_opened: u64,
+    /// Incidents closed early to stay within the bound of open incidents.
+    pub incidents_evicted: u64,
 }
 
 impl Stats {
@@ -78,5 +82,7 @@ impl Stats {
         }
         self.alerts_suppressed += other.alerts_suppressed;
         self.discovery_sources_dropped += other.discovery_sources_dropped;
+        self.incidents_opened += other.incidents_opened;
+        self.incidents_evicted += other.incidents_evicted;
     }
 }

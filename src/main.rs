@@ -146,11 +146,13 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
     if args.metrics_file.is_some() {
         out.tally = Some(egresswatch::metrics::Tally::default());
     }
-    let mut outcome = analyze(source, &args.analysis, &mut out, trial)?;
+    let inventory = load_inventory(args.analysis.inventory.as_deref())?;
+    let mut outcome = analyze(source, &args.analysis, inventory, &mut out, trial)?;
     let worst = out.worst;
     if let (Some(path), Some(tally)) = (&args.metrics_file, &out.tally) {
-        tally
-            .finish(&outcome.stats, outcome.filtered, wall_clock())
+        let metrics = tally.finish(&outcome.stats, outcome.filtered, wall_clock());
+        metrics.set_incidents_open(&outcome.open_incidents);
+        metrics
             .write_textfile(path)
             .with_context(|| format!("{}: cannot write metrics", path.display()))?;
     }
@@ -368,6 +370,9 @@ fn load_rules(dir: Option<&Path>) -> Result<RuleSet> {
 /// the binary (a test keeps it equal to what the generator makes).
 const DEMO_PCAP: &[u8] = include_bytes!("gen/demo.pcap");
 
+/// Who the demo's hosts are, unless `--inventory` says otherwise.
+const DEMO_INVENTORY: &str = include_str!("gen/demo_inventory.csv");
+
 /// The fleet fields of a replay's records: `pcap_filename` names the one
 /// file replayed; several files form one timeline not tied to one of them.
 fn replay_stamp(files: &[PathBuf], analysis: &AnalysisArgs) -> Stamp {
@@ -389,7 +394,11 @@ fn demo(args: DemoArgs) -> Result<ExitCode> {
         inputs: Inputs::File("demo.pcap".into()),
     };
     let mut out = Output::open(args.analysis.eve.as_deref(), !args.quiet, stamp)?;
-    let outcome = analyze(source, &args.analysis, &mut out, None)?;
+    let inventory = match &args.analysis.inventory {
+        Some(path) => load_inventory(Some(path))?,
+        None => egresswatch::inventory::Inventory::parse("demo_inventory.csv", DEMO_INVENTORY)?,
+    };
+    let outcome = analyze(source, &args.analysis, inventory, &mut out, None)?;
     let (events, incidents) = out.finish()?;
     // Standard output carries only EVE when it is the EVE output, so
     // `demo --eve - | jq` works.
@@ -457,11 +466,14 @@ struct Outcome {
     trial: Option<Trial>,
     /// The rules the flows were judged by.
     rules: Arc<RuleSet>,
+    /// Incidents open at the end, by zone and severity.
+    open_incidents: Vec<(Option<Arc<str>>, Severity, u64)>,
 }
 
 fn analyze<S: SelectSource + Send>(
     source: S,
     args: &AnalysisArgs,
+    inventory: egresswatch::inventory::Inventory,
     out: &mut Output,
     trial: Option<Trial>,
 ) -> Result<Outcome> {
@@ -475,7 +487,6 @@ fn analyze<S: SelectSource + Send>(
         tally.classify_with(rules.clone(), names.clone());
     }
     let judged_by = rules.load_full();
-    let inventory = load_inventory(args.inventory.as_deref())?;
     let hosts = egresswatch::hosts::HostStage::new(rules.clone())
         .with_incidents(incident_config(
             args.incident_window_seconds,
@@ -512,6 +523,7 @@ fn analyze<S: SelectSource + Send>(
         result,
         trial: engine.take_trial(),
         rules: judged_by,
+        open_incidents: sink.stage.incidents().open_by_zone_and_severity(),
     })
 }
 
@@ -649,6 +661,9 @@ impl EventSink for Output {
             learner.observe_record(record, rules);
         }
         if let Event::Alert(alert) = &event {
+            if let Some(id) = &alert.incident_id {
+                self.incidents.count_alert(id);
+            }
             if self.worst.is_none_or(|w| alert.severity.meets(w)) {
                 self.worst = Some(alert.severity);
             }

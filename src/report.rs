@@ -64,10 +64,22 @@ const STORY_TOLD: usize = 20;
 pub struct Incidents {
     latest: Vec<IncidentRecord>,
     index: std::collections::HashMap<std::sync::Arc<str>, usize>,
+    /// Alerts per incident, all of them (a record counts those up to its
+    /// incident's last growth).
+    alerts: std::collections::HashMap<std::sync::Arc<str>, u64>,
     untold: u64,
 }
 
 impl Incidents {
+    /// Counts an alert of the incident `id`.
+    pub fn count_alert(&mut self, id: &std::sync::Arc<str>) {
+        if let Some(n) = self.alerts.get_mut(id) {
+            *n += 1;
+        } else if self.alerts.len() < STORY_INCIDENTS {
+            self.alerts.insert(id.clone(), 1);
+        }
+    }
+
     pub fn keep(&mut self, record: &IncidentRecord) {
         let id = &record.incident.id;
         match self.index.get(id) {
@@ -92,6 +104,10 @@ pub fn incidents(w: &mut dyn Write, incidents: &Incidents) -> io::Result<()> {
     let mut order: Vec<&IncidentRecord> = incidents.latest.iter().collect();
     order.sort_by_key(|r| std::cmp::Reverse(r.incident.score()));
     for r in order.iter().take(STORY_TOLD) {
+        let mut r = (*r).clone();
+        if let Some(n) = incidents.alerts.get(&r.incident.id) {
+            r.incident.alerts = r.incident.alerts.max(*n);
+        }
         for line in r.story() {
             writeln!(w, "  {line}")?;
         }
@@ -158,9 +174,16 @@ fn flows(w: &mut dyn Write, events: &[Event]) -> io::Result<()> {
         "  {:<46} {:<6} {:<8} {:>7} {:>9} {:>8}",
         "originator -> responder", "proto", "app", "packets", "bytes", "seconds"
     )?;
+    let mut attempts = 0u64;
     for e in events {
         let Event::Flow(f) = e else { continue };
         let m = &f.meta;
+        // Connection attempts that carried nothing (a sweep's probes) get
+        // one line together.
+        if f.tcp.is_some() && f.dirs[0].payload_bytes + f.dirs[1].payload_bytes == 0 {
+            attempts += 1;
+            continue;
+        }
         let pair = format!("{} -> {}", m.src, m.dest);
         let app = m.app_proto.unwrap_or("-");
         let pkts = f.dirs[0].pkts + f.dirs[1].pkts;
@@ -171,6 +194,12 @@ fn flows(w: &mut dyn Write, events: &[Event]) -> io::Result<()> {
             w,
             "{mark} {pair:<46} {:<6} {app:<8} {pkts:>7} {bytes:>9} {secs:>8.1}",
             egresswatch::eve::proto_name(m.proto)
+        )?;
+    }
+    if attempts > 0 {
+        writeln!(
+            w,
+            "  and {attempts} TCP connection attempt(s) that carried no data (refused, unanswered or reset at once)"
         )?;
     }
     Ok(())

@@ -45,15 +45,19 @@ impl Default for IncidentConfig {
     }
 }
 
-/// One signature seen in an incident.
+/// One signature seen in an incident, with its first alert.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Seen {
     pub detection: Detection,
     /// The highest severity it was raised with.
     pub severity: Severity,
     /// Its position in the kill chain: the index in [`TACTICS`] of the
-    /// first tactic of its alert's techniques.
+    /// tactic of its alert's first (primary) technique.
     pub rank: usize,
+    /// The first alert's time, peer and evidence summary.
+    pub first: Timestamp,
+    pub peer: crate::flow::key::Endpoint,
+    pub summary: Box<str>,
 }
 
 /// The alerts about one host.
@@ -165,8 +169,7 @@ impl Incident {
 
     fn add_signature(&mut self, alert: &Alert) -> bool {
         let rank = techniques(alert.mitre)
-            .filter_map(|t| tactic_rank(t.tactic))
-            .min()
+            .find_map(|t| tactic_rank(t.tactic))
             .unwrap_or(TACTICS.len());
         match self
             .signatures
@@ -179,12 +182,20 @@ impl Incident {
             }
             Some(_) => false,
             None => {
+                let peer = match alert.src.addr == self.host {
+                    true => alert.dst,
+                    false => alert.src,
+                };
                 self.signatures.push(Seen {
                     detection: alert.detection,
                     severity: alert.severity,
                     rank,
+                    first: alert.ts,
+                    peer,
+                    summary: alert.evidence.summary.as_str().into(),
                 });
-                self.signatures.sort_by_key(|s| (s.rank, s.detection.sid()));
+                self.signatures
+                    .sort_by_key(|s| (s.rank, s.first, s.detection.sid()));
                 true
             }
         }
@@ -449,29 +460,51 @@ impl IncidentRecord {
             .workload
             .as_ref()
             .map_or_else(String::new, |w| format!(" ({})", w.describe()));
-        let mut lines = vec![format!(
-            "incident {} — host {}{who}, zone {}: {} alert(s) on {} flow(s) from {} to {}, reached {} (score {}, severity {})",
-            i.id,
-            i.host,
-            i.zone.as_deref().unwrap_or("-"),
-            i.alerts,
-            i.flows,
-            i.first_seen.eve(),
-            i.last_seen.eve(),
-            i.stage(),
-            i.score(),
-            i.severity().name(),
-        )];
+        let mut lines = vec![
+            format!(
+                "incident {}: host {}{who}, zone {}",
+                i.id,
+                i.host,
+                i.zone.as_deref().unwrap_or("-")
+            ),
+            format!(
+                "  {} alert(s) on {} flow(s) from {} to {}; reached {} (score {}, severity {})",
+                i.alerts,
+                i.flows,
+                i.first_seen.eve(),
+                i.last_seen.eve(),
+                i.stage(),
+                i.score(),
+                i.severity().name(),
+            ),
+        ];
         for s in &i.signatures {
             let stage = TACTICS.get(s.rank).map_or("unknown", |t| stage_name(t.id));
+            let time = s.first.eve().to_string();
+            let signature = s.detection.signature();
             lines.push(format!(
-                "  {:<20} {:<24} {}",
+                "  {} {:<19} {:<23} {} ({})",
+                time.get(11..19).unwrap_or(&time),
                 stage,
                 s.detection.id(),
-                s.detection.signature()
+                signature.strip_prefix("EGRESSWATCH ").unwrap_or(signature),
+                match s.detection {
+                    // The host finding's counts say more than its sample.
+                    Detection::InternalDiscovery => s.summary.to_string(),
+                    _ => peer(s.peer),
+                },
             ));
         }
         lines
+    }
+}
+
+/// A peer as people read it: the address, and the port when there is one.
+fn peer(p: crate::flow::key::Endpoint) -> String {
+    match (p.port, p.addr) {
+        (0, a) => a.to_string(),
+        (port, IpAddr::V6(a)) => format!("[{a}]:{port}"),
+        (port, a) => format!("{a}:{port}"),
     }
 }
 
@@ -721,7 +754,8 @@ mod tests {
         assert_eq!(body["flows"], 2);
         let story = rec.story();
         assert!(story[0].contains("pod ml/train-7 on gpu-07"), "{story:?}");
-        assert!(story[1].contains("discovery") && story[1].contains("internal-discovery"));
-        assert!(story[2].contains("impact") && story[2].contains("crypto-mining"));
+        assert!(story[1].contains("2 alert(s) on 2 flow(s)"), "{story:?}");
+        assert!(story[2].contains("discovery") && story[2].contains("internal-discovery"));
+        assert!(story[3].contains("impact") && story[3].contains("crypto-mining"));
     }
 }

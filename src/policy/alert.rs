@@ -501,7 +501,9 @@ impl Alert {
         if let Some(h) = &self.threshold_hours {
             o.str("threshold_hours", h);
         }
-        o.opt_str("incident_id", self.incident_id.as_deref());
+        if let Some(id) = &self.incident_id {
+            o.str("incident_id", id);
+        }
         if let Some(w) = &self.workload {
             o.obj("workload", |o| w.write(o));
         }

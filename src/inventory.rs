@@ -153,9 +153,18 @@ pub struct Inventory {
 /// The inventory the sensor's writer reads and SIGHUP replaces.
 pub type SharedInventory = Arc<arc_swap::ArcSwap<Inventory>>;
 
-/// A shared empty inventory (no `--inventory`).
+/// An inventory to share with the writer.
 pub fn shared(inventory: Inventory) -> SharedInventory {
     Arc::new(arc_swap::ArcSwap::from_pointee(inventory))
+}
+
+/// Reads `path` again and swaps it in whole (SIGHUP); on an error the
+/// inventory in force stays, as the rules do. The entries now in force.
+pub fn reload(shared: &SharedInventory, path: &Path) -> Result<usize, InventoryError> {
+    let inventory = Inventory::load(path)?;
+    let entries = inventory.len();
+    shared.store(Arc::new(inventory));
+    Ok(entries)
 }
 
 impl Inventory {

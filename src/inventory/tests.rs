@@ -121,6 +121,27 @@ fn load_reports_a_missing_file() {
         .starts_with("/nonexistent/inventory.csv: cannot read"));
 }
 
+#[test]
+fn a_broken_reload_keeps_the_inventory_in_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inv.csv");
+    std::fs::write(&path, "address,pod\n10.0.0.1,a\n").unwrap();
+    let shared = shared(Inventory::load(&path).unwrap());
+    std::fs::write(&path, "address,pod\n10.0.0.1,b\n10.0.0.2,c\n").unwrap();
+    assert_eq!(reload(&shared, &path).unwrap(), 2);
+    let pod = |s: &SharedInventory| s.load().lookup(ip("10.0.0.1")).and_then(|w| w.pod.clone());
+    assert_eq!(pod(&shared).as_deref(), Some("b"));
+    std::fs::write(&path, "address,pod\n10.0.0.1,d\nbroken,e\n").unwrap();
+    let e = reload(&shared, &path).unwrap_err();
+    assert!(
+        e.to_string()
+            .ends_with(":3: \"broken\" is not an address or a CIDR"),
+        "{e}"
+    );
+    assert_eq!(pod(&shared).as_deref(), Some("b"));
+    assert_eq!(shared.load().len(), 2);
+}
+
 proptest::proptest! {
     #[test]
     fn parse_never_panics(text in "\\PC{0,200}") {

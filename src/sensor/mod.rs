@@ -527,13 +527,11 @@ impl Running {
             return;
         };
         let shown = path.display().to_string();
+        let shared = self.inventory.clone();
         let outcome =
-            tokio::task::spawn_blocking(move || crate::inventory::Inventory::load(&path)).await;
+            tokio::task::spawn_blocking(move || crate::inventory::reload(&shared, &path)).await;
         match outcome {
-            Ok(Ok(inventory)) => {
-                tracing::info!(file = %shown, entries = inventory.len(), "inventory reloaded");
-                self.inventory.store(Arc::new(inventory));
-            }
+            Ok(Ok(entries)) => tracing::info!(file = %shown, entries, "inventory reloaded"),
             Ok(Err(e)) => tracing::error!(
                 "inventory reload failed; the previous inventory stays in force: {e}"
             ),

@@ -325,11 +325,11 @@ impl Incidents {
         if !self.open.contains_key(&host) {
             self.make_room();
             self.opened += 1;
-            self.open.insert(host, Incident::open(alert, host, zone));
         }
-        let Some(incident) = self.open.get_mut(&host) else {
-            unreachable!("inserted above")
-        };
+        let incident = self
+            .open
+            .entry(host)
+            .or_insert_with(|| Incident::open(alert, host, zone));
         let opened = incident.alerts == 0;
         let mut grew = incident.add(alert);
         if workload.is_some() && incident.workload != workload {

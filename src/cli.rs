@@ -257,6 +257,9 @@ pub struct ExplainArgs {
     /// Server HASSH (SSH).
     #[arg(long)]
     pub hassh_server: Option<String>,
+    /// Name the source's workload from this inventory file (CSV or JSON).
+    #[arg(long, value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -303,6 +306,18 @@ pub struct AnalysisArgs {
     /// query|answer`, as Elastic's and Filebeat's pipelines read).
     #[arg(long, default_value = "3", value_name = "2|3", value_parser = parse_dns_version)]
     pub eve_dns_version: egresswatch::analyzer::dns::DnsVersion,
+    /// Who the hosts are: a CSV or JSON file mapping addresses and CIDRs to
+    /// a workload (node, namespace, pod, job, owner), named on alerts and
+    /// incidents. The sensor rereads it on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
+    /// An alert joins its host's incident when it comes at most this long
+    /// (packet time) after the incident's last alert.
+    #[arg(long, default_value_t = 14_400, value_name = "SECONDS")]
+    pub incident_window_seconds: u64,
+    /// Incidents open at once; when full, the longest-quiet one is closed.
+    #[arg(long, default_value_t = 4096, value_name = "N")]
+    pub max_incidents: usize,
 }
 
 fn parse_dns_version(text: &str) -> Result<egresswatch::analyzer::dns::DnsVersion, String> {

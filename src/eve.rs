@@ -161,6 +161,10 @@ pub fn append_stamped(buf: &mut Vec<u8>, event: &Event, stamp: &Stamp) {
             a.write_eve(&mut m);
             a.flow.as_ref().map(|f| f.input)
         }
+        Event::Incident(i) => {
+            i.write_eve(&mut m);
+            None
+        }
     };
     stamp.write(&mut m, input);
     m.close();

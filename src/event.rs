@@ -173,6 +173,8 @@ pub enum Event {
     Flow(Box<FlowRecord>),
     App(Box<AppRecord>),
     Alert(Box<crate::policy::Alert>),
+    /// An incident opened or grew ([`crate::hosts::incident`]).
+    Incident(Box<crate::hosts::incident::IncidentRecord>),
 }
 
 /// Where events go: the EVE writer, a channel to it, or a test collector.

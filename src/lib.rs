@@ -17,6 +17,7 @@ pub mod event;
 pub mod flow;
 pub mod gen;
 pub mod hosts;
+pub mod inventory;
 pub mod json;
 pub mod judge;
 pub mod learn;

@@ -146,16 +146,19 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
     if args.metrics_file.is_some() {
         out.tally = Some(egresswatch::metrics::Tally::default());
     }
-    let mut outcome = analyze(source, &args.analysis, &mut out, trial)?;
+    let inventory = load_inventory(args.analysis.inventory.as_deref())?;
+    let mut outcome = analyze(source, &args.analysis, inventory, &mut out, trial)?;
     let worst = out.worst;
     if let (Some(path), Some(tally)) = (&args.metrics_file, &out.tally) {
-        tally
-            .finish(&outcome.stats, outcome.filtered, wall_clock())
+        let metrics = tally.finish(&outcome.stats, outcome.filtered, wall_clock());
+        metrics.set_incidents_open(&outcome.open_incidents);
+        metrics
             .write_textfile(path)
             .with_context(|| format!("{}: cannot write metrics", path.display()))?;
     }
-    out.finish()?;
+    let (_, incidents) = out.finish()?;
     if !args.quiet {
+        report::incidents(&mut io::stderr().lock(), &incidents)?;
         report::summary(
             &mut io::stderr().lock(),
             &outcome.stats,
@@ -256,6 +259,8 @@ fn capture(args: CaptureArgs) -> Result<ExitCode> {
         },
         app_layer,
         sensor_name: Some(sensor_name(a.sensor_name)),
+        inventory: a.inventory,
+        incidents: incident_config(a.incident_window_seconds, a.max_incidents),
     };
     match egresswatch::sensor::run(cfg) {
         Ok(()) => Ok(ExitCode::SUCCESS),
@@ -328,6 +333,12 @@ fn explain(args: ExplainArgs) -> Result<ExitCode> {
     q.names = args.names;
     q.hassh = args.hassh;
     q.hassh_server = args.hassh_server;
+    let inventory = load_inventory(args.inventory.as_deref())?;
+    if let Some(w) = inventory.lookup(args.from) {
+        println!("source {}: {}", args.from, w.describe());
+    } else if args.inventory.is_some() {
+        println!("source {}: not in the inventory", args.from);
+    }
     print!("{}", policy::explain(&rules, &q));
     Ok(ExitCode::SUCCESS)
 }
@@ -359,6 +370,9 @@ fn load_rules(dir: Option<&Path>) -> Result<RuleSet> {
 /// the binary (a test keeps it equal to what the generator makes).
 const DEMO_PCAP: &[u8] = include_bytes!("gen/demo.pcap");
 
+/// Who the demo's hosts are, unless `--inventory` says otherwise.
+const DEMO_INVENTORY: &str = include_str!("gen/demo_inventory.csv");
+
 /// The fleet fields of a replay's records: `pcap_filename` names the one
 /// file replayed; several files form one timeline not tied to one of them.
 fn replay_stamp(files: &[PathBuf], analysis: &AnalysisArgs) -> Stamp {
@@ -380,15 +394,29 @@ fn demo(args: DemoArgs) -> Result<ExitCode> {
         inputs: Inputs::File("demo.pcap".into()),
     };
     let mut out = Output::open(args.analysis.eve.as_deref(), !args.quiet, stamp)?;
-    let outcome = analyze(source, &args.analysis, &mut out, None)?;
-    let events = out.finish()?;
+    let inventory = match &args.analysis.inventory {
+        Some(path) => load_inventory(Some(path))?,
+        None => egresswatch::inventory::Inventory::parse("demo_inventory.csv", DEMO_INVENTORY)?,
+    };
+    let outcome = analyze(source, &args.analysis, inventory, &mut out, None)?;
+    let (events, incidents) = out.finish()?;
     // Standard output carries only EVE when it is the EVE output, so
     // `demo --eve - | jq` works.
     let eve_on_stdout = args.analysis.eve.as_deref() == Some(Path::new("-"));
     match (args.quiet, eve_on_stdout) {
         (true, _) => {}
-        (false, true) => report::demo(&mut io::stderr().lock(), &events, &outcome.stats)?,
-        (false, false) => report::demo(&mut io::stdout().lock(), &events, &outcome.stats)?,
+        (false, true) => report::demo(
+            &mut io::stderr().lock(),
+            &events,
+            &incidents,
+            &outcome.stats,
+        )?,
+        (false, false) => report::demo(
+            &mut io::stdout().lock(),
+            &events,
+            &incidents,
+            &outcome.stats,
+        )?,
     }
     outcome.result?;
     Ok(ExitCode::SUCCESS)
@@ -438,11 +466,14 @@ struct Outcome {
     trial: Option<Trial>,
     /// The rules the flows were judged by.
     rules: Arc<RuleSet>,
+    /// Incidents open at the end, by zone and severity.
+    open_incidents: Vec<(Option<Arc<str>>, Severity, u64)>,
 }
 
 fn analyze<S: SelectSource + Send>(
     source: S,
     args: &AnalysisArgs,
+    inventory: egresswatch::inventory::Inventory,
     out: &mut Output,
     trial: Option<Trial>,
 ) -> Result<Outcome> {
@@ -456,7 +487,12 @@ fn analyze<S: SelectSource + Send>(
         tally.classify_with(rules.clone(), names.clone());
     }
     let judged_by = rules.load_full();
-    let hosts = egresswatch::hosts::HostStage::new(rules.clone());
+    let hosts = egresswatch::hosts::HostStage::new(rules.clone())
+        .with_incidents(incident_config(
+            args.incident_window_seconds,
+            args.max_incidents,
+        ))
+        .with_inventory(egresswatch::inventory::shared(inventory));
     let mut engine = Engine::analyzing(config, Arc::from(protocols), rules, names);
     if let Some(trial) = trial {
         engine = engine.with_trial(trial);
@@ -487,7 +523,28 @@ fn analyze<S: SelectSource + Send>(
         result,
         trial: engine.take_trial(),
         rules: judged_by,
+        open_incidents: sink.stage.incidents().open_by_zone_and_severity(),
     })
+}
+
+/// `--inventory FILE`, or none; a broken file is a configuration error
+/// (exit 78) naming the file and the line.
+fn load_inventory(path: Option<&Path>) -> Result<egresswatch::inventory::Inventory> {
+    match path {
+        None => Ok(Default::default()),
+        Some(p) => egresswatch::inventory::Inventory::load(p)
+            .map_err(|e| ConfigError(format!("--inventory: {e}")).into()),
+    }
+}
+
+fn incident_config(
+    window_seconds: u64,
+    max_open: usize,
+) -> egresswatch::hosts::incident::IncidentConfig {
+    egresswatch::hosts::incident::IncidentConfig {
+        window_seconds,
+        max_open,
+    }
 }
 
 /// EVE `host`: `--sensor-name`, else this machine's host name (read here,
@@ -558,6 +615,8 @@ struct Output {
     tally: Option<egresswatch::metrics::Tally>,
     /// `learn`: every flow record, with the rules it was judged by.
     learner: Option<(egresswatch::learn::Learner, Arc<RuleSet>)>,
+    /// The latest record of each incident, for the story.
+    incidents: report::Incidents,
 }
 
 impl Output {
@@ -581,14 +640,15 @@ impl Output {
             worst: None,
             tally: None,
             learner: None,
+            incidents: report::Incidents::default(),
         })
     }
 
-    fn finish(self) -> Result<Vec<Event>> {
+    fn finish(self) -> Result<(Vec<Event>, report::Incidents)> {
         if let Some(w) = self.eve {
             w.finish().context("writing EVE output")?;
         }
-        Ok(self.keep.unwrap_or_default())
+        Ok((self.keep.unwrap_or_default(), self.incidents))
     }
 }
 
@@ -601,12 +661,18 @@ impl EventSink for Output {
             learner.observe_record(record, rules);
         }
         if let Event::Alert(alert) = &event {
+            if let Some(id) = &alert.incident_id {
+                self.incidents.count_alert(id);
+            }
             if self.worst.is_none_or(|w| alert.severity.meets(w)) {
                 self.worst = Some(alert.severity);
             }
             if self.alert_lines {
                 eprintln!("{}", alert.line());
             }
+        }
+        if let Event::Incident(i) = &event {
+            self.incidents.keep(i);
         }
         if let Some(w) = &mut self.eve {
             w.write(&event);

@@ -33,7 +33,7 @@ pub const DROP_REASONS: [&str; 3] = ["kernel", "interface", "queue"];
 
 /// EVE record types counted by `egresswatch_eve_records_total`; anything
 /// else counts as `other`.
-pub const EVE_TYPES: [&str; 9] = [
+pub const EVE_TYPES: [&str; 10] = [
     "flow",
     "flow_interim",
     "alert",
@@ -42,6 +42,7 @@ pub const EVE_TYPES: [&str; 9] = [
     "tls",
     "http",
     "stratum",
+    "incident",
     "other",
 ];
 
@@ -124,6 +125,8 @@ struct EngineCounters {
     tunnels: IntCounter,
     tunnels_unfollowed: IntCounter,
     dns_tunnel_domains_dropped: IntCounter,
+    incidents_opened: IntCounter,
+    incidents_evicted: IntCounter,
 }
 
 /// Every metric family the sensor exports, in one registry.
@@ -139,6 +142,7 @@ pub struct Metrics {
     engine: EngineCounters,
     flows_active: IntGauge,
     discovery_sources: IntGauge,
+    incidents_open: IntGaugeVec,
     flow_table_capacity: IntGauge,
     ssh_sessions: [IntCounter; 3],
     eve_records: Vec<IntCounter>,
@@ -272,6 +276,12 @@ impl Metrics {
                 "discovery_sources",
                 "Source hosts the internal-discovery detector tracks now.",
             ),
+            incidents_open: gauge_vec(
+                r,
+                "incidents_open",
+                "Incidents open now (one per internal host with alerts within the incident window), by zone (none: outside every zone) and severity.",
+                &["zone", "severity"],
+            ),
             flow_table_capacity: gauge(
                 r,
                 "flow_table_capacity",
@@ -362,6 +372,17 @@ impl Metrics {
             .set(i64::try_from(sources).unwrap_or(i64::MAX));
     }
 
+    /// Sets the open incidents by zone and severity (labels not listed
+    /// drop to nothing).
+    pub fn set_incidents_open(&self, open: &[(Option<std::sync::Arc<str>>, Severity, u64)]) {
+        self.incidents_open.reset();
+        for (zone, severity, n) in open {
+            self.incidents_open
+                .with_label_values(&[zone.as_deref().unwrap_or("none"), severity.name()])
+                .set(i64::try_from(*n).unwrap_or(i64::MAX));
+        }
+    }
+
     pub fn add_flows_active(&self, delta: i64) {
         self.flows_active.add(delta);
     }
@@ -394,6 +415,7 @@ impl Metrics {
             Event::Flow(_) => "flow",
             Event::Alert(_) => "alert",
             Event::App(a) => a.event.event_type,
+            Event::Incident(_) => "incident",
         };
         let index = EVE_TYPES
             .iter()
@@ -607,6 +629,16 @@ impl EngineCounters {
                 "dns_tunnel_domains_dropped_total",
                 "(Client, domain) tallies the dns-tunnel detector let go before their window ended, to stay within its bounds.",
             ),
+            incidents_opened: counter(
+                r,
+                "incidents_opened_total",
+                "Incidents opened (a host's first alert, or its first after the incident window).",
+            ),
+            incidents_evicted: counter(
+                r,
+                "incidents_evicted_total",
+                "Incidents closed before their window ended because the bound of open incidents was reached.",
+            ),
         }
     }
 
@@ -661,6 +693,10 @@ impl EngineCounters {
             a.dns_tunnel_domains_dropped,
             b.dns_tunnel_domains_dropped,
         ));
+        self.incidents_opened
+            .inc_by(d(a.incidents_opened, b.incidents_opened));
+        self.incidents_evicted
+            .inc_by(d(a.incidents_evicted, b.incidents_evicted));
     }
 }
 

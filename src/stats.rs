@@ -50,6 +50,10 @@ pub struct Stats {
     /// (Client, domain) tallies the dns-tunnel detector let go to make
     /// room ([`crate::hosts::dns_tunnel`]).
     pub dns_tunnel_domains_dropped: u64,
+    /// Incidents opened ([`crate::hosts::incident`]).
+    pub incidents_opened: u64,
+    /// Incidents closed early to stay within the bound of open incidents.
+    pub incidents_evicted: u64,
 }
 
 impl Stats {
@@ -100,5 +104,7 @@ impl Stats {
         self.tunnels += other.tunnels;
         self.tunnels_unfollowed += other.tunnels_unfollowed;
         self.dns_tunnel_domains_dropped += other.dns_tunnel_domains_dropped;
+        self.incidents_opened += other.incidents_opened;
+        self.incidents_evicted += other.incidents_evicted;
     }
 }

@@ -185,7 +185,8 @@ reason = "test: the wrong port"
     assert!(dead.contains(&"nobody-goes-here"), "{dead:?}");
     assert!(!dead.contains(&"internal-git"), "{dead:?}");
     assert_eq!(v["appears"].as_array().unwrap().len(), 0);
-    assert_eq!(v["flows"], 11);
+    // The demo's 11 flows and the 64 probes of its internal sweep.
+    assert_eq!(v["flows"], 75);
 }
 
 /// The one-pass comparison raises, for each rule set, exactly the alerts
@@ -210,6 +211,9 @@ fn one_pass_counts_match_separate_replays() {
         let alerts = stdout(&out)
             .lines()
             .filter(|l| l.contains(r#""event_type":"alert""#))
+            // Host findings (the demo's sweep) come from the host stage,
+            // after the judge: the trial compares per-flow judgements.
+            .filter(|l| !l.contains(r#""detection":"internal-discovery""#))
             .count();
         assert_eq!(v["alerts"][side], alerts as u64, "{side}");
     }

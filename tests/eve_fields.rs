@@ -38,7 +38,37 @@ const TOP: &[&str] = &[
     "http",
 ];
 /// Event types of egresswatch's own, and their objects.
-const OWN: &[&str] = &["egresswatch", "flow_interim", "stratum"];
+const OWN: &[&str] = &["egresswatch", "flow_interim", "stratum", "incident"];
+/// The `incident` record's object (docs/EVE.md).
+const INCIDENT: &[&str] = &[
+    "id",
+    "host",
+    "zone",
+    "workload",
+    "first_seen",
+    "last_seen",
+    "tactics",
+    "tactic_names",
+    "techniques",
+    "signature_ids",
+    "detections",
+    "alerts",
+    "flows",
+    "severity",
+    "score",
+    "stage",
+    "change",
+];
+/// What an incident record holds at the top level.
+const INCIDENT_TOP: &[&str] = &[
+    "timestamp",
+    "event_type",
+    "src_ip",
+    "host",
+    "pcap_filename",
+    "in_iface",
+    "incident",
+];
 const FLOW: &[&str] = &[
     "pkts_toserver",
     "pkts_toclient",
@@ -153,6 +183,20 @@ fn check(r: &Value, problems: &mut Vec<String>) {
             keys_within(v, allowed, key, problems);
         }
     }
+    if r["event_type"] == "incident" {
+        keys_within(r, INCIDENT_TOP, "incident record", problems);
+        keys_within(&r["incident"], INCIDENT, "incident", problems);
+        for key in ["id", "host", "first_seen", "last_seen", "stage"] {
+            if !r["incident"][key].is_string() {
+                problems.push(format!("incident.{key} missing: {r}"));
+            }
+        }
+        for key in ["tactics", "techniques", "detections"] {
+            if !string_list(&r["incident"][key]) {
+                problems.push(format!("incident.{key} is not a list of strings: {r}"));
+            }
+        }
+    }
     if r["event_type"] == "alert" {
         let m = &r["alert"]["metadata"];
         for (k, v) in m.as_object().into_iter().flatten() {
@@ -234,7 +278,15 @@ fn every_record_stays_inside_suricatas_objects() {
     }
     problems.dedup();
     assert!(problems.is_empty(), "{}", problems.join("\n"));
-    for t in ["alert", "flow", "flow_interim", "dns", "ssh", "tls"] {
+    for t in [
+        "alert",
+        "flow",
+        "flow_interim",
+        "dns",
+        "ssh",
+        "tls",
+        "incident",
+    ] {
         assert!(types.contains(t), "{t} records checked: {types:?}");
     }
     let want = ["v2 answer", "v2 query", "v3 request", "v3 response"];

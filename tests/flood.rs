@@ -62,7 +62,7 @@ impl EventSink for Seen {
         match event {
             Event::Flow(f) => self.flows.push(*f),
             Event::Alert(a) => self.alerts.push(*a),
-            Event::App(_) => {}
+            Event::App(_) | Event::Incident(_) => {}
         }
     }
 }

@@ -415,6 +415,9 @@ fn replay_metrics_file_matches_the_sensor_families() {
     let live = egresswatch::metrics::Metrics::new();
     live.capture("eth0");
     live.workers(1, 64);
+    // A labelled gauge is exported once it has a series: the sensor's
+    // once an incident opens, as the demo's does.
+    live.set_incidents_open(&[(None, egresswatch::policy::Severity::HIGH, 1)]);
     let expected: Vec<String> = live
         .encode()
         .lines()

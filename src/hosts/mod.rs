@@ -12,25 +12,37 @@
 //!
 //! It holds the internal-discovery detector ([`discovery`]), fed by flow
 //! records, and the DNS tunnel detector ([`dns_tunnel`]), fed by the
-//! per-message shapes the DNS analyzer puts on its `dns` records.
+//! per-message shapes the DNS analyzer puts on its `dns` records. It
+//! groups every alert (the engines' and its own) into one incident per
+//! host ([`incident`]), naming the host's workload from the inventory
+//! ([`crate::inventory`]) — before the alert is written, so the alert
+//! carries its `incident_id`.
 
 pub mod discovery;
 pub mod dns_tunnel;
+pub mod incident;
 
 use crate::event::{AppRecord, Event, EventSink, FlowRecord};
 use crate::flow::key::{proto, Endpoint};
+use crate::inventory::SharedInventory;
 use crate::json::Rendered;
 use crate::judge::SharedRules;
+use crate::policy::Direction;
 use crate::policy::{
     Alert, Detection, FlowSubject, HostFinding, RuleSet, Stage, SuppressionWindow,
 };
 use crate::stats::Stats;
+use crate::time::{Timestamp, NANOS_PER_SEC};
 use discovery::{Attempt, Discovery, DiscoveryConfig, Finding, Outcome, ProbeKind};
 use dns_tunnel::{DnsTunnelConfig, DnsTunnels};
+use incident::{Change, IncidentConfig, IncidentRecord, Incidents};
 use std::net::IpAddr;
 
 /// Suppression entries the host stage remembers at most.
 const SUPPRESSION_CAPACITY: usize = 16_384;
+
+/// Packet time between two looks for incidents that went quiet.
+const SWEEP_NANOS: u64 = 60 * NANOS_PER_SEC;
 
 /// The per-host detectors and what they counted.
 pub struct HostStage {
@@ -38,7 +50,13 @@ pub struct HostStage {
     discovery: Discovery,
     dns: DnsTunnels,
     window: SuppressionWindow,
-    /// Alerts raised (by detection and severity) and sources dropped.
+    incidents: Incidents,
+    inventory: SharedInventory,
+    next_sweep: Timestamp,
+    /// The open incidents changed since [`HostStage::take_changed`].
+    changed: bool,
+    /// Alerts raised (by detection and severity), sources dropped,
+    /// incidents opened and evicted.
     pub stats: Stats,
 }
 
@@ -53,7 +71,94 @@ impl HostStage {
             discovery: Discovery::new(cfg),
             dns: DnsTunnels::new(DnsTunnelConfig::default()),
             window: SuppressionWindow::new(SUPPRESSION_CAPACITY),
+            incidents: Incidents::new(IncidentConfig::default()),
+            inventory: crate::inventory::shared(Default::default()),
+            next_sweep: Timestamp::from_nanos(0),
+            changed: false,
             stats: Stats::default(),
+        }
+    }
+
+    /// Groups alerts into incidents with these settings.
+    pub fn with_incidents(mut self, cfg: IncidentConfig) -> Self {
+        self.incidents = Incidents::new(cfg);
+        self
+    }
+
+    /// Names hosts from this inventory (read per alert; a reload swaps it).
+    pub fn with_inventory(mut self, inventory: SharedInventory) -> Self {
+        self.inventory = inventory;
+        self
+    }
+
+    /// The open incidents.
+    pub fn incidents(&self) -> &Incidents {
+        &self.incidents
+    }
+
+    /// Whether the open incidents changed since the last call (the
+    /// writer then sets the metric).
+    pub fn take_changed(&mut self) -> bool {
+        std::mem::take(&mut self.changed)
+    }
+
+    /// Passes one event on to `out` with what the host stage adds: after
+    /// a flow record, the alerts it raised; every alert gets its
+    /// incident (and, before it, the incident record when the incident
+    /// opened or grew) and its host's workload.
+    pub fn handle(&mut self, event: Event, out: &mut Vec<Event>) {
+        let mut raised = Vec::new();
+        self.observe(&event, &mut raised);
+        match event {
+            Event::Alert(alert) => self.assign(alert, out),
+            Event::Flow(record) => {
+                self.sweep(record.end);
+                out.push(Event::Flow(record));
+            }
+            other => out.push(other),
+        }
+        for alert in raised {
+            self.assign(Box::new(alert), out);
+        }
+    }
+
+    /// Puts an alert into its host's incident and writes both.
+    fn assign(&mut self, mut alert: Box<Alert>, out: &mut Vec<Event>) {
+        let Some(host) = host_of(&alert) else {
+            out.push(Event::Alert(alert));
+            return;
+        };
+        let zone = self.rules.load().zone_of(host).map(|z| z.name.clone());
+        let workload = self.inventory.load().lookup(host).cloned();
+        let (incident, change) = self.incidents.observe(&alert, host, zone, workload.clone());
+        alert.incident_id = Some(incident.id.clone());
+        alert.workload = workload;
+        let change = match change {
+            Change::Opened => Some("opened"),
+            Change::Grew => Some("grew"),
+            Change::Joined => None,
+        };
+        if let Some(change) = change {
+            out.push(Event::Incident(Box::new(IncidentRecord {
+                ts: alert.ts,
+                change,
+                incident: incident.clone(),
+            })));
+        }
+        self.changed |= change.is_some();
+        self.stats.incidents_opened = self.incidents.opened();
+        self.stats.incidents_evicted = self.incidents.evicted();
+        out.push(Event::Alert(alert));
+    }
+
+    /// Closes the incidents that went quiet, once a minute of packet time.
+    fn sweep(&mut self, now: Timestamp) {
+        if now < self.next_sweep {
+            return;
+        }
+        self.next_sweep = now.add_nanos(SWEEP_NANOS);
+        if self.incidents.expire(now) > 0 {
+            self.changed = true;
         }
     }
 
@@ -73,17 +178,17 @@ impl HostStage {
         match event {
             Event::Flow(record) => self.observe_flow(record, out),
             Event::App(app) => self.observe_dns(app, out),
-            Event::Alert(_) => {}
+            Event::Alert(_) | Event::Incident(_) => {}
         }
     }
 
     /// Whether the stage reads this event at all (the sensor's writer
-    /// skips the others).
+    /// passes the others straight on).
     pub fn reads(event: &Event) -> bool {
         match event {
-            Event::Flow(_) => true,
+            Event::Flow(_) | Event::Alert(_) => true,
             Event::App(a) => a.event.dns.is_some(),
-            Event::Alert(_) => false,
+            Event::Incident(_) => false,
         }
     }
 
@@ -275,6 +380,21 @@ fn reply_outcome(answered: bool, icmp_error: bool) -> Outcome {
     }
 }
 
+/// The internal host an alert is about: the originator of egress and
+/// internal flows (a scanner is the source of its host finding), the
+/// responder of ingress. Sensor findings (flow-table pressure) and flows
+/// with no inside end belong to no host.
+fn host_of(a: &Alert) -> Option<IpAddr> {
+    if a.detection == Detection::FlowTablePressure {
+        return None;
+    }
+    match a.direction {
+        Direction::Egress | Direction::Internal => Some(a.src.addr),
+        Direction::Ingress => Some(a.dst.addr),
+        Direction::External => None,
+    }
+}
+
 fn unicast(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
@@ -339,12 +459,12 @@ fn host_finding(f: &Finding) -> HostFinding {
     }
 }
 
-/// An [`EventSink`] that passes every event on and adds the host stage's
-/// alerts after the record that raised them (the replay's writer).
+/// An [`EventSink`] that passes every event through the host stage
+/// ([`HostStage::handle`]) on its way (the replay's writer).
 pub struct HostSink<'a> {
     inner: &'a mut (dyn EventSink + Send),
     pub stage: HostStage,
-    alerts: Vec<Alert>,
+    out: Vec<Event>,
 }
 
 impl<'a> HostSink<'a> {
@@ -352,17 +472,16 @@ impl<'a> HostSink<'a> {
         HostSink {
             inner,
             stage,
-            alerts: Vec::new(),
+            out: Vec::new(),
         }
     }
 }
 
 impl EventSink for HostSink<'_> {
     fn event(&mut self, event: Event) {
-        self.stage.observe(&event, &mut self.alerts);
-        self.inner.event(event);
-        for alert in self.alerts.drain(..) {
-            self.inner.event(Event::Alert(Box::new(alert)));
+        self.stage.handle(event, &mut self.out);
+        for e in self.out.drain(..) {
+            self.inner.event(e);
         }
     }
 }

@@ -114,6 +114,13 @@ pub struct Alert {
     pub discovery: Option<Rendered>,
     /// What the engine adds of the flow (`None` for a sensor finding).
     pub flow: Option<AlertFlow>,
+    /// The incident the host stage grouped the alert into
+    /// (`egresswatch.incident_id`); set where every worker's events meet,
+    /// before the alert is written.
+    pub incident_id: Option<Arc<str>>,
+    /// What runs at the alert's internal host, from the inventory
+    /// (`egresswatch.workload`).
+    pub workload: Option<Arc<crate::inventory::Workload>>,
 }
 
 /// The flow an alert was raised on, as EVE writes it on the alert (so an
@@ -218,6 +225,8 @@ impl RuleSet {
             mitre: f.mitre,
             discovery: Some(f.detail),
             flow: None,
+            incident_id: None,
+            workload: None,
         });
         out
     }
@@ -260,6 +269,8 @@ impl RuleSet {
             flow: None,
             mitre: f.detection.mitre(),
             discovery: None,
+            incident_id: None,
+            workload: None,
         });
         out
     }
@@ -345,6 +356,8 @@ impl RuleSet {
             flow: None,
             mitre: d.mitre(),
             discovery: None,
+            incident_id: None,
+            workload: None,
         }
     }
 
@@ -506,6 +519,12 @@ impl Alert {
         if let Some(h) = &self.threshold_hours {
             o.str("threshold_hours", h);
         }
+        if let Some(id) = &self.incident_id {
+            o.str("incident_id", id);
+        }
+        if let Some(w) = &self.workload {
+            o.obj("workload", |o| w.write(o));
+        }
     }
 
     /// The EVE record as a value (tests, tools).
@@ -533,8 +552,12 @@ impl Alert {
             .threshold_hours
             .as_ref()
             .map_or_else(String::new, |h| format!(" >{h}h"));
+        let workload = self
+            .workload
+            .as_ref()
+            .map_or_else(String::new, |w| format!(" host={}", w.describe()));
         format!(
-            "{} [{}:{}:{}] {} {}{} {} -> {} {} zone={} allow={}: {} [{}]",
+            "{} [{}:{}:{}] {} {}{} {} -> {} {} zone={} allow={}: {} [{}]{workload}",
             self.ts.eve(),
             GID,
             self.detection.sid(),

@@ -90,6 +90,10 @@ pub struct SensorConfig {
     pub app_layer: AppLayerConfig,
     /// EVE `host` of every record (the binary defaults it to the host name).
     pub sensor_name: Option<String>,
+    /// `--inventory FILE`: who the hosts are; reread on SIGHUP.
+    pub inventory: Option<PathBuf>,
+    /// How alerts are grouped into incidents.
+    pub incidents: crate::hosts::incident::IncidentConfig,
 }
 
 /// Cores left after one capture thread per interface, at least one.
@@ -185,6 +189,17 @@ pub fn load_rules(dir: Option<&std::path::Path>) -> Result<RuleSet, SensorError>
     }
 }
 
+/// Reads `--inventory`; an error stops the sensor before it starts.
+pub fn load_inventory(
+    path: Option<&std::path::Path>,
+) -> Result<crate::inventory::Inventory, SensorError> {
+    match path {
+        None => Ok(Default::default()),
+        Some(p) => crate::inventory::Inventory::load(p)
+            .map_err(|e| SensorError::Config(format!("{e}; the sensor did not start"))),
+    }
+}
+
 /// Runs the sensor until SIGINT or SIGTERM (`Ok`); an interface lost on
 /// the way is reopened, not fatal.
 pub fn run(cfg: SensorConfig) -> Result<(), SensorError> {
@@ -201,6 +216,7 @@ pub fn run(cfg: SensorConfig) -> Result<(), SensorError> {
         ..cfg.web
     };
     let rules = load_rules(cfg.rules_dir.as_deref())?;
+    let inventory = load_inventory(cfg.inventory.as_deref())?;
     let web_config = load_web_config(cfg.web_config.as_deref())?;
     let mut captures = Vec::new();
     for iface in &cfg.interfaces {
@@ -237,7 +253,7 @@ pub fn run(cfg: SensorConfig) -> Result<(), SensorError> {
         .enable_all()
         .build()
         .map_err(io_err("starting the runtime"))?;
-    let sensor = Running::start(&cfg, workers, rules, captures, target)?;
+    let sensor = Running::start(&cfg, workers, rules, inventory, captures, target)?;
     let result = runtime.block_on(sensor.control(listener, web_limits, web_config, &cfg));
     let lost = sensor.stop();
     // A capture failure says more (and has its own code) than the loss.
@@ -252,6 +268,7 @@ pub fn run(cfg: SensorConfig) -> Result<(), SensorError> {
 struct Running {
     metrics: Metrics,
     rules: SharedRules,
+    inventory: crate::inventory::SharedInventory,
     health: Arc<Health>,
     stop: Arc<AtomicBool>,
     reopen: Arc<AtomicBool>,
@@ -268,12 +285,14 @@ impl Running {
         cfg: &SensorConfig,
         workers: usize,
         rules: RuleSet,
+        inventory: crate::inventory::Inventory,
         captures: Vec<LiveCapture>,
         target: EveTarget,
     ) -> Result<Running, SensorError> {
         let metrics = Metrics::new().with_process_collector();
         metrics.rules_loaded(&rules, now_secs());
         let rules: SharedRules = Arc::new(arc_swap::ArcSwap::from_pointee(rules));
+        let inventory = crate::inventory::shared(inventory);
         let names = Arc::new(NameCache::default());
         let counters: Vec<_> = captures
             .iter()
@@ -359,7 +378,9 @@ impl Running {
                 host: cfg.sensor_name.clone(),
                 inputs: crate::eve::Inputs::Interfaces(cfg.interfaces.clone()),
             },
-            hosts: crate::hosts::HostStage::new(rules.clone()),
+            hosts: crate::hosts::HostStage::new(rules.clone())
+                .with_incidents(cfg.incidents)
+                .with_inventory(inventory.clone()),
         };
         let writer = spawn("ew-writer", move || writer.run());
         let protocols: Arc<[_]> =
@@ -393,6 +414,7 @@ impl Running {
         Ok(Running {
             metrics,
             rules,
+            inventory,
             health,
             stop,
             reopen,
@@ -437,6 +459,7 @@ impl Running {
             tokio::select! {
                 _ = hup.recv() => {
                     self.reload(cfg.rules_dir.as_deref()).await;
+                    self.reload_inventory(cfg.inventory.as_deref()).await;
                     reload_web_config(&web_config, cfg.web_config.as_deref()).await;
                 }
                 _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break Ok(()) }
@@ -494,6 +517,29 @@ impl Running {
             );
         }
         self.metrics.rules_reloaded(ok, &rules, now_secs());
+    }
+
+    /// SIGHUP: the inventory file read again off the packet path and
+    /// swapped in whole; a file with errors is reported (file:line) and
+    /// the previous inventory stays.
+    async fn reload_inventory(&self, path: Option<&std::path::Path>) {
+        let Some(path) = path.map(std::path::Path::to_path_buf) else {
+            return;
+        };
+        let shown = path.display().to_string();
+        let shared = self.inventory.clone();
+        let outcome =
+            tokio::task::spawn_blocking(move || crate::inventory::reload(&shared, &path)).await;
+        match outcome {
+            Ok(Ok(entries)) => tracing::info!(file = %shown, entries, "inventory reloaded"),
+            Ok(Err(e)) => tracing::error!(
+                "inventory reload failed; the previous inventory stays in force: {e}"
+            ),
+            Err(_) => tracing::error!(
+                file = %shown,
+                "inventory reload panicked; the previous inventory stays in force"
+            ),
+        }
     }
 
     /// Stops capture, lets every worker end its flows, flushes the output;

@@ -8,7 +8,6 @@ use crate::eve::{Spool, Target};
 use crate::event::Event;
 use crate::hosts::HostStage;
 use crate::metrics::{Metrics, SshClassifier};
-use crate::policy::Alert;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -142,20 +141,18 @@ impl Writer {
             stamp,
             mut hosts,
         } = self;
-        let mut host_alerts = Vec::new();
+        let mut handled = Vec::new();
         let discard = matches!(target, EveTarget::Discard);
         let mut out = Output::new(target, metrics.clone());
         out.spool.set_stamp(stamp);
         loop {
             match rx.recv_timeout(out.wait(Instant::now())) {
                 Ok(event) => {
-                    observe_hosts(&mut hosts, &event, &metrics, &mut host_alerts);
-                    if let Some(l) = &mut learn {
-                        l.observe(&event);
-                    }
-                    write_event(&event, &metrics, &ssh, &mut out, discard);
-                    for alert in host_alerts.drain(..) {
-                        let event = Event::Alert(Box::new(alert));
+                    handle_hosts(&mut hosts, event, &metrics, &mut handled);
+                    for event in handled.drain(..) {
+                        if let Some(l) = &mut learn {
+                            l.observe(&event);
+                        }
                         write_event(&event, &metrics, &ssh, &mut out, discard);
                     }
                 }
@@ -180,18 +177,26 @@ impl Writer {
     }
 }
 
-/// Runs the host stage on one event; its alerts go to `alerts`, its
-/// counters to the metrics.
-fn observe_hosts(hosts: &mut HostStage, event: &Event, metrics: &Metrics, alerts: &mut Vec<Alert>) {
-    if !HostStage::reads(event) {
+/// Runs the host stage on one event (alerts it raises, incidents, the
+/// workload); what is to be written goes to `out`, its counters to the
+/// metrics.
+fn handle_hosts(hosts: &mut HostStage, event: Event, metrics: &Metrics, out: &mut Vec<Event>) {
+    if !HostStage::reads(&event) {
+        out.push(event);
         return;
     }
+    let flow = matches!(event, Event::Flow(_));
     let before = hosts.stats.clone();
-    hosts.observe(event, alerts);
+    hosts.handle(event, out);
     if hosts.stats != before {
         metrics.add_engine(&before, &hosts.stats);
     }
-    metrics.set_discovery_sources(hosts.sources());
+    if flow {
+        metrics.set_discovery_sources(hosts.sources());
+    }
+    if hosts.take_changed() {
+        metrics.set_incidents_open(&hosts.incidents().open_by_zone_and_severity());
+    }
 }
 
 /// Counts, logs (alerts) and queues one record.

@@ -109,3 +109,89 @@ fn shutdown_on_a_full_disk_reports_what_was_not_written() {
     );
     assert_eq!(sample(&metrics, "egresswatch_eve_records_pending"), 0.0);
 }
+
+/// The sensor's writer thread gives alerts their incident and workload as
+/// the replay's [`crate::hosts::HostSink`] does: same ids, the incident
+/// record before its alert, the open incidents in the metrics.
+#[test]
+fn the_writer_assigns_incidents_as_the_replay_does() {
+    use crate::engine::{Engine, EngineConfig};
+    use crate::hosts::{HostSink, HostStage};
+    use crate::source::{Frame, LinkType};
+    let rules = crate::policy::load_sources(crate::policy::shipped(), None)
+        .rules
+        .expect("shipped rules");
+    let rules: crate::judge::SharedRules = Arc::new(arc_swap::ArcSwap::from_pointee(rules));
+    let inventory = crate::inventory::shared(
+        crate::inventory::Inventory::parse("inv.csv", "address,pod\n10.10.0.10,trainer\n").unwrap(),
+    );
+    let stage = || HostStage::new(rules.clone()).with_inventory(inventory.clone());
+    // What the workers send: the engine's events, host stage not yet run.
+    let cap = crate::gen::demo::demo(crate::gen::demo::DEMO_SEED);
+    let mut engine = Engine::with_builtin_rules(EngineConfig::default()).unwrap();
+    let mut raw: Vec<Event> = Vec::new();
+    for (i, p) in cap.packets.iter().enumerate() {
+        let frame = Frame {
+            ts: p.ts,
+            link: LinkType::Ethernet,
+            data: &p.data,
+            orig_len: p.data.len() as u32,
+        };
+        engine.process(&frame, i as u64 + 1, &mut raw);
+    }
+    engine.finish(&mut raw);
+    // The replay's way.
+    let mut replayed: Vec<Event> = Vec::new();
+    let mut sink = HostSink::new(&mut replayed, stage());
+    for e in raw.iter().cloned() {
+        crate::event::EventSink::event(&mut sink, e);
+    }
+    let mut want = Vec::new();
+    for e in &replayed {
+        crate::eve::append(&mut want, e);
+    }
+    // The sensor's way.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("eve.json");
+    let metrics = Metrics::new();
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let names = Arc::new(crate::analyzer::names::NameCache::default());
+    let writer = Writer {
+        rx,
+        target: EveTarget::open(Some(&path)).unwrap(),
+        metrics: metrics.clone(),
+        ssh: SshClassifier::new(rules.clone(), names),
+        reopen: Arc::new(AtomicBool::new(false)),
+        learn: None,
+        stamp: crate::eve::Stamp::default(),
+        hosts: stage(),
+    };
+    for e in raw {
+        tx.send(e).unwrap();
+    }
+    drop(tx);
+    assert_eq!(writer.run(), Lost::default());
+    let got = std::fs::read(&path).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        String::from_utf8_lossy(&want)
+    );
+    let text = String::from_utf8(got).unwrap();
+    let alerts: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["event_type"] == "alert")
+        .collect();
+    assert!(alerts.len() >= 5);
+    let id = &alerts[0]["egresswatch"]["incident_id"];
+    assert!(id.as_str().unwrap().starts_with("ewi-"));
+    for a in &alerts {
+        assert_eq!(&a["egresswatch"]["incident_id"], id, "{a}");
+        assert_eq!(a["egresswatch"]["workload"]["pod"], "trainer", "{a}");
+    }
+    let open = metrics.encode();
+    assert!(
+        open.contains("egresswatch_incidents_open{severity=\"high\",zone=\"gpu-training\"} 1"),
+        "{open}"
+    );
+}

@@ -127,6 +127,20 @@ impl AppSlot {
         }
     }
 
+    /// A slot whose analysis is `analyzer`, already claimed and finished
+    /// (a flow restored from the state file).
+    pub fn restored(ctx: FlowContext, analyzer: Box<dyn Analyzer>) -> Self {
+        AppSlot {
+            layer: Layer {
+                state: State::Active(analyzer),
+                depth: 0,
+                depth_limited: false,
+            },
+            finished: true,
+            ..AppSlot::new(ctx)
+        }
+    }
+
     /// Facts of the analyzer that claimed the flow (the innermost one of a
     /// tunnel), if any did.
     pub fn facts(&self) -> Option<&AppFacts> {

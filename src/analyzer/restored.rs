@@ -22,11 +22,13 @@ pub struct SavedApp {
 }
 
 impl SavedApp {
-    /// What is kept of an analysis: its facts, when they are SSH's.
+    /// What is kept of an analysis: its facts, when the flow is SSH (not
+    /// SSH inferred inside another protocol).
     pub fn of(facts: &AppFacts, object: Option<(&'static str, Rendered)>) -> Option<SavedApp> {
         let ssh = facts.ssh.clone()?;
+        let app_proto = facts.app_proto.filter(|p| *p == "ssh")?;
         Some(SavedApp {
-            app_proto: facts.app_proto?.to_string(),
+            app_proto: app_proto.to_string(),
             revision: facts.revision,
             ssh,
             object: object.map(|(_, o)| o.as_str().to_string()),
@@ -135,6 +137,9 @@ mod tests {
         let mut facts = ssh_facts();
         facts.ssh = None;
         assert!(SavedApp::of(&facts, None).is_none());
+        let mut inside_tls = ssh_facts();
+        inside_tls.app_proto = Some("tls");
+        assert!(SavedApp::of(&inside_tls, None).is_none());
         let mut saved = SavedApp::of(&ssh_facts(), None).unwrap();
         saved.object = Some("{not json".into());
         assert!(Restored::new(saved.clone()).is_none());

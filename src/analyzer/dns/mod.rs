@@ -494,19 +494,7 @@ pub fn eve(msg: &Message) -> Rendered {
         o.u64("version", 3);
         o.str("type", if h.qr() { "response" } else { "request" });
         o.u64("id", h.id.into());
-        o.hex("flags", h.flags.into());
-        for (key, set) in [
-            ("qr", h.qr()),
-            ("aa", h.aa()),
-            ("tc", h.tc()),
-            ("rd", h.rd()),
-            ("ra", h.ra()),
-            ("z", h.z()),
-        ] {
-            if set {
-                o.bool(key, true);
-            }
-        }
+        flags(o, h);
         o.u64("opcode", h.opcode().into());
         if h.qr() {
             o.str("rcode", &rcode_name(h.rcode()));
@@ -527,14 +515,36 @@ pub fn eve(msg: &Message) -> Rendered {
     })
 }
 
-/// `answers` and `authorities`, each only when not empty.
-fn sections(o: &mut Obj<'_>, msg: &Message) {
-    for (key, records) in [("answers", &msg.answers), ("authorities", &msg.authorities)] {
-        if !records.is_empty() {
-            o.arr(key, |a| {
-                records.iter().for_each(|r| a.obj(|o| record(o, r)))
-            });
+/// `flags` in hex, and each flag that is set as a boolean.
+fn flags(o: &mut Obj<'_>, h: &wire::Header) {
+    o.hex("flags", h.flags.into());
+    for (key, set) in [
+        ("qr", h.qr()),
+        ("aa", h.aa()),
+        ("tc", h.tc()),
+        ("rd", h.rd()),
+        ("ra", h.ra()),
+        ("z", h.z()),
+    ] {
+        if set {
+            o.bool(key, true);
         }
+    }
+}
+
+/// `answers` (in full and, as Suricata 8 writes by default, by type in
+/// `grouped`) and `authorities`, each only when not empty.
+fn sections(o: &mut Obj<'_>, msg: &Message) {
+    if !msg.answers.is_empty() {
+        o.arr("answers", |a| {
+            msg.answers.iter().for_each(|r| a.obj(|o| record(o, r)))
+        });
+        o.obj("grouped", |o| grouped(o, &msg.answers));
+    }
+    if !msg.authorities.is_empty() {
+        o.arr("authorities", |a| {
+            msg.authorities.iter().for_each(|r| a.obj(|o| record(o, r)))
+        });
     }
 }
 
@@ -568,44 +578,24 @@ pub fn eve_v2(msg: &Message, tx_id: u64, mut push: impl FnMut(Rendered)) {
         o.u64("version", 2);
         o.str("type", "answer");
         o.u64("id", h.id.into());
-        o.hex("flags", h.flags.into());
-        for (key, set) in [
-            ("qr", h.qr()),
-            ("aa", h.aa()),
-            ("tc", h.tc()),
-            ("rd", h.rd()),
-            ("ra", h.ra()),
-            ("z", h.z()),
-        ] {
-            if set {
-                o.bool(key, true);
-            }
-        }
+        flags(o, h);
         o.u64("opcode", h.opcode().into());
         if let Some(q) = msg.questions.first() {
             o.str("rrname", &q.name);
             o.str("rrtype", &rtype_name(q.rtype));
         }
         o.str("rcode", &rcode_name(h.rcode()));
-        if !msg.answers.is_empty() {
-            o.arr("answers", |a| {
-                msg.answers.iter().for_each(|r| a.obj(|o| record(o, r)))
-            });
-            o.obj("grouped", |o| grouped(o, &msg.answers));
-        }
-        if !msg.authorities.is_empty() {
-            o.arr("authorities", |a| {
-                msg.authorities.iter().for_each(|r| a.obj(|o| record(o, r)))
-            });
-        }
+        sections(o, msg);
     }));
 }
 
-/// Version 2's `grouped`: the answers' data by record type (in order of
-/// first appearance), for the types whose data is a string.
+/// `grouped`: the answers' data by record type (in order of
+/// first appearance), for the types whose data is a string and that
+/// Suricata's schema names (not DNAME).
 fn grouped(o: &mut Obj<'_>, answers: &[Record]) {
     let text = |r: &Record| match &r.data {
-        RData::Addr(_) | RData::Name(_) | RData::Txt(_) | RData::Mx { .. } => true,
+        RData::Addr(_) | RData::Txt(_) | RData::Mx { .. } => true,
+        RData::Name(_) => r.rtype != rtype::DNAME,
         RData::Soa { .. } | RData::Other { .. } => false,
     };
     for (i, r) in answers.iter().enumerate() {

@@ -59,7 +59,8 @@ fn udp_query_and_answer_from_lab_capture() {
                "aa": true, "rd": true, "ra": true, "opcode": 0, "rcode": "NOERROR",
                "queries": [{"rrname": "www.example.com", "rrtype": "A"}],
                "answers": [{"rrname": "www.example.com", "rrtype": "A", "ttl": 0,
-                            "rdata": "203.0.113.80"}]})
+                            "rdata": "203.0.113.80"}],
+               "grouped": {"A": ["203.0.113.80"]}})
     );
     assert_eq!(
         names(&cache, "10.10.0.10", "203.0.113.80"),

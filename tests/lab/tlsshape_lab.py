@@ -36,7 +36,6 @@ import signal
 import socket
 import ssl
 import struct
-import subprocess
 import sys
 import tempfile
 import threading
@@ -45,6 +44,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from ptydrive import PtySession, seeded  # noqa: E402
+from twohosts import TwoHosts, ensure_privsep, ns, run  # noqa: E402
 
 NS_C, NS_S = "ewts-c", "ewts-s"
 ADDR_C, ADDR_S = "10.83.0.10", "10.83.0.20"
@@ -66,100 +66,16 @@ def log(msg):
     print(f"tlsshape-lab: {msg}", file=sys.stderr, flush=True)
 
 
-def run(argv, check=True, timeout=30):
-    r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-    if check and r.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)}: exit {r.returncode}: {r.stderr.strip()[:400]}")
-    return r
-
-
-def ns(name, *argv):
-    return ["ip", "netns", "exec", name, *argv]
-
-
-class Lab:
+class Lab(TwoHosts):
     def __init__(self, work):
-        self.work = work
-        self.procs = []
-
-    # --- topology ---------------------------------------------------------------
-    def up(self):
-        self.down()
-        for n in (NS_C, NS_S):
-            run(["ip", "netns", "add", n])
-            run(ns(n, "ip", "link", "set", "lo", "up"))
-        run(["ip", "link", "add", "ewts0", "netns", NS_C, "type", "veth", "peer", "ewts1", "netns", NS_S])
-        for n, dev, addr in ((NS_C, "ewts0", ADDR_C), (NS_S, "ewts1", ADDR_S)):
-            run(ns(n, "ip", "addr", "add", f"{addr}/24", "dev", dev))
-            run(ns(n, "ip", "link", "set", dev, "up"))
-            for feature in ("tso", "gso", "gro", "tx", "rx"):
-                run(ns(n, "ethtool", "-K", dev, feature, "off"), check=False)
-
-    def down(self):
-        for p in reversed(self.procs):
-            self.stop(p)
-        self.procs = []
-        for n in (NS_C, NS_S):
-            run(["ip", "netns", "del", n], check=False)
-
-    def spawn(self, n, argv, name, stdin=None):
-        out = open(os.path.join(self.work, f"{name}.log"), "ab")
-        p = subprocess.Popen(ns(n, *argv), stdout=out, stderr=subprocess.STDOUT, stdin=stdin or subprocess.DEVNULL,
-                             start_new_session=True)
-        self.procs.append(p)
-        return p
-
-    def stop(self, p):
-        if p.poll() is None:
-            try:
-                os.killpg(p.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                p.wait(3)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(p.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                p.wait(3)
-        if p in self.procs:
-            self.procs.remove(p)
-
-    def wait_listen(self, n, port, timeout=10):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            r = run(ns(n, "ss", "-Hltn", f"sport = :{port}"), check=False)
-            if r.stdout.strip():
-                return
-            time.sleep(0.05)
-        raise RuntimeError(f"nothing listens on {n}:{port}")
+        super().__init__(work, (NS_C, NS_S), (ADDR_C, ADDR_S), ("ewts0", "ewts1"))
 
     # --- tools --------------------------------------------------------------------
     def setup_files(self):
         w = self.work
         run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
              "-subj", "/CN=edge.example-lab.test", "-days", "2", "-keyout", f"{w}/tls.key", "-out", f"{w}/tls.crt"])
-        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", f"{w}/host_key"])
-        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", f"{w}/client_key"])
-        shutil.copy(f"{w}/client_key.pub", f"{w}/authorized_keys")
-        os.chmod(f"{w}/authorized_keys", 0o600)
-
-    def sshd(self, n, name):
-        w = self.work
-        argv = ["/usr/sbin/sshd", "-D", "-e", "-f", "/dev/null", "-o", "ListenAddress=127.0.0.1:22",
-                "-o", f"HostKey={w}/host_key", "-o", f"AuthorizedKeysFile={w}/authorized_keys",
-                "-o", "PermitRootLogin=prohibit-password", "-o", "StrictModes=no", "-o", "UsePAM=no",
-                "-o", f"PidFile={w}/{name}.pid", "-o", "PasswordAuthentication=no",
-                "-o", "AllowTcpForwarding=yes"]
-        ensure_privsep()
-        p = self.spawn(n, argv, name)
-        try:
-            self.wait_listen(n, 22)
-        except RuntimeError as e:
-            with open(os.path.join(self.work, f"{name}.log"), errors="replace") as f:
-                raise RuntimeError(f"{e}: sshd says {f.read()[-300:]!r}") from None
-        return p
+        self.ssh_keys()
 
     def stunnel(self, n, name, client, accept, connect):
         w = self.work
@@ -175,24 +91,11 @@ class Lab:
         self.wait_listen(n, int(accept.rsplit(":", 1)[1]))
         return p
 
-    def ssh_argv(self, port=22, host="127.0.0.1", extra=()):
-        w = self.work
-        return ["ssh", "-F", "/dev/null", "-i", f"{w}/client_key", "-o", "StrictHostKeyChecking=no",
-                "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "BatchMode=yes",
-                "-p", str(port), *extra, f"root@{host}"]
-
     def capture(self, name):
         pcap = os.path.join(self.work, f"{name}.pcap")
         p = self.spawn(NS_C, ["tcpdump", "-i", "ewts0", "-s", "0", "-U", "-w", pcap, "tcp"], f"tcpdump-{name}")
         time.sleep(0.5)
         return p, pcap
-
-
-def ensure_privsep():
-    """sshd's privilege separation directory, needed at every connection
-    (a system ssh.service or another lab run on the machine may remove it;
-    it is left in place here, as the openssh-server package leaves it)."""
-    os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
 
 
 def typing_session(s):

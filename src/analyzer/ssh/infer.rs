@@ -104,6 +104,11 @@ impl Inference {
         }
     }
 
+    /// Channel opens confirmed by the other side, by opener direction.
+    pub fn confirmed_opens(&self) -> [u32; 2] {
+        self.opens.count
+    }
+
     /// The session was picked up mid-stream: its login is long past, so
     /// none is looked for (a mid-session message of a login-reply size is
     /// no login) and the post-login inferences run from the first message.

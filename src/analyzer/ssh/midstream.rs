@@ -40,6 +40,8 @@ const SNIFF_FIT: u32 = 12;
 const SNIFF_EVENTS: usize = 48;
 /// Units fed to the inference without a verdict before it is given up.
 pub const RUN_UNITS: u32 = 600;
+/// Confirmed channel opens of the client that make a forwarding session.
+const FORWARD_OPENS: u32 = 4;
 /// A segment at least this large that equals the largest seen in its
 /// direction is MSS-full: the message goes on in the next one (as the SSH
 /// analyzer merges them).
@@ -362,7 +364,8 @@ impl Running {
         if self.published {
             return;
         }
-        let Some(verdict) = verdict_of(&self.ssh) else {
+        let opens = self.inference.confirmed_opens()[Dir::ToServer.index()];
+        let Some(verdict) = verdict_of(&self.ssh, opens) else {
             return;
         };
         self.published = true;
@@ -383,10 +386,11 @@ impl Running {
     }
 }
 
-/// The verdict that makes the flow SSH, in words. A login outcome is no
-/// verdict here (no login is looked for mid-stream), nor is a file
-/// transfer (any bulk flow has one).
-fn verdict_of(f: &SshFacts) -> Option<&'static str> {
+/// The verdict that makes the flow SSH, in words (`opens`: channel opens
+/// of the client confirmed by the server, as port forwarding makes them).
+/// A login outcome is no verdict here (no login is looked for
+/// mid-stream), nor is a file transfer (any bulk flow has one).
+fn verdict_of(f: &SshFacts, opens: u32) -> Option<&'static str> {
     let verdicts = [
         (
             f.reverse_session.is_some(),
@@ -407,6 +411,10 @@ fn verdict_of(f: &SshFacts) -> Option<&'static str> {
         (
             f.keepalive_only.is_some(),
             "only keepalive request/reply pairs",
+        ),
+        (
+            opens >= FORWARD_OPENS,
+            "channel opens from the client, each confirmed by the server (port forwarding)",
         ),
     ];
     verdicts.iter().find(|(hit, _)| *hit).map(|&(_, v)| v)

@@ -94,16 +94,14 @@ fn inferred(f: &SshFacts) -> &Evidence {
 
 #[test]
 fn typing_is_probable_ssh_for_each_suite() {
-    for i in 0..INNER_SUITES.len() {
+    for (i, name) in INNER_SUITES.iter().enumerate() {
         let mut sim = Sim::new(suite(i));
         // The middle of a shell session: some output, then typing.
         sim.data(S, 300, 0);
         sim.data(S, 40, 1);
         sim.typing(C, 1, 20);
-        let f = sim
-            .finish()
-            .unwrap_or_else(|| panic!("{:?}", INNER_SUITES[i]));
-        assert!(f.forward_interactive.is_some(), "{:?}", INNER_SUITES[i]);
+        let f = sim.finish().unwrap_or_else(|| panic!("{name:?}"));
+        assert!(f.forward_interactive.is_some(), "{name:?}");
         assert!(f.reverse_interactive.is_none());
         let ev = inferred(f);
         assert!(ev.summary.contains("mid-stream"), "{}", ev.summary);
@@ -201,4 +199,30 @@ fn suite_choice_prefers_the_explaining_suite() {
     // GCM sizes are also chacha sizes; the larger block is chosen.
     assert_eq!(suite(i).block, 16);
     assert!(choose_suite([37u32; 16].iter().copied()).is_none());
+}
+
+#[test]
+fn port_forwarding_opens_make_it_ssh() {
+    let mut sim = Sim::new(suite(0));
+    for k in 0..6u32 {
+        sim.data(C, 400 + k, 2000); // traffic of an open channel
+        sim.data(S, 1000 + k, 3);
+        // CHANNEL_OPEN "direct-tcpip" to 127.0.0.1, then its confirmation.
+        sim.raw(C, sim.s.wire(63), 900);
+        sim.raw(S, sim.s.wire(17), 1);
+        sim.ack(C);
+    }
+    let f = sim.finish().expect("probable SSH");
+    assert!(inferred(f).summary.contains("port forwarding"));
+    assert!(f.forward_interactive.is_none() && f.reverse_session.is_none());
+}
+
+#[test]
+fn request_reply_of_suite_sizes_without_confirmations_is_not_ssh() {
+    let mut sim = Sim::new(suite(0));
+    for k in 0..200u32 {
+        sim.raw(C, sim.s.wire(63 + k % 5), 900);
+        sim.raw(S, sim.s.wire(40 + k % 9), 1);
+    }
+    assert!(sim.finish().is_none());
 }

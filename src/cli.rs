@@ -318,6 +318,13 @@ pub struct AnalysisArgs {
     /// Incidents open at once; when full, the longest-quiet one is closed.
     #[arg(long, default_value_t = 4096, value_name = "N")]
     pub max_incidents: usize,
+    /// Keep state across a restart in this file: read at start (a missing
+    /// or damaged file is logged and ignored), written at the end (the
+    /// sensor: at SIGTERM). It holds the identified SSH tunnels still open
+    /// and the DNS name cache, so a tunnel that outlives the restart keeps
+    /// its identity, age and alert state.
+    #[arg(long, value_name = "FILE")]
+    pub state_file: Option<PathBuf>,
 }
 
 fn parse_dns_version(text: &str) -> Result<egresswatch::analyzer::dns::DnsVersion, String> {

@@ -5,6 +5,7 @@
 
 use crate::analyzer::dispatch::{AppSlot, PacketInput, Protocols};
 use crate::analyzer::names::NameCache;
+use crate::analyzer::restored::{Restored, SavedApp};
 use crate::analyzer::{Dir, Emit, FlowContext, PacketView};
 use crate::decode::{decode, Fragment, Packet, Skip};
 use crate::event::{AppRecord, Event, EventSink, FlowMeta, FlowRecord};
@@ -12,7 +13,9 @@ use crate::flow::ended::EndedFlows;
 use crate::flow::key::{FlowKey, Side};
 use crate::flow::pressure::Pressure;
 use crate::flow::table::FlowTable;
-use crate::flow::{EndReason, EvictionTier, Flow, FlowConfig, Marks, OriginBasis, TimeoutClass};
+use crate::flow::{
+    EndReason, EvictionTier, Flow, FlowConfig, FlowState, Marks, OriginBasis, TimeoutClass,
+};
 use crate::judge::{flow_names, Judge, SharedRules};
 use crate::policy::Alert;
 use crate::source::Frame;
@@ -52,6 +55,8 @@ pub struct Engine {
     /// The latest packet time seen; expiry runs on it.
     now: Timestamp,
     next_sweep: Timestamp,
+    /// Set by [`Engine::saving_at_finish`]: what [`Engine::finish`] saved.
+    saved: Option<Vec<SavedFlow>>,
 }
 
 impl Engine {
@@ -74,6 +79,7 @@ impl Engine {
             input: 0,
             now: Timestamp::default(),
             next_sweep: Timestamp::default(),
+            saved: None,
         }
     }
 
@@ -343,8 +349,23 @@ impl Engine {
         write_alerts(&mut self.alerts, &mut self.stats, sink);
     }
 
+    /// Has [`Engine::finish`] save the flows worth keeping across a
+    /// restart ([`Engine::save`]) before it ends them.
+    pub fn saving_at_finish(mut self) -> Self {
+        self.saved = Some(Vec::new());
+        self
+    }
+
+    /// What [`Engine::finish`] saved, and the latest packet time seen.
+    pub fn take_saved(&mut self) -> (Vec<SavedFlow>, Timestamp) {
+        (self.saved.take().unwrap_or_default(), self.now)
+    }
+
     /// Ends every open flow (end of input, or the sensor stops).
     pub fn finish(&mut self, sink: &mut dyn EventSink) {
+        if self.saved.is_some() {
+            self.saved = Some(self.save());
+        }
         let (tracked, capacity) = (self.table.len(), self.table.capacity());
         let report = self.pressure.report(self.now, tracked, capacity);
         self.report_pressure(report, sink);
@@ -383,6 +404,32 @@ impl Engine {
             self.ended.remember(flow, self.now);
             self.count_ended();
         }
+    }
+
+    /// The flows worth keeping across a restart (the sensor's state file):
+    /// identified SSH over TCP, neither closing nor carried through a
+    /// proxy; the open ones and those remembered after they ended.
+    pub fn save(&self) -> Vec<SavedFlow> {
+        let ended = self.ended.iter().map(|(f, _)| f);
+        self.table.iter().chain(ended).filter_map(saved).collect()
+    }
+
+    /// Takes saved flows into the memory of ended flows, oldest first, so
+    /// that a mid-stream packet continues each as after an idle timeout
+    /// (same id, facts, alert state and age). How many were taken.
+    pub fn restore(&mut self, mut flows: Vec<SavedFlow>) -> usize {
+        flows.sort_by_key(|s| s.flow.dirs[0].last.max(s.flow.dirs[1].last));
+        let mut taken = 0;
+        for s in flows {
+            if let Some(flow) = restored(s) {
+                let last = flow.last();
+                self.ended.remember(flow, last);
+                taken += 1;
+            }
+        }
+        self.stats.flows_restored += taken as u64;
+        self.count_ended();
+        taken
     }
 
     fn count_ended(&mut self) {
@@ -480,6 +527,41 @@ fn is_tunnel(flow: &Flow) -> bool {
             .as_ref()
             .and_then(|a| a.facts())
             .is_some_and(|f| f.ssh.is_some())
+}
+
+/// A flow kept across a restart: the flow and what its analysis knew.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct SavedFlow {
+    pub flow: FlowState,
+    pub app: SavedApp,
+}
+
+fn saved(flow: &Flow) -> Option<SavedFlow> {
+    let app = flow.app.as_ref()?;
+    if !is_tunnel(flow) || flow.tcp.sent_fin_or_rst() || !app.tunnel().is_empty() {
+        return None;
+    }
+    Some(SavedFlow {
+        flow: flow.state(),
+        app: SavedApp::of(app.facts()?, app.alert_object())?,
+    })
+}
+
+/// The flow a [`SavedFlow`] describes, its analysis done (it reads no more
+/// bytes) and kept in the tunnel class; `None` for one this build does not
+/// restore.
+fn restored(s: SavedFlow) -> Option<Flow> {
+    let analyzer = Restored::new(s.app)?;
+    let mut flow = Flow::restore(s.flow, None);
+    let ctx = FlowContext {
+        client: flow.client(),
+        server: flow.server(),
+        proto: flow.key.proto,
+    };
+    flow.app = Some(Box::new(AppSlot::restored(ctx, Box::new(analyzer))));
+    flow.marks.set(Marks::APP_DONE, true);
+    flow.marks.set(Marks::TUNNEL, true);
+    Some(flow)
 }
 
 /// Whether an ended flow is remembered for a continuation: an identified

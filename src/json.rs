@@ -38,6 +38,13 @@ impl Rendered {
         &self.0
     }
 
+    /// A JSON object rendered before (the sensor's state file keeps them
+    /// as text); `None` if `text` is not one.
+    pub fn parse(text: String) -> Option<Self> {
+        let value: serde_json::Value = serde_json::from_str(&text).ok()?;
+        value.is_object().then_some(Rendered(text))
+    }
+
     /// The object as a value, for tests and the human-readable report.
     pub fn to_value(&self) -> serde_json::Value {
         serde_json::from_str(&self.0).unwrap_or_default()

@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod policy;
 pub mod sensor;
 pub mod source;
+pub mod state;
 pub mod stats;
 pub mod time;
 pub mod trial;

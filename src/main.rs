@@ -18,9 +18,11 @@ use egresswatch::event::{Event, EventSink};
 use egresswatch::flow::{FlowConfig, TimeoutClass};
 use egresswatch::judge::SharedRules;
 use egresswatch::policy::{self, RuleSet, Severity};
+use egresswatch::sensor::state_file;
 use egresswatch::source::bpf::{BpfFilter, Filtered};
 use egresswatch::source::file::ReplaySource;
 use egresswatch::source::{SelectSource, SourceError};
+use egresswatch::state::State;
 use egresswatch::time::Timestamp;
 use egresswatch::trial::Trial;
 use std::fs::File;
@@ -261,6 +263,7 @@ fn capture(args: CaptureArgs) -> Result<ExitCode> {
         sensor_name: Some(sensor_name(a.sensor_name)),
         inventory: a.inventory,
         incidents: incident_config(a.incident_window_seconds, a.max_incidents),
+        state_file: a.state_file,
     };
     match egresswatch::sensor::run(cfg) {
         Ok(()) => Ok(ExitCode::SUCCESS),
@@ -493,9 +496,16 @@ fn analyze<S: SelectSource + Send>(
             args.max_incidents,
         ))
         .with_inventory(egresswatch::inventory::shared(inventory));
-    let mut engine = Engine::analyzing(config, Arc::from(protocols), rules, names);
+    let mut engine = Engine::analyzing(config, Arc::from(protocols), rules, names.clone());
     if let Some(trial) = trial {
         engine = engine.with_trial(trial);
+    }
+    if let Some(path) = &args.state_file {
+        engine = engine.saving_at_finish();
+        if let Some(state) = state_file::load(path) {
+            names.restore(&state.names, state.saved_at);
+            engine.restore(state.flows);
+        }
     }
     let mut sink = egresswatch::hosts::HostSink::new(out, hosts);
     let started = Instant::now();
@@ -514,6 +524,18 @@ fn analyze<S: SelectSource + Send>(
             (result, source.rejected())
         }
     };
+    if let Some(path) = &args.state_file {
+        let (flows, saved_at) = engine.take_saved();
+        let names = names.saved();
+        state_file::save_logged(
+            path,
+            &State {
+                saved_at,
+                flows,
+                names,
+            },
+        );
+    }
     let mut stats = engine.stats().clone();
     stats.merge(&sink.stage.stats);
     Ok(Outcome {

@@ -110,6 +110,7 @@ struct EngineCounters {
     first_fragments: IntCounter,
     flows_created: IntCounter,
     flows_resumed: IntCounter,
+    flows_restored: IntCounter,
     ended_dropped: IntCounter,
     ended_expired: IntCounter,
     /// By [`EndReason`] index; `Active` (interim records) is not an end.
@@ -572,6 +573,11 @@ impl EngineCounters {
                 "flows_resumed_total",
                 "Mid-stream TCP flows that continued an identified flow ended by idle timeout or eviction.",
             ),
+            flows_restored: counter(
+                r,
+                "flows_restored_total",
+                "Identified flows read back from the state file at start (--state-file).",
+            ),
             ended_dropped: counter(
                 r,
                 "ended_flows_dropped_total",
@@ -654,6 +660,8 @@ impl EngineCounters {
             .inc_by(d(a.flows_created, b.flows_created));
         self.flows_resumed
             .inc_by(d(a.flows_resumed, b.flows_resumed));
+        self.flows_restored
+            .inc_by(d(a.flows_restored, b.flows_restored));
         self.ended_dropped
             .inc_by(d(a.ended_dropped, b.ended_dropped));
         self.ended_expired

@@ -23,6 +23,9 @@ pub struct Stats {
     /// Flows picked up mid-stream that continued a remembered ended flow
     /// (not counted as created).
     pub flows_resumed: u64,
+    /// Flows read back from the sensor's state file at start (into the
+    /// memory of ended flows; a continuation then counts as resumed).
+    pub flows_restored: u64,
     /// Remembered ended flows dropped to make room, and forgotten after
     /// the keep time ([`crate::flow::ended`]).
     pub ended_dropped: u64,
@@ -85,6 +88,7 @@ impl Stats {
         self.first_fragments += other.first_fragments;
         self.flows_created += other.flows_created;
         self.flows_resumed += other.flows_resumed;
+        self.flows_restored += other.flows_restored;
         self.ended_dropped += other.ended_dropped;
         self.ended_expired += other.ended_expired;
         for (a, b) in self.flows_ended.iter_mut().zip(other.flows_ended) {

@@ -128,9 +128,91 @@ impl serde::Serialize for Timestamp {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for Timestamp {
+    /// The EVE form [`Timestamp::eve`] writes (to the microsecond).
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Timestamp::parse_eve(&text)
+            .ok_or_else(|| serde::de::Error::custom(format!("not an EVE time: {text:?}")))
+    }
+}
+
+impl Timestamp {
+    /// Reads the form [`Timestamp::eve`] writes, `YYYY-MM-DDTHH:MM:SS.ffffff+0000`.
+    pub fn parse_eve(text: &str) -> Option<Timestamp> {
+        let b = text.as_bytes();
+        if b.len() != 31 || &b[26..] != b"+0000" {
+            return None;
+        }
+        let num = |r: std::ops::Range<usize>| -> Option<u64> {
+            let s = text.get(r)?;
+            s.bytes()
+                .all(|c| c.is_ascii_digit())
+                .then(|| s.parse().ok())?
+        };
+        let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+        let (h, m, s, micros) = (num(11..13)?, num(14..16)?, num(17..19)?, num(20..26)?);
+        if !(1..=12).contains(&month) || !(1..=31).contains(&day) || h > 23 || m > 59 || s > 60 {
+            return None;
+        }
+        let days = u64::try_from(days_from_civil(year as i64, month as u32, day as u32)).ok()?;
+        let secs = days * 86_400 + h * 3600 + m * 60 + s;
+        Some(Timestamp(
+            secs.checked_mul(NANOS_PER_SEC)?
+                .checked_add(micros * 1_000)?,
+        ))
+    }
+}
+
+/// The inverse of [`civil_from_days`] (Howard Hinnant's `days_from_civil`).
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from((month + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Serde for a [`Timestamp`] as its nanoseconds, exact (the EVE form keeps
+/// microseconds): `#[serde(with = "crate::time::nanos")]`.
+pub mod nanos {
+    use super::Timestamp;
+
+    pub fn serialize<S: serde::Serializer>(ts: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(ts.as_nanos())
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Timestamp, D::Error> {
+        <u64 as serde::Deserialize>::deserialize(d).map(Timestamp::from_nanos)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn eve_times_read_back() {
+        for nanos in [
+            0,
+            1_700_000_000_123_456_000,
+            951_782_400_000_001_000,
+            4_102_444_799_999_999_000,
+        ] {
+            let ts = Timestamp::from_nanos(nanos);
+            assert_eq!(Timestamp::parse_eve(&ts.eve().to_string()), Some(ts));
+        }
+        for bad in [
+            "",
+            "2024-13-01T00:00:00.000000+0000",
+            "2024-01-01T00:00:00.000000+0100",
+            "2024-01-01T00:00:0x.000000+0000",
+        ] {
+            assert_eq!(Timestamp::parse_eve(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn eve_format_matches_suricata() {

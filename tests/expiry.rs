@@ -7,7 +7,6 @@ use egresswatch::engine::{Engine, EngineConfig};
 use egresswatch::event::{Event, FlowRecord};
 use egresswatch::flow::{EndReason, FlowConfig};
 use egresswatch::gen::{Capture, Scenario};
-use egresswatch::source::{Frame, LinkType};
 use egresswatch::time::Timestamp;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,12 +34,7 @@ fn run_events(cap: &Capture, flow: FlowConfig) -> Vec<Event> {
     let mut engine = Engine::new(cfg, none, ahash::RandomState::new());
     let mut events = Vec::new();
     for (i, p) in cap.packets.iter().enumerate() {
-        let frame = Frame {
-            ts: p.ts,
-            link: LinkType::Ethernet,
-            data: &p.data,
-            orig_len: p.data.len() as u32,
-        };
+        let frame = p.frame();
         engine.process(&frame, i as u64 + 1, &mut events);
     }
     engine.finish(&mut events);

@@ -8,7 +8,6 @@ use egresswatch::flow::{EndReason, FlowConfig, TimeoutClass};
 use egresswatch::gen::tunnel::idle_tunnel;
 use egresswatch::gen::Capture;
 use egresswatch::policy::{Alert, Detection};
-use egresswatch::source::{Frame, LinkType};
 use egresswatch::stats::Stats;
 
 fn replay(cap: &Capture, flow: FlowConfig) -> Vec<Event> {
@@ -23,12 +22,7 @@ fn replay_counted(cap: &Capture, flow: FlowConfig) -> (Vec<Event>, Stats) {
     let mut engine = Engine::with_builtin_rules(cfg).expect("built-in rules load");
     let mut events = Vec::new();
     for (i, p) in cap.packets.iter().enumerate() {
-        let frame = Frame {
-            ts: p.ts,
-            link: LinkType::Ethernet,
-            data: &p.data,
-            orig_len: p.data.len() as u32,
-        };
+        let frame = p.frame();
         engine.process(&frame, i as u64 + 1, &mut events);
     }
     engine.finish(&mut events);

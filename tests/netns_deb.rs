@@ -255,14 +255,16 @@ fn the_package_installs_runs_the_sensor_and_purges() {
     guard.installed = true;
     ok(&["dpkg", "-i", deb.to_str().expect("a UTF-8 path")]);
 
-    // The system user, its log directory, the files and conffiles.
+    // The system user, its log and state directories, the files and conffiles.
     let passwd = ok(&["getent", "passwd", "egresswatch"]);
     let fields: Vec<&str> = passwd.trim().split(':').collect();
     let uid: u32 = fields[2].parse().expect("uid");
     assert!(uid < 1000, "not a system user: {passwd}");
     assert!(fields[6].ends_with("nologin"), "a login shell: {passwd}");
-    let log = std::fs::metadata("/var/log/egresswatch").expect("/var/log/egresswatch");
-    assert_eq!((log.uid(), log.mode() & 0o777), (uid, 0o750));
+    for dir in ["/var/log/egresswatch", "/var/lib/egresswatch"] {
+        let meta = std::fs::metadata(dir).expect(dir);
+        assert_eq!((meta.uid(), meta.mode() & 0o777), (uid, 0o750), "{dir}");
+    }
     for file in [
         "/usr/bin/egresswatch",
         "/usr/lib/systemd/system/egresswatch.service",
@@ -343,6 +345,7 @@ fn the_package_installs_runs_the_sensor_and_purges() {
         "/usr/bin/egresswatch",
         "/etc/egresswatch",
         "/var/log/egresswatch",
+        "/var/lib/egresswatch",
     ] {
         assert!(!Path::new(gone).exists(), "{gone} left after purge");
     }

@@ -37,21 +37,7 @@ fn run_lab() -> Result<PathBuf, String> {
 
 fn replay(pcap: &Path) -> Vec<Value> {
     let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/rules/proxy-lab");
-    let out = Command::new(env!("CARGO_BIN_EXE_egresswatch"))
-        .arg("replay")
-        .arg("--rules")
-        .arg(&rules)
-        .args(["--eve", "-"])
-        .arg(pcap)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run egresswatch");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    harness::parse_eve(&String::from_utf8_lossy(&out.stdout)).expect("EVE")
+    harness::replay_with(pcap, &["--rules".as_ref(), rules.as_os_str()]).expect("replay")
 }
 
 /// The flow of the proxied connection: the client's flow to the proxy

@@ -58,22 +58,7 @@ fn captures() -> Option<PathBuf> {
 
 fn replay(pcap: &Path) -> Vec<Value> {
     let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/rules/tlsshape");
-    let out = Command::new(env!("CARGO_BIN_EXE_egresswatch"))
-        .arg("replay")
-        .arg(pcap)
-        .arg("--rules")
-        .arg(rules)
-        .args(["--eve", "-"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run egresswatch");
-    assert!(
-        out.status.success(),
-        "replay {}: {}",
-        pcap.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    harness::parse_eve(&String::from_utf8_lossy(&out.stdout)).expect("EVE lines")
+    harness::replay_with(pcap, &["--rules".as_ref(), rules.as_os_str()]).expect("replay")
 }
 
 /// The shape detections raised, with their evidence.

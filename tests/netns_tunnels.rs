@@ -322,27 +322,8 @@ fn pings() -> Result<(), String> {
 
 /// The alerts of a replay of `pcap`, by detection.
 fn tunnel_alerts(pcap: &Path) -> Vec<Value> {
-    let eve = pcap.with_extension("eve.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_egresswatch"))
-        .args(["replay", "-q", "--eve"])
-        .arg(&eve)
-        .arg(pcap)
-        .output()
-        .expect("run replay");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::read_to_string(&eve)
-        .expect("eve")
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|r| {
-            let d = &r["egresswatch"]["detection"];
-            *d == "dns-tunnel" || *d == "icmp-tunnel"
-        })
-        .collect()
+    let events = harness::replay(pcap).expect("replay");
+    harness::alerts_of(events, &["dns-tunnel", "icmp-tunnel"])
 }
 
 fn workdir() -> PathBuf {

@@ -140,6 +140,21 @@ impl AppSlot {
         self.layer.midstream = true;
     }
 
+    /// A slot whose analysis is `analyzer`, already claimed and finished
+    /// (a flow restored from the state file).
+    pub fn restored(ctx: FlowContext, analyzer: Box<dyn Analyzer>) -> Self {
+        AppSlot {
+            layer: Layer {
+                state: State::Active(analyzer),
+                depth: 0,
+                depth_limited: false,
+                midstream: false,
+            },
+            finished: true,
+            ..AppSlot::new(ctx)
+        }
+    }
+
     /// Facts of the analyzer that claimed the flow (the innermost one of a
     /// tunnel), if any did.
     pub fn facts(&self) -> Option<&AppFacts> {
@@ -232,18 +247,7 @@ impl AppSlot {
         if !self.layer.wants_stream(dir) || self.streams[dir.index()].delivered() >= input.budget {
             return;
         }
-        let AppSlot {
-            layer,
-            streams,
-            ctx,
-            origins,
-            ..
-        } = self;
-        let cx = Cx {
-            protocols,
-            flow: ctx,
-            origins: *origins,
-        };
+        let (layer, streams, cx) = self.parts(protocols);
         let stream = &mut streams[dir.index()];
         if let Some(start) = input.data_start {
             if stream.delivered() == 0 && !syn {
@@ -259,21 +263,23 @@ impl AppSlot {
         stream.push(seg, &mut |chunk| layer.on_chunk(&cx, dir, chunk, view, out));
     }
 
+    /// The layer and streams to drive, with the context they need.
+    fn parts<'a>(
+        &'a mut self,
+        protocols: &'a Protocols,
+    ) -> (&'a mut Layer, &'a mut [Stream; 2], Cx<'a>) {
+        let cx = Cx {
+            protocols,
+            flow: &self.ctx,
+            origins: self.origins,
+        };
+        (&mut self.layer, &mut self.streams, cx)
+    }
+
     /// The flow ended: held stream bytes are flushed to the analyzer, which
     /// then writes its final events.
     pub fn finish(&mut self, protocols: &Protocols, last_ts: Timestamp, out: &mut Emit) {
-        let AppSlot {
-            layer,
-            streams,
-            ctx,
-            origins,
-            ..
-        } = self;
-        let cx = Cx {
-            protocols,
-            flow: ctx,
-            origins: *origins,
-        };
+        let (layer, streams, cx) = self.parts(protocols);
         if !layer.is_probing() {
             for dir in [Dir::ToServer, Dir::ToClient] {
                 if layer.wants_stream(dir) {

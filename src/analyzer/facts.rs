@@ -2,7 +2,7 @@
 //! This is the contract between protocol analysis and egress policy.
 
 use crate::time::Timestamp;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Facts about one flow's application layer.
 #[derive(Clone, Debug, Default)]
@@ -72,6 +72,38 @@ pub struct Evidence {
     pub inferred: Option<&'static str>,
 }
 
+/// The ways a protocol is inferred rather than read ([`Evidence::inferred`]).
+pub const INFERRED: &[&str] = &["tls-record-shape", "midstream-size-model"];
+
+/// [`Evidence`] as read back (the sensor's state file).
+#[derive(Deserialize)]
+struct ReadEvidence {
+    summary: String,
+    packets: Vec<u64>,
+    first_ts: Timestamp,
+    last_ts: Timestamp,
+    inferred: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for Evidence {
+    /// `inferred` becomes one of [`INFERRED`], or `inferred` for a way this
+    /// build does not know.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let r = ReadEvidence::deserialize(d)?;
+        let how = |h: String| {
+            INFERRED
+                .iter()
+                .find(|k| **k == h)
+                .copied()
+                .unwrap_or("inferred")
+        };
+        Ok(Evidence {
+            inferred: r.inferred.map(how),
+            ..Evidence::new(r.summary, &r.packets, r.first_ts, r.last_ts)
+        })
+    }
+}
+
 impl Evidence {
     pub const MAX_PACKETS: usize = 16;
 
@@ -98,7 +130,7 @@ impl Evidence {
     }
 }
 
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthOutcome {
     #[default]
@@ -109,7 +141,7 @@ pub enum AuthOutcome {
 
 /// SSH facts (issue: SSH analysis). Banners and fingerprints identify the
 /// software; the `Option<Evidence>` fields are inferences, `Some` once made.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SshFacts {
     /// Full identification lines, e.g. `SSH-2.0-OpenSSH_9.2p1 Debian-2`.
     pub client_banner: Option<String>,

@@ -418,7 +418,7 @@ impl Side {
 
 /// Index just past the blank line that ends a head, searching from
 /// `from` (heads are searched incrementally).
-fn head_end(buf: &[u8], from: usize) -> Option<usize> {
+pub(crate) fn head_end(buf: &[u8], from: usize) -> Option<usize> {
     let mut i = from;
     while i < buf.len() {
         if buf[i] == b'\n' {

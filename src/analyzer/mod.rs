@@ -16,6 +16,7 @@ pub mod facts;
 pub mod http;
 pub mod icmp;
 pub mod names;
+pub mod restored;
 pub mod ssh;
 pub mod stratum;
 #[cfg(test)]
@@ -31,7 +32,7 @@ use crate::json::Rendered;
 use crate::time::Timestamp;
 
 /// Direction of a packet relative to the flow's originator.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Dir {
     /// Originator (client) to responder (server).
     ToServer,

@@ -47,6 +47,16 @@ impl Default for NameCacheConfig {
     }
 }
 
+/// One name of the cache as the sensor's state file keeps it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SavedName {
+    pub client: IpAddr,
+    pub addr: IpAddr,
+    pub name: String,
+    #[serde(with = "crate::time::nanos")]
+    pub expires: Timestamp,
+}
+
 /// One name with the packet time it stops being valid.
 #[derive(Clone, Debug)]
 struct NameTtl {
@@ -127,6 +137,37 @@ impl NameCache {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// Every name held, as (client, address, name, expires): what the
+    /// sensor's state file keeps.
+    pub fn saved(&self) -> Vec<SavedName> {
+        let mut out = Vec::with_capacity(self.map.len());
+        for entry in self.map.iter() {
+            let (client, addr) = *entry.key();
+            out.extend(entry.value().iter().map(|n| SavedName {
+                client,
+                addr,
+                name: n.name.to_string(),
+                expires: n.expires,
+            }));
+        }
+        out
+    }
+
+    /// Takes back names [`NameCache::saved`] gave, at `now`: those still
+    /// valid, within this cache's bounds.
+    pub fn restore(&self, names: &[SavedName], now: Timestamp) {
+        for n in names.iter().filter(|n| n.expires > now) {
+            let secs = n.expires.since(now).div_ceil(NANOS_PER_SEC);
+            self.insert(
+                n.client,
+                n.addr,
+                &n.name,
+                secs.min(u64::from(u32::MAX)) as u32,
+                now,
+            );
+        }
     }
 
     /// Number of (client, address) entries, expired ones included until a

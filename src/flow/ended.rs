@@ -73,6 +73,13 @@ impl EndedFlows {
         self.counts
     }
 
+    /// The flows held, oldest first, with the time each ended.
+    pub fn iter(&self) -> impl Iterator<Item = (&Flow, Timestamp)> {
+        self.ring
+            .iter()
+            .filter_map(|e| Some((e.flow.as_ref()?, e.ended)))
+    }
+
     /// Remembers `flow`, which ended at `now`.
     pub fn remember(&mut self, flow: Flow, now: Timestamp) {
         if self.capacity == 0 {

@@ -15,7 +15,9 @@ pub mod proto {
 
 /// One side of a flow: an address and a port (or, for ICMP, the port
 /// equivalent of Community ID).
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct Endpoint {
     pub addr: IpAddr,
     pub port: u16,
@@ -30,7 +32,7 @@ impl std::fmt::Display for Endpoint {
 
 /// A flow's identity with its endpoints in canonical order (`lo <= hi`,
 /// except for one-way ICMP messages, which Community ID never swaps).
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct FlowKey {
     pub lo: Endpoint,
     pub hi: Endpoint,
@@ -38,7 +40,7 @@ pub struct FlowKey {
 }
 
 /// Which canonical endpoint sent a packet.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Side {
     Lo,
     Hi,

@@ -20,14 +20,16 @@ use key::{proto, Endpoint, FlowKey, Side};
 use tcp::TcpState;
 
 /// Packet and byte counts of one direction.
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DirStats {
     pub pkts: u64,
     /// Frame bytes on the wire (what EVE's `bytes_to*` count).
     pub bytes: u64,
     pub ip_bytes: u64,
     pub payload_bytes: u64,
+    #[serde(with = "crate::time::nanos")]
     pub first: Timestamp,
+    #[serde(with = "crate::time::nanos")]
     pub last: Timestamp,
 }
 
@@ -45,7 +47,7 @@ impl DirStats {
 }
 
 /// How the originator (the `src` of records) was decided.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum OriginBasis {
     /// It sent the SYN.
     Syn,
@@ -70,7 +72,7 @@ impl OriginBasis {
 }
 
 /// One-bit facts about a flow, as a set.
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Marks(u8);
 
 impl Marks {
@@ -138,6 +140,25 @@ pub struct Flow {
     pub app: Option<Box<AppSlot>>,
 }
 
+/// What of a flow outlives the process (the sensor's state file): all of
+/// it but its analysis, which the engine saves its own way.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct FlowState {
+    pub key: FlowKey,
+    pub orig: Side,
+    pub basis: OriginBasis,
+    pub marks: Marks,
+    pub first_dir: Dir,
+    pub alerts: AlertState,
+    pub judged: u16,
+    pub recheck_minutes: u16,
+    pub input: u16,
+    pub resumed: u8,
+    pub period_secs: u32,
+    pub dirs: [DirStats; 2],
+    pub tcp: TcpState,
+}
+
 impl Flow {
     /// A flow whose first packet is `pkt`, sent by `side`.
     pub fn new(key: FlowKey, side: Side, pkt: &Packet<'_>) -> Flow {
@@ -164,6 +185,47 @@ impl Flow {
             dirs: [DirStats::default(); 2],
             tcp: TcpState::default(),
             app: None,
+        }
+    }
+
+    /// The flow without its analysis.
+    pub fn state(&self) -> FlowState {
+        FlowState {
+            key: self.key,
+            orig: self.orig,
+            basis: self.basis,
+            marks: self.marks,
+            first_dir: self.first_dir,
+            alerts: self.alerts,
+            judged: self.judged,
+            recheck_minutes: self.recheck_minutes,
+            input: self.input,
+            resumed: self.resumed,
+            period_secs: self.period_secs,
+            dirs: self.dirs,
+            tcp: self.tcp,
+        }
+    }
+
+    /// The flow a [`FlowState`] was taken from, with `app` as its analysis.
+    pub fn restore(s: FlowState, app: Option<Box<AppSlot>>) -> Flow {
+        Flow {
+            key: s.key,
+            orig: s.orig,
+            basis: s.basis,
+            marks: s.marks,
+            first_dir: s.first_dir,
+            alerts: s.alerts,
+            judged: s.judged,
+            recheck_minutes: s.recheck_minutes,
+            input: s.input,
+            class: TimeoutClass::Other,
+            tier: EvictionTier::Cheap,
+            resumed: s.resumed,
+            period_secs: s.period_secs,
+            dirs: s.dirs,
+            tcp: s.tcp,
+            app,
         }
     }
 

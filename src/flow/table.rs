@@ -161,6 +161,11 @@ impl FlowTable {
         flow_at(&self.slots, index)
     }
 
+    /// Every flow in the table, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &Flow> {
+        self.slots.iter().flatten()
+    }
+
     pub fn get_mut(&mut self, index: u32) -> Option<&mut Flow> {
         self.slots.get_mut(index as usize)?.as_mut()
     }

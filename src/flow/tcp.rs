@@ -6,7 +6,7 @@ use crate::analyzer::Dir;
 use crate::decode::{TcpFlags, TcpInfo};
 
 /// Per-direction sequence tracking.
-#[derive(Copy, Clone, Debug, Default)]
+#[derive(Copy, Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct TcpDir {
     /// Union of the flags this side sent.
     pub flags: u8,
@@ -43,7 +43,7 @@ pub enum SegmentKind {
 }
 
 /// Connection-level TCP state of one flow.
-#[derive(Copy, Clone, Debug, Default)]
+#[derive(Copy, Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct TcpState {
     pub dirs: [TcpDir; 2],
     history: History,
@@ -257,7 +257,7 @@ pub fn seq_le(a: u32, b: u32) -> bool {
 /// Zeek's connection history: each event letter once per direction, in the
 /// order first seen, upper case for the originator. Seven letters (s h a d
 /// f r t) per direction fit.
-#[derive(Copy, Clone, Debug, Default)]
+#[derive(Copy, Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct History {
     letters: [u8; 14],
     len: u8,

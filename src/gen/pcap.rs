@@ -43,6 +43,18 @@ pub struct GenPacket {
     pub data: Vec<u8>,
 }
 
+impl GenPacket {
+    /// The packet as a captured Ethernet frame, whole.
+    pub fn frame(&self) -> crate::source::Frame<'_> {
+        crate::source::Frame {
+            ts: self.ts,
+            link: crate::source::LinkType::Ethernet,
+            data: &self.data,
+            orig_len: self.data.len() as u32,
+        }
+    }
+}
+
 /// Where generated frames go: a capture writer or a test's collector.
 pub trait FrameSink {
     fn frame(&mut self, ts: Timestamp, data: &[u8]) -> io::Result<()>;

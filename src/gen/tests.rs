@@ -689,16 +689,10 @@ fn vlan_qinq_ipv6_icmp_fragments_and_arp() {
 #[test]
 fn scenario_frames_decode_with_the_project_decoder() {
     use crate::decode::{decode, Skip};
-    use crate::source::{Frame, LinkType};
     let cap = demo::demo(demo::DEMO_SEED);
     let seen = parse_all(&cap.packets);
     for (p, s) in cap.packets.iter().zip(&seen) {
-        let frame = Frame {
-            ts: p.ts,
-            link: LinkType::Ethernet,
-            data: &p.data,
-            orig_len: p.data.len() as u32,
-        };
+        let frame = p.frame();
         match decode(&frame) {
             Ok(pkt) => {
                 assert_eq!(Some(pkt.src), s.src);

@@ -16,13 +16,14 @@
 //!
 //! Pure: no I/O, no clock (time is the attempts' packet time), no globals.
 
+use super::window::Window;
 use crate::flow::key::Endpoint;
 use crate::time::{Timestamp, NANOS_PER_SEC};
 use std::collections::HashMap;
 use std::net::IpAddr;
 
 /// Buckets per window.
-pub const BUCKETS: usize = 5;
+pub use super::window::BUCKETS;
 /// Most ports listed in a finding.
 pub const SAMPLE_PORTS: usize = 16;
 /// Severity rises when a count reaches this many times its trigger.
@@ -238,8 +239,6 @@ impl<const W: usize> Bitmap<W> {
 /// One slice of the window.
 #[derive(Clone, Debug, Default)]
 struct Bucket {
-    /// Its index on the time axis (seconds / bucket length); 0 is unused.
-    epoch: u64,
     hosts: Bitmap<8>,
     echo_hosts: Bitmap<8>,
     ports: Bitmap<8>,
@@ -253,8 +252,7 @@ struct Bucket {
 /// What one source did in the window.
 #[derive(Clone, Debug, Default)]
 struct Source {
-    buckets: [Bucket; BUCKETS],
-    newest: u64,
+    window: Window<Bucket>,
     first_ts: Timestamp,
     last_seen: Timestamp,
     /// The episode's level: 0 none, 1 alerted, 2 escalated.
@@ -299,15 +297,11 @@ impl Discovery {
         self.dropped
     }
 
-    fn bucket_secs(&self) -> u64 {
-        (self.cfg.window_seconds / BUCKETS as u64).max(1)
-    }
-
     /// Counts one attempt; a finding when it starts or escalates an
     /// episode.
     pub fn observe(&mut self, a: &Attempt) -> Option<Finding> {
         let window = self.cfg.window_seconds.saturating_mul(NANOS_PER_SEC);
-        let epoch = a.ts.as_nanos() / NANOS_PER_SEC / self.bucket_secs() + 1;
+        let epoch = super::window::epoch(a.ts, self.cfg.window_seconds);
         if a.outcome == Outcome::Answered && !self.sources.contains_key(&a.src) {
             // Tracking starts at a source's first failure: a host whose
             // attempts all succeed (DNS, scrapes) costs nothing.
@@ -365,19 +359,7 @@ impl Discovery {
 }
 
 fn record(src: &mut Source, a: &Attempt, epoch: u64) {
-    // A late attempt counts in the oldest bucket still in the window.
-    let oldest = src.newest.saturating_sub(BUCKETS as u64 - 1);
-    let epoch = epoch.max(oldest);
-    src.newest = src.newest.max(epoch);
-    let Some(b) = src.buckets.get_mut((epoch % BUCKETS as u64) as usize) else {
-        return;
-    };
-    if b.epoch != epoch {
-        *b = Bucket {
-            epoch,
-            ..Bucket::default()
-        };
-    }
+    let b = src.window.slot(epoch);
     let host = mix(addr_bits(a.dst.addr));
     b.hosts.set(host);
     match a.kind {
@@ -403,17 +385,12 @@ fn record(src: &mut Source, a: &Attempt, epoch: u64) {
 
 /// The window's counts: the buckets still in it, merged.
 fn counts(src: &Source) -> Counts {
-    let oldest = src.newest.saturating_sub(BUCKETS as u64 - 1);
     let mut hosts = Bitmap::<8>::default();
     let mut echo = Bitmap::<8>::default();
     let mut ports = Bitmap::<8>::default();
     let mut pairs = Bitmap::<32>::default();
     let mut c = Counts::default();
-    for b in src
-        .buckets
-        .iter()
-        .filter(|b| b.epoch >= oldest && b.epoch != 0)
-    {
+    for b in src.window.live() {
         hosts.union(&b.hosts);
         echo.union(&b.echo_hosts);
         ports.union(&b.ports);

@@ -31,13 +31,14 @@
 //! Pure: no I/O, no clock (time is the messages' packet time), no globals.
 
 use super::discovery::{mix, Bitmap};
+use super::window::Window;
 use crate::flow::key::Endpoint;
 use crate::time::{Timestamp, NANOS_PER_SEC};
 use std::collections::HashMap;
 use std::net::IpAddr;
 
 /// Buckets per window.
-pub const BUCKETS: usize = 5;
+pub use super::window::BUCKETS;
 /// Longest domain name kept (bytes); longer names are cut.
 pub const MAX_DOMAIN_LEN: usize = 96;
 /// Longest sample name kept in a finding (bytes).
@@ -277,7 +278,6 @@ impl Finding {
 /// One slice of the window.
 #[derive(Clone, Debug, Default)]
 struct Bucket {
-    epoch: u64,
     names: Bitmap<8>,
     queries: u32,
     encoded: u32,
@@ -294,8 +294,7 @@ struct Bucket {
 struct Domain {
     hash: u64,
     name: Box<str>,
-    buckets: [Bucket; BUCKETS],
-    newest: u64,
+    window: Window<Bucket>,
     first_ts: Timestamp,
     last_seen: Timestamp,
     level: u8,
@@ -348,8 +347,7 @@ impl DnsTunnels {
     }
 
     fn epoch(&self, ts: Timestamp) -> u64 {
-        let secs = (self.cfg.window_seconds / BUCKETS as u64).max(1);
-        ts.as_nanos() / NANOS_PER_SEC / secs + 1
+        super::window::epoch(ts, self.cfg.window_seconds)
     }
 
     /// Counts one message; a finding when it starts or escalates an
@@ -492,8 +490,7 @@ impl Domain {
         Domain {
             hash,
             name: cut(name, MAX_DOMAIN_LEN).into(),
-            buckets: Default::default(),
-            newest: 0,
+            window: Window::default(),
             first_ts: ts,
             last_seen: ts,
             level: 0,
@@ -502,18 +499,7 @@ impl Domain {
     }
 
     fn record(&mut self, m: &Message<'_>, shape: &NameShape<'_>, epoch: u64) {
-        let oldest = self.newest.saturating_sub(BUCKETS as u64 - 1);
-        let epoch = epoch.max(oldest);
-        self.newest = self.newest.max(epoch);
-        let Some(b) = self.buckets.get_mut((epoch % BUCKETS as u64) as usize) else {
-            return;
-        };
-        if b.epoch != epoch {
-            *b = Bucket {
-                epoch,
-                ..Bucket::default()
-            };
-        }
+        let b = self.window.slot(epoch);
         if m.response {
             b.responses = b.responses.saturating_add(1);
             b.response_bytes = b.response_bytes.saturating_add(u64::from(m.size));
@@ -537,14 +523,9 @@ impl Domain {
 
     /// The window's counts: the buckets still in it, merged.
     fn counts(&self) -> Counts {
-        let oldest = self.newest.saturating_sub(BUCKETS as u64 - 1);
         let mut names = Bitmap::<8>::default();
         let mut c = Counts::default();
-        for b in self
-            .buckets
-            .iter()
-            .filter(|b| b.epoch >= oldest && b.epoch != 0)
-        {
+        for b in self.window.live() {
             names.union(&b.names);
             c.queries = c.queries.saturating_add(b.queries);
             c.encoded = c.encoded.saturating_add(b.encoded);

@@ -21,6 +21,7 @@
 pub mod discovery;
 pub mod dns_tunnel;
 pub mod incident;
+pub mod window;
 
 use crate::event::{AppRecord, Event, EventSink, FlowRecord};
 use crate::flow::key::{proto, Endpoint};

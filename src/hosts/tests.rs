@@ -1,6 +1,5 @@
 use super::*;
 use crate::engine::{Engine, EngineConfig};
-use crate::source::{Frame, LinkType};
 
 /// Replays a generated capture through an engine with the shipped rules
 /// and the host stage, as `replay` does; the alerts by detection id.
@@ -17,12 +16,7 @@ fn alerts_with(capture: &crate::gen::Capture, rules: RuleSet) -> Vec<Alert> {
     let mut events: Vec<Event> = Vec::new();
     let mut sink = HostSink::new(&mut events, HostStage::new(rules));
     for (i, p) in capture.packets.iter().enumerate() {
-        let frame = Frame {
-            ts: p.ts,
-            link: LinkType::Ethernet,
-            data: &p.data,
-            orig_len: p.data.len() as u32,
-        };
+        let frame = p.frame();
         engine.process(&frame, i as u64 + 1, &mut sink);
     }
     engine.finish(&mut sink);

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 /// What a flow has already alerted on; the engine keeps one per flow.
 /// Four bytes.
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AlertState {
     /// Bit `d.index()` set once detection `d` was raised (or suppressed).
     raised: u16,

@@ -32,6 +32,7 @@ pub mod learn;
 mod output;
 pub mod privilege;
 pub mod shard;
+pub mod state_file;
 mod worker;
 
 pub use crate::source::batch::BATCH_FRAMES;
@@ -94,6 +95,9 @@ pub struct SensorConfig {
     pub inventory: Option<PathBuf>,
     /// How alerts are grouped into incidents.
     pub incidents: crate::hosts::incident::IncidentConfig,
+    /// Where the state kept across a restart is read at start and written
+    /// at stop ([`state_file`]).
+    pub state_file: Option<PathBuf>,
 }
 
 /// Cores left after one capture thread per interface, at least one.
@@ -264,6 +268,28 @@ pub fn run(cfg: SensorConfig) -> Result<(), SensorError> {
     Ok(())
 }
 
+/// The state file's flows, each on the worker that will see its packets
+/// (the capture threads shard with the same hasher); its names go into the
+/// cache. Empty without `--state-file` or when there is nothing to take.
+fn restored_flows(
+    cfg: &SensorConfig,
+    names: &NameCache,
+    workers: usize,
+    hasher: &ahash::RandomState,
+) -> Vec<Vec<crate::engine::SavedFlow>> {
+    let mut parts = vec![Vec::new(); workers];
+    let Some(state) = cfg.state_file.as_deref().and_then(state_file::load) else {
+        return parts;
+    };
+    names.restore(&state.names, state.saved_at);
+    let sharder = shard::Sharder::new(workers, hasher.clone());
+    for flow in state.flows {
+        let w = sharder.worker_of_key(&flow.flow.key);
+        parts[w].push(flow);
+    }
+    parts
+}
+
 /// The threads of a started sensor and what they share.
 struct Running {
     metrics: Metrics,
@@ -273,8 +299,11 @@ struct Running {
     stop: Arc<AtomicBool>,
     reopen: Arc<AtomicBool>,
     captures: Vec<(String, JoinHandle<()>)>,
-    workers: Vec<JoinHandle<()>>,
+    workers: Vec<JoinHandle<worker::Saved>>,
     writer: Option<JoinHandle<Lost>>,
+    /// `--state-file`, and the name cache it keeps.
+    state_file: Option<PathBuf>,
+    names: Arc<NameCache>,
 }
 
 impl Running {
@@ -294,6 +323,8 @@ impl Running {
         let rules: SharedRules = Arc::new(arc_swap::ArcSwap::from_pointee(rules));
         let inventory = crate::inventory::shared(inventory);
         let names = Arc::new(NameCache::default());
+        let shard_hasher = ahash::RandomState::new();
+        let mut restored = restored_flows(cfg, &names, workers, &shard_hasher);
         let counters: Vec<_> = captures
             .iter()
             .map(|c| metrics.capture(c.interface()))
@@ -326,7 +357,6 @@ impl Running {
             .map(|_| crossbeam_channel::bounded(queue_batches))
             .unzip();
 
-        let shard_hasher = ahash::RandomState::new();
         let mut capture_handles = Vec::new();
         for (id, ((capture, ret), counters)) in
             captures.into_iter().zip(returns).zip(counters).enumerate()
@@ -387,12 +417,16 @@ impl Running {
             Arc::from(crate::analyzer::registry(names.clone(), &cfg.app_layer));
         let mut worker_handles = Vec::new();
         for (w, (rx, depth)) in from_captures.into_iter().zip(&depth).enumerate() {
-            let engine = Engine::analyzing(
+            let mut engine = Engine::analyzing(
                 engine_cfg.clone(),
                 protocols.clone(),
                 rules.clone(),
                 names.clone(),
             );
+            if cfg.state_file.is_some() {
+                engine = engine.saving_at_finish();
+                engine.restore(std::mem::take(&mut restored[w]));
+            }
             let worker = worker::Worker {
                 engine,
                 rx,
@@ -421,6 +455,8 @@ impl Running {
             captures: capture_handles,
             workers: worker_handles,
             writer: Some(writer),
+            state_file: cfg.state_file.clone(),
+            names,
         })
     }
 
@@ -552,10 +588,19 @@ impl Running {
                 Err(_) => tracing::error!(interface = %iface, "capture thread panicked"),
             }
         }
+        let mut state = crate::state::State::default();
         for h in self.workers.drain(..) {
-            if h.join().is_err() {
-                tracing::error!("worker thread panicked");
+            match h.join() {
+                Ok((flows, now)) => {
+                    state.flows.extend(flows);
+                    state.saved_at = state.saved_at.max(now);
+                }
+                Err(_) => tracing::error!("worker thread panicked"),
             }
+        }
+        if let Some(path) = &self.state_file {
+            state.names = self.names.saved();
+            state_file::save_logged(path, &state);
         }
         let lost = match self.writer.take().map(JoinHandle::join) {
             Some(Ok(lost)) => lost,

@@ -18,6 +18,10 @@ pub enum Msg {
     Tick(Timestamp),
 }
 
+/// What a worker hands back when it ends: the flows its engine saved for
+/// the state file (none unless asked) and its latest packet time.
+pub type Saved = (Vec<crate::engine::SavedFlow>, Timestamp);
+
 /// Publish at least every this many batches even under constant load.
 const PUBLISH_EVERY: u32 = 16;
 
@@ -45,7 +49,7 @@ pub struct Worker {
 impl Worker {
     /// Runs until every capture thread has hung up, then ends every open
     /// flow.
-    pub fn run(mut self) {
+    pub fn run(mut self) -> Saved {
         let mut published = Stats::default();
         let mut active = 0i64;
         let mut since_publish = 0u32;
@@ -80,6 +84,7 @@ impl Worker {
         }
         self.engine.finish(&mut self.events);
         self.publish(&mut published, &mut active);
+        self.engine.take_saved()
     }
 
     fn publish(&self, published: &mut Stats, active: &mut i64) {

@@ -30,9 +30,11 @@ fi
 # capture faults under 1 min, SYN flood under 1 min, full disk about 1 min,
 # idle connections about 15 s, nmap discovery about 30 s, live learning and
 # web TLS/basic auth a few seconds each, proxies (CONNECT, SOCKS5, PROXY header) about 35 s,
-# SSH and mining inside TLS about 1 min, DNS and ICMP tunnels about 20 s).
+# SSH and mining inside TLS about 1 min, DNS and ICMP tunnels about 20 s, a sensor
+# restart in a live tunnel about 10 s).
 for t in netns_ssh netns_app netns_live netns_sensor netns_capture_faults netns_flood netns_disk \
-  netns_web netns_discovery netns_learn netns_webtls netns_proxy netns_tlsshape netns_tunnels; do
+  netns_web netns_discovery netns_learn netns_webtls netns_proxy netns_tlsshape netns_tunnels \
+  netns_restart; do
   echo "lab-ci: EGRESSWATCH_NETNS=1 cargo test --test $t"
   EGRESSWATCH_NETNS=1 cargo test --test "$t" -- --test-threads=1
 done

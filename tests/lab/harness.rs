@@ -116,10 +116,16 @@ pub fn lab_for(tag: &str, kind: &str, scenarios: &[&str]) -> Option<Result<Lab, 
 
 /// `egresswatch replay FILE --eve -`, parsed line by line.
 pub fn replay(pcap: &Path) -> Result<Vec<Value>, String> {
+    replay_with(pcap, &[])
+}
+
+/// `egresswatch replay FILE --eve - ARGS...`, parsed line by line.
+pub fn replay_with(pcap: &Path, args: &[&std::ffi::OsStr]) -> Result<Vec<Value>, String> {
     let out = Command::new(env!("CARGO_BIN_EXE_egresswatch"))
         .arg("replay")
         .arg(pcap)
         .args(["--eve", "-"])
+        .args(args)
         .stdin(Stdio::null())
         .output()
         .map_err(|e| format!("cannot run egresswatch: {e}"))?;
@@ -132,6 +138,17 @@ pub fn replay(pcap: &Path) -> Result<Vec<Value>, String> {
         ));
     }
     parse_eve(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// The alerts among `events` whose detection is one of `names`.
+pub fn alerts_of(events: Vec<Value>, names: &[&str]) -> Vec<Value> {
+    events
+        .into_iter()
+        .filter(|r| {
+            let d = r["egresswatch"]["detection"].as_str().unwrap_or("");
+            r["event_type"] == "alert" && names.contains(&d)
+        })
+        .collect()
 }
 
 pub fn parse_eve(text: &str) -> Result<Vec<Value>, String> {

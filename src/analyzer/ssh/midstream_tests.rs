@@ -226,3 +226,12 @@ fn request_reply_of_suite_sizes_without_confirmations_is_not_ssh() {
     }
     assert!(sim.finish().is_none());
 }
+
+#[test]
+fn the_evidence_value_survives_the_state_file() {
+    assert!(crate::analyzer::facts::INFERRED.contains(&INFERRED));
+    let ev = Evidence::new("x", &[1], Timestamp::from_secs(1), Timestamp::from_secs(2))
+        .inferred(INFERRED);
+    let back: Evidence = serde_json::from_str(&serde_json::to_string(&ev).unwrap()).unwrap();
+    assert_eq!(back.inferred, Some(INFERRED));
+}

@@ -5,7 +5,7 @@
 //! [`MAX_ATTEMPTS`]. Each attempt becomes one EVE `http` record.
 
 use super::{Hop, Progress, Via};
-use crate::analyzer::http::split_host_port;
+use crate::analyzer::http::{head_end, split_host_port};
 use crate::analyzer::{Dir, Probe};
 
 /// Longest request or response head read.
@@ -242,21 +242,4 @@ fn cut(s: &str) -> String {
         end -= 1;
     }
     s[..end].to_string()
-}
-
-/// Index just past the blank line ending a head, searching from `from`.
-fn head_end(buf: &[u8], from: usize) -> Option<usize> {
-    let mut i = from;
-    while i < buf.len() {
-        if buf[i] == b'\n' {
-            if buf.get(i + 1) == Some(&b'\n') {
-                return Some(i + 2);
-            }
-            if buf.get(i + 1..i + 3) == Some(&b"\r\n"[..]) {
-                return Some(i + 3);
-            }
-        }
-        i += 1;
-    }
-    None
 }

@@ -117,7 +117,6 @@ fn shutdown_on_a_full_disk_reports_what_was_not_written() {
 fn the_writer_assigns_incidents_as_the_replay_does() {
     use crate::engine::{Engine, EngineConfig};
     use crate::hosts::{HostSink, HostStage};
-    use crate::source::{Frame, LinkType};
     let rules = crate::policy::load_sources(crate::policy::shipped(), None)
         .rules
         .expect("shipped rules");
@@ -131,12 +130,7 @@ fn the_writer_assigns_incidents_as_the_replay_does() {
     let mut engine = Engine::with_builtin_rules(EngineConfig::default()).unwrap();
     let mut raw: Vec<Event> = Vec::new();
     for (i, p) in cap.packets.iter().enumerate() {
-        let frame = Frame {
-            ts: p.ts,
-            link: LinkType::Ethernet,
-            data: &p.data,
-            orig_len: p.data.len() as u32,
-        };
+        let frame = p.frame();
         engine.process(&frame, i as u64 + 1, &mut raw);
     }
     engine.finish(&mut raw);

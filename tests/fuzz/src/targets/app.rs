@@ -154,7 +154,9 @@ fn play(protocol: Box<dyn Protocol>, kinds: &[&str], data: &[u8]) -> bool {
         assert!(
             // A proxy handshake in front: the carrier when nothing inside
             // was identified.
-            facts.app_proto.is_none_or(|p| p == name || CARRIERS.contains(&p)),
+            facts
+                .app_proto
+                .is_none_or(|p| p == name || CARRIERS.contains(&p)),
             "facts of another protocol"
         );
     }

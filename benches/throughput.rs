@@ -49,6 +49,7 @@ fn frames(pcap: &[u8]) -> Vec<Frame<'_>> {
             link: LinkType::Ethernet,
             data,
             orig_len: word(12),
+            input: 0,
         });
         at += 16 + caplen;
     }

@@ -28,6 +28,7 @@ pub fn run(
         match source.next_frame() {
             Ok(Some(frame)) => {
                 index += 1;
+                engine.set_input(frame.input);
                 engine.process(&frame, index, sink);
             }
             Ok(None) => break Ok(()),
@@ -102,6 +103,7 @@ fn stages(
         for batch in frames_rx {
             for (frame, decoded) in batch.decoded() {
                 index += 1;
+                engine.set_input(frame.input);
                 engine.process_decoded(&frame, decoded, index, &mut events);
             }
             // The reader may have stopped; then the batch is not needed.

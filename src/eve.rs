@@ -121,6 +121,10 @@ pub enum Inputs {
     Interfaces(Vec<String>),
     /// The one capture file replayed.
     File(String),
+    /// Capture files replayed one after the other, by position
+    /// ([`crate::source::Frame::input`]); an empty name (standard input)
+    /// is not written.
+    Files(Vec<String>),
 }
 
 impl Stamp {
@@ -132,6 +136,11 @@ impl Stamp {
                 }
             }
             (Inputs::File(name), _) => m.str("pcap_filename", name),
+            (Inputs::Files(names), Some(i)) => {
+                if let Some(name) = names.get(usize::from(i)).filter(|n| !n.is_empty()) {
+                    m.str("pcap_filename", name);
+                }
+            }
             _ => {}
         }
         if let Some(host) = &self.host {

@@ -376,12 +376,17 @@ const DEMO_PCAP: &[u8] = include_bytes!("gen/demo.pcap");
 /// Who the demo's hosts are, unless `--inventory` says otherwise.
 const DEMO_INVENTORY: &str = include_str!("gen/demo_inventory.csv");
 
-/// The fleet fields of a replay's records: `pcap_filename` names the one
-/// file replayed; several files form one timeline not tied to one of them.
+/// The fleet fields of a replay's records: `pcap_filename` names the file
+/// replayed, or of several the one a record's flow began in.
 fn replay_stamp(files: &[PathBuf], analysis: &AnalysisArgs) -> Stamp {
+    let name = |f: &PathBuf| match f == Path::new("-") {
+        true => String::new(),
+        false => f.display().to_string(),
+    };
     let inputs = match files {
-        [one] if one != Path::new("-") => Inputs::File(one.display().to_string()),
-        _ => Inputs::Unnamed,
+        [one] if one != Path::new("-") => Inputs::File(name(one)),
+        [_] => Inputs::Unnamed,
+        several => Inputs::Files(several.iter().map(name).collect()),
     };
     Stamp {
         host: Some(sensor_name(analysis.sensor_name.clone())),

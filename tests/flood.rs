@@ -110,6 +110,7 @@ impl FrameSink for Feed {
             link: LinkType::Ethernet,
             data,
             orig_len: data.len() as u32,
+            input: 0,
         };
         self.engine.process(&frame, self.index, &mut self.seen);
         Ok(())

@@ -231,6 +231,25 @@ fn stdin_and_several_files_form_one_timeline() {
     let bench_alone = flows(&[bench_file.path().to_str().unwrap()], b"");
     let both = flows(&["-", bench_file.path().to_str().unwrap()], &demo);
     assert_eq!(both, demo_alone + bench_alone);
+
+    // Each flow names the file it began in (standard input: none).
+    let (d, b) = (
+        demo_file.path().to_str().unwrap(),
+        bench_file.path().to_str().unwrap(),
+    );
+    let named = |args: &[&str]| -> Vec<String> {
+        let out = run(&[&["replay", "-q", "--eve", "-"], args].concat());
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|r| r["event_type"] == "flow")
+            .map(|r| r["pcap_filename"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    let files = named(&[d, b]);
+    let count = |name: &str| files.iter().filter(|f| *f == name).count();
+    assert_eq!((count(d), count(b)), (demo_alone, bench_alone));
 }
 
 #[test]

@@ -73,7 +73,7 @@ proptest! {
         let mut engine = engine();
         let mut eve = EveWriter::new(std::io::sink());
         for (i, (ts, data)) in frames.iter().enumerate() {
-            let frame = Frame { ts: *ts, link: LinkType::Ethernet, data, orig_len: data.len() as u32 };
+            let frame = Frame { ts: *ts, link: LinkType::Ethernet, data, orig_len: data.len() as u32, input: 0 };
             engine.process(&frame, i as u64 + 1, &mut eve);
         }
         engine.finish(&mut eve);

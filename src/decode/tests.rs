@@ -7,6 +7,7 @@ fn frame(link: LinkType, data: &[u8]) -> Frame<'_> {
         link,
         data,
         orig_len: data.len() as u32,
+        input: 0,
     }
 }
 
@@ -101,6 +102,7 @@ fn skip_reasons() {
         link: LinkType::Ethernet,
         data: cut,
         orig_len: cut.len() as u32,
+        input: 0,
     };
     assert_eq!(decode(&f).unwrap_err(), Skip::BadLength);
     // ARP.
@@ -129,6 +131,7 @@ fn snap_length_cut_keeps_wire_lengths() {
         link: LinkType::Ethernet,
         data: cut,
         orig_len: data.len() as u32,
+        input: 0,
     };
     let p = decode(&f).unwrap();
     assert_eq!(p.payload_len, 1000);
@@ -187,7 +190,7 @@ fn icmp_ports_follow_community_id() {
 proptest::proptest! {
     #[test]
     fn never_panics(data in proptest::collection::vec(proptest::num::u8::ANY, 0..200), link in 0u32..300, orig in 0u32..70000) {
-        let f = Frame { ts: Timestamp::default(), link: LinkType::from_linktype(link), data: &data, orig_len: orig };
+        let f = Frame { ts: Timestamp::default(), link: LinkType::from_linktype(link), data: &data, orig_len: orig, input: 0 };
         let _ = decode(&f);
     }
 

@@ -55,6 +55,7 @@ fn run(frames: &[(u64, Vec<u8>)]) -> Vec<Value> {
             link: LinkType::Ethernet,
             data,
             orig_len: data.len() as u32,
+            input: 0,
         };
         engine.process(&frame, i as u64 + 1, &mut w);
     }
@@ -163,6 +164,7 @@ fn records_name_their_interface_and_sensor() {
             link: LinkType::Ethernet,
             data,
             orig_len: data.len() as u32,
+            input: 0,
         };
         engine.process(&frame, i as u64 + 1, &mut w);
     }

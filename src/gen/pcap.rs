@@ -51,6 +51,7 @@ impl GenPacket {
             link: crate::source::LinkType::Ethernet,
             data: &self.data,
             orig_len: self.data.len() as u32,
+            input: 0,
         }
     }
 }

@@ -483,6 +483,7 @@ mod tests {
                 link: LinkType::Ethernet,
                 data: &data,
                 orig_len: 60,
+                input: 0,
             });
         }
         s.flush_all();

@@ -85,6 +85,7 @@ mod tests {
             link: LinkType::Ethernet,
             data,
             orig_len: data.len() as u32,
+            input: 0,
         }
     }
 

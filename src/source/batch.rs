@@ -22,6 +22,7 @@ struct Slot {
     start: usize,
     len: usize,
     orig_len: u32,
+    input: u16,
     /// Decoded by the sending thread.
     decoded: Result<Detached, Skip>,
 }
@@ -91,6 +92,7 @@ impl Batch {
             start,
             len: data.len(),
             orig_len: frame.orig_len,
+            input: frame.input,
             decoded: decoded.map(|p| Detached::new(&p, data)),
         });
         true
@@ -127,6 +129,7 @@ impl Batch {
             link: self.link,
             data: self.data.get(s.start..s.start + s.len).unwrap_or(&[]),
             orig_len: s.orig_len,
+            input: s.input,
         }
     }
 }
@@ -141,6 +144,7 @@ mod tests {
             link: LinkType::Ethernet,
             data,
             orig_len: data.len() as u32 + 4,
+            input: 0,
         }
     }
 

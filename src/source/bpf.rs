@@ -560,6 +560,7 @@ mod tests {
             link,
             data,
             orig_len: data.len() as u32,
+            input: 0,
         }
     }
 
@@ -666,6 +667,7 @@ mod tests {
         let cut = &full[..96];
         let snapped = Frame {
             orig_len: full.len() as u32,
+            input: 0,
             ..frame(LinkType::Ethernet, cut)
         };
         let mut greater = BpfFilter::new("greater 1000").unwrap();

@@ -551,6 +551,7 @@ impl<R: Read> CaptureReader<R> {
                 .get(rec.start..rec.start + rec.len)
                 .unwrap_or_default(),
             orig_len: rec.orig_len,
+            input: 0,
         }
     }
 
@@ -651,6 +652,8 @@ pub struct ReplaySource {
     current: Option<CaptureReader<Box<dyn Read + Send>>>,
     spare: Vec<u8>,
     frames: u64,
+    /// Inputs opened so far (the current one is the last).
+    opened: u16,
     failed: bool,
 }
 
@@ -698,6 +701,7 @@ impl ReplaySource {
             current: None,
             spare: Vec::new(),
             frames: 0,
+            opened: 0,
             failed: false,
         }
     }
@@ -727,6 +731,7 @@ impl ReplaySource {
                 buffer = vec![0; INITIAL_BUFFER];
             }
             self.current = Some(CaptureReader::with_buffer(name, reader, buffer)?);
+            self.opened = self.opened.saturating_add(1);
         }
         Ok(self.current.as_mut())
     }
@@ -753,7 +758,11 @@ impl ReplaySource {
     }
 
     fn frame(&self, rec: &Record) -> Option<Frame<'_>> {
-        self.current.as_ref().map(|r| r.frame(rec))
+        let input = self.opened.saturating_sub(1);
+        self.current.as_ref().map(|r| Frame {
+            input,
+            ..r.frame(rec)
+        })
     }
 
     fn guard<T>(&mut self, result: Result<T, SourceError>) -> Result<T, SourceError> {

@@ -129,6 +129,7 @@ impl LiveCapture {
                     link,
                     data: p.data,
                     orig_len: p.header.len,
+                    input: 0,
                 });
             })
             .map_err(|e| SourceError::Live(format!("{interface}: read: {e}")))

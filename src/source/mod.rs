@@ -66,6 +66,10 @@ pub struct Frame<'a> {
     pub data: &'a [u8],
     /// The length of the frame on the wire.
     pub orig_len: u32,
+    /// Which input it came from, by position: the file of a replay of
+    /// several (EVE's `pcap_filename`); live capture marks its interfaces
+    /// on the batch instead.
+    pub input: u16,
 }
 
 /// A producer of frames. A lending iterator: each frame borrows the

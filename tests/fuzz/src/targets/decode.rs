@@ -42,6 +42,7 @@ pub fn run(data: &[u8]) {
         link,
         data: bytes,
         orig_len,
+        input: 0,
     };
     match decode(&frame) {
         Ok(pkt) => check(&frame, &pkt),

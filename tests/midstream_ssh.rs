@@ -35,6 +35,7 @@ fn replay(pkts: &[Pkt]) -> Vec<Event> {
             link: LinkType::Ethernet,
             data: &p.data,
             orig_len: p.data.len() as u32,
+            input: 0,
         };
         engine.process(&frame, i as u64 + 1, &mut events);
     }

@@ -13,7 +13,9 @@ use crate::flow::ended::EndedFlows;
 use crate::flow::key::{FlowKey, Side};
 use crate::flow::pressure::Pressure;
 use crate::flow::table::FlowTable;
-use crate::flow::{EndReason, EvictionTier, Flow, FlowConfig, FlowState, Marks, TimeoutClass};
+use crate::flow::{
+    EndReason, EvictionTier, Flow, FlowConfig, FlowState, Marks, OriginBasis, TimeoutClass,
+};
 use crate::judge::{flow_names, Judge, SharedRules};
 use crate::policy::Alert;
 use crate::source::Frame;
@@ -617,7 +619,11 @@ fn analyze(
             server: flow.server(),
             proto: flow.key.proto,
         };
-        flow.app = Some(Box::new(AppSlot::new(ctx)));
+        let mut slot = Box::new(AppSlot::new(ctx));
+        if flow.is_tcp() && flow.basis == OriginBasis::PortGuess {
+            slot.set_midstream();
+        }
+        flow.app = Some(slot);
     }
     let Some(app) = flow.app.as_mut() else {
         return false;

@@ -10,6 +10,7 @@
 
 mod carried;
 
+use super::ssh::midstream::Midstream;
 use super::tunnel::{self, Handshake, Hop, Via};
 use super::{Analyzer, AppFacts, Chunk, Dir, Emit, FlowContext, PacketView, Probe, Protocol};
 use crate::flow::stream::{Segment, Stream};
@@ -61,6 +62,9 @@ pub(crate) struct Layer {
     depth: u8,
     /// A handshake was found here but not followed ([`MAX_DEPTH`]).
     depth_limited: bool,
+    /// The TCP flow was picked up mid-stream: if nobody claims it, its
+    /// segment sizes are checked for SSH ([`Midstream`]).
+    midstream: bool,
 }
 
 enum State {
@@ -68,6 +72,8 @@ enum State {
     Active(Box<dyn Analyzer>),
     /// A proxy handshake and the stream it carries.
     Carried(Box<Carried>),
+    /// Nobody claimed the mid-stream flow: probable SSH by its sizes?
+    Midstream(Box<Midstream>),
     /// Nobody claimed the flow.
     Unknown,
 }
@@ -101,6 +107,7 @@ impl std::fmt::Debug for AppSlot {
             State::Probing(_) => "probing",
             State::Active(a) => a.facts().app_proto.unwrap_or("active"),
             State::Carried(_) => "tunnel",
+            State::Midstream(_) => "midstream",
             State::Unknown => "unknown",
         };
         f.debug_struct("AppSlot").field("state", &state).finish()
@@ -127,6 +134,12 @@ impl AppSlot {
         }
     }
 
+    /// The TCP flow was picked up mid-stream (no handshake seen): a flow
+    /// no protocol claims is then checked for SSH by its segment sizes.
+    pub fn set_midstream(&mut self) {
+        self.layer.midstream = true;
+    }
+
     /// A slot whose analysis is `analyzer`, already claimed and finished
     /// (a flow restored from the state file).
     pub fn restored(ctx: FlowContext, analyzer: Box<dyn Analyzer>) -> Self {
@@ -135,6 +148,7 @@ impl AppSlot {
                 state: State::Active(analyzer),
                 depth: 0,
                 depth_limited: false,
+                midstream: false,
             },
             finished: true,
             ..AppSlot::new(ctx)
@@ -292,6 +306,7 @@ impl Layer {
             state: State::Probing(Box::default()),
             depth,
             depth_limited: false,
+            midstream: false,
         }
     }
 
@@ -299,6 +314,7 @@ impl Layer {
         match &self.state {
             State::Active(a) => Some(a.facts()),
             State::Carried(c) => c.facts(),
+            State::Midstream(m) => m.facts(),
             _ => None,
         }
     }
@@ -346,7 +362,7 @@ impl Layer {
             State::Probing(_) => true,
             State::Active(a) => a.wants_stream(dir),
             State::Carried(c) => c.wants_stream(dir),
-            State::Unknown => false,
+            State::Midstream(_) | State::Unknown => false,
         }
     }
 
@@ -355,6 +371,12 @@ impl Layer {
             State::Probing(p) if view.tcp.is_some() => p.log_packet(view),
             State::Active(a) => a.on_packet(view, out),
             State::Carried(c) => c.on_packet(cx, view, out),
+            State::Midstream(m) => {
+                m.on_packet(view);
+                if m.gave_up() {
+                    self.state = State::Unknown;
+                }
+            }
             _ => {}
         }
     }
@@ -388,7 +410,7 @@ impl Layer {
                 let Chunk::Data(data) = chunk else {
                     // A hole before anything was claimed: the prefix the
                     // probes need is gone.
-                    self.state = State::Unknown;
+                    self.state = unclaimed(self.midstream && self.depth == 0, cx, probing);
                     return;
                 };
                 let tcp = cx.flow.proto == crate::flow::key::proto::TCP;
@@ -415,11 +437,13 @@ impl Layer {
                         });
                         self.state = State::Carried(c);
                     }
-                    Verdict::Unknown => self.state = State::Unknown,
+                    Verdict::Unknown => {
+                        self.state = unclaimed(self.midstream && self.depth == 0, cx, probing)
+                    }
                     Verdict::Undecided => {}
                 }
             }
-            State::Unknown => {}
+            State::Midstream(_) | State::Unknown => {}
         }
     }
 
@@ -427,8 +451,30 @@ impl Layer {
         match &mut self.state {
             State::Active(a) => a.finish(last_ts, out),
             State::Carried(c) => c.finish(last_ts, out),
+            State::Midstream(m) => m.finish(last_ts),
             _ => {}
         }
+    }
+}
+
+/// What a flow no protocol claimed becomes: unknown, or, picked up
+/// mid-stream over TCP with SSH analysis on, checked for SSH by its
+/// segment sizes (the packets seen so far replayed).
+fn unclaimed(midstream: bool, cx: &Cx<'_>, probing: &Probing) -> State {
+    let tcp = cx.flow.proto == crate::flow::key::proto::TCP;
+    let ssh_on = cx.protocols.iter().any(|p| p.name() == "ssh");
+    if !(midstream && tcp && ssh_on) {
+        return State::Unknown;
+    }
+    let mut m = Box::new(Midstream::new());
+    for entry in &probing.log {
+        if let Logged::Packet(view) = entry {
+            m.on_packet(view);
+        }
+    }
+    match m.gave_up() {
+        true => State::Unknown,
+        false => State::Midstream(m),
     }
 }
 

@@ -64,14 +64,16 @@ pub struct Evidence {
     pub last_ts: Timestamp,
     /// How the protocol the evidence speaks of was known when it was not
     /// read from its bytes: `tls-record-shape` (SSH or mining inferred
-    /// from the sizes and timing of TLS records). Written as the EVE
+    /// from the sizes and timing of TLS records), `midstream-size-model`
+    /// (SSH inferred from the segment sizes of a TCP flow picked up
+    /// mid-stream). Written as the EVE
     /// `evidence.inferred` field; absent for protocols identified by bytes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inferred: Option<&'static str>,
 }
 
 /// The ways a protocol is inferred rather than read ([`Evidence::inferred`]).
-pub const INFERRED: &[&str] = &["tls-record-shape"];
+pub const INFERRED: &[&str] = &["tls-record-shape", "midstream-size-model"];
 
 /// [`Evidence`] as read back (the sensor's state file).
 #[derive(Deserialize)]

@@ -125,6 +125,17 @@ impl<'a> FlowSubject<'a> {
     }
 }
 
+/// How SSH that was inferred, not read, was found, as a note after a
+/// finding: `how` is the evidence's `inferred` value.
+fn inferred_note(how: &str) -> &'static str {
+    match how {
+        crate::analyzer::ssh::midstream::INFERRED => {
+            ", SSH inferred from the segment sizes of a flow picked up mid-stream"
+        }
+        _ => ", SSH inferred inside TLS",
+    }
+}
+
 /// Where a flow goes relative to the cluster.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Direction {
@@ -632,11 +643,7 @@ impl<F: Fn(Detection, u8) -> bool> FindingCtx<'_, '_, '_, F> {
                         "SSH server on port {} ({}){}",
                         s.server.port,
                         dest(s),
-                        if how.is_some() {
-                            ", SSH inferred inside TLS"
-                        } else {
-                            ""
-                        }
+                        how.map_or("", inferred_note)
                     );
                     let mut ev = Evidence::new(text, &[], s.first_ts, s.now);
                     ev.inferred = how;
@@ -713,7 +720,11 @@ impl<F: Fn(Detection, u8) -> bool> FindingCtx<'_, '_, '_, F> {
             if let Some(ev) = fact {
                 self.add(d, 0, || match inferred {
                     Some(how) => Evidence {
-                        summary: format!("SSH inferred inside TLS; {}", ev.summary),
+                        summary: format!(
+                            "{}; {}",
+                            inferred_note(how).trim_start_matches(", "),
+                            ev.summary
+                        ),
                         inferred: Some(how),
                         ..ev.clone()
                     },

@@ -67,6 +67,8 @@ struct Player {
     seq: [u32; 2],
     index: u64,
     out: Emit,
+    /// The handshake was seen (stream starts known).
+    handshake: bool,
 }
 
 impl Player {
@@ -78,7 +80,16 @@ impl Player {
             seq: [1001, 5001],
             index: 0,
             out: Vec::new(),
+            handshake: true,
         }
+    }
+
+    /// A flow picked up mid-stream, as the engine marks it.
+    fn midstream(protocols: Vec<Box<dyn Protocol>>) -> Player {
+        let mut p = Player::new(protocols);
+        p.slot.set_midstream();
+        p.handshake = false;
+        p
     }
 
     fn send(&mut self, dir: Dir, payload: &[u8]) -> &mut Self {
@@ -98,7 +109,7 @@ impl Player {
                 payload,
                 payload_len: payload.len() as u32,
             },
-            data_start: Some([1001, 5001][d]),
+            data_start: self.handshake.then_some([1001, 5001][d]),
             budget: 1 << 20,
         };
         self.seq[d] = self.seq[d].wrapping_add(payload.len() as u32);
@@ -245,4 +256,39 @@ fn plain_protocols_are_unchanged() {
     p.send(Dir::ToServer, b"GET / HTTP/1.1\r\nHost: a.example\r\n\r\n");
     assert_eq!(p.slot.facts().and_then(|f| f.app_proto), Some("http"));
     assert!(p.slot.tunnel().is_empty());
+}
+
+/// Keystrokes and echoes of chacha20-poly1305 (36-byte packets, random
+/// bytes to any probe), after some output.
+fn play_typing(p: &mut Player) {
+    let (out, key) = (vec![0xa5u8; 324], vec![0x5au8; 36]);
+    p.send(Dir::ToClient, &out);
+    for _ in 0..24 {
+        p.send(Dir::ToServer, &key).send(Dir::ToClient, &key);
+    }
+}
+
+#[test]
+fn unclaimed_midstream_flow_is_checked_for_ssh_by_its_sizes() {
+    let all = || registry(Arc::new(NameCache::default()), &Default::default());
+    let mut p = Player::midstream(all());
+    play_typing(&mut p);
+    p.finish();
+    let facts = p.slot.facts().expect("probable SSH");
+    assert_eq!(facts.app_proto, Some("ssh"));
+    let ssh = facts.ssh.as_deref().expect("SSH facts");
+    let how = ssh.inferred.as_ref().expect("marked inferred");
+    assert_eq!(
+        how.inferred,
+        Some(crate::analyzer::ssh::midstream::INFERRED)
+    );
+    assert!(ssh.forward_interactive.is_some());
+    // The same packets with the handshake seen: nobody claims them.
+    let mut p = Player::new(all());
+    play_typing(&mut p);
+    assert!(p.slot.is_unknown());
+    // Mid-stream without the SSH protocol registered: unknown too.
+    let mut p = Player::midstream(with_recorder());
+    play_typing(&mut p);
+    assert!(p.slot.is_unknown());
 }

@@ -73,6 +73,9 @@ pub struct Inference {
     last_unit_ts: Option<Timestamp>,
     post_auth_bytes: [u64; 2],
     pub bare_acks: [u32; 2],
+    /// Picked up mid-stream: the login (if any) is long past, so no login
+    /// is looked for and channels are believed from the first message.
+    midstream: bool,
 }
 
 impl Inference {
@@ -97,7 +100,20 @@ impl Inference {
             last_unit_ts: None,
             post_auth_bytes: [0; 2],
             bare_acks: [0; 2],
+            midstream: false,
         }
+    }
+
+    /// Channel opens confirmed by the other side, by opener direction.
+    pub fn confirmed_opens(&self) -> [u32; 2] {
+        self.opens.count
+    }
+
+    /// The session was picked up mid-stream: its login is long past, so
+    /// none is looked for (a mid-session message of a login-reply size is
+    /// no login) and the post-login inferences run from the first message.
+    pub fn set_midstream(&mut self) {
+        self.midstream = true;
     }
 
     /// Sizes are no longer trustworthy: size-based inferences stop.
@@ -130,21 +146,8 @@ impl Inference {
 
     fn on_unit_inner(&mut self, u: &Unit, f: &mut SshFacts, ch: &mut Changes) -> Changes {
         let u = *u;
-        let exact_ok = !self.unreliable && !self.compressed;
-        let m = &self.model;
-        if u.dir == m.client {
-            self.auth.on_client(&u, m.suite(u.dir));
-        } else if let Some(ev) = self.auth.on_server(&u, m.suite(u.dir)) {
-            if exact_ok {
-                f.auth = AuthOutcome::Success;
-                f.auth_evidence = Some(ev);
-                ch.facts = true;
-            }
-            self.setup = Some(Setup::new(u.ts));
-            if self.delayed_compression {
-                ch.compression_started = true;
-                self.set_compressed();
-            }
+        if !self.midstream {
+            self.login(&u, f, ch);
         }
         // Exact sizes for the size-model inferences; structure only for
         // typing side and inner handshakes (also under compression).
@@ -163,7 +166,7 @@ impl Inference {
         let dm = m.dir(u.dir);
         let keepalive = dm.is_keepalive_req(u.size) || dm.is_keepalive_rep(u.size);
         let setup_done = self.setup.as_ref().is_some_and(|s| s.done);
-        if setup_done || (self.auth.success.is_none() && self.units > NO_LOGIN_SEEN) {
+        if setup_done || (self.auth.success.is_none() && self.after_login()) {
             let pause = self.last_unit_ts.map_or(u64::MAX, |t| u.ts.since(t));
             self.keepalive.on_unit(&u, m, pause);
             ch.facts |= self.keepalive.update(f, structure_ok);
@@ -186,10 +189,30 @@ impl Inference {
         *ch
     }
 
+    /// The outer login, from the sizes of the first messages.
+    fn login(&mut self, u: &Unit, f: &mut SshFacts, ch: &mut Changes) {
+        let exact_ok = !self.unreliable && !self.compressed;
+        let m = &self.model;
+        if u.dir == m.client {
+            self.auth.on_client(u, m.suite(u.dir));
+        } else if let Some(ev) = self.auth.on_server(u, m.suite(u.dir)) {
+            if exact_ok {
+                f.auth = AuthOutcome::Success;
+                f.auth_evidence = Some(ev);
+                ch.facts = true;
+            }
+            self.setup = Some(Setup::new(u.ts));
+            if self.delayed_compression {
+                ch.compression_started = true;
+                self.set_compressed();
+            }
+        }
+    }
+
     /// Channels exist only after login; without an isolated success
     /// message, assume login after this many messages.
     fn after_login(&self) -> bool {
-        self.auth.success.is_some() || self.units > NO_LOGIN_SEEN
+        self.midstream || self.auth.success.is_some() || self.units > NO_LOGIN_SEEN
     }
 
     fn remote_forward(&mut self, u: &Unit, f: &mut SshFacts, trusted: bool) -> bool {
@@ -389,7 +412,7 @@ impl Inference {
                 }
             }
         }
-        if f.auth == AuthOutcome::Unknown {
+        if f.auth == AuthOutcome::Unknown && !self.midstream {
             let implied = f.remote_forward.is_some()
                 || f.reverse_session.is_some()
                 || f.nested_forward.is_some()

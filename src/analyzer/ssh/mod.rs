@@ -15,6 +15,7 @@ mod eve;
 pub(crate) mod infer;
 mod inner;
 pub mod kex;
+pub mod midstream;
 pub(crate) mod model;
 pub mod records;
 pub mod sizes;

@@ -3,7 +3,9 @@
 //! keepalives, a login back through the forward before and after the
 //! restart, the sensor stopped with SIGTERM and started again with the same
 //! `--state-file`. The second sensor knows the tunnel as SSH under the same
-//! flow id and start, and raises none of its alerts again.
+//! flow id and start, and raises none of its alerts again. A third sensor,
+//! started without the state, picks the tunnel up mid-stream and infers it
+//! from the sizes of the login back (`midstream-size-model`).
 //!
 //! ```sh
 //! sudo EGRESSWATCH_NETNS=1 cargo test --test netns_restart
@@ -98,4 +100,23 @@ fn a_live_tunnel_outlives_a_sensor_restart() {
     }
     let sensor_log = std::fs::read_to_string(dir.join("second.log")).unwrap_or_default();
     assert!(sensor_log.contains("state file read"), "{sensor_log}");
+
+    // Without the state: a new flow, SSH only by inference.
+    let third = eve(&dir.join("third.eve.json"));
+    let c = tunnel_flow(&third).expect("the third sensor's tunnel record");
+    assert_ne!(c["flow_id"], a["flow_id"], "a flow of its own");
+    assert_eq!(c["app_proto"], "ssh", "inferred mid-stream: {c}");
+    let inferred: Vec<&Value> = third
+        .iter()
+        .filter(|r| r["event_type"] == "alert" && r["flow_id"] == c["flow_id"])
+        .collect();
+    let names: Vec<&str> = inferred
+        .iter()
+        .filter_map(|r| r["egresswatch"]["detection"].as_str())
+        .collect();
+    eprintln!("netns_restart: alerts without the state {names:?}");
+    assert!(names.contains(&"ssh-reverse-session"), "{names:?}");
+    assert!(inferred
+        .iter()
+        .all(|r| r["egresswatch"]["evidence"]["inferred"] == "midstream-size-model"));
 }

@@ -8,10 +8,12 @@ the server logs back in through the forward. The sensor captures the
 client's interface with `--state-file`. It is stopped with SIGTERM in the
 middle of the tunnel, started again with the same state file, the server
 logs in through the tunnel once more, and the second sensor is stopped.
+A third sensor then starts with a fresh state file, so it picks the tunnel
+up mid-stream with no history, and the server logs in once more.
 
     restart_lab.py OUTDIR EGRESSWATCH_BINARY RULES_DIR
 
-Writes OUTDIR/first.eve.json, OUTDIR/second.eve.json, the logs, and
+Writes OUTDIR/{first,second,third}.eve.json, the logs, and
 OUTDIR/result.json ({"error": null | "...", "state_bytes": N}). Every
 namespace and process it starts is gone when it returns.
 """
@@ -46,10 +48,10 @@ class Lab(TwoHosts):
             time.sleep(0.1)
         raise RuntimeError(f"timed out waiting for {what}")
 
-    def sensor(self, name):
+    def sensor(self, name, state="state"):
         argv = [self.binary, "--log-level", "info", "capture", "--interface", "ewrs0",
                 "--rules", self.rules, "--eve", os.path.join(self.work, f"{name}.eve.json"),
-                "--state-file", os.path.join(self.work, "state"), "--web.listen-address", WEB]
+                "--state-file", os.path.join(self.work, state), "--web.listen-address", WEB]
         p = self.spawn(NS_C, argv, name)
         ready = ns(NS_C, "curl", "-sf", "--max-time", "1", f"http://{WEB}/-/ready")
         self.wait_for(f"{name} ready", lambda: run(ready, check=False).returncode == 0)
@@ -90,6 +92,14 @@ def scenario(lab):
         raise RuntimeError("the tunnel ended early")
     if lab.stop(second, timeout=10) != 0:
         raise RuntimeError("the second sensor did not exit cleanly")
+    # A third sensor starts with no state: it picks the tunnel up
+    # mid-stream and can only infer it from the sizes of the login back.
+    third = lab.sensor("third", state="fresh-state")
+    time.sleep(1.0)
+    lab.login_back("to a sensor without state")
+    time.sleep(2.0)
+    if lab.stop(third, timeout=10) != 0:
+        raise RuntimeError("the third sensor did not exit cleanly")
     lab.stop(tunnel)
     return size
 

@@ -405,7 +405,10 @@ impl Inference {
             self.on_window(class, &w, f);
         }
         let trusted = !self.unreliable && !self.compressed;
-        if let Some(setup) = self.setup.as_mut() {
+        // "Then stayed silent" needs the silence seen: a flow that ends (or
+        // a capture cut) right after the burst says nothing of it.
+        let quiet = |s: &&mut Setup| last.since(s.last) >= SETUP_PAUSE;
+        if let Some(setup) = self.setup.as_mut().filter(quiet) {
             if let Some(ev) = setup.conclude(&self.model) {
                 if trusted && f.remote_forward.is_none() {
                     f.remote_forward = Some(ev);

@@ -410,3 +410,21 @@ fn changes_are_reported_once() {
     let u = Unit { idx: 1000, ..u };
     assert!(!s.inf.on_unit(u, &mut s.f).facts);
 }
+
+/// A client burst that fits a session open plus no-more-sessions (or a
+/// forward of that size), as in a real `ssh host true` through haproxy's
+/// PROXY v2 whose capture was cut 0.8 s later: with the end of the flow
+/// inside the setup pause no silence was seen, so no idle `-R` verdict;
+/// with the silence seen, the verdict stands.
+#[test]
+fn an_idle_forward_needs_its_silence_seen() {
+    for (quiet_ms, verdict) in [(800, false), (30_000, true)] {
+        let mut s = Sim::new(CHACHA);
+        s.login();
+        s.raw(C, 112, 1);
+        s.raw(S, 412, 2);
+        s.now += quiet_ms * 1_000_000;
+        s.finish();
+        assert_eq!(s.f.remote_forward.is_some(), verdict, "{quiet_ms} ms");
+    }
+}

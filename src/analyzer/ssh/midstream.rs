@@ -38,6 +38,9 @@ pub const SNIFF_UNITS: usize = 16;
 const SNIFF_FIT: u32 = 12;
 /// Events (units and bare ACKs) buffered while sniffing.
 const SNIFF_EVENTS: usize = 48;
+/// Room for them at first: most mid-stream flows (keep-alives) send only a
+/// few packets, so the rest is reserved, once, when they are used up.
+const SNIFF_FIRST: usize = 8;
 /// Units fed to the inference without a verdict before it is given up.
 pub const RUN_UNITS: u32 = 600;
 /// Confirmed channel opens of the client that make a forwarding session.
@@ -98,7 +101,7 @@ struct Side {
 pub struct Midstream {
     state: State,
     sides: [Side; 2],
-    /// Events seen while sniffing (allocated once, at most
+    /// Events seen while sniffing (allocated at most twice, at most
     /// [`SNIFF_EVENTS`]), and the data units among them.
     sniffed: Vec<Event>,
     data_units: usize,
@@ -118,7 +121,7 @@ impl std::fmt::Debug for Midstream {
 impl Midstream {
     pub fn new() -> Midstream {
         Midstream {
-            sniffed: Vec::with_capacity(SNIFF_EVENTS),
+            sniffed: Vec::with_capacity(SNIFF_FIRST),
             ..Midstream::default()
         }
     }
@@ -246,6 +249,9 @@ impl Midstream {
                 }
             }
             State::Sniffing => {
+                if self.sniffed.len() == SNIFF_FIRST {
+                    self.sniffed.reserve_exact(SNIFF_EVENTS - SNIFF_FIRST);
+                }
                 if self.sniffed.len() < SNIFF_EVENTS {
                     self.sniffed.push(e);
                 }

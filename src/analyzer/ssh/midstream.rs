@@ -24,6 +24,7 @@
 
 use super::infer::Inference;
 use super::model::{Model, Unit};
+use super::segments::{self, Pending};
 use super::sizes::{inner_suites, Suite, INNER_SUITES};
 use crate::analyzer::{AppFacts, Dir, Evidence, PacketView, SshFacts};
 use crate::decode::TcpFlags;
@@ -45,14 +46,6 @@ const SNIFF_FIRST: usize = 8;
 pub const RUN_UNITS: u32 = 600;
 /// Confirmed channel opens of the client that make a forwarding session.
 const FORWARD_OPENS: u32 = 4;
-/// A segment at least this large that equals the largest seen in its
-/// direction is MSS-full: the message goes on in the next one (as the SSH
-/// analyzer merges them).
-const FULL_SEGMENT_MIN: u32 = 1200;
-/// A continuation segment comes within this time.
-const CONTINUATION_NANOS: u64 = 50_000_000;
-/// Segments merged into one unit at most.
-const MAX_MERGED: u32 = 1 << 20;
 
 /// One event of the flow as the inference takes it: a data unit, or a bare
 /// ACK (`size` 0).
@@ -77,15 +70,6 @@ struct Running {
     why: String,
     first: (u64, Timestamp),
     last: Timestamp,
-}
-
-/// A message being assembled from MSS-full segments.
-#[derive(Copy, Clone, Debug)]
-struct Pending {
-    size: u32,
-    idx: u64,
-    ts: Timestamp,
-    last_full: bool,
 }
 
 /// Per TCP direction: new bytes only, MSS-full segments merged.
@@ -202,41 +186,19 @@ impl Midstream {
         let (dir, size) = (pkt.dir, pkt.payload_len);
         self.flush(dir.reverse());
         let d = dir.index();
-        let full = size >= FULL_SEGMENT_MIN && size >= self.sides[d].max_seg;
-        match self.sides[d].pending.as_mut() {
-            Some(p)
-                if p.last_full
-                    && pkt.ts.since(p.ts) <= CONTINUATION_NANOS
-                    && p.size < MAX_MERGED =>
-            {
-                p.size = p.size.saturating_add(size);
-                p.ts = pkt.ts;
-                p.last_full = full;
-            }
-            _ => {
-                self.flush(dir);
-                self.sides[d].pending = Some(Pending {
-                    size,
-                    idx: pkt.index,
-                    ts: pkt.ts,
-                    last_full: full,
-                });
-            }
+        let side = &mut self.sides[d];
+        let (ended, complete) = segments::add(&mut side.pending, size, pkt, side.max_seg);
+        if let Some(p) = ended {
+            self.event(p.unit(dir));
         }
-        if !full {
+        if complete {
             self.flush(dir);
         }
     }
 
     fn flush(&mut self, dir: Dir) {
         if let Some(p) = self.sides[dir.index()].pending.take() {
-            self.event(Unit {
-                dir,
-                size: p.size,
-                idx: p.idx,
-                ts: p.ts,
-                exact: false,
-            });
+            self.event(p.unit(dir));
         }
     }
 

@@ -18,6 +18,7 @@ pub mod kex;
 pub mod midstream;
 pub(crate) mod model;
 pub mod records;
+mod segments;
 pub mod sizes;
 pub mod window;
 
@@ -33,6 +34,7 @@ use infer::Inference;
 use kex::{KexInit, Negotiated};
 use model::{Model, Unit};
 use records::{Framer, Walker};
+use segments::Pending;
 use sizes::Suite;
 
 /// The SSH protocol: claims flows whose first bytes are an SSH
@@ -61,19 +63,12 @@ const CLIENT_KEX_CODES: [u8; 3] = [30, 32, 34];
 const SERVER_KEX_CODES: [u8; 2] = [31, 33];
 const MSG_NEWKEYS: u8 = 21;
 
-/// A segment at least this large that equals the largest seen in its
-/// direction is taken as MSS-full: the message goes on in the next one.
-const FULL_SEGMENT_MIN: u32 = 1200;
 /// Payloads above this cannot be one wire segment on a 1500-byte MTU link:
 /// receive offload merged them on the capture host.
 const MAX_WIRE_SEGMENT: u32 = 1460;
 /// Stream bytes missing behind the packets before record walking is given
 /// up for segment sizes.
 const WALK_LAG: u64 = 256 * 1024;
-/// Segments merged into one unit at most (bulk data is bulk either way).
-const MAX_MERGED: u32 = 1 << 20;
-/// A continuation segment comes within this time.
-const CONTINUATION_NANOS: u64 = 50_000_000;
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 enum Phase {
@@ -87,15 +82,6 @@ enum Phase {
     Segments,
     /// Nothing more to learn from this direction's bytes.
     Off,
-}
-
-/// A message being assembled from MSS-full segments.
-#[derive(Copy, Clone, Debug)]
-struct Pending {
-    size: u32,
-    idx: u64,
-    ts: Timestamp,
-    last_full: bool,
 }
 
 #[derive(Debug)]
@@ -582,41 +568,19 @@ impl SshAnalyzer {
         }
         // Messages in flight the other way end here.
         self.flush(dir.reverse());
-        let full = size >= FULL_SEGMENT_MIN && size >= self.sides[d].max_seg;
-        match self.sides[d].pending.as_mut() {
-            Some(p)
-                if p.last_full
-                    && pkt.ts.since(p.ts) <= CONTINUATION_NANOS
-                    && p.size < MAX_MERGED =>
-            {
-                p.size = p.size.saturating_add(size);
-                p.ts = pkt.ts;
-                p.last_full = full;
-            }
-            _ => {
-                self.flush(dir);
-                self.sides[d].pending = Some(Pending {
-                    size,
-                    idx: pkt.index,
-                    ts: pkt.ts,
-                    last_full: full,
-                });
-            }
+        let side = &mut self.sides[d];
+        let (ended, complete) = segments::add(&mut side.pending, size, pkt, side.max_seg);
+        if let Some(p) = ended {
+            self.emit(p.unit(dir));
         }
-        if !full {
+        if complete {
             self.flush(dir);
         }
     }
 
     fn flush(&mut self, dir: Dir) {
         if let Some(p) = self.sides[dir.index()].pending.take() {
-            self.emit(Unit {
-                dir,
-                size: p.size,
-                idx: p.idx,
-                ts: p.ts,
-                exact: false,
-            });
+            self.emit(p.unit(dir));
         }
     }
 

@@ -523,7 +523,10 @@ class Lab:
             "router",
             # --immediate-mode: without it libpcap hands packets over in blocks
             # and the last ones (the connection's end) are lost at SIGINT.
-            ["tcpdump", "-i", CAPTURE_PORT, "-n", "-s", "0", "-U", "--immediate-mode", "-Z", "root", "-w", pcap],
+            # -B 32768: a 32 MiB kernel buffer (the default 2 MiB overflows
+            # during the scp bulk transfer when the machine is loaded).
+            ["tcpdump", "-i", CAPTURE_PORT, "-n", "-s", "0", "-U", "--immediate-mode", "-B", "32768",
+             "-Z", "root", "-w", pcap],
             f"{label}.tcpdump",
         )
         end = time.monotonic() + 10

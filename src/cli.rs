@@ -80,6 +80,10 @@ pub struct ReplayArgs {
     /// Prometheus text format, for node_exporter's textfile collector.
     #[arg(long, value_name = "PATH")]
     pub metrics_file: Option<PathBuf>,
+    /// Engines, each on its own thread with its share of the flows
+    /// (default: the cores). The output is the same for any number.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: Option<u16>,
     #[command(flatten)]
     pub compare: CompareArgs,
 }

@@ -15,6 +15,8 @@ use crate::source::{LinkType, PacketSource, SourceError};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::thread;
 
+pub mod sharded;
+
 /// Runs `source` to its end (or first error) through `engine`, then ends
 /// every open flow. Frames read before an error are fully reported: the
 /// flows they built are flushed either way.
@@ -51,6 +53,11 @@ const EVENT_BATCHES: usize = 32;
 const BATCH_BYTES: usize = 1600 * BATCH_FRAMES;
 const _: () = assert!(BATCH_BYTES >= 262_144);
 
+/// An empty batch of the replay's size.
+fn replay_batch() -> Batch {
+    Batch::with_capacity(0, LinkType::Ethernet, BATCH_FRAMES, BATCH_BYTES)
+}
+
 /// [`run`], with the source read on its own thread and the events written
 /// on another. Where the threads cannot be started, it is [`run`].
 pub fn run_threaded(
@@ -80,8 +87,7 @@ fn stages(
     let (spent_tx, spent_rx) = bounded::<Vec<Event>>(EVENT_BATCHES + 1);
     for _ in 0..=FRAME_BATCHES {
         // Cannot fail: the channel has room for every batch.
-        let batch = Batch::with_capacity(0, LinkType::Ethernet, BATCH_FRAMES, BATCH_BYTES);
-        let _ = free_tx.send(batch);
+        let _ = free_tx.send(replay_batch());
     }
     std::thread::scope(|scope| {
         // The writer first: if the reader then cannot start, nothing has
@@ -92,7 +98,15 @@ fn stages(
             .ok()?;
         let reader = thread::Builder::new()
             .name("replay-read".into())
-            .spawn_scoped(scope, move || read(source, &frames_tx, &free_rx))
+            .spawn_scoped(scope, move || {
+                let Ok(first) = free_rx.recv() else {
+                    return Ok(());
+                };
+                read(source, first, &mut |full| {
+                    frames_tx.send(full).ok()?;
+                    free_rx.recv().ok()
+                })
+            })
             .ok()?;
         let mut events = BatchingSink {
             batch: Vec::with_capacity(EVENT_BATCH),
@@ -121,31 +135,26 @@ fn stages(
     })
 }
 
-/// The reader stage: frames decoded into batches, batches to the engine.
+/// The reader stage: frames decoded into batches. `deliver` hands a full
+/// batch on and returns an empty one, or `None` once nobody takes batches.
 fn read(
     source: &mut (dyn PacketSource + Send),
-    full: &Sender<Batch>,
-    free: &Receiver<Batch>,
+    mut batch: Batch,
+    deliver: &mut dyn FnMut(Batch) -> Option<Batch>,
 ) -> Result<(), SourceError> {
-    let Ok(mut batch) = free.recv() else {
-        return Ok(());
-    };
     loop {
         let frame = match source.next_frame() {
             Ok(Some(frame)) => frame,
             Ok(None) => break,
             Err(e) => {
-                let _ = full.send(batch);
+                let _ = deliver(batch);
                 return Err(e);
             }
         };
         if frame.link != batch.link() || !batch.fits(&frame) {
             if !batch.is_empty() {
-                if full.send(batch).is_err() {
+                let Some(next) = deliver(batch) else {
                     return Ok(()); // the engine is gone
-                }
-                let Ok(next) = free.recv() else {
-                    return Ok(());
                 };
                 batch = next;
             }
@@ -153,7 +162,7 @@ fn read(
         }
         batch.push(&frame, decode(&frame));
     }
-    let _ = full.send(batch);
+    let _ = deliver(batch);
     Ok(())
 }
 

@@ -375,6 +375,7 @@ impl Engine {
     }
 
     fn end_flow(&mut self, mut flow: Flow, reason: EndReason, sink: &mut dyn EventSink) {
+        sink.flow_ending((flow.start().as_nanos(), flow.id()));
         let last = flow.last();
         if let Some(app) = flow.app.as_mut() {
             app.finish(&self.protocols, last, &mut self.emit);

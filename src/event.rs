@@ -180,6 +180,11 @@ pub enum Event {
 /// Where events go: the EVE writer, a channel to it, or a test collector.
 pub trait EventSink {
     fn event(&mut self, event: Event);
+
+    /// The events up to the next call are about one flow that ends, which
+    /// `order` (its start, then its id) places among others ending at the
+    /// same packet. A sink that merges engines' events sorts by it.
+    fn flow_ending(&mut self, _order: (u64, u64)) {}
 }
 
 impl EventSink for Vec<Event> {

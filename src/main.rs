@@ -12,6 +12,7 @@ use cli::{
     AnalysisArgs, CaptureArgs, CheckRulesArgs, Cli, Command, CompareFormat, DemoArgs, ExplainArgs,
     GenerateArgs, LogFormat, ReplayArgs,
 };
+use egresswatch::analyzer::names::NameCache;
 use egresswatch::engine::{Engine, EngineConfig};
 use egresswatch::eve::{EveWriter, Inputs, Stamp, Target};
 use egresswatch::event::{Event, EventSink};
@@ -23,6 +24,7 @@ use egresswatch::source::bpf::{BpfFilter, Filtered};
 use egresswatch::source::file::ReplaySource;
 use egresswatch::source::{SelectSource, SourceError};
 use egresswatch::state::State;
+use egresswatch::stats::Stats;
 use egresswatch::time::Timestamp;
 use egresswatch::trial::Trial;
 use std::fs::File;
@@ -149,7 +151,8 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
         out.tally = Some(egresswatch::metrics::Tally::default());
     }
     let inventory = load_inventory(args.analysis.inventory.as_deref())?;
-    let mut outcome = analyze(source, &args.analysis, inventory, &mut out, trial)?;
+    let threads = args.threads.map_or_else(default_threads, usize::from);
+    let mut outcome = analyze(source, &args.analysis, inventory, &mut out, trial, threads)?;
     let worst = out.worst;
     if let (Some(path), Some(tally)) = (&args.metrics_file, &out.tally) {
         let metrics = tally.finish(&outcome.stats, outcome.filtered, wall_clock());
@@ -406,7 +409,14 @@ fn demo(args: DemoArgs) -> Result<ExitCode> {
         Some(path) => load_inventory(Some(path))?,
         None => egresswatch::inventory::Inventory::parse("demo_inventory.csv", DEMO_INVENTORY)?,
     };
-    let outcome = analyze(source, &args.analysis, inventory, &mut out, None)?;
+    let outcome = analyze(
+        source,
+        &args.analysis,
+        inventory,
+        &mut out,
+        None,
+        default_threads(),
+    )?;
     let (events, incidents) = out.finish()?;
     // Standard output carries only EVE when it is the EVE output, so
     // `demo --eve - | jq` works.
@@ -478,19 +488,26 @@ struct Outcome {
     open_incidents: Vec<(Option<Arc<str>>, Severity, u64)>,
 }
 
+/// Engines of a replay by default: one per core.
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// Replays `source` on `threads` engines (one when rules are compared:
+/// the trial rides on a single engine).
 fn analyze<S: SelectSource + Send>(
     source: S,
     args: &AnalysisArgs,
     inventory: egresswatch::inventory::Inventory,
     out: &mut Output,
     trial: Option<Trial>,
+    threads: usize,
 ) -> Result<Outcome> {
     let config = engine_config(args)?;
     let rules: SharedRules = Arc::new(arc_swap::ArcSwap::from_pointee(load_rules(
         args.rules.as_deref(),
     )?));
     let names = Arc::new(egresswatch::analyzer::names::NameCache::default());
-    let protocols = egresswatch::analyzer::registry(names.clone(), &app_layer(args));
     if let Some(tally) = out.tally.as_mut() {
         tally.classify_with(rules.clone(), names.clone());
     }
@@ -501,57 +518,99 @@ fn analyze<S: SelectSource + Send>(
             args.max_incidents,
         ))
         .with_inventory(egresswatch::inventory::shared(inventory));
-    let mut engine = Engine::analyzing(config, Arc::from(protocols), rules, names.clone());
-    if let Some(trial) = trial {
-        engine = engine.with_trial(trial);
-    }
-    if let Some(path) = &args.state_file {
-        engine = engine.saving_at_finish();
-        if let Some(state) = state_file::load(path) {
-            names.restore(&state.names, state.saved_at);
-            engine.restore(state.flows);
+    let n = if trial.is_some() { 1 } else { threads.max(1) };
+    let mut trial = trial;
+    let (mut engines, turns) = egresswatch::driver::sharded::engines(n, &names, |view| {
+        let protocols = egresswatch::analyzer::registry(view.clone(), &app_layer(args));
+        let mut engine =
+            Engine::analyzing(config.clone(), Arc::from(protocols), rules.clone(), view);
+        if let Some(trial) = trial.take() {
+            engine = engine.with_trial(trial);
         }
+        if args.state_file.is_some() {
+            engine = engine.saving_at_finish();
+        }
+        engine
+    });
+    if let Some(path) = &args.state_file {
+        restore_state(path, &names, &mut engines);
     }
     let mut sink = egresswatch::hosts::HostSink::new(out, hosts);
     let started = Instant::now();
+    let run = |source: &mut (dyn egresswatch::source::PacketSource + Send),
+               engines: &mut [Engine],
+               sink: &mut egresswatch::hosts::HostSink<'_>| {
+        egresswatch::driver::sharded::run_sharded(source, engines, &turns, sink)
+    };
     let (result, filtered) = match &args.bpf {
         None => {
             let mut source = source;
-            (
-                egresswatch::driver::run_threaded(&mut source, &mut engine, &mut sink),
-                0,
-            )
+            (run(&mut source, &mut engines, &mut sink), 0)
         }
         Some(expr) => {
             let filter = BpfFilter::new(expr).map_err(|e| ConfigError(e.to_string()))?;
             let mut source = Filtered::new(source, filter);
-            let result = egresswatch::driver::run_threaded(&mut source, &mut engine, &mut sink);
+            let result = run(&mut source, &mut engines, &mut sink);
             (result, source.rejected())
         }
     };
     if let Some(path) = &args.state_file {
-        let (flows, saved_at) = engine.take_saved();
-        let names = names.saved();
-        state_file::save_logged(
-            path,
-            &State {
-                saved_at,
-                flows,
-                names,
-            },
-        );
+        save_state(path, &names, &mut engines);
     }
-    let mut stats = engine.stats().clone();
+    let mut stats = Stats::default();
+    for engine in &engines {
+        stats.merge(engine.stats());
+    }
     stats.merge(&sink.stage.stats);
     Ok(Outcome {
         stats,
         filtered,
         elapsed: started.elapsed(),
         result,
-        trial: engine.take_trial(),
+        trial: engines.first_mut().and_then(Engine::take_trial),
         rules: judged_by,
         open_incidents: sink.stage.incidents().open_by_zone_and_severity(),
     })
+}
+
+/// The state file's names into the cache and its flows each onto the
+/// engine that will see their packets; every engine saves at its end.
+fn restore_state(path: &Path, names: &NameCache, engines: &mut [Engine]) {
+    let Some(state) = state_file::load(path) else {
+        return;
+    };
+    names.restore(&state.names, state.saved_at);
+    let sharder = egresswatch::driver::sharded::sharder(engines.len());
+    let mut parts: Vec<Vec<_>> = engines.iter().map(|_| Vec::new()).collect();
+    for flow in state.flows {
+        parts[sharder.worker_of_key(&flow.flow.key)].push(flow);
+    }
+    for (engine, flows) in engines.iter_mut().zip(parts) {
+        engine.restore(flows);
+    }
+}
+
+/// What the engines saved at their end, with the names, to the state
+/// file; flows in key order so the file is the same for any number of
+/// engines.
+fn save_state(path: &Path, names: &NameCache, engines: &mut [Engine]) {
+    let mut flows = Vec::new();
+    let mut saved_at = Timestamp::default();
+    for engine in engines.iter_mut() {
+        let (mut saved, at) = engine.take_saved();
+        flows.append(&mut saved);
+        saved_at = saved_at.max(at);
+    }
+    flows.sort_by_key(|f| (f.flow.key.lo, f.flow.key.hi, f.flow.key.proto));
+    let names = names.saved();
+    state_file::save_logged(
+        path,
+        &State {
+            saved_at,
+            flows,
+            names,
+        },
+    );
 }
 
 /// `--inventory FILE`, or none; a broken file is a configuration error

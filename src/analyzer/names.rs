@@ -12,11 +12,15 @@
 //! Time is packet time. Entries expire at `now + ttl`, with the TTL clamped
 //! to a floor (clients and applications cache answers longer than they are
 //! told: Cilium's `tofqdns-min-ttl` makes the same call) and a ceiling.
-//! The map is shared by all worker threads (`DashMap`), bounded in size:
+//! The map is shared by all worker threads (`DashMap`); each engine of a
+//! sharded replay holds a view of it that takes its turn
+//! ([`crate::flow::shard::Turns`]) before it reads or writes, so the map
+//! sees what one engine would have done, in that order. Bounded in size:
 //! when full, expired entries are dropped first, then those closest to
 //! expiry, in one sweep that frees an eighth of the capacity so sweeps stay
 //! rare.
 
+use crate::flow::shard::Turns;
 use crate::time::{Timestamp, NANOS_PER_SEC};
 use dashmap::DashMap;
 use std::net::IpAddr;
@@ -69,6 +73,13 @@ type Key = (IpAddr, IpAddr);
 /// Names per (client, resolved address), shared across threads.
 #[derive(Debug)]
 pub struct NameCache {
+    shared: Arc<Shared>,
+    /// The engine this view belongs to, where engines take turns.
+    turn: Option<(Arc<Turns>, usize)>,
+}
+
+#[derive(Debug)]
+struct Shared {
     map: DashMap<Key, Vec<NameTtl>, ahash::RandomState>,
     config: NameCacheConfig,
     sweeping: AtomicBool,
@@ -89,16 +100,36 @@ impl NameCache {
             min_ttl_secs: config.min_ttl_secs.min(config.max_ttl_secs),
             ..config
         };
-        NameCache {
+        let shared = Shared {
             map: DashMap::with_hasher(ahash::RandomState::new()),
             config,
             sweeping: AtomicBool::new(false),
             evicted: AtomicU64::new(0),
+        };
+        NameCache {
+            shared: Arc::new(shared),
+            turn: None,
         }
     }
 
+    /// The same cache, for engine `me` of `turns`: every read and write
+    /// first waits for that engine's turn.
+    pub fn taking_turns(&self, turns: Arc<Turns>, me: usize) -> NameCache {
+        NameCache {
+            shared: Arc::clone(&self.shared),
+            turn: Some((turns, me)),
+        }
+    }
+
+    fn wait_turn(&self) -> &Shared {
+        if let Some((turns, me)) = &self.turn {
+            turns.wait(*me);
+        }
+        &self.shared
+    }
+
     pub fn config(&self) -> &NameCacheConfig {
-        &self.config
+        &self.shared.config
     }
 
     /// Records that `client` resolved `name` to `addr` at `now`, valid for
@@ -108,26 +139,14 @@ impl NameCache {
         let Some(name) = normalize(name) else {
             return;
         };
-        let ttl = ttl_secs.clamp(self.config.min_ttl_secs, self.config.max_ttl_secs);
-        let expires = now.add_nanos(u64::from(ttl) * NANOS_PER_SEC);
-        let key = (client, addr);
-        if !self.map.contains_key(&key) && self.map.len() >= self.config.capacity {
-            self.make_room(now);
-        }
-        let mut names = self.map.entry(key).or_default();
-        add_name(
-            &mut names,
-            name,
-            expires,
-            now,
-            self.config.max_names_per_key,
-        );
+        self.wait_turn().insert((client, addr), name, ttl_secs, now);
     }
 
     /// The names `client` resolved to `addr` that are still valid at `now`,
     /// in the order they were first seen.
     pub fn lookup(&self, client: IpAddr, addr: IpAddr, now: Timestamp) -> Vec<Arc<str>> {
-        self.map
+        self.wait_turn()
+            .map
             .get(&(client, addr))
             .map(|names| {
                 names
@@ -142,8 +161,9 @@ impl NameCache {
     /// Every name held, as (client, address, name, expires): what the
     /// sensor's state file keeps.
     pub fn saved(&self) -> Vec<SavedName> {
-        let mut out = Vec::with_capacity(self.map.len());
-        for entry in self.map.iter() {
+        let map = &self.wait_turn().map;
+        let mut out = Vec::with_capacity(map.len());
+        for entry in map.iter() {
             let (client, addr) = *entry.key();
             out.extend(entry.value().iter().map(|n| SavedName {
                 client,
@@ -173,16 +193,34 @@ impl NameCache {
     /// Number of (client, address) entries, expired ones included until a
     /// sweep drops them.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.shared.map.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.shared.map.is_empty()
     }
 
     /// Entries dropped to make room (not counting expired ones).
     pub fn evicted(&self) -> u64 {
-        self.evicted.load(Ordering::Relaxed)
+        self.shared.evicted.load(Ordering::Relaxed)
+    }
+}
+
+impl Shared {
+    fn insert(&self, key: Key, name: String, ttl_secs: u32, now: Timestamp) {
+        let ttl = ttl_secs.clamp(self.config.min_ttl_secs, self.config.max_ttl_secs);
+        let expires = now.add_nanos(u64::from(ttl) * NANOS_PER_SEC);
+        if !self.map.contains_key(&key) && self.map.len() >= self.config.capacity {
+            self.make_room(now);
+        }
+        let mut names = self.map.entry(key).or_default();
+        add_name(
+            &mut names,
+            name,
+            expires,
+            now,
+            self.config.max_names_per_key,
+        );
     }
 
     /// Drops expired entries, then, if the map is still above seven eighths

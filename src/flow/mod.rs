@@ -5,6 +5,7 @@
 pub mod ended;
 pub mod key;
 pub mod pressure;
+pub mod shard;
 pub mod stream;
 pub mod table;
 pub mod tcp;

@@ -17,9 +17,9 @@
 //! workers and expire there as usual.
 
 use super::privilege;
-use super::shard::Sharder;
 use super::worker::Msg;
 use crate::decode::decode;
+use crate::flow::shard::Sharder;
 use crate::metrics::CaptureCounters;
 use crate::source::batch::{batch_bytes, Batch, BATCH_FRAMES};
 use crate::source::live::{capture_clock, CaptureDrops, LiveCapture, LiveOptions};

@@ -31,7 +31,6 @@ mod capture;
 pub mod learn;
 mod output;
 pub mod privilege;
-pub mod shard;
 pub mod state_file;
 mod worker;
 
@@ -282,7 +281,7 @@ fn restored_flows(
         return parts;
     };
     names.restore(&state.names, state.saved_at);
-    let sharder = shard::Sharder::new(workers, hasher.clone());
+    let sharder = crate::flow::shard::Sharder::new(workers, hasher.clone());
     for flow in state.flows {
         let w = sharder.worker_of_key(&flow.flow.key);
         parts[w].push(flow);
@@ -366,7 +365,7 @@ impl Running {
                 id,
                 capture,
                 cfg.live.clone(),
-                shard::Sharder::new(workers, shard_hasher.clone()),
+                crate::flow::shard::Sharder::new(workers, shard_hasher.clone()),
                 to_workers.clone(),
                 depth.clone(),
                 queue_batches,

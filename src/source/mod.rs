@@ -97,6 +97,8 @@ pub trait SelectSource: PacketSource {
 /// applies, the 1-based packet number, so the message says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
+    #[error("cannot start a replay thread")]
+    Thread(#[source] std::io::Error),
     #[error("{path}: cannot open")]
     Open {
         path: String,
@@ -143,6 +145,7 @@ impl SourceError {
             SourceError::Truncated { .. } | SourceError::Corrupt { .. } => 65,
             SourceError::Read { .. } => 74, // EX_IOERR
             SourceError::Live(_) => 69,     // EX_UNAVAILABLE
+            SourceError::Thread(_) => 71,   // EX_OSERR
             SourceError::Filter(_) => 64,   // EX_USAGE
         }
     }

@@ -726,9 +726,7 @@ impl TlsAnalyzer {
         }
         match cert::leaf(r.next_body(len)) {
             cert::Leaf::Complete(der) => {
-                self.cert = Some(Box::new(
-                    ServerCert::parse(der).ok_or(TlsError::Malformed)?,
-                ));
+                self.cert = Some(Box::new(ServerCert::parse(der).ok_or(TlsError::Malformed)?));
                 Ok(Some(Want::Nothing))
             }
             cert::Leaf::NeedBody(n) if n > len => Err(TlsError::Malformed),

@@ -35,7 +35,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// Flow tracking allocates per flow (analysis state, records); mimalloc
-/// is markedly faster than glibc's allocator for that pattern.
+/// is markedly faster than glibc's allocator for that pattern. The
+/// `system-alloc` feature keeps the system allocator, so heap profilers
+/// that wrap `malloc` (heaptrack, massif) see every allocation.
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -385,10 +385,20 @@ pub fn version_name(v: u16) -> Cow<'static, str> {
 /// of its handshake records, concatenated, until they are consumed.
 #[derive(Debug, Default)]
 struct HandshakeReader {
-    /// The record being read: header, then body; at most one record.
-    record: Vec<u8>,
-    /// Handshake payloads not yet consumed, at most the direction's bound.
+    /// The header of the record being read (`header_len` bytes of it in).
+    header: [u8; RECORD_HEADER_LEN],
+    header_len: usize,
+    /// Body bytes of the record being read still to come. Bodies of
+    /// handshake records go straight into `handshake`; other bodies are
+    /// skipped, never buffered.
+    body_left: usize,
+    /// Handshake payloads not yet consumed, at most the direction's bound;
+    /// the last `partial` bytes belong to the record still being read and
+    /// are not visible to the message parser until it is complete.
     handshake: Vec<u8>,
+    partial: usize,
+    /// The record being read does not fit under the bound.
+    partial_overflow: bool,
     /// Handshake bytes were dropped at the bound.
     overflow: bool,
     /// A record other than a handshake record (ChangeCipherSpec, alert,
@@ -426,59 +436,85 @@ impl TlsError {
 
 impl HandshakeReader {
     /// Adds stream bytes: splits them into records and appends handshake
-    /// payloads, up to `limit` bytes buffered.
+    /// payloads, up to `limit` bytes buffered. A record's payload becomes
+    /// visible to the parser once the whole record is in.
     fn push(&mut self, mut data: &[u8], limit: usize) -> Result<(), TlsError> {
         while !data.is_empty() {
-            let want = self.record_len().unwrap_or(RECORD_HEADER_LEN);
-            let n = want.saturating_sub(self.record.len()).min(data.len());
-            let (head, rest) = data.split_at(n);
-            self.record.extend_from_slice(head);
-            data = rest;
-            if self.record.len() == RECORD_HEADER_LEN {
-                check_header(&self.record)?;
+            if self.header_len < RECORD_HEADER_LEN {
+                let n = (RECORD_HEADER_LEN - self.header_len).min(data.len());
+                let (head, rest) = data.split_at(n);
+                if let Some(dst) = self.header.get_mut(self.header_len..self.header_len + n) {
+                    dst.copy_from_slice(head);
+                }
+                self.header_len += n;
+                data = rest;
+                if self.header_len == RECORD_HEADER_LEN {
+                    check_header(&self.header)?;
+                    self.body_left =
+                        usize::from(u16::from_be_bytes([self.header[3], self.header[4]]));
+                    if self.body_left == 0 {
+                        self.end_record();
+                    }
+                }
+                continue;
             }
-            if self.record_len() == Some(self.record.len()) {
-                self.end_record(limit);
+            let n = self.body_left.min(data.len());
+            let (body, rest) = data.split_at(n);
+            data = rest;
+            self.body_left -= n;
+            if self.header[0] == CONTENT_HANDSHAKE {
+                let room = limit.saturating_sub(self.handshake.len());
+                self.partial_overflow |= n > room;
+                let take = n.min(room);
+                self.handshake.extend_from_slice(&body[..take]);
+                self.partial += take;
+            }
+            if self.body_left == 0 {
+                self.end_record();
             }
         }
         Ok(())
     }
 
-    /// The whole length of the record being read, once its header is in.
-    fn record_len(&self) -> Option<usize> {
-        let h = self.record.get(..RECORD_HEADER_LEN)?;
-        Some(RECORD_HEADER_LEN + usize::from(u16::from_be_bytes([h[3], h[4]])))
-    }
-
-    fn end_record(&mut self, limit: usize) {
-        let body = self.record.get(RECORD_HEADER_LEN..).unwrap_or_default();
-        if self.record.first() == Some(&CONTENT_HANDSHAKE) {
-            let room = limit.saturating_sub(self.handshake.len());
-            self.overflow |= body.len() > room;
-            self.handshake
-                .extend_from_slice(&body[..body.len().min(room)]);
+    fn end_record(&mut self) {
+        if self.header[0] == CONTENT_HANDSHAKE {
+            self.overflow |= self.partial_overflow;
         } else {
             self.other_record = true;
         }
-        self.record.clear();
+        self.partial = 0;
+        self.partial_overflow = false;
+        self.header_len = 0;
+    }
+
+    /// The handshake bytes of complete records.
+    fn visible(&self) -> &[u8] {
+        let end = self.handshake.len().saturating_sub(self.partial);
+        self.handshake.get(..end).unwrap_or_default()
     }
 
     /// The type and body length of the next handshake message, once its
     /// header is in.
     fn next_header(&self) -> Option<(u8, usize)> {
-        let h = self.handshake.get(..4)?;
+        let h = self.visible().get(..4)?;
         Some((h[0], u24(&h[1..4])))
     }
 
     /// The next handshake message's body bytes at hand (all or a prefix).
     fn next_body(&self, len: usize) -> &[u8] {
-        let end = (4 + len).min(self.handshake.len());
-        self.handshake.get(4..end).unwrap_or_default()
+        let visible = self.visible();
+        let end = (4 + len).min(visible.len());
+        visible.get(4..end).unwrap_or_default()
     }
 
+    /// Drops a consumed message; an emptied buffer is released (most
+    /// flows read one or two messages and then keep the reader idle).
     fn consume(&mut self, len: usize) {
-        let n = (4 + len).min(self.handshake.len());
+        let n = (4 + len).min(self.visible().len());
         self.handshake.drain(..n);
+        if self.handshake.is_empty() {
+            self.handshake = Vec::new();
+        }
     }
 }
 
@@ -512,7 +548,8 @@ pub struct TlsAnalyzer {
     want: [Want; 2],
     client: Option<ClientHello>,
     server: Option<ServerHello>,
-    cert: Option<ServerCert>,
+    /// Boxed: most flows never show a certificate in clear.
+    cert: Option<Box<ServerCert>>,
     errors: [Option<TlsError>; 2],
     first_ts: Option<Timestamp>,
     logged: bool,
@@ -560,7 +597,7 @@ impl TlsAnalyzer {
 
     /// The server's leaf certificate (TLS ≤ 1.2), once decoded.
     pub fn server_cert(&self) -> Option<&ServerCert> {
-        self.cert.as_ref()
+        self.cert.as_deref()
     }
 
     /// Why a direction's hello (for the server after its hello: its
@@ -689,7 +726,7 @@ impl TlsAnalyzer {
         }
         match cert::leaf(r.next_body(len)) {
             cert::Leaf::Complete(der) => {
-                self.cert = Some(ServerCert::parse(der).ok_or(TlsError::Malformed)?);
+                self.cert = Some(Box::new(ServerCert::parse(der).ok_or(TlsError::Malformed)?));
                 Ok(Some(Want::Nothing))
             }
             cert::Leaf::NeedBody(n) if n > len => Err(TlsError::Malformed),

@@ -81,7 +81,8 @@ pub struct ReplayArgs {
     #[arg(long, value_name = "PATH")]
     pub metrics_file: Option<PathBuf>,
     /// Engines, each on its own thread with its share of the flows
-    /// (default: the cores). The output is the same for any number.
+    /// (default: the cores less two, for the reader and the writer; at
+    /// least one). The output is the same for any number.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub threads: Option<u16>,
     #[command(flatten)]

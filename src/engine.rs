@@ -369,9 +369,28 @@ impl Engine {
         let (tracked, capacity) = (self.table.len(), self.table.capacity());
         let report = self.pressure.report(self.now, tracked, capacity);
         self.report_pressure(report, sink);
-        while let Some(flow) = self.table.pop_longest_idle() {
-            self.end_flow(flow, EndReason::Shutdown, sink);
+        for key in self.open_by_start() {
+            let flow = self
+                .table
+                .find(&key)
+                .and_then(|slot| self.table.remove(slot));
+            if let Some(flow) = flow {
+                self.end_flow(flow, EndReason::Shutdown, sink);
+            }
         }
+    }
+
+    /// The open flows' keys by start, then flow id: the order they end in
+    /// at the end of input, so engines sharing one output can be merged
+    /// as they go.
+    fn open_by_start(&self) -> Vec<FlowKey> {
+        let mut open: Vec<((u64, u64), FlowKey)> = self
+            .table
+            .iter()
+            .map(|f| ((f.start().as_nanos(), f.id()), f.key))
+            .collect();
+        open.sort_unstable_by_key(|(order, _)| *order);
+        open.into_iter().map(|(_, key)| key).collect()
     }
 
     fn end_flow(&mut self, mut flow: Flow, reason: EndReason, sink: &mut dyn EventSink) {

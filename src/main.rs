@@ -491,9 +491,14 @@ struct Outcome {
     open_incidents: Vec<(Option<Arc<str>>, Severity, u64)>,
 }
 
-/// Engines of a replay by default: one per core.
+/// Engines of a replay by default: one per core beside the two the reader
+/// and the writer keep busy (on 2 cores a second engine only waited for
+/// its turns: docs/PERFORMANCE.md).
 fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, usize::from)
+    std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .saturating_sub(2)
+        .max(1)
 }
 
 /// Replays `source` on `threads` engines (one when rules are compared:

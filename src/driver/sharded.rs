@@ -161,13 +161,13 @@ impl Shard<'_> {
             }
             let _ = spent.send(batch);
             self.turns.set(self.me, self.turns.sweep(index + 1, 0));
-            self.out.send(Order::sweep(index + 1));
+            self.out.send((Order::sweep(index + 1), (0, 0)));
         }
         self.turns.set(self.me, self.turns.finish(self.me));
         self.out.at(Order::FINISH);
         engine.finish(&mut self.out);
         self.turns.set(self.me, Turns::DONE);
-        self.out.send(Order::DONE);
+        self.out.send((Order::DONE, (0, 0)));
     }
 }
 
@@ -196,11 +196,12 @@ impl Order {
     }
 }
 
-/// Events of one engine, and the phase before which it has sent them all.
+/// Events of one engine, and the (phase, flow) before which it has sent
+/// them all.
 struct Message {
     from: usize,
     events: Vec<(Order, Event)>,
-    before: u64,
+    before: (u64, (u64, u64)),
 }
 
 /// An engine's sink: each event tagged with its [`Order`].
@@ -231,7 +232,7 @@ impl TaggingSink {
     }
 
     /// Sends what was gathered: everything before `before` is complete.
-    fn send(&mut self, before: u64) {
+    fn send(&mut self, before: (u64, (u64, u64))) {
         let events = std::mem::replace(&mut self.events, Vec::with_capacity(EVENT_BATCH));
         let message = Message {
             from: self.me,
@@ -253,7 +254,14 @@ impl EventSink for TaggingSink {
         };
         self.events.push((order, event));
         if self.events.len() >= EVENT_BATCH {
-            self.send(self.phase);
+            // The flows open at the end come in order (`Engine::finish`):
+            // the ones before this flow are complete. A sweep's are not in
+            // order, so only earlier phases are.
+            let flow = match self.phase {
+                Order::FINISH => self.flow,
+                _ => (0, 0),
+            };
+            self.send((self.phase, flow));
         }
     }
 
@@ -269,7 +277,7 @@ impl EventSink for TaggingSink {
 /// The writer stage: the engines' events, merged, to the sink. An event is
 /// written once every engine has sent everything before its phase.
 fn merge(engines: usize, from: &Receiver<Message>, sink: &mut (dyn EventSink + Send)) {
-    let mut before = vec![0u64; engines];
+    let mut before = vec![(0u64, (0u64, 0u64)); engines];
     let mut pending: Vec<(Order, Event)> = Vec::new();
     for message in from {
         pending.extend(message.events);
@@ -277,23 +285,28 @@ fn merge(engines: usize, from: &Receiver<Message>, sink: &mut (dyn EventSink + S
             continue;
         };
         *slot = message.before;
-        let complete = before.iter().copied().min().unwrap_or(Order::DONE);
+        let complete = before
+            .iter()
+            .copied()
+            .min()
+            .unwrap_or((Order::DONE, (0, 0)));
         write_before(&mut pending, complete, sink);
     }
-    write_before(&mut pending, Order::DONE, sink);
+    write_before(&mut pending, (Order::DONE, (0, 0)), sink);
 }
 
-/// Writes, in order, the pending events of phases before `complete`.
+/// Writes, in order, the pending events placed before `complete`.
 fn write_before(
     pending: &mut Vec<(Order, Event)>,
-    complete: u64,
+    complete: (u64, (u64, u64)),
     sink: &mut (dyn EventSink + Send),
 ) {
-    if !pending.iter().any(|(order, _)| order.phase < complete) {
+    let done = |order: &Order| (order.phase, order.flow) < complete;
+    if !pending.iter().any(|(order, _)| done(order)) {
         return;
     }
     pending.sort_by_key(|(order, _)| *order);
-    let cut = pending.partition_point(|(order, _)| order.phase < complete);
+    let cut = pending.partition_point(|(order, _)| done(order));
     for (_, event) in pending.drain(..cut) {
         sink.event(event);
     }

@@ -122,6 +122,8 @@ fn stages(
 }
 
 /// The reader stage: frames decoded into batches, batches to the engine.
+/// Frames of a mapped capture file are not copied: the batch refers to
+/// them in the mapping window.
 fn read(
     source: &mut (dyn PacketSource + Send),
     full: &Sender<Batch>,
@@ -131,15 +133,19 @@ fn read(
         return Ok(());
     };
     loop {
-        let frame = match source.next_frame() {
-            Ok(Some(frame)) => frame,
+        let (frame, window) = match source.next_frame_shared() {
+            Ok(Some(shared)) => shared,
             Ok(None) => break,
             Err(e) => {
                 let _ = full.send(batch);
                 return Err(e);
             }
         };
-        if frame.link != batch.link() || !batch.fits(&frame) {
+        let fits = match window {
+            Some(window) => batch.fits_shared(&frame, window),
+            None => batch.fits(&frame),
+        };
+        if frame.link != batch.link() || !fits {
             if !batch.is_empty() {
                 if full.send(batch).is_err() {
                     return Ok(()); // the engine is gone
@@ -151,7 +157,10 @@ fn read(
             }
             batch.clear_for(frame.link);
         }
-        batch.push(&frame, decode(&frame));
+        match window {
+            Some(window) => batch.push_shared(&frame, decode(&frame), window),
+            None => batch.push(&frame, decode(&frame)),
+        };
     }
     let _ = full.send(batch);
     Ok(())

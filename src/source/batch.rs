@@ -201,7 +201,10 @@ impl Batch {
     fn frame(&self, s: &Slot) -> Frame<'_> {
         let bytes = match s.map {
             COPIED => self.data.as_slice(),
-            i => self.maps.get(usize::from(i)).map_or(&[][..], Mapping::bytes),
+            i => self
+                .maps
+                .get(usize::from(i))
+                .map_or(&[][..], Mapping::bytes),
         };
         Frame {
             ts: s.ts,
@@ -305,6 +308,61 @@ mod tests {
         assert_eq!(decode(&frame(1, &big)).err(), Some(Skip::NonIp));
         let decoded = b.decoded().next().map(|(_, p)| p.err());
         assert_eq!(decoded, Some(Some(Skip::Truncated)));
+    }
+
+    fn window_of(bytes: &[u8]) -> Mapping {
+        use std::io::Write;
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(bytes).unwrap();
+        let map = crate::source::mapped::MapBuf::open(f).unwrap();
+        map.window().unwrap().clone()
+    }
+
+    #[test]
+    fn mapped_frames_are_referred_to_not_copied() {
+        let a = window_of(b"0123456789");
+        let b = window_of(b"abcdefghij");
+        let mut batch = Batch::with_capacity(0, LinkType::Ethernet, 8, 4);
+        let (fa, fb) = (frame(1, &a.bytes()[2..5]), frame(2, &b.bytes()[4..9]));
+        assert!(batch.fits_shared(&fa, &a));
+        assert!(batch.push_shared(&fa, decode(&fa), &a));
+        assert!(batch.push_shared(&fb, decode(&fb), &b));
+        // Not inside the window given: copied (4 bytes of room).
+        let outside = frame(3, b"xyz");
+        assert!(batch.push_shared(&outside, decode(&outside), &a));
+        assert_eq!((batch.len(), batch.copied(), batch.maps.len()), (3, 1, 2));
+        assert!(batch.data.len() == 3);
+        let got: Vec<Vec<u8>> = batch.decoded().map(|(f, _)| f.data.to_vec()).collect();
+        assert_eq!(got, [b"234".to_vec(), b"efghi".to_vec(), b"xyz".to_vec()]);
+        // The batch holds the windows until it is cleared.
+        assert_eq!(std::sync::Arc::strong_count(&a.0), 2);
+        batch.clear();
+        assert_eq!(std::sync::Arc::strong_count(&a.0), 1);
+    }
+
+    #[test]
+    fn a_batch_refers_to_a_bounded_number_of_windows() {
+        let windows: Vec<Mapping> = (0..=BATCH_MAPS).map(|_| window_of(b"frame")).collect();
+        let mut batch = Batch::with_capacity(0, LinkType::Ethernet, 64, 0);
+        for w in &windows[..BATCH_MAPS] {
+            let f = frame(1, w.bytes());
+            assert!(batch.fits_shared(&f, w));
+            assert!(batch.push_shared(&f, decode(&f), w));
+        }
+        let last = &windows[BATCH_MAPS];
+        let f = frame(1, last.bytes());
+        assert!(!batch.fits_shared(&f, last));
+        assert!(!batch.push_shared(&f, decode(&f), last));
+        // The last window again costs no slot of its own.
+        let again = frame(2, &windows[BATCH_MAPS - 1].bytes()[1..]);
+        assert!(batch.push_shared(&again, decode(&again), &windows[BATCH_MAPS - 1]));
+        assert_eq!((batch.len(), batch.copied()), (BATCH_MAPS + 1, 0));
+    }
+
+    #[test]
+    fn batches_can_be_shared_between_threads() {
+        fn shared<T: Send + Sync>() {}
+        shared::<Batch>();
     }
 
     #[test]

@@ -1832,6 +1832,73 @@ mod tests {
         assert_eq!(err.unwrap().exit_code(), 65);
     }
 
+    /// Frames of `src` with whether each came with a mapping window.
+    fn drain_shared<S: PacketSource>(src: &mut S) -> (Vec<(Got, bool)>, Option<SourceError>) {
+        let mut got = Vec::new();
+        loop {
+            match src.next_frame_shared() {
+                Ok(Some((f, window))) => {
+                    if let Some(w) = window {
+                        assert!(w.offset_of(f.data).is_some(), "frame outside its window");
+                    }
+                    got.push((Got::of(&f), window.is_some()));
+                }
+                Ok(None) => return (got, None),
+                Err(e) => return (got, Some(e)),
+            }
+        }
+    }
+
+    #[test]
+    fn files_are_mapped_and_a_cut_one_ends_with_its_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = vec![9u8; 3000];
+        let records: Vec<Rec<'_>> = (0..4000).map(|i| (i, 0, &big[..], 3000)).collect();
+        let whole = pcap_le(&records);
+        assert!(whole.len() > 1 << 20);
+        let path = dir.path().join("cut.pcap");
+        // Cut inside the data of the 3001st record.
+        std::fs::write(&path, &whole[..24 + 3000 * 3016 + 100]).unwrap();
+        let mut src = ReplaySource::open([&path]).unwrap();
+        let (got, err) = drain_shared(&mut src);
+        assert_eq!(got.len(), 3000);
+        assert!(got.iter().all(|(g, mapped)| *mapped && g.data == big));
+        assert_eq!(got[2999].0.ts, 2999 * SEC);
+        match err {
+            Some(SourceError::Truncated { packet, detail, .. }) => {
+                assert_eq!(packet, 3000);
+                assert!(
+                    detail.contains("record of 3016 bytes cut short (100 bytes left)"),
+                    "{detail}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn pipes_and_empty_files_are_read_not_mapped() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = pcap_le(&[(1, 0, b"p1", 2), (2, 0, b"p2", 2)]);
+        let fifo = dir.path().join("fifo.pcap");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let writer = {
+            let (fifo, bytes) = (fifo.clone(), bytes.clone());
+            std::thread::spawn(move || std::fs::write(fifo, bytes))
+        };
+        let mut src = ReplaySource::open([&fifo]).unwrap();
+        let (got, err) = drain_shared(&mut src);
+        writer.join().unwrap().unwrap();
+        assert!(err.is_none(), "{err:?}");
+        let got: Vec<(Vec<u8>, bool)> = got.into_iter().map(|(g, m)| (g.data, m)).collect();
+        assert_eq!(got, [(b"p1".to_vec(), false), (b"p2".to_vec(), false)]);
+
+        let empty = dir.path().join("empty.pcap");
+        std::fs::write(&empty, b"").unwrap();
+        let (_, err) = drain_shared(&mut ReplaySource::open([&empty]).unwrap());
+        assert!(matches!(err, Some(SourceError::Empty { .. })), "{err:?}");
+    }
+
     #[test]
     fn select_skips_rejected_frames_across_inputs() {
         let a = pcap_le(&[(1, 0, b"keep", 4), (2, 0, b"drop", 4)]);

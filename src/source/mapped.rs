@@ -30,7 +30,7 @@ pub const WINDOW: usize = 8 << 20;
 /// One mapped window of a capture file, shared by the reader and every
 /// batch holding frames from it.
 #[derive(Clone, Debug)]
-pub struct Mapping(Arc<Mmap>);
+pub struct Mapping(pub(super) Arc<Mmap>);
 
 impl Mapping {
     pub fn bytes(&self) -> &[u8] {

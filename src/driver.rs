@@ -137,21 +137,27 @@ fn stages(
 
 /// The reader stage: frames decoded into batches. `deliver` hands a full
 /// batch on and returns an empty one, or `None` once nobody takes batches.
+/// Frames of a mapped capture file are not copied: the batch refers to
+/// them in the mapping window.
 fn read(
     source: &mut (dyn PacketSource + Send),
     mut batch: Batch,
     deliver: &mut dyn FnMut(Batch) -> Option<Batch>,
 ) -> Result<(), SourceError> {
     loop {
-        let frame = match source.next_frame() {
-            Ok(Some(frame)) => frame,
+        let (frame, window) = match source.next_frame_shared() {
+            Ok(Some(shared)) => shared,
             Ok(None) => break,
             Err(e) => {
                 let _ = deliver(batch);
                 return Err(e);
             }
         };
-        if frame.link != batch.link() || !batch.fits(&frame) {
+        let fits = match window {
+            Some(window) => batch.fits_shared(&frame, window),
+            None => batch.fits(&frame),
+        };
+        if frame.link != batch.link() || !fits {
             if !batch.is_empty() {
                 let Some(next) = deliver(batch) else {
                     return Ok(()); // the engine is gone
@@ -160,7 +166,10 @@ fn read(
             }
             batch.clear_for(frame.link);
         }
-        batch.push(&frame, decode(&frame));
+        match window {
+            Some(window) => batch.push_shared(&frame, decode(&frame), window),
+            None => batch.push(&frame, decode(&frame)),
+        };
     }
     let _ = deliver(batch);
     Ok(())

@@ -1,14 +1,25 @@
 //! Frames in flight between threads (a capture thread and a worker, the
 //! replay reader and the engine): a batch copies frames into one buffer
-//! allocated up front and is sent back once analyzed, so the hot path
-//! allocates nothing per packet and a channel operation is paid per batch.
+//! allocated up front, or (for a mapped capture file) refers to them in the
+//! shared mapping window they lie in, and is sent back once analyzed, so
+//! the hot path allocates nothing per packet and a channel operation is
+//! paid per batch. A batch is read through `&self` only (`Send + Sync`):
+//! several threads may read one batch at once.
 
 use crate::decode::{decode, Detached, Packet, Skip};
+use crate::source::mapped::Mapping;
 use crate::source::{Frame, LinkType};
 use crate::time::Timestamp;
 
 /// Frames per batch.
 pub const BATCH_FRAMES: usize = 64;
+
+/// Mapping windows one batch may refer to (a batch spans a window's end
+/// at most once unless its frames are huge; then it is sent earlier).
+const BATCH_MAPS: usize = 4;
+
+/// `Slot::map` of a frame copied into the batch's own buffer.
+const COPIED: u16 = u16::MAX;
 
 /// Bytes of frame data per batch: 64 typical frames, and always room for
 /// one frame of the largest snap length.
@@ -19,6 +30,9 @@ pub fn batch_bytes(snaplen: u32) -> usize {
 #[derive(Copy, Clone, Debug)]
 struct Slot {
     ts: Timestamp,
+    /// Where the bytes are: `data[start..]` when `map` is `COPIED`,
+    /// otherwise `maps[map]`'s bytes from `start`.
+    map: u16,
     start: usize,
     len: usize,
     orig_len: u32,
@@ -32,6 +46,9 @@ struct Slot {
 pub struct Batch {
     data: Vec<u8>,
     slots: Vec<Slot>,
+    /// The mapping windows the uncopied frames lie in (kept alive, and so
+    /// mapped, until the batch is cleared).
+    maps: Vec<Mapping>,
     link: LinkType,
     /// The capture thread it returns to.
     pub origin: usize,
@@ -47,6 +64,7 @@ impl Batch {
         Batch {
             data: Vec::with_capacity(bytes),
             slots: Vec::with_capacity(frames),
+            maps: Vec::with_capacity(BATCH_MAPS),
             link,
             origin,
         }
@@ -89,6 +107,7 @@ impl Batch {
         self.data.extend_from_slice(data);
         self.slots.push(Slot {
             ts: frame.ts,
+            map: COPIED,
             start,
             len: data.len(),
             orig_len: frame.orig_len,
@@ -98,10 +117,66 @@ impl Batch {
         true
     }
 
-    /// Empties the batch for reuse (capacity is kept).
+    /// Whether `frame`, whose bytes lie in `map`, fits without growing the
+    /// buffers (see [`Batch::push_shared`]).
+    pub fn fits_shared(&self, frame: &Frame<'_>, map: &Mapping) -> bool {
+        if map.offset_of(frame.data).is_none() {
+            return self.fits(frame);
+        }
+        self.slots.len() < self.slots.capacity()
+            && (self.last_map_is(map) || self.maps.len() < self.maps.capacity())
+    }
+
+    /// Adds `frame`, whose bytes lie in the mapping window `map`, without
+    /// copying them: the batch refers to them and holds the window. (A
+    /// frame not inside `map` is copied, as by [`Batch::push`].) False,
+    /// and nothing added, when it does not fit.
+    pub fn push_shared(
+        &mut self,
+        frame: &Frame<'_>,
+        decoded: Result<Packet<'_>, Skip>,
+        map: &Mapping,
+    ) -> bool {
+        let Some(start) = map.offset_of(frame.data) else {
+            return self.push(frame, decoded);
+        };
+        if self.slots.len() >= self.slots.capacity() {
+            return false;
+        }
+        if !self.last_map_is(map) {
+            if self.maps.len() >= self.maps.capacity() {
+                return false;
+            }
+            self.maps.push(map.clone());
+        }
+        self.slots.push(Slot {
+            ts: frame.ts,
+            map: (self.maps.len() - 1) as u16,
+            start,
+            len: frame.data.len(),
+            orig_len: frame.orig_len,
+            input: frame.input,
+            decoded: decoded.map(|p| Detached::new(&p, frame.data)),
+        });
+        true
+    }
+
+    fn last_map_is(&self, map: &Mapping) -> bool {
+        self.maps.last().is_some_and(|m| m.same(map))
+    }
+
+    /// Frames whose bytes were copied into the batch (the others refer
+    /// into a mapping).
+    pub fn copied(&self) -> usize {
+        self.slots.iter().filter(|s| s.map == COPIED).count()
+    }
+
+    /// Empties the batch for reuse (capacity is kept); the mapping windows
+    /// it held are let go.
     pub fn clear(&mut self) {
         self.data.clear();
         self.slots.clear();
+        self.maps.clear();
     }
 
     pub fn link(&self) -> LinkType {
@@ -124,10 +199,17 @@ impl Batch {
     }
 
     fn frame(&self, s: &Slot) -> Frame<'_> {
+        let bytes = match s.map {
+            COPIED => self.data.as_slice(),
+            i => self
+                .maps
+                .get(usize::from(i))
+                .map_or(&[][..], Mapping::bytes),
+        };
         Frame {
             ts: s.ts,
             link: self.link,
-            data: self.data.get(s.start..s.start + s.len).unwrap_or(&[]),
+            data: bytes.get(s.start..s.start + s.len).unwrap_or(&[]),
             orig_len: s.orig_len,
             input: s.input,
         }
@@ -226,6 +308,61 @@ mod tests {
         assert_eq!(decode(&frame(1, &big)).err(), Some(Skip::NonIp));
         let decoded = b.decoded().next().map(|(_, p)| p.err());
         assert_eq!(decoded, Some(Some(Skip::Truncated)));
+    }
+
+    fn window_of(bytes: &[u8]) -> Mapping {
+        use std::io::Write;
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(bytes).unwrap();
+        let map = crate::source::mapped::MapBuf::open(f).unwrap();
+        map.window().unwrap().clone()
+    }
+
+    #[test]
+    fn mapped_frames_are_referred_to_not_copied() {
+        let a = window_of(b"0123456789");
+        let b = window_of(b"abcdefghij");
+        let mut batch = Batch::with_capacity(0, LinkType::Ethernet, 8, 4);
+        let (fa, fb) = (frame(1, &a.bytes()[2..5]), frame(2, &b.bytes()[4..9]));
+        assert!(batch.fits_shared(&fa, &a));
+        assert!(batch.push_shared(&fa, decode(&fa), &a));
+        assert!(batch.push_shared(&fb, decode(&fb), &b));
+        // Not inside the window given: copied (4 bytes of room).
+        let outside = frame(3, b"xyz");
+        assert!(batch.push_shared(&outside, decode(&outside), &a));
+        assert_eq!((batch.len(), batch.copied(), batch.maps.len()), (3, 1, 2));
+        assert!(batch.data.len() == 3);
+        let got: Vec<Vec<u8>> = batch.decoded().map(|(f, _)| f.data.to_vec()).collect();
+        assert_eq!(got, [b"234".to_vec(), b"efghi".to_vec(), b"xyz".to_vec()]);
+        // The batch holds the windows until it is cleared.
+        assert_eq!(std::sync::Arc::strong_count(&a.0), 2);
+        batch.clear();
+        assert_eq!(std::sync::Arc::strong_count(&a.0), 1);
+    }
+
+    #[test]
+    fn a_batch_refers_to_a_bounded_number_of_windows() {
+        let windows: Vec<Mapping> = (0..=BATCH_MAPS).map(|_| window_of(b"frame")).collect();
+        let mut batch = Batch::with_capacity(0, LinkType::Ethernet, 64, 0);
+        for w in &windows[..BATCH_MAPS] {
+            let f = frame(1, w.bytes());
+            assert!(batch.fits_shared(&f, w));
+            assert!(batch.push_shared(&f, decode(&f), w));
+        }
+        let last = &windows[BATCH_MAPS];
+        let f = frame(1, last.bytes());
+        assert!(!batch.fits_shared(&f, last));
+        assert!(!batch.push_shared(&f, decode(&f), last));
+        // The last window again costs no slot of its own.
+        let again = frame(2, &windows[BATCH_MAPS - 1].bytes()[1..]);
+        assert!(batch.push_shared(&again, decode(&again), &windows[BATCH_MAPS - 1]));
+        assert_eq!((batch.len(), batch.copied()), (BATCH_MAPS + 1, 0));
+    }
+
+    #[test]
+    fn batches_can_be_shared_between_threads() {
+        fn shared<T: Send + Sync>() {}
+        shared::<Batch>();
     }
 
     #[test]

@@ -25,6 +25,7 @@ use pcap_parser::pcapng::{
     parse_interfacedescriptionblock_be, parse_interfacedescriptionblock_le, OptionCode,
 };
 
+use super::mapped::{MapBuf, Mapping};
 use super::{Frame, LinkType, PacketSource, SelectSource, SourceError};
 use crate::time::{Timestamp, NANOS_PER_SEC};
 
@@ -139,7 +140,7 @@ struct Record {
 /// A growable read buffer over a reader: `buf[start..end]` holds unread
 /// bytes. Bytes before `start` stay untouched until the next `fill`, which
 /// is what lets a returned frame borrow them.
-struct RecordBuf<R> {
+pub struct ReadBuf<R> {
     reader: R,
     buf: Vec<u8>,
     start: usize,
@@ -147,7 +148,7 @@ struct RecordBuf<R> {
     eof: bool,
 }
 
-impl<R: Read> RecordBuf<R> {
+impl<R: Read> ReadBuf<R> {
     fn data(&self) -> &[u8] {
         self.buf.get(self.start..self.end).unwrap_or_default()
     }
@@ -194,6 +195,72 @@ impl<R: Read> RecordBuf<R> {
     }
 }
 
+/// Where a reader's bytes are: read into a buffer of its own, or in a
+/// window of a file mapping ([`MapBuf`]). Either way `data()` is the
+/// unread part, and positions (`position`, `slice`) hold until the next
+/// `fill`.
+enum Buf<R> {
+    Read(ReadBuf<R>),
+    Map(MapBuf),
+}
+
+impl<R: Read> Buf<R> {
+    #[inline]
+    fn data(&self) -> &[u8] {
+        match self {
+            Buf::Read(b) => b.data(),
+            Buf::Map(m) => m.data(),
+        }
+    }
+
+    #[inline]
+    fn available(&self) -> usize {
+        match self {
+            Buf::Read(b) => b.available(),
+            Buf::Map(m) => m.available(),
+        }
+    }
+
+    #[inline]
+    fn position(&self) -> usize {
+        match self {
+            Buf::Read(b) => b.start,
+            Buf::Map(m) => m.position(),
+        }
+    }
+
+    #[inline]
+    fn slice(&self, start: usize, len: usize) -> &[u8] {
+        match self {
+            Buf::Read(b) => b.buf.get(start..start + len).unwrap_or_default(),
+            Buf::Map(m) => m.slice(start, len),
+        }
+    }
+
+    #[inline]
+    fn fill(&mut self, need: usize) -> io::Result<bool> {
+        match self {
+            Buf::Read(b) => b.fill(need),
+            Buf::Map(m) => m.fill(need),
+        }
+    }
+
+    #[inline]
+    fn consume(&mut self, n: usize) {
+        match self {
+            Buf::Read(b) => b.consume(n),
+            Buf::Map(m) => m.consume(n),
+        }
+    }
+
+    fn window(&self) -> Option<&Mapping> {
+        match self {
+            Buf::Read(_) => None,
+            Buf::Map(m) => m.window(),
+        }
+    }
+}
+
 /// Reads one pcap or pcapng stream. Frames borrow the reader's buffer.
 ///
 /// Packet numbers are 1-based per stream; [`CaptureReader::packets`] is the
@@ -201,7 +268,7 @@ impl<R: Read> RecordBuf<R> {
 /// "after packet N" refers to.
 pub struct CaptureReader<R> {
     name: String,
-    buf: RecordBuf<R>,
+    buf: Buf<R>,
     format: Format,
     packets: u64,
     /// Timestamp of the last packet, given to Simple Packet Blocks (which
@@ -226,15 +293,26 @@ impl<R: Read> CaptureReader<R> {
         mut buffer: Vec<u8>,
     ) -> Result<Self, SourceError> {
         buffer.resize(buffer.len().max(64), 0);
-        let buf = RecordBuf {
+        let buf = ReadBuf {
             reader,
             buf: buffer,
             start: 0,
             end: 0,
             eof: false,
         };
+        Self::start(name.into(), Buf::Read(buf))
+    }
+
+    /// Reads a capture file through a mapping ([`MapBuf::open`]); frames
+    /// then lie in [`CaptureReader::window`]. Reads the file header, so a
+    /// non-capture fails here.
+    pub fn mapped(name: impl Into<String>, map: MapBuf) -> Result<Self, SourceError> {
+        Self::start(name.into(), Buf::Map(map))
+    }
+
+    fn start(name: String, buf: Buf<R>) -> Result<Self, SourceError> {
         let mut cr = CaptureReader {
-            name: name.into(),
+            name,
             buf,
             format: Format::PcapNg(Section::default()),
             packets: 0,
@@ -255,9 +333,19 @@ impl<R: Read> CaptureReader<R> {
         self.packets
     }
 
-    /// Gives the buffer back for reuse by the next input.
+    /// Gives the buffer back for reuse by the next input (an empty one
+    /// for a mapped input).
     pub fn into_buffer(self) -> Vec<u8> {
-        self.buf.buf
+        match self.buf {
+            Buf::Read(b) => b.buf,
+            Buf::Map(_) => Vec::new(),
+        }
+    }
+
+    /// The mapping window the frames located since the last read lie in
+    /// (`None` when the input is read, not mapped).
+    pub fn window(&self) -> Option<&Mapping> {
+        self.buf.window()
     }
 
     fn read_file_header(&mut self) -> Result<Format, SourceError> {
@@ -361,7 +449,7 @@ impl<R: Read> CaptureReader<R> {
                 self.buf.available()
             )));
         }
-        let start = self.buf.start + hdr;
+        let start = self.buf.position() + hdr;
         self.buf.consume(total);
         Ok(Some(Record {
             start,
@@ -383,7 +471,7 @@ impl<R: Read> CaptureReader<R> {
                     self.buf.available()
                 )));
             }
-            let start = self.buf.start;
+            let start = self.buf.position();
             let found = self.read_block(block_type, len, start)?;
             self.buf.consume(len);
             if found.is_some() {
@@ -435,7 +523,7 @@ impl<R: Read> CaptureReader<R> {
             return Ok(None);
         };
         let be = section.big_endian;
-        let block = self.buf.buf.get(start..start + len).unwrap_or_default();
+        let block = self.buf.slice(start, len);
         let trailer = u32_at(block, len - 4, be) as usize;
         if trailer != len {
             return Err(self.corrupt(format!(
@@ -545,11 +633,7 @@ impl<R: Read> CaptureReader<R> {
         Frame {
             ts: rec.ts,
             link: rec.link,
-            data: self
-                .buf
-                .buf
-                .get(rec.start..rec.start + rec.len)
-                .unwrap_or_default(),
+            data: self.buf.slice(rec.start, rec.len),
             orig_len: rec.orig_len,
             input: 0,
         }
@@ -584,6 +668,14 @@ impl<R: Read> PacketSource for CaptureReader<R> {
     fn next_frame(&mut self) -> Result<Option<Frame<'_>>, SourceError> {
         Ok(self.next_record()?.map(|rec| self.frame(&rec)))
     }
+
+    #[inline]
+    fn next_frame_shared(&mut self) -> Result<Option<(Frame<'_>, Option<&Mapping>)>, SourceError> {
+        let Some(rec) = self.next_record()? else {
+            return Ok(None);
+        };
+        Ok(Some((self.frame(&rec), self.buf.window())))
+    }
 }
 
 impl<R: Read> SelectSource for CaptureReader<R> {
@@ -607,11 +699,17 @@ enum Input {
     Reader(String, Box<dyn Read + Send>),
 }
 
+/// An opened input: a stream to read, or a file to map.
+enum Opened {
+    Read(String, Box<dyn Read + Send>),
+    Map(String, MapBuf),
+}
+
 impl Input {
-    fn open(self) -> Result<(String, Box<dyn Read + Send>), SourceError> {
+    fn open(self) -> Result<Opened, SourceError> {
         match self {
-            Input::Stdin => Ok((STDIN_NAME.to_string(), Box::new(io::stdin()))),
-            Input::Reader(name, reader) => Ok((name, reader)),
+            Input::Stdin => Ok(Opened::Read(STDIN_NAME.to_string(), Box::new(io::stdin()))),
+            Input::Reader(name, reader) => Ok(Opened::Read(name, reader)),
             Input::Path(path) => {
                 let name = path.display().to_string();
                 let file = File::open(&path).map_err(|source| SourceError::Open {
@@ -619,8 +717,20 @@ impl Input {
                     source,
                 })?;
                 check_not_directory(&name, &file)?;
-                Ok((name, Box::new(file)))
+                Ok(open_file(name, file))
             }
+        }
+    }
+}
+
+/// A regular file is mapped; anything that cannot be (a named pipe, a
+/// character device, an empty file, a mapping refused) is read.
+fn open_file(name: String, file: File) -> Opened {
+    match MapBuf::open(file) {
+        Ok(map) => Opened::Map(name, map),
+        Err((file, why)) => {
+            tracing::debug!(input = %name, error = %why, "reading the input instead of mapping it");
+            Opened::Read(name, Box::new(file))
         }
     }
 }
@@ -725,12 +835,17 @@ impl ReplaySource {
             let Some(input) = self.pending.pop_front() else {
                 return Ok(None);
             };
-            let (name, reader) = input.open()?;
-            let mut buffer = std::mem::take(&mut self.spare);
-            if buffer.is_empty() {
-                buffer = vec![0; INITIAL_BUFFER];
-            }
-            self.current = Some(CaptureReader::with_buffer(name, reader, buffer)?);
+            let reader = match input.open()? {
+                Opened::Map(name, map) => CaptureReader::mapped(name, map)?,
+                Opened::Read(name, reader) => {
+                    let mut buffer = std::mem::take(&mut self.spare);
+                    if buffer.is_empty() {
+                        buffer = vec![0; INITIAL_BUFFER];
+                    }
+                    CaptureReader::with_buffer(name, reader, buffer)?
+                }
+            };
+            self.current = Some(reader);
             self.opened = self.opened.saturating_add(1);
         }
         Ok(self.current.as_mut())
@@ -738,7 +853,10 @@ impl ReplaySource {
 
     fn finish_current(&mut self) {
         if let Some(done) = self.current.take() {
-            self.spare = done.into_buffer();
+            let buffer = done.into_buffer();
+            if !buffer.is_empty() {
+                self.spare = buffer;
+            }
         }
     }
 
@@ -786,6 +904,19 @@ impl PacketSource for ReplaySource {
             Some(rec) => Ok(self.frame(&rec)),
             None => Ok(None),
         }
+    }
+
+    #[inline]
+    fn next_frame_shared(&mut self) -> Result<Option<(Frame<'_>, Option<&Mapping>)>, SourceError> {
+        if self.failed {
+            return Ok(None);
+        }
+        let rec = self.next_record();
+        let Some(rec) = self.guard(rec)? else {
+            return Ok(None);
+        };
+        let window = self.current.as_ref().and_then(CaptureReader::window);
+        Ok(self.frame(&rec).map(|f| (f, window)))
     }
 }
 
@@ -1139,12 +1270,36 @@ mod tests {
     }
 
     /// Reads a whole capture with a tiny initial buffer (so growth is
-    /// exercised everywhere).
+    /// exercised everywhere), and checks that reading it through a file
+    /// mapping yields the same frames and the same error.
     fn read_all(bytes: &[u8]) -> (Vec<Got>, Option<SourceError>) {
-        match CaptureReader::with_buffer("t.pcap", bytes, vec![0; 64]) {
+        let read = match CaptureReader::with_buffer("t.pcap", bytes, vec![0; 64]) {
             Ok(mut r) => drain(&mut r),
             Err(e) => (Vec::new(), Some(e)),
+        };
+        if let Some(mapped) = read_mapped(bytes) {
+            assert_eq!(mapped.0, read.0, "mapped frames differ");
+            let text = |e: &Option<SourceError>| e.as_ref().map(ToString::to_string);
+            assert_eq!(text(&mapped.1), text(&read.1), "mapped error differs");
         }
+        read
+    }
+
+    fn file_of(bytes: &[u8]) -> File {
+        use std::io::Write;
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(bytes).unwrap();
+        f
+    }
+
+    /// Reads a capture through a mapping of a file holding `bytes`;
+    /// `None` if it cannot be mapped (an empty file).
+    fn read_mapped(bytes: &[u8]) -> Option<(Vec<Got>, Option<SourceError>)> {
+        let map = MapBuf::open(file_of(bytes)).ok()?;
+        Some(match CaptureReader::<io::Empty>::mapped("t.pcap", map) {
+            Ok(mut r) => drain(&mut r),
+            Err(e) => (Vec::new(), Some(e)),
+        })
     }
 
     fn read_ok(bytes: &[u8]) -> Vec<Got> {
@@ -1677,6 +1832,73 @@ mod tests {
         assert_eq!(err.unwrap().exit_code(), 65);
     }
 
+    /// Frames of `src` with whether each came with a mapping window.
+    fn drain_shared<S: PacketSource>(src: &mut S) -> (Vec<(Got, bool)>, Option<SourceError>) {
+        let mut got = Vec::new();
+        loop {
+            match src.next_frame_shared() {
+                Ok(Some((f, window))) => {
+                    if let Some(w) = window {
+                        assert!(w.offset_of(f.data).is_some(), "frame outside its window");
+                    }
+                    got.push((Got::of(&f), window.is_some()));
+                }
+                Ok(None) => return (got, None),
+                Err(e) => return (got, Some(e)),
+            }
+        }
+    }
+
+    #[test]
+    fn files_are_mapped_and_a_cut_one_ends_with_its_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = vec![9u8; 3000];
+        let records: Vec<Rec<'_>> = (0..4000).map(|i| (i, 0, &big[..], 3000)).collect();
+        let whole = pcap_le(&records);
+        assert!(whole.len() > 1 << 20);
+        let path = dir.path().join("cut.pcap");
+        // Cut inside the data of the 3001st record.
+        std::fs::write(&path, &whole[..24 + 3000 * 3016 + 100]).unwrap();
+        let mut src = ReplaySource::open([&path]).unwrap();
+        let (got, err) = drain_shared(&mut src);
+        assert_eq!(got.len(), 3000);
+        assert!(got.iter().all(|(g, mapped)| *mapped && g.data == big));
+        assert_eq!(got[2999].0.ts, 2999 * SEC);
+        match err {
+            Some(SourceError::Truncated { packet, detail, .. }) => {
+                assert_eq!(packet, 3000);
+                assert!(
+                    detail.contains("record of 3016 bytes cut short (100 bytes left)"),
+                    "{detail}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn pipes_and_empty_files_are_read_not_mapped() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = pcap_le(&[(1, 0, b"p1", 2), (2, 0, b"p2", 2)]);
+        let fifo = dir.path().join("fifo.pcap");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let writer = {
+            let (fifo, bytes) = (fifo.clone(), bytes.clone());
+            std::thread::spawn(move || std::fs::write(fifo, bytes))
+        };
+        let mut src = ReplaySource::open([&fifo]).unwrap();
+        let (got, err) = drain_shared(&mut src);
+        writer.join().unwrap().unwrap();
+        assert!(err.is_none(), "{err:?}");
+        let got: Vec<(Vec<u8>, bool)> = got.into_iter().map(|(g, m)| (g.data, m)).collect();
+        assert_eq!(got, [(b"p1".to_vec(), false), (b"p2".to_vec(), false)]);
+
+        let empty = dir.path().join("empty.pcap");
+        std::fs::write(&empty, b"").unwrap();
+        let (_, err) = drain_shared(&mut ReplaySource::open([&empty]).unwrap());
+        assert!(matches!(err, Some(SourceError::Empty { .. })), "{err:?}");
+    }
+
     #[test]
     fn select_skips_rejected_frames_across_inputs() {
         let a = pcap_le(&[(1, 0, b"keep", 4), (2, 0, b"drop", 4)]);
@@ -1762,6 +1984,7 @@ mod tests {
     /// Every input ends: at most one frame per 12 bytes (the smallest
     /// record), then an end or an error, and no panic.
     fn check_terminates(bytes: &[u8]) {
+        let _ = read_all(bytes);
         if let Ok(mut r) = CaptureReader::with_buffer("p", bytes, vec![0; 64]) {
             let limit = bytes.len() / 12 + 1;
             for _ in 0..=limit {

@@ -6,6 +6,7 @@ pub mod batch;
 pub mod bpf;
 pub mod file;
 pub mod live;
+pub mod mapped;
 
 use crate::time::Timestamp;
 
@@ -78,6 +79,15 @@ pub trait PacketSource {
     /// The next frame, `Ok(None)` at the end, or an error that ends the
     /// source (everything returned before it stays valid).
     fn next_frame(&mut self) -> Result<Option<Frame<'_>>, SourceError>;
+
+    /// [`PacketSource::next_frame`], with the file mapping window the
+    /// frame's bytes lie in where the source maps its input, so a batch
+    /// can refer to them instead of copying them.
+    fn next_frame_shared(
+        &mut self,
+    ) -> Result<Option<(Frame<'_>, Option<&mapped::Mapping>)>, SourceError> {
+        Ok(self.next_frame()?.map(|frame| (frame, None)))
+    }
 }
 
 /// A source that can skip frames without handing them out, so a filter

@@ -1,9 +1,7 @@
 //! `egresswatch learn`: replays captures with the rules and prints the
 //! allow entries that would cover their egress (`egresswatch::learn`).
 
-use super::{
-    analyze, default_threads, load_inventory, load_rules, replay_stamp, ConfigError, Output,
-};
+use super::{analyze, load_inventory, load_rules, replay_stamp, ConfigError, Output};
 use crate::cli::{LearnArgs, LearnFilters};
 use anyhow::{Context, Result};
 use egresswatch::learn::{self, render, LearnConfig, Learner};
@@ -42,14 +40,7 @@ pub fn learn(args: LearnArgs) -> Result<ExitCode> {
     let mut out = Output::open(args.analysis.eve.as_deref(), false, stamp)?;
     out.learner = Some((Learner::new(cfg), rules.clone()));
     let inventory = load_inventory(args.analysis.inventory.as_deref())?;
-    let outcome = analyze(
-        source,
-        &args.analysis,
-        inventory,
-        &mut out,
-        None,
-        default_threads(),
-    )?;
+    let outcome = analyze(source, &args.analysis, inventory, &mut out, None, None)?;
     let learner = out.learner.take().map(|(l, _)| l);
     out.finish()?;
     outcome.result?;

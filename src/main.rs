@@ -154,7 +154,7 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
         out.tally = Some(egresswatch::metrics::Tally::default());
     }
     let inventory = load_inventory(args.analysis.inventory.as_deref())?;
-    let threads = args.threads.map_or_else(default_threads, usize::from);
+    let threads = args.threads.map(usize::from);
     let mut outcome = analyze(source, &args.analysis, inventory, &mut out, trial, threads)?;
     let worst = out.worst;
     if let (Some(path), Some(tally)) = (&args.metrics_file, &out.tally) {
@@ -412,14 +412,7 @@ fn demo(args: DemoArgs) -> Result<ExitCode> {
         Some(path) => load_inventory(Some(path))?,
         None => egresswatch::inventory::Inventory::parse("demo_inventory.csv", DEMO_INVENTORY)?,
     };
-    let outcome = analyze(
-        source,
-        &args.analysis,
-        inventory,
-        &mut out,
-        None,
-        default_threads(),
-    )?;
+    let outcome = analyze(source, &args.analysis, inventory, &mut out, None, None)?;
     let (events, incidents) = out.finish()?;
     // Standard output carries only EVE when it is the EVE output, so
     // `demo --eve - | jq` works.
@@ -501,15 +494,15 @@ fn default_threads() -> usize {
         .max(1)
 }
 
-/// Replays `source` on `threads` engines (one when rules are compared:
-/// the trial rides on a single engine).
+/// Replays `source` on `threads` engines (by default [`default_threads`];
+/// one when rules are compared: the trial rides on a single engine).
 fn analyze<S: SelectSource + Send>(
     source: S,
     args: &AnalysisArgs,
     inventory: egresswatch::inventory::Inventory,
     out: &mut Output,
     trial: Option<Trial>,
-    threads: usize,
+    threads: Option<usize>,
 ) -> Result<Outcome> {
     let config = engine_config(args)?;
     let rules: SharedRules = Arc::new(arc_swap::ArcSwap::from_pointee(load_rules(
@@ -526,7 +519,10 @@ fn analyze<S: SelectSource + Send>(
             args.max_incidents,
         ))
         .with_inventory(egresswatch::inventory::shared(inventory));
-    let n = if trial.is_some() { 1 } else { threads.max(1) };
+    let n = match trial {
+        Some(_) => 1,
+        None => threads.unwrap_or_else(default_threads).max(1),
+    };
     let mut trial = trial;
     let (mut engines, turns) = egresswatch::driver::sharded::engines(n, &names, |view| {
         let protocols = egresswatch::analyzer::registry(view.clone(), &app_layer(args));

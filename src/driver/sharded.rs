@@ -142,6 +142,7 @@ impl Shard<'_> {
         batches: &Receiver<Arc<Batch>>,
         spent: &Sender<Arc<Batch>>,
     ) {
+        let _done = self.turns.done_on_drop(self.me);
         let mut index = 0u64;
         for batch in batches {
             for (frame, decoded) in batch.decoded() {
@@ -166,7 +167,6 @@ impl Shard<'_> {
         self.turns.set(self.me, self.turns.finish(self.me));
         self.out.at(Order::FINISH);
         engine.finish(&mut self.out);
-        self.turns.set(self.me, Turns::DONE);
         self.out.send((Order::DONE, (0, 0)));
     }
 }

@@ -126,6 +126,13 @@ impl Turns {
         }
     }
 
+    /// Engine `me` is [`Turns::DONE`] once the guard drops, however its
+    /// thread ends: an engine that panics does not leave the others
+    /// waiting for it.
+    pub fn done_on_drop(&self, me: usize) -> DoneOnDrop<'_> {
+        DoneOnDrop { turns: self, me }
+    }
+
     /// Waits until every other engine has passed engine `me`'s step. The
     /// engine at the lowest step never waits, so this always ends.
     pub fn wait(&self, me: usize) {
@@ -143,6 +150,19 @@ impl Turns {
                 }
             }
         }
+    }
+}
+
+/// See [`Turns::done_on_drop`].
+#[derive(Debug)]
+pub struct DoneOnDrop<'a> {
+    turns: &'a Turns,
+    me: usize,
+}
+
+impl Drop for DoneOnDrop<'_> {
+    fn drop(&mut self) {
+        self.turns.set(self.me, Turns::DONE);
     }
 }
 
@@ -251,6 +271,21 @@ mod tests {
         // The lowest engine never waits.
         t.set(0, 20);
         t.set(1, 25);
+        t.wait(0);
+    }
+
+    #[test]
+    fn an_engine_that_panics_leaves_no_one_waiting() {
+        let t = Turns::new(2);
+        t.set(0, 10);
+        std::thread::scope(|scope| {
+            let dead = scope.spawn(|| {
+                let _done = t.done_on_drop(1);
+                t.set(1, 3);
+                panic!("an engine bug");
+            });
+            assert!(dead.join().is_err());
+        });
         t.wait(0);
     }
 

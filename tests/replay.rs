@@ -418,8 +418,7 @@ fn judging_engine() -> Engine {
 /// as `egresswatch replay` runs it.
 fn eve_of(pcap: &[u8], threaded: bool) -> (Vec<u8>, u64) {
     let mut engine = judging_engine();
-    let reader: Box<dyn std::io::Read + Send> = Box::new(std::io::Cursor::new(pcap.to_vec()));
-    let mut source = ReplaySource::from_readers([("test".to_string(), reader)]);
+    let mut source = memory_source(pcap);
     let mut eve = egresswatch::eve::EveWriter::new(Vec::new());
     let result = if threaded {
         egresswatch::driver::run_threaded(&mut source, &mut engine, &mut eve)
@@ -447,12 +446,26 @@ fn sharded_eve_of(pcap: &[u8], n: usize) -> Vec<u8> {
             view,
         )
     });
-    let reader: Box<dyn std::io::Read + Send> = Box::new(std::io::Cursor::new(pcap.to_vec()));
-    let mut source = ReplaySource::from_readers([("test".to_string(), reader)]);
+    let mut source = memory_source(pcap);
     let mut eve = egresswatch::eve::EveWriter::new(Vec::new());
     egresswatch::driver::sharded::run_sharded(&mut source, &mut engines, &turns, &mut eve)
         .expect("replay");
     eve.finish().expect("eve")
+}
+
+/// The benchmark mix, 30,000 packets of 3,000 flows, as a pcap.
+fn bench_pcap(seed: u64) -> Vec<u8> {
+    let mut cfg = BenchConfig::new(30_000, seed);
+    cfg.flows = 3_000;
+    let mut packets = Vec::new();
+    gen::bench::run(&cfg, &mut packets).unwrap();
+    gen::write_pcap(Vec::new(), &packets, TsPrecision::Micro).unwrap()
+}
+
+/// `pcap` as a replay source read from memory.
+fn memory_source(pcap: &[u8]) -> ReplaySource {
+    let reader: Box<dyn std::io::Read + Send> = Box::new(std::io::Cursor::new(pcap.to_vec()));
+    ReplaySource::from_readers([("test".to_string(), reader)])
 }
 
 fn sorted_lines(eve: &[u8]) -> Vec<&[u8]> {
@@ -463,11 +476,7 @@ fn sorted_lines(eve: &[u8]) -> Vec<&[u8]> {
 
 #[test]
 fn sharded_replay_writes_the_same_bytes_for_any_number_of_engines() {
-    let mut cfg = BenchConfig::new(30_000, 12);
-    cfg.flows = 3_000;
-    let mut packets = Vec::new();
-    gen::bench::run(&cfg, &mut packets).unwrap();
-    let pcap = gen::write_pcap(Vec::new(), &packets, TsPrecision::Micro).unwrap();
+    let pcap = bench_pcap(12);
     let one = sharded_eve_of(&pcap, 1);
     for n in [2, 3, 4] {
         assert!(
@@ -487,11 +496,7 @@ fn sharded_replay_writes_the_same_bytes_for_any_number_of_engines() {
 
 #[test]
 fn threaded_replay_writes_exactly_what_one_thread_writes() {
-    let mut cfg = BenchConfig::new(30_000, 11);
-    cfg.flows = 3_000;
-    let mut packets = Vec::new();
-    gen::bench::run(&cfg, &mut packets).unwrap();
-    let pcap = gen::write_pcap(Vec::new(), &packets, TsPrecision::Micro).unwrap();
+    let pcap = bench_pcap(11);
     let (one, n1) = eve_of(&pcap, false);
     let (three, n3) = eve_of(&pcap, true);
     assert_eq!((n1, n3), (30_000, 30_000));

@@ -120,22 +120,32 @@ pub struct CaptureArgs {
     pub interfaces: Vec<String>,
     #[command(flatten)]
     pub analysis: AnalysisArgs,
+    /// How frames are captured: `pcap` (libpcap; a capture thread per
+    /// interface feeds the workers' queues) or `af-packet` (Linux; each
+    /// worker reads its own ring of every interface, in a fanout group
+    /// that keeps every flow between two hosts on one worker).
+    #[arg(long, default_value = "pcap", value_name = "pcap|af-packet",
+          value_parser = egresswatch::sensor::CaptureMethod::parse)]
+    pub capture_method: egresswatch::sensor::CaptureMethod,
     /// Bytes kept of each frame.
     #[arg(long, default_value_t = 65_535, value_name = "BYTES")]
     pub snaplen: u32,
     /// Do not put the interface into promiscuous mode.
     #[arg(long)]
     pub no_promiscuous: bool,
-    /// Kernel capture ring per interface, in MiB.
+    /// Kernel capture ring per interface, in MiB (with af-packet, shared
+    /// among the workers' rings).
     #[arg(long, default_value_t = 64, value_name = "MIB")]
     pub buffer_mib: u32,
     /// Deliver each frame at once instead of in blocks (lower latency, more CPU).
     #[arg(long)]
     pub immediate_mode: bool,
-    /// Analysis threads (default: the cores left after one per interface, at least 1).
+    /// Analysis threads (default: with pcap, the cores left after one per
+    /// interface; with af-packet, every core; at least 1).
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
-    /// Frames each worker's queue holds; beyond, frames are dropped and counted.
+    /// Frames each worker's queue holds; beyond, the capture waits (pcap
+    /// only: af-packet has no queues).
     #[arg(long, default_value_t = 8192, value_name = "N")]
     pub queue_packets: usize,
     /// Address of /metrics, /-/healthy and /-/ready (`none` to serve nothing).

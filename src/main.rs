@@ -244,10 +244,11 @@ fn capture(args: CaptureArgs) -> Result<ExitCode> {
     };
     let listen = Some(args.web_listen_address).filter(|s| s != "none");
     let cfg = egresswatch::sensor::SensorConfig {
-        workers: args
-            .workers
-            .unwrap_or_else(|| egresswatch::sensor::default_workers(args.interfaces.len())),
+        workers: args.workers.unwrap_or_else(|| {
+            egresswatch::sensor::default_workers(args.capture_method, args.interfaces.len())
+        }),
         interfaces: args.interfaces,
+        capture_method: args.capture_method,
         live,
         queue_packets: args.queue_packets,
         engine,

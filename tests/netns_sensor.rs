@@ -3,8 +3,9 @@
 //! OpenSSH opens a reverse tunnel and a login comes back through it, a real
 //! Prometheus server scrapes the sensor, the rules are reloaded (a broken
 //! set, then a good one) and the sensor is stopped with SIGTERM; and, on a
-//! plain veth pair, tcpreplay pushes traffic at increasing rates. These
-//! tests judge what it recorded.
+//! plain veth pair, tcpreplay pushes traffic at increasing rates, and once
+//! at its top rate into the af-packet fanout. These tests judge what it
+//! recorded.
 //!
 //! They need root (network namespaces, sshd, tcpdump-free capture,
 //! Debian's `prometheus` and `tcpreplay`) and take about two minutes:
@@ -372,6 +373,51 @@ fn load_reports_the_zero_drop_rate_and_honest_drops() {
     let best = run.result["highest_zero_drop_pps"].as_f64();
     eprintln!("  highest rate with zero drops: {best:?} pps");
     assert!(best.is_some(), "no rate without drops: {}", run.result);
+}
+
+static FANOUT: OnceLock<Option<Result<Run, String>>> = OnceLock::new();
+
+/// Frames pushed at the af-packet sensor: a burst its rings hold whole
+/// (about 30 MB), so no frame may be lost however slow the machine.
+const FANOUT_PACKETS: &str = "50000";
+
+fn fanout() -> Option<&'static Run> {
+    let run = FANOUT.get_or_init(|| {
+        enabled("fanout").then(|| run_lab("fanout", &["--packets", FANOUT_PACKETS]))
+    });
+    match run.as_ref()? {
+        Ok(run) => Some(run),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// `--capture-method af-packet --workers 2` at tcpreplay's top rate: every
+/// frame received and analysed (no capture thread, no queue), both workers
+/// busy, and every flow whole on one worker: the same flows, packets and
+/// bytes as a replay of the capture, no flow split into more records.
+#[test]
+fn af_packet_fanout_keeps_every_flow_whole_on_one_worker() {
+    let Some(run) = fanout() else { return };
+    let r = &run.result;
+    assert_eq!(r["exit_code"], 0, "{r}");
+    let sent = r["tcpreplay"]["sent"].as_f64().unwrap_or(f64::NAN);
+    let get = |k: &str| r["sensor"][k].as_f64().unwrap_or(f64::NAN);
+    assert_eq!(sent, FANOUT_PACKETS.parse::<f64>().unwrap(), "{r}");
+    assert_eq!(get("received"), sent, "{r}");
+    assert_eq!(get("kernel") + get("queue") + get("interface"), 0.0, "{r}");
+    assert_eq!(get("processed"), get("received"), "{r}");
+    let ticks = |name: &str| r["threads"][name].as_f64().unwrap_or(0.0);
+    let (w0, w1) = (ticks("ew-worker-0"), ticks("ew-worker-1"));
+    // The fanout spreads the flows: each worker did at least a fifth.
+    assert!(w0.min(w1) >= 0.2 * (w0 + w1) && w0 + w1 > 0.0, "{r}");
+    let flows = &r["flows"];
+    assert_eq!(flows["live_keys"], flows["replay_keys"], "{r}");
+    assert_eq!(flows["live_records"], flows["replay_records"], "{r}");
+    assert_eq!(r["mismatched"].as_array().map(Vec::len), Some(0), "{r}");
+    eprintln!(
+        "netns_sensor fanout: {sent} frames at {} pps, worker CPU ticks {w0} / {w1}, {} flows as in the replay",
+        r["tcpreplay"]["achieved_pps"], flows["live_keys"]
+    );
 }
 
 /// Not root-only: `replay --metrics-file` writes the families the sensor

@@ -1,26 +1,33 @@
 //! Which engine analyzes a frame, and the order engines take when they
 //! touch the one thing they share per packet (the DNS name cache).
 //!
-//! [`Sharder`]: a hash of the flow's two addresses in canonical order, so
-//! both directions of a flow (and the ICMP errors about it) land on the
-//! same engine, whose flow table then needs no lock. Ports are left out on
-//! purpose: every flow between two hosts meets on one engine, so per-pair
-//! state (the policy's suppression window: an autossh loop reconnecting
-//! from a new port each minute) is the same however many engines there are.
+//! [`Sharder`]: a hash of the flow's two addresses ([`pair_hash`]), the
+//! same whichever is the source, so both directions of a flow (and the
+//! ICMP errors about it) land on the same engine, whose flow table then
+//! needs no lock. Ports are left out on purpose: every flow between two
+//! hosts meets on one engine, so per-pair state (the policy's suppression
+//! window: an autossh loop reconnecting from a new port each minute) is the
+//! same however many engines there are, and IP fragments, which carry no
+//! ports, stay with their flow. [`fanout`] is the same function as a
+//! classic BPF program, for the kernel to spread live capture over
+//! AF_PACKET sockets exactly as a [`Sharder`] would.
 //!
 //! [`Turns`]: engines that share a [`crate::analyzer::names::NameCache`]
 //! take turns by position in the input, so the cache sees its reads and
 //! writes in the order one engine would have made them.
 
+pub mod fanout;
+
 use crate::decode::{Packet, Skip};
 use crate::flow::key::FlowKey;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Maps frames to workers. Every capture thread holds a clone: the hasher's
-/// seeds are shared, so all interfaces agree on a flow's worker.
+/// Maps frames to workers. Every capture thread holds a clone: the seed is
+/// shared, so all interfaces agree on a flow's worker.
 #[derive(Clone, Debug)]
 pub struct Sharder {
-    hasher: ahash::RandomState,
+    seed: u32,
     workers: usize,
     /// Round robin for frames that do not decode (they are still counted
     /// by whichever worker gets them).
@@ -28,10 +35,11 @@ pub struct Sharder {
 }
 
 impl Sharder {
-    /// `hasher` must be the one instance all capture threads clone.
-    pub fn new(workers: usize, hasher: ahash::RandomState) -> Sharder {
+    /// `seed` must be the one all capture threads (and the kernel's fanout
+    /// program, [`fanout::program`]) use.
+    pub fn new(workers: usize, seed: u32) -> Sharder {
         Sharder {
-            hasher,
+            seed,
             workers: workers.max(1),
             next_undecodable: 0,
         }
@@ -62,13 +70,44 @@ impl Sharder {
         }
     }
 
-    /// The worker of a canonical flow key: of its two addresses.
+    /// The worker of a canonical flow key: of its two addresses, reduced
+    /// as the kernel reduces a fanout program's result (`% workers`).
     pub fn worker_of_key(&self, key: &FlowKey) -> usize {
-        let (a, b) = (key.lo.addr, key.hi.addr);
-        let h = self.hasher.hash_one(if a <= b { (a, b) } else { (b, a) });
-        // Multiply-shift onto 0..workers: uses the hash's high bits.
-        ((u128::from(h) * self.workers as u128) >> 64) as usize
+        let h = pair_hash(key.lo.addr, key.hi.addr, self.seed);
+        (h as usize) % self.workers
     }
+}
+
+/// The hash of two addresses, symmetric: the XOR of all their 32-bit words
+/// (big-endian, as BPF loads them) and the seed, mixed by MurmurHash3's
+/// 32-bit finalizer so every input bit reaches the low bits `% workers`
+/// keeps. Two pairs whose words XOR to the same value share a worker; the
+/// seed (random per sensor) keeps an outsider from choosing which.
+pub fn pair_hash(a: IpAddr, b: IpAddr, seed: u32) -> u32 {
+    fmix32(fold(a) ^ fold(b) ^ seed)
+}
+
+fn fold(addr: IpAddr) -> u32 {
+    match addr {
+        IpAddr::V4(a) => u32::from(a),
+        IpAddr::V6(a) => a
+            .octets()
+            .chunks_exact(4)
+            .fold(0, |h, w| h ^ u32::from_be_bytes([w[0], w[1], w[2], w[3]])),
+    }
+}
+
+/// MurmurHash3's finalizer.
+pub const FMIX_MULTIPLIERS: [u32; 2] = [0x85eb_ca6b, 0xc2b2_ae35];
+/// Its shifts, before, between and after the multiplications.
+pub const FMIX_SHIFTS: [u32; 3] = [16, 13, 16];
+
+fn fmix32(mut h: u32) -> u32 {
+    h ^= h >> FMIX_SHIFTS[0];
+    h = h.wrapping_mul(FMIX_MULTIPLIERS[0]);
+    h ^= h >> FMIX_SHIFTS[1];
+    h = h.wrapping_mul(FMIX_MULTIPLIERS[1]);
+    h ^ (h >> FMIX_SHIFTS[2])
 }
 
 /// Where each engine is in the input, as a step: engines sharing state
@@ -198,9 +237,8 @@ mod tests {
 
     #[test]
     fn both_directions_go_to_the_same_worker() {
-        let hasher = ahash::RandomState::new();
         for workers in [2, 3, 4, 7, 16] {
-            let mut a = Sharder::new(workers, hasher.clone());
+            let mut a = Sharder::new(workers, 0x5eed);
             // A second capture thread (another interface) with a clone.
             let mut b = a.clone();
             let mut seen = vec![0u32; workers];
@@ -227,7 +265,7 @@ mod tests {
 
     #[test]
     fn every_flow_between_two_hosts_goes_to_one_worker() {
-        let s = Sharder::new(4, ahash::RandomState::with_seeds(1, 2, 3, 4));
+        let s = Sharder::new(4, 7);
         let a = [10, 0, 0, 7];
         let b = [203, 0, 113, 9];
         let want = s.worker_of_key(
@@ -291,7 +329,7 @@ mod tests {
 
     #[test]
     fn undecodable_frames_go_round_robin() {
-        let mut s = Sharder::new(3, ahash::RandomState::new());
+        let mut s = Sharder::new(3, 1);
         let junk = [0u8; 5];
         let got: Vec<usize> = (0..6)
             .map(|_| s.worker_of(&decode(&frame(&junk))))
@@ -301,7 +339,7 @@ mod tests {
 
     #[test]
     fn one_worker_takes_everything() {
-        let mut s = Sharder::new(0, ahash::RandomState::new());
+        let mut s = Sharder::new(0, 1);
         assert_eq!(s.workers(), 1);
         let f = tcp_frame([10, 0, 0, 1], 1, [10, 0, 0, 2], 2);
         assert_eq!(s.worker_of(&decode(&frame(&f))), 0);

@@ -458,7 +458,7 @@ mod tests {
         let (ret_tx, ret_rx) = crossbeam_channel::bounded(pool_size(1, queue_batches));
         let metrics = Metrics::new();
         let s = Shipper {
-            sharder: Sharder::new(1, ahash::RandomState::new()),
+            sharder: Sharder::new(1, 0),
             workers: vec![tx],
             queue_depth: metrics.workers(1, queue_batches * BATCH_FRAMES),
             current: Vec::new(),

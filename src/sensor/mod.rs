@@ -27,6 +27,7 @@
 //! while the others go on, and `/-/ready` names it until it is back. That
 //! holds for the only interface too: an appliance keeps trying.
 
+mod afworker;
 mod capture;
 pub mod learn;
 mod output;
@@ -59,10 +60,35 @@ use std::time::Duration;
 /// 9100-9999 range the exporter port registry has filled.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8463";
 
+/// How frames get from the interfaces to the workers.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub enum CaptureMethod {
+    /// libpcap: a capture thread per interface decodes each frame and
+    /// hands it to its flow's worker through a queue.
+    #[default]
+    Pcap,
+    /// Linux AF_PACKET: every worker reads its own ring of each interface,
+    /// the kernel's fanout program sharding the frames; no capture thread,
+    /// no queue.
+    AfPacket,
+}
+
+impl CaptureMethod {
+    /// `pcap` or `af-packet`.
+    pub fn parse(text: &str) -> Result<CaptureMethod, String> {
+        match text {
+            "pcap" => Ok(CaptureMethod::Pcap),
+            "af-packet" => Ok(CaptureMethod::AfPacket),
+            other => Err(format!("{other:?}: expected pcap or af-packet")),
+        }
+    }
+}
+
 /// Everything `egresswatch capture` is told.
 #[derive(Clone, Debug)]
 pub struct SensorConfig {
     pub interfaces: Vec<String>,
+    pub capture_method: CaptureMethod,
     pub live: LiveOptions,
     /// Worker threads (see [`default_workers`]).
     pub workers: usize,
@@ -99,10 +125,15 @@ pub struct SensorConfig {
     pub state_file: Option<PathBuf>,
 }
 
-/// Cores left after one capture thread per interface, at least one.
-pub fn default_workers(interfaces: usize) -> usize {
+/// With pcap, the cores left after one capture thread per interface; with
+/// af-packet (the workers capture), every core. At least one.
+pub fn default_workers(method: CaptureMethod, interfaces: usize) -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    cores.saturating_sub(interfaces).max(1)
+    let capture_threads = match method {
+        CaptureMethod::Pcap => interfaces,
+        CaptureMethod::AfPacket => 0,
+    };
+    cores.saturating_sub(capture_threads).max(1)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -221,10 +252,9 @@ pub fn run(cfg: SensorConfig) -> Result<(), SensorError> {
     let rules = load_rules(cfg.rules_dir.as_deref())?;
     let inventory = load_inventory(cfg.inventory.as_deref())?;
     let web_config = load_web_config(cfg.web_config.as_deref())?;
-    let mut captures = Vec::new();
-    for iface in &cfg.interfaces {
-        captures.push(LiveCapture::open(iface, &cfg.live)?);
-    }
+    // Random per run, so an outsider cannot aim flows at one worker.
+    let shard_seed = ahash::RandomState::new().hash_one(0u8) as u32;
+    let captures = Captures::open(&cfg, workers, shard_seed)?;
     let listener = match &cfg.listen {
         Some(addr) => {
             Some(crate::web::bind(addr).map_err(io_err(format!("--web.listen-address {addr}")))?)
@@ -256,7 +286,9 @@ pub fn run(cfg: SensorConfig) -> Result<(), SensorError> {
         .enable_all()
         .build()
         .map_err(io_err("starting the runtime"))?;
-    let sensor = Running::start(&cfg, workers, rules, inventory, captures, target)?;
+    let sensor = Running::start(
+        &cfg, workers, shard_seed, rules, inventory, captures, target,
+    )?;
     let result = runtime.block_on(sensor.control(listener, web_limits, web_config, &cfg));
     let lost = sensor.stop();
     // A capture failure says more (and has its own code) than the loss.
@@ -274,19 +306,41 @@ fn restored_flows(
     cfg: &SensorConfig,
     names: &NameCache,
     workers: usize,
-    hasher: &ahash::RandomState,
+    seed: u32,
 ) -> Vec<Vec<crate::engine::SavedFlow>> {
     let mut parts = vec![Vec::new(); workers];
     let Some(state) = cfg.state_file.as_deref().and_then(state_file::load) else {
         return parts;
     };
     names.restore(&state.names, state.saved_at);
-    let sharder = crate::flow::shard::Sharder::new(workers, hasher.clone());
+    let sharder = crate::flow::shard::Sharder::new(workers, seed);
     for flow in state.flows {
         let w = sharder.worker_of_key(&flow.flow.key);
         parts[w].push(flow);
     }
     parts
+}
+
+/// The captures, opened before privileges are dropped.
+enum Captures {
+    Pcap(Vec<LiveCapture>),
+    AfPacket(Vec<afworker::Interface>),
+}
+
+impl Captures {
+    fn open(cfg: &SensorConfig, workers: usize, seed: u32) -> Result<Captures, SourceError> {
+        Ok(match cfg.capture_method {
+            CaptureMethod::Pcap => Captures::Pcap(
+                cfg.interfaces
+                    .iter()
+                    .map(|iface| LiveCapture::open(iface, &cfg.live))
+                    .collect::<Result<_, _>>()?,
+            ),
+            CaptureMethod::AfPacket => {
+                Captures::AfPacket(afworker::open(&cfg.interfaces, &cfg.live, workers, seed)?)
+            }
+        })
+    }
 }
 
 /// The threads of a started sensor and what they share.
@@ -306,15 +360,17 @@ struct Running {
 }
 
 impl Running {
-    /// Starts the capture threads first, while this thread still holds a
-    /// permitted CAP_NET_RAW for them to inherit, gives it up, then starts
-    /// the writer and the workers without it.
+    /// Starts the threads that capture first (capture threads, or with
+    /// af-packet the workers), while this thread still holds a permitted
+    /// CAP_NET_RAW for them to inherit, gives it up, then starts the rest
+    /// without it.
     fn start(
         cfg: &SensorConfig,
         workers: usize,
+        shard_seed: u32,
         rules: RuleSet,
         inventory: crate::inventory::Inventory,
-        captures: Vec<LiveCapture>,
+        captures: Captures,
         target: EveTarget,
     ) -> Result<Running, SensorError> {
         let metrics = Metrics::new().with_process_collector();
@@ -322,63 +378,50 @@ impl Running {
         let rules: SharedRules = Arc::new(arc_swap::ArcSwap::from_pointee(rules));
         let inventory = crate::inventory::shared(inventory);
         let names = Arc::new(NameCache::default());
-        let shard_hasher = ahash::RandomState::new();
-        let mut restored = restored_flows(cfg, &names, workers, &shard_hasher);
-        let counters: Vec<_> = captures
-            .iter()
-            .map(|c| metrics.capture(c.interface()))
-            .collect();
+        let counters: Vec<_> = cfg.interfaces.iter().map(|i| metrics.capture(i)).collect();
         let health = Arc::new(Health {
-            captures: captures
+            captures: cfg
+                .interfaces
                 .iter()
                 .zip(&counters)
-                .map(|(c, n)| (c.interface().to_string(), n.up.clone()))
+                .map(|(i, n)| (i.clone(), n.up.clone()))
                 .collect(),
             rules_loaded: AtomicBool::new(true),
             stopping: AtomicBool::new(false),
         });
         let stop = Arc::new(AtomicBool::new(false));
         let reopen = Arc::new(AtomicBool::new(false));
-
-        let mut engine_cfg = cfg.engine.clone();
-        engine_cfg.flow.capacity = (cfg.engine.flow.capacity / workers).max(1);
-        metrics.set_flow_table_capacity(engine_cfg.flow.capacity * workers);
-        let queue_batches = capture::queue_batches(cfg.queue_packets);
-        let depth = metrics.workers(workers, queue_batches * BATCH_FRAMES);
-        // One return channel per capture thread, each sized for its pool.
-        let pool = capture::pool_size(workers, queue_batches);
-        let returns: Vec<_> = captures
-            .iter()
-            .map(|_| crossbeam_channel::bounded(pool))
-            .collect();
-        let return_to: Vec<Sender<_>> = returns.iter().map(|(tx, _)| tx.clone()).collect();
-        let (to_workers, from_captures): (Vec<_>, Vec<_>) = (0..workers)
-            .map(|_| crossbeam_channel::bounded(queue_batches))
-            .unzip();
-
-        let mut capture_handles = Vec::new();
-        for (id, ((capture, ret), counters)) in
-            captures.into_iter().zip(returns).zip(counters).enumerate()
-        {
-            let iface = capture.interface().to_string();
-            let t = CaptureThread::new(
-                id,
-                capture,
-                cfg.live.clone(),
-                crate::flow::shard::Sharder::new(workers, shard_hasher.clone()),
-                to_workers.clone(),
-                depth.clone(),
-                queue_batches,
-                counters,
-                stop.clone(),
-                ret,
-            );
-            capture_handles.push((iface, spawn(&format!("ew-cap-{id}"), move || t.run())));
-        }
-        drop(to_workers);
+        let engines = Self::engines(cfg, workers, shard_seed, &metrics, &rules, &names);
+        let (event_tx, event_rx) = crossbeam_channel::bounded(16_384);
+        let (capture_handles, queued, mut worker_handles) = match captures {
+            Captures::Pcap(captures) => {
+                let (threads, workers) = Self::start_queued(
+                    cfg, shard_seed, captures, counters, engines, &event_tx, &metrics, &stop,
+                );
+                (threads, workers, Vec::new())
+            }
+            Captures::AfPacket(interfaces) => {
+                metrics.workers(workers, 0);
+                let handles = afworker::spawn(afworker::Start {
+                    interfaces,
+                    counters,
+                    engines,
+                    events: event_tx.clone(),
+                    metrics: metrics.clone(),
+                    stop: stop.clone(),
+                    block_timeout: Duration::from_millis(u64::from(cfg.live.read_timeout_ms)),
+                });
+                (Vec::new(), Vec::new(), handles)
+            }
+        };
+        drop(event_tx);
         if let Err(e) = privilege::release_net_raw() {
             stop.store(true, Ordering::Relaxed);
             return Err(SensorError::Privileges(e));
+        }
+        // Queue workers never open a capture: they start without CAP_NET_RAW.
+        for (w, worker) in queued.into_iter().enumerate() {
+            worker_handles.push(spawn(&format!("ew-worker-{w}"), move || worker.run()));
         }
 
         let learn = match &cfg.learn {
@@ -395,7 +438,6 @@ impl Running {
             }
             None => None,
         };
-        let (event_tx, event_rx) = crossbeam_channel::bounded(16_384);
         let writer = output::Writer {
             learn,
             rx: event_rx,
@@ -412,36 +454,11 @@ impl Running {
                 .with_inventory(inventory.clone()),
         };
         let writer = spawn("ew-writer", move || writer.run());
-        let protocols: Arc<[_]> =
-            Arc::from(crate::analyzer::registry(names.clone(), &cfg.app_layer));
-        let mut worker_handles = Vec::new();
-        for (w, (rx, depth)) in from_captures.into_iter().zip(&depth).enumerate() {
-            let mut engine = Engine::analyzing(
-                engine_cfg.clone(),
-                protocols.clone(),
-                rules.clone(),
-                names.clone(),
-            );
-            if cfg.state_file.is_some() {
-                engine = engine.saving_at_finish();
-                engine.restore(std::mem::take(&mut restored[w]));
-            }
-            let worker = worker::Worker {
-                engine,
-                rx,
-                returns: return_to.clone(),
-                events: worker::ChannelSink(event_tx.clone()),
-                metrics: metrics.clone(),
-                queue_depth: depth.clone(),
-            };
-            worker_handles.push(spawn(&format!("ew-worker-{w}"), move || worker.run()));
-        }
-        drop(event_tx);
         tracing::info!(
             interfaces = ?cfg.interfaces,
+            capture_method = ?cfg.capture_method,
             workers,
-            queue_packets = queue_batches * BATCH_FRAMES,
-            flow_capacity_per_worker = engine_cfg.flow.capacity,
+            flow_capacity_per_worker = (cfg.engine.flow.capacity / workers).max(1),
             "sensor started"
         );
         Ok(Running {
@@ -457,6 +474,102 @@ impl Running {
             state_file: cfg.state_file.clone(),
             names,
         })
+    }
+
+    /// One engine per worker, each holding its share of the flow capacity
+    /// and of the state file's flows.
+    fn engines(
+        cfg: &SensorConfig,
+        workers: usize,
+        shard_seed: u32,
+        metrics: &Metrics,
+        rules: &SharedRules,
+        names: &Arc<NameCache>,
+    ) -> Vec<Engine> {
+        let mut restored = restored_flows(cfg, names, workers, shard_seed);
+        let mut engine_cfg = cfg.engine.clone();
+        engine_cfg.flow.capacity = (cfg.engine.flow.capacity / workers).max(1);
+        metrics.set_flow_table_capacity(engine_cfg.flow.capacity * workers);
+        let protocols: Arc<[_]> =
+            Arc::from(crate::analyzer::registry(names.clone(), &cfg.app_layer));
+        (0..workers)
+            .map(|w| {
+                let mut engine = Engine::analyzing(
+                    engine_cfg.clone(),
+                    protocols.clone(),
+                    rules.clone(),
+                    names.clone(),
+                );
+                if cfg.state_file.is_some() {
+                    engine = engine.saving_at_finish();
+                    engine.restore(std::mem::take(&mut restored[w]));
+                }
+                engine
+            })
+            .collect()
+    }
+
+    /// `--capture-method pcap`: starts a capture thread per interface,
+    /// sharding into the queues of the workers it returns (not started).
+    #[allow(clippy::too_many_arguments)]
+    fn start_queued(
+        cfg: &SensorConfig,
+        shard_seed: u32,
+        captures: Vec<LiveCapture>,
+        counters: Vec<crate::metrics::CaptureCounters>,
+        engines: Vec<Engine>,
+        event_tx: &Sender<crate::event::Event>,
+        metrics: &Metrics,
+        stop: &Arc<AtomicBool>,
+    ) -> (Vec<(String, JoinHandle<()>)>, Vec<worker::Worker>) {
+        let workers = engines.len();
+        let queue_batches = capture::queue_batches(cfg.queue_packets);
+        let depth = metrics.workers(workers, queue_batches * BATCH_FRAMES);
+        // One return channel per capture thread, each sized for its pool.
+        let pool = capture::pool_size(workers, queue_batches);
+        let returns: Vec<_> = captures
+            .iter()
+            .map(|_| crossbeam_channel::bounded(pool))
+            .collect();
+        let return_to: Vec<Sender<_>> = returns.iter().map(|(tx, _)| tx.clone()).collect();
+        let (to_workers, from_captures): (Vec<_>, Vec<_>) = (0..workers)
+            .map(|_| crossbeam_channel::bounded(queue_batches))
+            .unzip();
+        let sharder = crate::flow::shard::Sharder::new(workers, shard_seed);
+        let mut capture_handles = Vec::new();
+        for (id, ((capture, ret), counters)) in
+            captures.into_iter().zip(returns).zip(counters).enumerate()
+        {
+            let iface = capture.interface().to_string();
+            let t = CaptureThread::new(
+                id,
+                capture,
+                cfg.live.clone(),
+                sharder.clone(),
+                to_workers.clone(),
+                depth.clone(),
+                queue_batches,
+                counters,
+                stop.clone(),
+                ret,
+            );
+            capture_handles.push((iface, spawn(&format!("ew-cap-{id}"), move || t.run())));
+        }
+        drop(to_workers);
+        let queued = engines
+            .into_iter()
+            .zip(from_captures)
+            .zip(depth)
+            .map(|((engine, rx), queue_depth)| worker::Worker {
+                engine,
+                rx,
+                returns: return_to.clone(),
+                events: worker::ChannelSink(event_tx.clone()),
+                metrics: metrics.clone(),
+                queue_depth,
+            })
+            .collect();
+        (capture_handles, queued)
     }
 
     /// Serves HTTP and handles signals until asked to stop.

@@ -50,8 +50,7 @@ impl Worker {
     /// Runs until every capture thread has hung up, then ends every open
     /// flow.
     pub fn run(mut self) -> Saved {
-        let mut published = Stats::default();
-        let mut active = 0i64;
+        let mut published = Published::default();
         let mut since_publish = 0u32;
         let mut index = 0u64;
         while let Ok(msg) = self.rx.recv() {
@@ -78,21 +77,31 @@ impl Worker {
                 }
             }
             if since_publish >= PUBLISH_EVERY || self.rx.is_empty() {
-                self.publish(&mut published, &mut active);
+                published.publish(&self.engine, &self.metrics);
                 since_publish = 0;
             }
         }
         self.engine.finish(&mut self.events);
-        self.publish(&mut published, &mut active);
+        published.publish(&self.engine, &self.metrics);
         self.engine.take_saved()
     }
+}
 
-    fn publish(&self, published: &mut Stats, active: &mut i64) {
-        let stats = self.engine.stats();
-        self.metrics.add_engine(published, stats);
-        published.clone_from(stats);
-        let now = i64::try_from(self.engine.flows_active()).unwrap_or(i64::MAX);
-        self.metrics.add_flows_active(now - *active);
-        *active = now;
+/// What a worker's engine has published to the metrics so far; publishing
+/// adds the difference.
+#[derive(Default)]
+pub struct Published {
+    stats: Stats,
+    flows_active: i64,
+}
+
+impl Published {
+    pub fn publish(&mut self, engine: &Engine, metrics: &Metrics) {
+        let stats = engine.stats();
+        metrics.add_engine(&self.stats, stats);
+        self.stats.clone_from(stats);
+        let now = i64::try_from(engine.flows_active()).unwrap_or(i64::MAX);
+        metrics.add_flows_active(now - self.flows_active);
+        self.flows_active = now;
     }
 }

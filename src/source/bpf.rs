@@ -31,13 +31,15 @@ pub struct BpfError {
     pub message: String,
 }
 
-/// One classic-BPF instruction (`struct bpf_insn`).
+/// One classic-BPF instruction, laid out as `struct bpf_insn` (the
+/// kernel's `sock_filter`).
+#[repr(C)]
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
-struct Insn {
-    code: u16,
-    jt: u8,
-    jf: u8,
-    k: u32,
+pub struct Insn {
+    pub code: u16,
+    pub jt: u8,
+    pub jf: u8,
+    pub k: u32,
 }
 
 /// A compiled filter expression, with one program per link type seen.
@@ -105,6 +107,23 @@ fn dlt(link: LinkType) -> i32 {
 /// header-only capture file of the link type. If no temporary file can be
 /// written, a dead handle is used instead.
 fn compile(expr: &str, link: LinkType) -> Result<Vec<Op>, BpfError> {
+    Ok(instructions(expr, link)?.into_iter().map(decode).collect())
+}
+
+/// `expr` compiled for `link` as [`compile`] does, as the instructions a
+/// kernel socket filter takes; its accepting returns cut frames to
+/// `snaplen`.
+pub fn socket_filter(expr: &str, link: LinkType, snaplen: u32) -> Result<Vec<Insn>, BpfError> {
+    let mut program = instructions(expr, link)?;
+    for insn in &mut program {
+        if insn.code == RET | K && insn.k != 0 {
+            insn.k = insn.k.min(snaplen);
+        }
+    }
+    Ok(program)
+}
+
+fn instructions(expr: &str, link: LinkType) -> Result<Vec<Insn>, BpfError> {
     let dlt = pcap::Linktype(dlt(link));
     let error = |message: String| BpfError {
         expr: expr.to_string(),
@@ -124,8 +143,8 @@ fn compile(expr: &str, link: LinkType) -> Result<Vec<Op>, BpfError> {
     program
         .get_instructions()
         .iter()
-        .map(|insn| parse_insn(&insn.to_string()).map(decode))
-        .collect::<Option<Vec<Op>>>()
+        .map(|insn| parse_insn(&insn.to_string()))
+        .collect::<Option<Vec<Insn>>>()
         .ok_or_else(|| error("unreadable compiled instruction".to_string()))
 }
 
@@ -155,27 +174,41 @@ fn parse_insn(text: &str) -> Option<Insn> {
     fields.next().is_none().then_some(insn)
 }
 
-// Instruction classes, sizes, modes and operations (<pcap/bpf.h>).
-const LD: u16 = 0x00;
-const LDX: u16 = 0x01;
-const ST: u16 = 0x02;
-const STX: u16 = 0x03;
-const ALU: u16 = 0x04;
-const JMP: u16 = 0x05;
-const RET: u16 = 0x06;
-const MISC: u16 = 0x07;
-const W: u16 = 0x00;
-const H: u16 = 0x08;
-const B: u16 = 0x10;
-const IMM: u16 = 0x00;
-const ABS: u16 = 0x20;
-const IND: u16 = 0x40;
-const MEM: u16 = 0x60;
-const LEN: u16 = 0x80;
-const MSH: u16 = 0xa0;
-const X: u16 = 0x08;
-const RET_A: u16 = 0x10;
-const TXA: u16 = 0x80;
+/// Instruction classes, sizes, modes and operations (<pcap/bpf.h>).
+pub mod code {
+    pub const LD: u16 = 0x00;
+    pub const LDX: u16 = 0x01;
+    pub const ST: u16 = 0x02;
+    pub const STX: u16 = 0x03;
+    pub const ALU: u16 = 0x04;
+    pub const JMP: u16 = 0x05;
+    pub const RET: u16 = 0x06;
+    pub const MISC: u16 = 0x07;
+    pub const W: u16 = 0x00;
+    pub const H: u16 = 0x08;
+    pub const B: u16 = 0x10;
+    pub const IMM: u16 = 0x00;
+    pub const ABS: u16 = 0x20;
+    pub const IND: u16 = 0x40;
+    pub const MEM: u16 = 0x60;
+    pub const LEN: u16 = 0x80;
+    pub const MSH: u16 = 0xa0;
+    pub const MUL: u16 = 0x20;
+    pub const AND: u16 = 0x50;
+    pub const RSH: u16 = 0x70;
+    pub const XOR: u16 = 0xa0;
+    pub const JA: u16 = 0x00;
+    pub const JEQ: u16 = 0x10;
+    pub const JGT: u16 = 0x20;
+    pub const JSET: u16 = 0x40;
+    pub const K: u16 = 0x00;
+    pub const X: u16 = 0x08;
+    /// `RET | RET_A` returns the accumulator.
+    pub const RET_A: u16 = 0x10;
+    pub const TAX: u16 = 0x00;
+    pub const TXA: u16 = 0x80;
+}
+use code::*;
 const SCRATCH: u32 = 16;
 
 /// The second operand of an ALU or jump instruction.

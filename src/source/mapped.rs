@@ -10,7 +10,8 @@
 //! was cleared. The resident file pages (which count in the process's RSS)
 //! are thus bounded by the windows in flight, whatever the file's size.
 //!
-//! This is the one module of the crate with `unsafe` code: mapping a file
+//! This is one of the two modules with `unsafe` code (with
+//! `source::afpacket`): mapping a file
 //! is unsafe because another process may change or truncate it while it
 //! is mapped. Replay reads finished capture files; a file truncated while
 //! being replayed ends the process with SIGBUS (a file that grows, as one

@@ -2,6 +2,7 @@
 //! touches capture files or libpcap; everything after it sees [`Frame`]s.
 //! Live capture and replay differ only in the source.
 
+pub mod afpacket;
 pub mod batch;
 pub mod bpf;
 pub mod file;

@@ -532,6 +532,19 @@ impl<S: SelectSource> PacketSource for Filtered<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn socket_filters_cut_what_they_accept_to_the_snap_length() {
+        let program = socket_filter("tcp", LinkType::Ethernet, 96).unwrap();
+        let returns: Vec<u32> = program
+            .iter()
+            .filter(|i| i.code == RET | K)
+            .map(|i| i.k)
+            .collect();
+        assert!(returns.contains(&96), "{returns:?}");
+        assert!(returns.iter().all(|&k| k == 0 || k == 96), "{returns:?}");
+        assert!(socket_filter("tcp and", LinkType::Ethernet, 96).is_err());
+    }
     use crate::source::file::CaptureReader;
     use crate::time::Timestamp;
     use etherparse::{PacketBuilder, VlanId};

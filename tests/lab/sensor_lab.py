@@ -3,7 +3,7 @@
 
     sensor_lab.py live OUTDIR --bin EGRESSWATCH --rules RULESDIR
     sensor_lab.py load OUTDIR --bin EGRESSWATCH [--max-seconds 150]
-    sensor_lab.py fanout OUTDIR --bin EGRESSWATCH [--packets 200000]
+    sensor_lab.py fanout OUTDIR --bin EGRESSWATCH [--packets 200000] [--method pcap]
     sensor_lab.py stall OUTDIR --bin EGRESSWATCH
     sensor_lab.py iface OUTDIR --bin EGRESSWATCH [--sensor-arg=ARG ...]
     sensor_lab.py flood OUTDIR --bin EGRESSWATCH
@@ -662,8 +662,9 @@ def flow_totals(path):
 
 
 def fanout(run, result):
-    """`--capture-method af-packet` with two workers: the benchmark mix at
-    tcpreplay's top rate, then its flows against a replay of the capture."""
+    """`--capture-method af-packet` (or `--method`) with two workers: the
+    benchmark mix at tcpreplay's top rate, then its flows against a replay
+    of the capture."""
     args, pair = run.args, run.pair
     pcap = os.path.join(args.outdir, "bench.pcap")
     ref = os.path.join(args.outdir, "replay.json")
@@ -673,7 +674,7 @@ def fanout(run, result):
     subprocess.run([args.bin, "replay", "-q", pcap, "--eve", ref], check=True, capture_output=True)
     pair.up()
     eve = os.path.join(args.outdir, "eve.json")
-    run.sensor = start_sensor(pair, args, ["lr0"], ["--eve", eve, "--capture-method", "af-packet",
+    run.sensor = start_sensor(pair, args, ["lr0"], ["--eve", eve, "--capture-method", args.method,
                                                     "--workers", str(FANOUT_WORKERS)])
     before = quiesce(pair)
     link_before = pair.link_stats(pair.tx, "ls0")
@@ -1099,6 +1100,7 @@ def main():
     fan.add_argument("outdir")
     fan.add_argument("--bin", required=True)
     fan.add_argument("--packets", type=int, default=200_000)
+    fan.add_argument("--method", default="af-packet", help="--capture-method (pcap to compare)")
     for mode in ("stall", "iface", "flood", "disk-recover", "disk-term", "web"):
         m = sub.add_parser(mode)
         m.add_argument("outdir")

@@ -21,7 +21,9 @@ SYN and a server RST (refused), P = 3 is SYN, SYN-ACK, RST, P = 4 has no data.
 A reset flow stays tracked for the tcp-closed timeout (10 s of packet time),
 so about 10 s x flows/s closed flows are tracked beside the W open ones.
 
-Every flow has its own client (10.x.y.z), servers are 198.51.100.1-200:8443.
+Every flow has its own client (10.x.y.z, never in 10.10.0.0/16, the built-in
+rules' default-deny zone: with the built-in rules nothing alerts), servers are
+198.51.100.1-200:8443.
 Deterministic (the same arguments give the same bytes); standard library only.
 
   python3 benches/gen_concurrent.py --flows 100000 --out /tmp/conc100k.pcap
@@ -59,8 +61,11 @@ def frame(src, dst, sport, dport, seq, ack, flags, payload=b""):
 
 
 def endpoints(i):
-    # client 10.(i>>16).(i>>8).(i) : 40000+(i%20000), server 198.51.100.x:8443
-    client = bytes([10, (i >> 16) & 0xFF, (i >> 8) & 0xFF, i & 0xFF])
+    # client 10.(i>>16).(i>>8).(i) : 40000+(i%20000), server 198.51.100.x:8443;
+    # 10.10.0.0/16 is skipped: it is the built-in rules' default-deny zone
+    # (gpu-training), whose flows would alert
+    b = (i >> 16) & 0xFF
+    client = bytes([10, b + 1 if b >= 10 else b, (i >> 8) & 0xFF, i & 0xFF])
     server = bytes([198, 51, 100, 1 + (i % 200)])
     return client, server, 40000 + (i % 20000), 8443
 

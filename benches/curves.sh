@@ -8,7 +8,7 @@
 # egresswatch), RUNS (3), DIR for the generated captures (/tmp/ewcurves), BENCH (the
 # 2 M-packet capture of ../shared/bench/gen_pcap.py, default /tmp/ewin_bench.pcap; made
 # if missing, ~70 s, 1.2 GB), GEN_BENCH (../shared/bench/gen_pcap.py). The other captures
-# are made once in $DIR (about 5 min, 2.3 GB). Runs of all
+# are made once in $DIR (about 5 min, 3.3 GB). Runs of all
 # configurations alternate (run 1 of each, then run 2 of each, ...), so a noisy stretch of
 # the machine spreads over the series. Writes every run to $DIR/runs.tsv and prints
 # min / median per configuration.

@@ -19,7 +19,7 @@ use crate::inventory::Workload;
 use crate::policy::detection::{techniques, Tactic, TACTICS};
 use crate::policy::{Alert, Detection, Severity};
 use crate::time::{Timestamp, NANOS_PER_SEC};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -286,6 +286,9 @@ pub enum Change {
 pub struct Incidents {
     cfg: IncidentConfig,
     open: HashMap<IpAddr, Incident>,
+    /// The open incidents by last alert, quietest first: what a full table
+    /// closes and what the window expires, found without a scan.
+    quiet: BTreeSet<(Timestamp, IpAddr)>,
     opened: u64,
     evicted: u64,
 }
@@ -295,6 +298,7 @@ impl Incidents {
         Incidents {
             cfg,
             open: HashMap::new(),
+            quiet: BTreeSet::new(),
             opened: 0,
             evicted: 0,
         }
@@ -315,12 +319,12 @@ impl Incidents {
         workload: Option<Arc<Workload>>,
     ) -> (&Incident, Change) {
         let window = self.window();
-        let stale = self
-            .open
-            .get(&host)
-            .is_some_and(|i| alert.ts.as_nanos() > i.last_seen.as_nanos().saturating_add(window));
-        if stale {
-            self.open.remove(&host);
+        let last_seen = self.open.get(&host).map(|i| i.last_seen);
+        if let Some(last) = last_seen {
+            self.quiet.remove(&(last, host));
+            if alert.ts.as_nanos() > last.as_nanos().saturating_add(window) {
+                self.open.remove(&host);
+            }
         }
         if !self.open.contains_key(&host) {
             self.make_room();
@@ -332,6 +336,7 @@ impl Incidents {
             .or_insert_with(|| Incident::open(alert, host, zone));
         let opened = incident.alerts == 0;
         let mut grew = incident.add(alert);
+        self.quiet.insert((incident.last_seen, host));
         if workload.is_some() && incident.workload != workload {
             incident.workload = workload;
             grew = true;
@@ -349,12 +354,7 @@ impl Incidents {
         if self.open.len() < self.cfg.max_open.max(1) {
             return;
         }
-        let quietest = self
-            .open
-            .values()
-            .min_by_key(|i| (i.last_seen, i.host))
-            .map(|i| i.host);
-        if let Some(host) = quietest {
+        if let Some((_, host)) = self.quiet.pop_first() {
             self.open.remove(&host);
             self.evicted += 1;
         }
@@ -364,10 +364,16 @@ impl Incidents {
     /// before `now`; how many.
     pub fn expire(&mut self, now: Timestamp) -> usize {
         let window = self.window();
-        let before = self.open.len();
-        self.open
-            .retain(|_, i| now.as_nanos() <= i.last_seen.as_nanos().saturating_add(window));
-        before - self.open.len()
+        let mut closed = 0;
+        while let Some(&(last, host)) = self.quiet.first() {
+            if now.as_nanos() <= last.as_nanos().saturating_add(window) {
+                break;
+            }
+            self.quiet.pop_first();
+            self.open.remove(&host);
+            closed += 1;
+        }
+        closed
     }
 
     pub fn get(&self, host: IpAddr) -> Option<&Incident> {
@@ -551,6 +557,39 @@ mod tests {
             incident_id: None,
             workload: None,
         }
+    }
+
+    #[test]
+    fn the_quiet_index_follows_every_incident() {
+        let mut t = Incidents::new(IncidentConfig {
+            window_seconds: 50,
+            max_open: 8,
+        });
+        let mut seed = 7u64;
+        for step in 0..2000u64 {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            let host = ip(&format!("10.0.0.{}", (seed >> 33) % 20));
+            let secs = step / 4 + (seed >> 40) % 3;
+            let d =
+                [Detection::InternalDiscovery, Detection::CryptoMining][(seed >> 50) as usize % 2];
+            // The quietest open incident, as a scan finds it.
+            let full = t.len() == 8 && t.get(host).is_none();
+            let quietest = t
+                .open
+                .values()
+                .min_by_key(|i| (i.last_seen, i.host))
+                .map(|i| i.host);
+            t.observe(&alert(d, secs, step), host, None, None);
+            if full {
+                assert!(t.get(quietest.unwrap()).is_none() || quietest == Some(host));
+            }
+            if step % 97 == 0 {
+                t.expire(at(secs));
+            }
+            let index: BTreeSet<_> = t.open.values().map(|i| (i.last_seen, i.host)).collect();
+            assert_eq!(index, t.quiet, "step {step}");
+        }
+        assert!(t.evicted() > 0);
     }
 
     fn incidents() -> Incidents {

@@ -115,13 +115,13 @@ fn throughput(c: &mut Criterion) {
 }
 
 /// The whole replay of `pcap` from its bytes, EVE to a sink: on one thread,
-/// or threaded as `egresswatch replay` runs it.
+/// or threaded as `egresswatch replay --threads 1` runs it.
 fn replay(pcap: &'static [u8], mut engine: Engine, threaded: bool) -> u64 {
     let reader: Box<dyn std::io::Read + Send> = Box::new(pcap);
     let mut source = ReplaySource::from_readers([("bench".to_string(), reader)]);
     let mut eve = EveWriter::new(std::io::sink());
     let result = if threaded {
-        egresswatch::driver::run_threaded(&mut source, &mut engine, &mut eve)
+        egresswatch::driver::sharded::run_alone(&mut source, &mut engine, &mut eve)
     } else {
         egresswatch::driver::run(&mut source, &mut engine, &mut eve)
     };

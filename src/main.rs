@@ -325,7 +325,7 @@ fn capture_usage(rules: &RuleSet, files: &[std::path::PathBuf]) -> Result<policy
     let mut engine = Engine::analyzing(config, Arc::from(protocols), rules, names)
         .with_trial(Trial::usage_only(seed));
     let mut sink = Discard;
-    egresswatch::driver::run_threaded(&mut source, &mut engine, &mut sink)?;
+    egresswatch::driver::sharded::run_alone(&mut source, &mut engine, &mut sink)?;
     let trial = engine.take_trial().map(Trial::report);
     Ok(trial.map(|t| t.usage).unwrap_or_default())
 }

@@ -414,19 +414,13 @@ fn judging_engine() -> Engine {
     Engine::with_builtin_rules(EngineConfig::default()).expect("built-in rules load")
 }
 
-/// The EVE bytes and frame count of a replay of `pcap`, on one thread or
-/// as `egresswatch replay` runs it.
-fn eve_of(pcap: &[u8], threaded: bool) -> (Vec<u8>, u64) {
+/// The EVE bytes of a replay of `pcap` on one thread.
+fn eve_of(pcap: &[u8]) -> Vec<u8> {
     let mut engine = judging_engine();
     let mut source = memory_source(pcap);
     let mut eve = egresswatch::eve::EveWriter::new(Vec::new());
-    let result = if threaded {
-        egresswatch::driver::run_threaded(&mut source, &mut engine, &mut eve)
-    } else {
-        egresswatch::driver::run(&mut source, &mut engine, &mut eve)
-    };
-    result.expect("replay");
-    (eve.finish().expect("eve"), engine.stats().packets)
+    egresswatch::driver::run(&mut source, &mut engine, &mut eve).expect("replay");
+    eve.finish().expect("eve")
 }
 
 /// The EVE bytes of a replay of `pcap` on `n` engines, as `egresswatch
@@ -486,26 +480,10 @@ fn sharded_replay_writes_the_same_bytes_for_any_number_of_engines() {
     }
     // The same records as a single engine's replay, in an order that
     // differs only among flows ended at the same frame.
-    let (single, _) = eve_of(&pcap, false);
+    let single = eve_of(&pcap);
     let text = String::from_utf8(one.clone()).unwrap();
     for kind in ["\"flow\"", "\"dns\"", "\"tls\"", "\"alert\"", "\"ssh\""] {
         assert!(text.contains(&format!("\"event_type\":{kind}")), "{kind}");
     }
     assert!(sorted_lines(&one) == sorted_lines(&single));
-}
-
-#[test]
-fn threaded_replay_writes_exactly_what_one_thread_writes() {
-    let pcap = bench_pcap(11);
-    let (one, n1) = eve_of(&pcap, false);
-    let (three, n3) = eve_of(&pcap, true);
-    assert_eq!((n1, n3), (30_000, 30_000));
-    let text = String::from_utf8(one.clone()).unwrap();
-    for kind in ["\"flow\"", "\"dns\"", "\"tls\"", "\"alert\""] {
-        assert!(
-            text.contains(&format!("\"event_type\":{kind}")),
-            "{kind} records"
-        );
-    }
-    assert!(one == three, "threaded replay wrote other bytes");
 }

@@ -18,13 +18,13 @@
 //! flow table bound and its own memory of ended flows (a capture that
 //! fills the table reports that per engine).
 
-use super::{read, replay_batch, FRAME_BATCHES};
 use crate::analyzer::names::NameCache;
+use crate::decode::decode;
 use crate::engine::Engine;
 use crate::event::{Event, EventSink};
 use crate::flow::shard::{Sharder, Turns};
 use crate::source::batch::Batch;
-use crate::source::{PacketSource, SourceError};
+use crate::source::{LinkType, PacketSource, SourceError};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::sync::Arc;
 use std::thread;
@@ -52,6 +52,16 @@ pub fn engines(
         .map(|me| make(Arc::new(names.taking_turns(turns.clone(), me))))
         .collect();
     (engines, turns)
+}
+
+/// [`run_sharded`] with one engine: the reader, the engine and the writer
+/// each on a thread of their own.
+pub fn run_alone(
+    source: &mut (dyn PacketSource + Send),
+    engine: &mut Engine,
+    sink: &mut (dyn EventSink + Send),
+) -> Result<(), SourceError> {
+    run_sharded(source, std::slice::from_mut(engine), &Turns::new(1), sink)
 }
 
 /// Runs `source` through `engines` (engine `i` is engine `i` of `turns`,
@@ -310,4 +320,58 @@ fn write_before(
     for (_, event) in pending.drain(..cut) {
         sink.event(event);
     }
+}
+
+/// Batches in flight between the reader and the engine, and their size
+/// (larger than the live sensor's: a file is never waited on).
+const FRAME_BATCHES: usize = 8;
+const BATCH_FRAMES: usize = 512;
+/// Bytes per batch: typical frames, and always room for the largest (the
+/// pcap maximum snap length).
+const BATCH_BYTES: usize = 1600 * BATCH_FRAMES;
+const _: () = assert!(BATCH_BYTES >= 262_144);
+
+/// An empty batch of the replay's size.
+fn replay_batch() -> Batch {
+    Batch::with_capacity(0, LinkType::Ethernet, BATCH_FRAMES, BATCH_BYTES)
+}
+
+/// The reader stage: frames decoded into batches. `deliver` hands a full
+/// batch on and returns an empty one, or `None` once nobody takes batches.
+/// Frames of a mapped capture file are not copied: the batch refers to
+/// them in the mapping window.
+fn read(
+    source: &mut (dyn PacketSource + Send),
+    mut batch: Batch,
+    deliver: &mut dyn FnMut(Batch) -> Option<Batch>,
+) -> Result<(), SourceError> {
+    loop {
+        let (frame, window) = match source.next_frame_shared() {
+            Ok(Some(shared)) => shared,
+            Ok(None) => break,
+            Err(e) => {
+                let _ = deliver(batch);
+                return Err(e);
+            }
+        };
+        let fits = match window {
+            Some(window) => batch.fits_shared(&frame, window),
+            None => batch.fits(&frame),
+        };
+        if frame.link != batch.link() || !fits {
+            if !batch.is_empty() {
+                let Some(next) = deliver(batch) else {
+                    return Ok(()); // the engine is gone
+                };
+                batch = next;
+            }
+            batch.clear_for(frame.link);
+        }
+        match window {
+            Some(window) => batch.push_shared(&frame, decode(&frame), window),
+            None => batch.push(&frame, decode(&frame)),
+        };
+    }
+    let _ = deliver(batch);
+    Ok(())
 }

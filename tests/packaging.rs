@@ -182,3 +182,36 @@ fn the_package_metadata_names_existing_files() {
         assert!(manifest_dir().join(file).is_file(), "{file}");
     }
 }
+
+/// `dist/preflight-rustc`, cargo's rustc wrapper here: passes rustc through,
+/// and when libpcap's development files are missing stops cargo's first
+/// call (`rustc -vV`, before any crate is compiled) with what to install.
+#[test]
+fn the_rustc_wrapper_says_what_to_install_before_compiling() {
+    let wrapper = manifest_dir().join("dist/preflight-rustc");
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let run = |missing: bool| {
+        let mut cmd = Command::new(&wrapper);
+        cmd.args([rustc.as_str(), "-vV"])
+            .env_remove("LIBPCAP_LIBDIR");
+        if missing {
+            cmd.env("EGRESSWATCH_PREFLIGHT_SYSROOT", "/nonexistent")
+                .env("PKG_CONFIG_LIBDIR", "/nonexistent")
+                .env("PKG_CONFIG_PATH", "");
+        }
+        cmd.output().expect("run dist/preflight-rustc")
+    };
+    let present = run(false);
+    assert!(present.status.success(), "{present:?}");
+    assert!(String::from_utf8_lossy(&present.stdout).starts_with("rustc "));
+    let missing = run(true);
+    assert_eq!(missing.status.code(), Some(1), "{missing:?}");
+    let text = String::from_utf8_lossy(&missing.stderr);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(text.contains("apt-get install libpcap-dev"), "{text}");
+    let config = std::fs::read_to_string(manifest_dir().join(".cargo/config.toml")).unwrap();
+    assert!(
+        config.contains("rustc-wrapper = \"dist/preflight-rustc\""),
+        "{config}"
+    );
+}

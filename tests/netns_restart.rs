@@ -21,11 +21,12 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-fn lab() -> Option<PathBuf> {
-    if !harness::enabled("netns_restart") {
+/// Runs the lab with `capture` added to every sensor's arguments.
+fn lab(name: &str, capture: &[&str]) -> Option<PathBuf> {
+    if !harness::enabled(&format!("netns_restart {name}")) {
         return None;
     }
-    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("restart-lab");
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
     let _ = std::fs::remove_dir_all(&out);
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
     let status = Command::new("timeout")
@@ -34,6 +35,7 @@ fn lab() -> Option<PathBuf> {
         .arg(&out)
         .arg(env!("CARGO_BIN_EXE_egresswatch"))
         .arg(dir.join("tests/rules/restart"))
+        .args(capture)
         .stdin(Stdio::null())
         .status()
         .expect("run the lab");
@@ -76,7 +78,24 @@ fn alerts(records: &[Value], flow_id: &Value) -> Vec<String> {
 
 #[test]
 fn a_live_tunnel_outlives_a_sensor_restart() {
-    let Some(dir) = lab() else { return };
+    let Some(dir) = lab("restart-lab", &[]) else {
+        return;
+    };
+    outlives_the_restart(&dir);
+}
+
+/// The same with af-packet and four workers: the state file's flow goes
+/// back to the worker whose socket the kernel's fanout gives its packets.
+#[test]
+fn a_live_tunnel_outlives_a_restart_under_af_packet() {
+    let capture = ["--capture-method", "af-packet", "--workers", "4"];
+    let Some(dir) = lab("restart-lab-afpacket", &capture) else {
+        return;
+    };
+    outlives_the_restart(&dir);
+}
+
+fn outlives_the_restart(dir: &Path) {
     let first = eve(&dir.join("first.eve.json"));
     let second = eve(&dir.join("second.eve.json"));
     let a = tunnel_flow(&first).expect("the first sensor's tunnel record");

@@ -31,7 +31,7 @@ fi
 # idle connections about 15 s, nmap discovery about 30 s, live learning and
 # web TLS/basic auth a few seconds each, proxies (CONNECT, SOCKS5, PROXY header) about 35 s,
 # SSH and mining inside TLS about 1 min, DNS and ICMP tunnels about 20 s, a sensor
-# restart in a live tunnel about 10 s).
+# restart in a live tunnel about 10 s, each of the last three also under af-packet).
 for t in netns_ssh netns_app netns_live netns_sensor netns_capture_faults netns_flood netns_disk \
   netns_web netns_discovery netns_learn netns_webtls netns_proxy netns_tlsshape netns_tunnels \
   netns_restart; do

@@ -11,7 +11,10 @@ logs in through the tunnel once more, and the second sensor is stopped.
 A third sensor then starts with a fresh state file, so it picks the tunnel
 up mid-stream with no history, and the server logs in once more.
 
-    restart_lab.py OUTDIR EGRESSWATCH_BINARY RULES_DIR
+    restart_lab.py OUTDIR EGRESSWATCH_BINARY RULES_DIR [CAPTURE_ARG ...]
+
+(CAPTURE_ARGs go to every `egresswatch capture`, e.g. `--capture-method
+af-packet --workers 4`.)
 
 Writes OUTDIR/{first,second,third}.eve.json, the logs, and
 OUTDIR/result.json ({"error": null | "...", "state_bytes": N}). Every
@@ -36,9 +39,9 @@ def log(msg):
 
 
 class Lab(TwoHosts):
-    def __init__(self, work, binary, rules):
+    def __init__(self, work, binary, rules, extra):
         super().__init__(work, (NS_C, NS_S), (ADDR_C, ADDR_S), ("ewrs0", "ewrs1"))
-        self.binary, self.rules = binary, rules
+        self.binary, self.rules, self.extra = binary, rules, extra
 
     def wait_for(self, what, probe, timeout=15):
         end = time.monotonic() + timeout
@@ -51,7 +54,7 @@ class Lab(TwoHosts):
     def sensor(self, name, state="state"):
         argv = [self.binary, "--log-level", "info", "capture", "--interface", "ewrs0",
                 "--rules", self.rules, "--eve", os.path.join(self.work, f"{name}.eve.json"),
-                "--state-file", os.path.join(self.work, state), "--web.listen-address", WEB]
+                "--state-file", os.path.join(self.work, state), "--web.listen-address", WEB, *self.extra]
         p = self.spawn(NS_C, argv, name)
         ready = ns(NS_C, "curl", "-sf", "--max-time", "1", f"http://{WEB}/-/ready")
         self.wait_for(f"{name} ready", lambda: run(ready, check=False).returncode == 0)
@@ -105,12 +108,12 @@ def scenario(lab):
 
 
 def main():
-    if len(sys.argv) != 4:
+    if len(sys.argv) < 4:
         print(__doc__, file=sys.stderr)
         return 2
-    work, binary, rules = sys.argv[1:]
+    work, binary, rules = sys.argv[1:4]
     os.makedirs(work, exist_ok=True)
-    lab = Lab(os.path.abspath(work), binary, rules)
+    lab = Lab(os.path.abspath(work), binary, rules, sys.argv[4:])
     result = {"error": None, "state_bytes": 0}
     try:
         result["state_bytes"] = scenario(lab)

@@ -26,12 +26,12 @@ fi
 # own per namespace and does not need it (nor touch it).
 
 # Each test binary runs its part of the lab once (SSH about 7 min, app-layer
-# under 1 min, live capture about 1 min, sensor operations about 1.5 min,
-# capture faults under 1 min, SYN flood under 1 min, full disk about 1 min,
+# under 1 min, live capture about 1 min, sensor operations about 1.5 min (with the
+# af-packet fanout), capture faults about 1 min (lost interface with pcap and af-packet), SYN flood under 1 min, full disk about 1 min,
 # idle connections about 15 s, nmap discovery about 30 s, live learning and
 # web TLS/basic auth a few seconds each, proxies (CONNECT, SOCKS5, PROXY header) about 35 s,
 # SSH and mining inside TLS about 1 min, DNS and ICMP tunnels about 20 s, a sensor
-# restart in a live tunnel about 10 s, each of the last three also under af-packet).
+# restart in a live tunnel about 30 s, with pcap and af-packet).
 for t in netns_ssh netns_app netns_live netns_sensor netns_capture_faults netns_flood netns_disk \
   netns_web netns_discovery netns_learn netns_webtls netns_proxy netns_tlsshape netns_tunnels \
   netns_restart; do

@@ -22,7 +22,6 @@
 #![allow(unsafe_code)]
 
 use super::bpf::Insn;
-use super::live::WrappingCounter;
 use super::{Frame, LinkType, SourceError};
 use crate::time::Timestamp;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
@@ -74,7 +73,6 @@ pub struct FanoutSocket {
     /// together (allocated once).
     scratch: Vec<u8>,
     kernel_drops: u64,
-    freezes: WrappingCounter,
 }
 
 // The ring is owned by this socket alone; only the kernel shares it.
@@ -133,7 +131,6 @@ impl FanoutSocket {
             armed: false,
             scratch: vec![0; SCRATCH_BYTES],
             kernel_drops: 0,
-            freezes: WrappingCounter::default(),
         };
         socket.bind(ifindex, opts).map_err(err)?;
         Ok(socket)
@@ -364,7 +361,6 @@ impl FanoutSocket {
             )));
         }
         self.kernel_drops += u64::from(stats.tp_drops);
-        self.freezes.update(stats.tp_freeze_q_cnt);
         Ok(self.kernel_drops)
     }
 }

@@ -286,6 +286,9 @@ fn add_name(
         expires,
     };
     if names.len() < max {
+        // Grown one name at a time: nearly every entry holds one name, and
+        // a Vec's first push would make room for four.
+        names.reserve_exact(1);
         names.push(entry);
         return;
     }

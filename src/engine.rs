@@ -369,28 +369,26 @@ impl Engine {
         let (tracked, capacity) = (self.table.len(), self.table.capacity());
         let report = self.pressure.report(self.now, tracked, capacity);
         self.report_pressure(report, sink);
-        for key in self.open_by_start() {
-            let flow = self
-                .table
-                .find(&key)
-                .and_then(|slot| self.table.remove(slot));
-            if let Some(flow) = flow {
+        for (_, slot) in self.open_by_start() {
+            if let Some(flow) = self.table.remove(slot) {
                 self.end_flow(flow, EndReason::Shutdown, sink);
             }
         }
     }
 
-    /// The open flows' keys by start, then flow id: the order they end in
-    /// at the end of input, so engines sharing one output can be merged
-    /// as they go.
-    fn open_by_start(&self) -> Vec<FlowKey> {
-        let mut open: Vec<((u64, u64), FlowKey)> = self
-            .table
-            .iter()
-            .map(|f| ((f.start().as_nanos(), f.id()), f.key))
-            .collect();
+    /// The open flows' table slots by start, then flow id: the order they
+    /// end in at the end of input, so engines sharing one output can be
+    /// merged as they go. Slots, not keys: 24 bytes a flow, allocated
+    /// once, at the moment the table is at its largest.
+    fn open_by_start(&self) -> Vec<((u64, u64), u32)> {
+        let mut open = Vec::with_capacity(self.table.len());
+        open.extend(
+            self.table
+                .iter_slots()
+                .map(|(slot, f)| ((f.start().as_nanos(), f.id()), slot)),
+        );
         open.sort_unstable_by_key(|(order, _)| *order);
-        open.into_iter().map(|(_, key)| key).collect()
+        open
     }
 
     fn end_flow(&mut self, mut flow: Flow, reason: EndReason, sink: &mut dyn EventSink) {

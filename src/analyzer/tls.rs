@@ -239,6 +239,9 @@ impl ClientHello {
                 _ => {}
             }
         }
+        // Kept for the flow's life: no room to spare (pushes left some).
+        hello.extensions.shrink_to_fit();
+        hello.alpn.shrink_to_fit();
         Some(hello)
     }
 
@@ -286,6 +289,7 @@ impl ServerHello {
                 _ => {}
             }
         }
+        hello.extensions.shrink_to_fit();
         Some(hello)
     }
 
@@ -544,7 +548,9 @@ enum Want {
 /// Per-flow TLS state.
 pub struct TlsAnalyzer {
     facts: AppFacts,
-    readers: [HandshakeReader; 2],
+    /// Boxed, and freed once neither direction reads its handshake any
+    /// more (most flows keep their analyzer long after).
+    readers: Option<Box<[HandshakeReader; 2]>>,
     want: [Want; 2],
     client: Option<ClientHello>,
     server: Option<ServerHello>,
@@ -554,8 +560,10 @@ pub struct TlsAnalyzer {
     first_ts: Option<Timestamp>,
     logged: bool,
     pools: Option<Arc<PoolList>>,
-    /// After the handshake: the record-shape analyses (mining, SSH inside).
-    shape: Shape,
+    /// After the handshake: the record-shape analyses (mining, SSH inside);
+    /// boxed, and freed once they stopped with nothing left to conclude
+    /// ([`Shape::spent`]).
+    shape: Option<Box<Shape>>,
     shape_has_server: bool,
 }
 
@@ -573,7 +581,7 @@ impl TlsAnalyzer {
     pub fn with_pools(pools: Option<Arc<PoolList>>) -> Self {
         TlsAnalyzer {
             facts: AppFacts::new("tls"),
-            readers: Default::default(),
+            readers: Some(Box::default()),
             want: [Want::Hello; 2],
             client: None,
             server: None,
@@ -582,7 +590,7 @@ impl TlsAnalyzer {
             first_ts: None,
             logged: false,
             pools,
-            shape: Shape::new(),
+            shape: Some(Box::default()),
             shape_has_server: false,
         }
     }
@@ -606,14 +614,22 @@ impl TlsAnalyzer {
         self.errors.get(dir.index()).copied().flatten()
     }
 
-    /// Stops reading `dir` and frees its buffers.
+    /// Stops reading `dir` and frees its buffers (all the readers' state
+    /// once neither direction reads).
     fn stop(&mut self, dir: Dir) {
-        if let Some(r) = self.readers.get_mut(dir.index()) {
+        if let Some(r) = self.reader_mut(dir) {
             *r = HandshakeReader::default();
         }
         if let Some(w) = self.want.get_mut(dir.index()) {
             *w = Want::Nothing;
         }
+        if self.finished_reading() {
+            self.readers = None;
+        }
+    }
+
+    fn reader_mut(&mut self, dir: Dir) -> Option<&mut HandshakeReader> {
+        self.readers.as_deref_mut()?.get_mut(dir.index())
     }
 
     fn fail(&mut self, dir: Dir, e: TlsError) {
@@ -633,14 +649,15 @@ impl TlsAnalyzer {
     /// Reads the messages `dir` has complete; its reader is taken out
     /// meanwhile (a move, no copy).
     fn advance(&mut self, dir: Dir, pkt: &PacketView<'_>) -> Result<(), TlsError> {
-        let i = dir.index();
-        let Some(slot) = self.readers.get_mut(i) else {
+        let Some(slot) = self.reader_mut(dir) else {
             return Ok(());
         };
         let mut r = std::mem::take(slot);
         let result = self.read_messages(dir, &mut r, pkt);
-        if let Some(slot) = self.readers.get_mut(i) {
-            *slot = r;
+        if self.reads_handshake(dir) {
+            if let Some(slot) = self.reader_mut(dir) {
+                *slot = r;
+            }
         }
         result
     }
@@ -744,7 +761,7 @@ impl TlsAnalyzer {
     fn handshake_stream(&mut self, dir: Dir, chunk: Chunk<'_>, pkt: &PacketView<'_>) {
         let result = match chunk {
             Chunk::Gap(_) => Err(TlsError::Gap),
-            Chunk::Data(data) => match self.readers.get_mut(dir.index()) {
+            Chunk::Data(data) => match self.reader_mut(dir) {
                 Some(r) => r.push(data, Self::limit(dir)),
                 None => Ok(()),
             },
@@ -758,20 +775,27 @@ impl TlsAnalyzer {
     /// handshake reader, so the ServerHello is known before the records
     /// that follow it in the same chunk).
     fn shape_stream(&mut self, dir: Dir, chunk: Chunk<'_>, pkt: &PacketView<'_>) {
-        if !self.shape.active() {
+        let Some(shape) = self.shape.as_deref_mut().filter(|s| s.active()) else {
             return;
-        }
+        };
         if let (false, Some(server)) = (self.shape_has_server, self.server.as_ref()) {
-            self.shape.set_server(server);
+            shape.set_server(server);
             self.shape_has_server = true;
         }
         match chunk {
-            Chunk::Gap(_) => self.shape.gap(),
+            Chunk::Gap(_) => shape.gap(),
             Chunk::Data(data) => {
-                let outcome = self.shape.push(dir, data, pkt.index, pkt.ts);
+                let outcome = shape.push(dir, data, pkt.index, pkt.ts);
                 self.apply(outcome);
             }
         }
+        if self.shape.as_ref().is_some_and(|s| s.spent()) {
+            self.shape = None;
+        }
+    }
+
+    fn shape_active(&self) -> bool {
+        self.shape.as_ref().is_some_and(|s| s.active())
     }
 
     /// Takes what the shape analyses concluded into the facts.
@@ -781,7 +805,8 @@ impl TlsAnalyzer {
             self.facts.touch();
         }
         if outcome.ssh_changed {
-            self.facts.ssh = self.shape.ssh_facts().cloned().map(Box::new);
+            let ssh = self.shape.as_ref().and_then(|s| s.ssh_facts());
+            self.facts.ssh = ssh.cloned().map(Box::new);
             self.facts.touch();
         }
     }
@@ -932,17 +957,17 @@ impl Analyzer for TlsAnalyzer {
     fn on_packet(&mut self, pkt: &PacketView<'_>, _out: &mut Emit) {
         let bare_ack =
             pkt.payload_len == 0 && pkt.tcp.is_some_and(|t| t.flags == TcpFlags(TcpFlags::ACK));
-        if bare_ack && self.shape.active() {
-            self.shape.bare_ack(pkt.dir);
+        if let Some(shape) = self.shape.as_deref_mut().filter(|s| bare_ack && s.active()) {
+            shape.bare_ack(pkt.dir);
         }
     }
 
     fn wants_stream(&self, dir: Dir) -> bool {
-        self.reads_handshake(dir) || self.shape.active()
+        self.reads_handshake(dir) || self.shape_active()
     }
 
     fn done(&self) -> bool {
-        self.logged && self.finished_reading() && !self.shape.active()
+        self.logged && self.finished_reading() && !self.shape_active()
     }
 
     fn facts(&self) -> &AppFacts {
@@ -955,8 +980,10 @@ impl Analyzer for TlsAnalyzer {
     }
 
     fn finish(&mut self, last_ts: Timestamp, out: &mut Emit) {
-        let outcome = self.shape.finish(last_ts);
-        self.apply(outcome);
+        if let Some(shape) = self.shape.as_deref_mut() {
+            let outcome = shape.finish(last_ts);
+            self.apply(outcome);
+        }
         self.maybe_log(last_ts, out, true);
     }
 }

@@ -22,9 +22,18 @@ pub struct Stream {
     next: u32,
     /// Bytes delivered (data and gaps) so far.
     delivered: u64,
-    /// Segments that arrived ahead of `next`, sorted by sequence number.
-    pending: Vec<(u32, Vec<u8>)>,
-    pending_bytes: usize,
+    /// Segments that arrived ahead of `next`; boxed, and only while there
+    /// are any (most streams never hold one, and every analysed flow has
+    /// two streams).
+    pending: Option<Box<Pending>>,
+}
+
+/// Segments held ahead of a hole.
+#[derive(Debug, Default)]
+struct Pending {
+    /// Sorted by sequence number, never empty.
+    segments: Vec<(u32, Vec<u8>)>,
+    bytes: usize,
 }
 
 /// One TCP segment as the reassembler needs it.
@@ -116,7 +125,8 @@ impl Stream {
     }
 
     fn hold(&mut self, seq: u32, data: &[u8], wire_len: u32, deliver: &mut dyn FnMut(Chunk<'_>)) {
-        if self.pending.iter().any(|(s, _)| *s == seq) {
+        let pending = self.pending.get_or_insert_with(Box::default);
+        if pending.segments.iter().any(|(s, _)| *s == seq) {
             return;
         }
         let mut bytes = data.to_vec();
@@ -124,17 +134,41 @@ impl Stream {
         // honest but they are rare and the analyzers treat data as opaque
         // beyond the headers they parse.
         bytes.resize(wire_len as usize, 0);
-        self.pending_bytes += bytes.len();
-        let at = self.pending.partition_point(|(s, _)| seq_lt(*s, seq));
-        self.pending.insert(at, (seq, bytes));
-        if self.pending_bytes > MAX_PENDING_BYTES || self.pending.len() > MAX_PENDING_SEGMENTS {
+        pending.bytes += bytes.len();
+        let at = pending.segments.partition_point(|(s, _)| seq_lt(*s, seq));
+        pending.segments.insert(at, (seq, bytes));
+        if pending.bytes > MAX_PENDING_BYTES || pending.segments.len() > MAX_PENDING_SEGMENTS {
             self.skip_to_pending(deliver);
         }
     }
 
+    /// Sequence number of the first held segment.
+    fn first_pending(&self) -> Option<u32> {
+        let pending = self.pending.as_deref()?;
+        pending.segments.first().map(|&(seq, _)| seq)
+    }
+
+    /// Takes the first held segment out; the hold is freed once empty.
+    fn pop_pending(&mut self) -> Option<(u32, Vec<u8>)> {
+        let pending = self.pending.as_deref_mut()?;
+        let first = (!pending.segments.is_empty()).then(|| pending.segments.remove(0));
+        if let Some((_, bytes)) = &first {
+            pending.bytes -= bytes.len();
+        }
+        if pending.segments.is_empty() {
+            self.pending = None;
+        }
+        first
+    }
+
+    #[cfg(test)]
+    fn pending_bytes(&self) -> usize {
+        self.pending.as_deref().map_or(0, |p| p.bytes)
+    }
+
     /// Gives up on the hole before the first held segment.
     fn skip_to_pending(&mut self, deliver: &mut dyn FnMut(Chunk<'_>)) {
-        if let Some(&(seq, _)) = self.pending.first() {
+        if let Some(seq) = self.first_pending() {
             let gap = seq.wrapping_sub(self.next);
             deliver(Chunk::Gap(gap));
             self.delivered += u64::from(gap);
@@ -145,12 +179,13 @@ impl Stream {
 
     /// Delivers held segments that are now in order.
     fn drain(&mut self, deliver: &mut dyn FnMut(Chunk<'_>)) {
-        while let Some(&(seq, _)) = self.pending.first() {
+        while let Some(seq) = self.first_pending() {
             if seq_lt(self.next, seq) {
                 return;
             }
-            let (seq, bytes) = self.pending.remove(0);
-            self.pending_bytes -= bytes.len();
+            let Some((seq, bytes)) = self.pop_pending() else {
+                return;
+            };
             let end = seq.wrapping_add(bytes.len() as u32);
             if seq_lt(self.next, end) {
                 let skip = self.next.wrapping_sub(seq) as usize;
@@ -162,7 +197,7 @@ impl Stream {
 
     /// End of flow: whatever is still held is delivered after a gap.
     pub fn finish(&mut self, deliver: &mut dyn FnMut(Chunk<'_>)) {
-        while !self.pending.is_empty() {
+        while self.pending.is_some() {
             self.skip_to_pending(deliver);
         }
     }
@@ -268,7 +303,7 @@ mod tests {
         let segs: Vec<(u32, &[u8])> = (0..70).map(|i| (5000 + i * 1000, big.as_slice())).collect();
         let out = run(&mut s, &segs);
         assert_eq!(out.first(), Some(&Out::G(4999)));
-        assert!(s.pending_bytes <= MAX_PENDING_BYTES);
+        assert!(s.pending_bytes() <= MAX_PENDING_BYTES);
     }
 
     #[test]

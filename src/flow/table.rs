@@ -4,7 +4,9 @@
 //! lowest tier) are all O(1) per flow.
 //!
 //! The index stores only slab positions (4 bytes per flow); keys live in
-//! the flows themselves. The list links live apart from the flows, in a
+//! the flows themselves. The slab is chunked ([`Slab`]): it grows a chunk
+//! at a time and never moves a flow, so growing never copies the table nor
+//! holds twice its size. The list links live apart from the flows, in a
 //! dense array: moving a flow to the back of its list touches its
 //! neighbours' links, and 8 bytes per flow stay in cache where the flows
 //! themselves (a few hundred bytes each) do not. The hash is randomly seeded so a peer cannot choose
@@ -50,7 +52,7 @@ fn list_of(class: TimeoutClass, tier: EvictionTier) -> usize {
 pub struct FlowTable {
     index: HashTable<u32>,
     hasher: ahash::RandomState,
-    slots: Vec<Option<Flow>>,
+    slots: Slab,
     /// `links[i]` belongs to `slots[i]`.
     links: Vec<Link>,
     free: Vec<u32>,
@@ -71,7 +73,7 @@ impl FlowTable {
         FlowTable {
             index: HashTable::new(),
             hasher,
-            slots: Vec::new(),
+            slots: Slab::default(),
             links: Vec::new(),
             free: Vec::new(),
             lists: [EMPTY; LISTS],
@@ -140,13 +142,14 @@ impl FlowTable {
         let (class, tier) = (node.timeout_class(), node.tier);
         let index = match self.free.pop() {
             Some(i) => {
-                self.slots[i as usize] = Some(node);
+                if let Some(slot) = self.slots.slot_mut(i) {
+                    *slot = Some(node);
+                }
                 i
             }
             None => {
-                self.slots.push(Some(node));
                 self.links.push(UNLINKED);
-                (self.slots.len() - 1) as u32
+                self.slots.push(node)
             }
         };
         let (hasher, slots) = (&self.hasher, &self.slots);
@@ -163,11 +166,16 @@ impl FlowTable {
 
     /// Every flow in the table, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = &Flow> {
-        self.slots.iter().flatten()
+        self.slots.iter()
+    }
+
+    /// Every flow in the table with its slot, in slot order.
+    pub fn iter_slots(&self) -> impl Iterator<Item = (u32, &Flow)> {
+        self.slots.iter_slots()
     }
 
     pub fn get_mut(&mut self, index: u32) -> Option<&mut Flow> {
-        self.slots.get_mut(index as usize)?.as_mut()
+        self.slots.slot_mut(index)?.as_mut()
     }
 
     /// Records activity: the flow moves to the back of the list of its
@@ -196,7 +204,7 @@ impl FlowTable {
             entry.remove();
         }
         self.unlink(index);
-        let flow = self.slots.get_mut(index as usize)?.take()?;
+        let flow = self.slots.slot_mut(index)?.take()?;
         self.free.push(index);
         Some(flow)
     }
@@ -261,17 +269,15 @@ impl FlowTable {
                 next: NIL,
             };
         }
-        if let Some(Some(node)) = self.slots.get_mut(index as usize) {
+        if let Some(Some(node)) = self.slots.slot_mut(index) {
             node.class = class;
             node.tier = tier;
         }
     }
 
     fn unlink(&mut self, index: u32) {
-        let (Some(Some(node)), Some(&link)) = (
-            self.slots.get(index as usize),
-            self.links.get(index as usize),
-        ) else {
+        let (Some(node), Some(&link)) = (self.slots.get(index), self.links.get(index as usize))
+        else {
             return;
         };
         let list = &mut self.lists[list_of(node.class, node.tier)];
@@ -286,8 +292,69 @@ impl FlowTable {
     }
 }
 
-fn flow_at(slots: &[Option<Flow>], index: u32) -> Option<&Flow> {
-    slots.get(index as usize)?.as_ref()
+fn flow_at(slots: &Slab, index: u32) -> Option<&Flow> {
+    slots.get(index)
+}
+
+/// Slots of a chunk (a power of two): 1024 flows, about 240 KB.
+const CHUNK_BITS: u32 = 10;
+const CHUNK: usize = 1 << CHUNK_BITS;
+
+/// The flows, in chunks of [`CHUNK`] slots allocated once at their full
+/// size and filled in place: growing adds a chunk (the last one only
+/// touches the memory of the slots it has used) and never moves a flow.
+/// A slot once pushed stays; an empty one is `None`.
+#[derive(Default)]
+struct Slab {
+    chunks: Vec<Vec<Option<Flow>>>,
+}
+
+impl Slab {
+    fn slot(&self, index: u32) -> Option<&Option<Flow>> {
+        let i = index as usize;
+        self.chunks.get(i >> CHUNK_BITS)?.get(i & (CHUNK - 1))
+    }
+
+    fn slot_mut(&mut self, index: u32) -> Option<&mut Option<Flow>> {
+        let i = index as usize;
+        self.chunks
+            .get_mut(i >> CHUNK_BITS)?
+            .get_mut(i & (CHUNK - 1))
+    }
+
+    fn get(&self, index: u32) -> Option<&Flow> {
+        self.slot(index)?.as_ref()
+    }
+
+    /// Slots pushed so far (used or empty).
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.chunks.iter().map(Vec::len).sum()
+    }
+
+    /// Adds `flow` in a new slot, returning its index.
+    fn push(&mut self, flow: Flow) -> u32 {
+        let full = self.chunks.last().is_none_or(|c| c.len() == CHUNK);
+        if full {
+            self.chunks.push(Vec::with_capacity(CHUNK));
+        }
+        let n = self.chunks.len() - 1;
+        let chunk = &mut self.chunks[n];
+        chunk.push(Some(flow));
+        ((n << CHUNK_BITS) + chunk.len() - 1) as u32
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Flow> {
+        self.chunks.iter().flatten().flatten()
+    }
+
+    fn iter_slots(&self) -> impl Iterator<Item = (u32, &Flow)> {
+        self.chunks
+            .iter()
+            .flatten()
+            .enumerate()
+            .filter_map(|(i, slot)| Some((i as u32, slot.as_ref()?)))
+    }
 }
 
 #[cfg(test)]

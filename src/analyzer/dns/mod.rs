@@ -237,7 +237,8 @@ pub struct DnsAnalyzer {
     tcp: bool,
     cache: Arc<NameCache>,
     trusted: Option<Arc<[IpNet]>>,
-    framers: [Framer; 2],
+    /// DNS over TCP only (boxed: nearly every DNS flow is UDP).
+    framers: Option<Box<[Framer; 2]>>,
     events: u32,
     counters: DnsCounters,
     version: DnsVersion,
@@ -252,7 +253,7 @@ impl DnsAnalyzer {
             tcp: ctx.proto == proto::TCP,
             cache,
             trusted,
-            framers: Default::default(),
+            framers: (ctx.proto == proto::TCP).then(Box::default),
             events: 0,
             counters: DnsCounters::default(),
             version: DnsVersion::default(),
@@ -351,20 +352,24 @@ impl DnsAnalyzer {
         if msg.questions.is_empty() {
             return;
         }
-        self.facts.lookups.clear();
-        for q in msg.questions.iter().take(MAX_LOOKUPS) {
-            self.facts.lookups.push(Lookup {
+        // Collected, not pushed: exactly as many as asked (usually one),
+        // and the flow keeps them to its end.
+        self.facts.lookups = msg
+            .questions
+            .iter()
+            .take(MAX_LOOKUPS)
+            .map(|q| Lookup {
                 name: q.name.clone(),
                 packet,
                 ts,
-            });
-        }
+            })
+            .collect();
         self.facts.touch();
     }
 
     fn on_tcp_data(&mut self, dir: Dir, data: &[u8], at: (u64, Timestamp), out: &mut Emit) {
         let i = dir.index();
-        let Some(framer) = self.framers.get_mut(i) else {
+        let Some(framer) = self.framers.as_deref_mut().and_then(|f| f.get_mut(i)) else {
             return;
         };
         let frames = framer.push(data);
@@ -377,7 +382,7 @@ impl DnsAnalyzer {
             }
             used = end;
         }
-        if let Some(framer) = self.framers.get_mut(i) {
+        if let Some(framer) = self.framers.as_deref_mut().and_then(|f| f.get_mut(i)) {
             framer.buf = buf;
             framer.consume(used);
             framer.messages = framer.messages.saturating_add(count);
@@ -405,7 +410,11 @@ impl Analyzer for DnsAnalyzer {
             Chunk::Gap(_) => {
                 // Message boundaries are lost for good: let the direction go.
                 self.counters.gaps += 1;
-                if let Some(f) = self.framers.get_mut(dir.index()) {
+                if let Some(f) = self
+                    .framers
+                    .as_deref_mut()
+                    .and_then(|f| f.get_mut(dir.index()))
+                {
                     f.done = true;
                     f.buf = Vec::new();
                 }
@@ -414,7 +423,12 @@ impl Analyzer for DnsAnalyzer {
     }
 
     fn wants_stream(&self, dir: Dir) -> bool {
-        self.tcp && self.framers.get(dir.index()).is_some_and(|f| !f.done)
+        self.tcp
+            && self
+                .framers
+                .as_deref()
+                .and_then(|f| f.get(dir.index()))
+                .is_some_and(|f| !f.done)
     }
 
     fn facts(&self) -> &AppFacts {

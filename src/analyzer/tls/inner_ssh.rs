@@ -88,6 +88,12 @@ impl SshShape {
         matches!(self.state, State::Gone)
     }
 
+    /// An inference runs: the end of the flow may still change its facts
+    /// ([`SshShape::finish`] does nothing otherwise).
+    pub fn running(&self) -> bool {
+        matches!(self.state, State::Running(_))
+    }
+
     pub fn facts(&self) -> Option<&SshFacts> {
         match &self.state {
             State::Running(r) if r.published => Some(&r.facts),

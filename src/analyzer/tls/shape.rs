@@ -2,9 +2,10 @@
 //! record by record — each record's direction, plaintext length estimate
 //! ([`records::Overhead`]) and packet time — handed to the two shape
 //! analyses, mining ([`mining::MiningShape`]) and SSH inside TLS
-//! ([`inner_ssh::SshShape`]). State is fixed-size per flow (the SSH size
-//! model's inference, once an SSH handshake showed, is the only heap
-//! state); nothing is allocated per record. The walk stops for good when
+//! ([`inner_ssh::SshShape`]). State is fixed-size per flow (the mining
+//! analysis, boxed from the first application record until it settles, and
+//! the SSH size model's inference, once an SSH handshake showed, are its
+//! heap state); nothing is allocated per record. The walk stops for good when
 //! both analyses have ruled the flow out or decided, when a direction has
 //! a gap, or after [`MAX_RECORDS`] records.
 
@@ -38,6 +39,51 @@ pub struct Outcome {
     pub ssh_changed: bool,
 }
 
+/// The mining analysis: not started before the first application record,
+/// dropped once it settled (ruled out or reported: nothing more comes of
+/// it, before or at the end of the flow).
+#[derive(Debug, Default)]
+enum Mining {
+    #[default]
+    NotYet,
+    Reading(Box<MiningShape>),
+    Settled,
+}
+
+impl Mining {
+    fn on_record(&mut self, r: &AppRecord) -> Option<MiningFacts> {
+        if let Mining::NotYet = self {
+            *self = Mining::Reading(Box::default());
+        }
+        let Mining::Reading(m) = self else {
+            return None;
+        };
+        let facts = m.on_record(r);
+        if m.settled() {
+            *self = Mining::Settled;
+        }
+        facts
+    }
+
+    fn finish(&mut self, last: Timestamp) -> Option<MiningFacts> {
+        match self {
+            Mining::Reading(m) => m.finish(last),
+            // No record: what a fresh analysis would conclude, nothing.
+            Mining::NotYet | Mining::Settled => None,
+        }
+    }
+
+    fn settled(&self) -> bool {
+        matches!(self, Mining::Settled)
+    }
+
+    /// [`Mining::finish`] has nothing to conclude: no record was seen, or
+    /// the analysis settled.
+    fn concluded(&self) -> bool {
+        !matches!(self, Mining::Reading(_))
+    }
+}
+
 pub struct Shape {
     walkers: [Option<RecordWalker>; 2],
     /// TLS 1.3: the client's first encrypted record is its Finished, and
@@ -48,7 +94,7 @@ pub struct Shape {
     app_started: bool,
     overhead: Option<Overhead>,
     records: u32,
-    mining: MiningShape,
+    mining: Mining,
     ssh: SshShape,
     stopped: bool,
 }
@@ -62,7 +108,7 @@ impl Shape {
             app_started: false,
             overhead: None,
             records: 0,
-            mining: MiningShape::default(),
+            mining: Mining::NotYet,
             ssh: SshShape::default(),
             stopped: false,
         }
@@ -76,6 +122,18 @@ impl Shape {
 
     pub fn active(&self) -> bool {
         !self.stopped
+    }
+
+    /// Stopped, with nothing left for [`Shape::finish`] to conclude: the
+    /// shape can be dropped.
+    pub fn spent(&self) -> bool {
+        self.stopped && self.mining.concluded() && !self.ssh.running()
+    }
+
+    /// The mining analysis has ruled the flow out or reported it.
+    #[cfg(test)]
+    pub fn mining_settled(&self) -> bool {
+        self.mining.settled()
     }
 
     /// Bytes of `dir` are missing: the record boundaries are lost.

@@ -148,7 +148,7 @@ fn a_download_is_not_mining() {
     for i in 0..20 {
         s.send(Dir::ToClient, 16_384, 100 + i);
     }
-    assert!(s.shape.mining.settled());
+    assert!(s.shape.mining_settled());
 }
 
 /// An OpenSSH session inside TLS (chacha20-poly1305 inside): banners,

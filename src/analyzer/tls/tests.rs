@@ -578,3 +578,51 @@ proptest! {
         a.finish(Timestamp::from_secs(1), &mut out);
     }
 }
+
+/// Every analysed TLS flow keeps its analyzer to the end (tens of
+/// thousands at once): the parts a flow stops needing (the handshake
+/// readers, the record-shape analyses, the mining analysis once settled)
+/// are boxed and freed, and what stays is small.
+#[test]
+fn analyzer_layout_stays_small() {
+    use std::mem::size_of;
+    assert!(
+        size_of::<TlsAnalyzer>() <= 432,
+        "{}",
+        size_of::<TlsAnalyzer>()
+    );
+    assert!(size_of::<Shape>() <= 160, "{}", size_of::<Shape>());
+    assert_eq!(size_of::<Option<Box<Shape>>>(), 8);
+    assert_eq!(size_of::<Option<Box<[HandshakeReader; 2]>>>(), 8);
+}
+
+#[test]
+fn handshake_state_is_freed_once_read() {
+    let (client, server) = (hex(CLIENT_HELLO), hex(SERVER_HELLO));
+    let mut a = TlsAnalyzer::new();
+    let mut out = Vec::new();
+    assert!(a.readers.is_some());
+    let to_server = packet(1, Dir::ToServer, &client);
+    a.on_stream(Dir::ToServer, Chunk::Data(&client), &to_server, &mut out);
+    assert!(a.readers.is_some(), "the server's hello is still to come");
+    let to_client = packet(2, Dir::ToClient, &server);
+    a.on_stream(Dir::ToClient, Chunk::Data(&server), &to_client, &mut out);
+    assert!(a.finished_reading());
+    assert!(
+        a.readers.is_none(),
+        "both hellos read: the readers are freed"
+    );
+    assert!(a.shape.is_some(), "the record shapes are still watched");
+    assert_eq!(out.len(), 1, "the record is written");
+    // A record no TLS peer sends: the shape walk stops with nothing left
+    // to conclude (no application record yet), and is freed.
+    let junk = packet(3, Dir::ToServer, b"SSH-2.0-x\r\n");
+    a.on_stream(
+        Dir::ToServer,
+        Chunk::Data(b"SSH-2.0-x\r\n"),
+        &junk,
+        &mut out,
+    );
+    assert!(a.shape.is_none());
+    assert!(a.done());
+}

@@ -145,6 +145,41 @@ fn removed_slots_are_reused_and_stay_consistent() {
     assert!(t.slots.len() <= 50);
 }
 
+#[test]
+fn grows_over_several_chunks_without_moving_flows() {
+    let n = 3 * CHUNK + 7;
+    let mut t = FlowTable::new(n, ahash::RandomState::new());
+    let mut at = Vec::new();
+    for port in 0..n as u16 {
+        let (index, evicted) = insert(&mut t, port, u64::from(port));
+        assert!(evicted.is_empty());
+        assert_eq!(index as usize, at.len(), "slots are handed out in order");
+        at.push(index);
+    }
+    assert_eq!(t.len(), n);
+    assert_eq!(t.slots.len(), n);
+    assert_eq!(t.slots.chunks.len(), 4);
+    for (port, &index) in at.iter().enumerate() {
+        assert_eq!(t.get(index).map(|f| f.client().port), Some(port as u16));
+    }
+    let ports: Vec<u16> = t.iter().map(|f| f.client().port).collect();
+    assert_eq!(
+        ports,
+        (0..n as u16).collect::<Vec<_>>(),
+        "iteration in slot order"
+    );
+    let slots: Vec<u32> = t.iter_slots().map(|(slot, _)| slot).collect();
+    assert_eq!(slots, at);
+    assert!(t.slots.chunks.iter().all(|c| c.capacity() == CHUNK));
+    // A removed slot in an inner chunk is reused before the slab grows.
+    let removed = t.remove(at[CHUNK + 5]).map(|f| f.client().port);
+    assert_eq!(removed, Some(CHUNK as u16 + 5));
+    assert!(t.iter_slots().all(|(slot, _)| slot != at[CHUNK + 5]));
+    let (index, _) = insert(&mut t, 60_000, 1);
+    assert_eq!(index, at[CHUNK + 5]);
+    assert_eq!(t.slots.len(), n);
+}
+
 proptest::proptest! {
     /// Against a model: after any sequence of inserts and idle pops, the
     /// table holds exactly the model's flows.

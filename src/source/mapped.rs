@@ -26,7 +26,7 @@ use memmap2::{Advice, Mmap, MmapOptions};
 
 /// Bytes mapped per window (a record larger than this gets a window of
 /// its own size).
-pub const WINDOW: usize = 8 << 20;
+pub const WINDOW: usize = 2 << 20;
 
 /// One mapped window of a capture file, shared by the reader and every
 /// batch holding frames from it.

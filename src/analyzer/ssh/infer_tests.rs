@@ -428,3 +428,29 @@ fn an_idle_forward_needs_its_silence_seen() {
         assert_eq!(s.f.remote_forward.is_some(), verdict, "{quiet_ms} ms");
     }
 }
+
+/// An scp download: the server's full 32 KiB channel packets are bulk data,
+/// never an inner handshake's large messages, whatever the client sends
+/// between them (a real capture in CI once read as a nested handshake).
+#[test]
+fn bulk_channel_data_is_not_an_inner_handshake() {
+    let mut s = Sim::new(CTR_ETM);
+    s.login();
+    s.msg(C, 24, 1);
+    s.msg(C, 34, 0);
+    s.msg(S, 17, 2);
+    s.data(C, 60, 1); // the exec request's size: a candidate starts
+    s.data(S, 20, 1);
+    for i in 0..12 {
+        s.data(S, 32 * 1024, 1);
+        s.data(S, 32 * 1024, 0);
+        if i % 4 == 1 {
+            s.data(C, 400, 0);
+        }
+        s.data(C, 16 + s.inner.wire(17), 0);
+    }
+    s.finish();
+    assert!(s.f.nested_forward.is_none(), "{:?}", s.f.nested_forward);
+    assert!(s.f.reverse_session.is_none());
+    assert!(s.f.file_transfer.is_some());
+}

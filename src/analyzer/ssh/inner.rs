@@ -116,6 +116,12 @@ impl Opens {
 const LARGE: u32 = 161;
 /// Inner messages at most this large: NEWKEYS, ECDH inits, service request.
 const SMALL: u32 = 160;
+/// No inner handshake message is larger (a KEXINIT, or a post-quantum key
+/// exchange reply with a host certificate, even coalesced with the
+/// identification line, stays under a few KiB). Channel data this large
+/// is bulk transfer (scp and forwards send full 32 KiB channel packets): the
+/// candidate ends there.
+const HANDSHAKE_MAX: u32 = 16 * 1024;
 /// Smallest identification line (`SSH-2.0-x\r\n`).
 const BANNER_MIN: u32 = 11;
 const BANNER_MAX: u32 = 300;
@@ -243,6 +249,9 @@ impl Candidate {
         let Some((lo, hi)) = m.suite(u.dir).channel_data_range(u.size) else {
             return Step::Continue; // window adjust, EOF, ...
         };
+        if lo > HANDSHAKE_MAX {
+            return Step::Expired;
+        }
         let d = u.dir.index();
         if self.first_data[d].is_none() {
             self.first_data[d] = Some((lo, hi));

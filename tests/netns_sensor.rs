@@ -394,16 +394,20 @@ fn fanout() -> Option<&'static Run> {
 /// `--capture-method af-packet --workers 2` at tcpreplay's top rate: every
 /// frame received and analysed (no capture thread, no queue), both workers
 /// busy, and every flow whole on one worker: the same flows, packets and
-/// bytes as a replay of the capture, no flow split into more records.
+/// bytes as a replay of the capture, no flow split into more records; and
+/// 400 ICMP errors each counted in the flow it quotes (the kernel's program
+/// hashes the quoted addresses), none a flow of its own.
 #[test]
 fn af_packet_fanout_keeps_every_flow_whole_on_one_worker() {
     let Some(run) = fanout() else { return };
     let r = &run.result;
     assert_eq!(r["exit_code"], 0, "{r}");
     let sent = r["tcpreplay"]["sent"].as_f64().unwrap_or(f64::NAN);
+    let errors = r["icmp_errors"]["sent"].as_f64().unwrap_or(f64::NAN);
     let get = |k: &str| r["sensor"][k].as_f64().unwrap_or(f64::NAN);
     assert_eq!(sent, FANOUT_PACKETS.parse::<f64>().unwrap(), "{r}");
-    assert_eq!(get("received"), sent, "{r}");
+    assert_eq!(errors, 800.0, "{r}");
+    assert_eq!(get("received"), sent + errors, "{r}");
     assert_eq!(get("kernel") + get("queue") + get("interface"), 0.0, "{r}");
     assert_eq!(get("processed"), get("received"), "{r}");
     let ticks = |name: &str| r["threads"][name].as_f64().unwrap_or(0.0);

@@ -34,8 +34,9 @@ what the sensor's counters say was received, dropped (kernel, interface,
 queue) and processed. Loopback and namespaces only; bounded in time.
 
 `fanout` does the same once at tcpreplay's top rate into a sensor with
-`--capture-method af-packet --workers 2`, and records the CPU time of each
-of its threads and the flows of its EVE against a replay of the capture.
+`--capture-method af-packet --workers 2`, then sends ICMP errors that quote
+TCP flows of their own, and records the CPU time of each of the sensor's
+threads and the flows of its EVE against a replay of the captures.
 
 `stall` (on the same pair) replays a SYN flood at 100,000 frames/s for 4 s
 and SIGSTOPs the sensor for 2 s one second in: the kernel ring must hold
@@ -661,17 +662,48 @@ def flow_totals(path):
     return totals
 
 
+FANOUT_ICMP_FLOWS = 400
+
+
+def icmp_error_pcap(path, flows):
+    """`flows` TCP SYNs, each answered by a router's ICMP host unreachable
+    that quotes it (the error belongs to the SYN's flow, on its worker)."""
+    eth = bytes.fromhex("020000000002" "020000000001" "0800")
+    router = bytes([192, 0, 2, 1])
+
+    def ip(src, dst, proto, payload, ident):
+        return struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), ident, 0, 64, proto, 0,
+                           src, dst) + payload
+
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        for i in range(flows):
+            client, server = bytes([10, 2, i >> 8, i & 255]), bytes([198, 51, 100, 1 + i % 200])
+            tcp = struct.pack("!HHIIBBHHH", 40000 + i, 443, 1, 0, 0x50, 0x02, 65535, 0, 0)
+            syn = ip(client, server, 6, tcp, i)
+            error = ip(router, client, 1, struct.pack("!BBHI", 3, 1, 0, 0) + syn[:28], i)
+            for n, frame in enumerate((eth + syn, eth + error)):
+                t = 2 * i + n
+                f.write(struct.pack("<IIII", 1_700_000_000 + t // 1000, (t % 1000) * 1000,
+                                    len(frame), len(frame)) + frame)
+
+
 def fanout(run, result):
     """`--capture-method af-packet` (or `--method`) with two workers: the
-    benchmark mix at tcpreplay's top rate, then its flows against a replay
-    of the capture."""
+    benchmark mix at tcpreplay's top rate, then ICMP errors about flows of
+    their own, then all flows against a replay of the captures."""
     args, pair = run.args, run.pair
     pcap = os.path.join(args.outdir, "bench.pcap")
     ref = os.path.join(args.outdir, "replay.json")
-    run.files += [pcap, ref]
+    errors = os.path.join(args.outdir, "icmp-errors.pcap")
+    errors_ref = os.path.join(args.outdir, "icmp-errors.json")
+    run.files += [pcap, ref, errors, errors_ref]
     subprocess.run([args.bin, "generate", "bench", "--packets", str(args.packets), "--out", pcap],
                    check=True, capture_output=True)
-    subprocess.run([args.bin, "replay", "-q", pcap, "--eve", ref], check=True, capture_output=True)
+    icmp_error_pcap(errors, FANOUT_ICMP_FLOWS)
+    for capture, eve_out in ((pcap, ref), (errors, errors_ref)):
+        subprocess.run([args.bin, "replay", "-q", capture, "--eve", eve_out], check=True,
+                       capture_output=True)
     pair.up()
     eve = os.path.join(args.outdir, "eve.json")
     run.sensor = start_sensor(pair, args, ["lr0"], ["--eve", eve, "--capture-method", args.method,
@@ -679,6 +711,7 @@ def fanout(run, result):
     before = quiesce(pair)
     link_before = pair.link_stats(pair.tx, "ls0")
     result["tcpreplay"] = tcpreplay(pair, pcap, None, args.packets)
+    result["icmp_errors"] = tcpreplay(pair, errors, 20_000, 2 * FANOUT_ICMP_FLOWS)
     after = quiesce(pair)
     result["veth_dropped"] = pair.link_stats(pair.tx, "ls0").get("tx_dropped", 0) - link_before.get("tx_dropped", 0)
     result["sensor"] = {k: after[k] - before[k] for k in after}
@@ -686,7 +719,7 @@ def fanout(run, result):
     log(f"fanout: sent {result['tcpreplay']['sent']} at {result['tcpreplay']['achieved_pps']} pps; "
         f"sensor {result['sensor']}; threads {result['threads']}")
     run.stop_sensor()
-    live, offline = flow_totals(eve), flow_totals(ref)
+    live, offline = flow_totals(eve), {**flow_totals(ref), **flow_totals(errors_ref)}
     result["flows"] = {"live_keys": len(live), "replay_keys": len(offline),
                        "live_records": sum(t[0] for t in live.values()),
                        "replay_records": sum(t[0] for t in offline.values())}

@@ -120,11 +120,11 @@ pub struct CaptureArgs {
     pub interfaces: Vec<String>,
     #[command(flatten)]
     pub analysis: AnalysisArgs,
-    /// How frames are captured: `pcap` (libpcap; a capture thread per
-    /// interface feeds the workers' queues) or `af-packet` (Linux; each
-    /// worker reads its own ring of every interface, in a fanout group
-    /// that keeps every flow between two hosts on one worker).
-    #[arg(long, default_value = "pcap", value_name = "pcap|af-packet",
+    /// How frames are captured: `af-packet` (each worker reads its own
+    /// ring of every interface, in a fanout group that keeps every flow
+    /// between two hosts on one worker) or `pcap` (libpcap, the fallback;
+    /// a capture thread per interface feeds the workers' queues).
+    #[arg(long, default_value = "af-packet", value_name = "af-packet|pcap",
           value_parser = egresswatch::sensor::CaptureMethod::parse)]
     pub capture_method: egresswatch::sensor::CaptureMethod,
     /// Bytes kept of each frame.

@@ -63,13 +63,13 @@ pub const DEFAULT_LISTEN: &str = "0.0.0.0:8463";
 /// How frames get from the interfaces to the workers.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub enum CaptureMethod {
-    /// libpcap: a capture thread per interface decodes each frame and
-    /// hands it to its flow's worker through a queue.
-    #[default]
+    /// libpcap, the fallback: a capture thread per interface decodes each
+    /// frame and hands it to its flow's worker through a queue.
     Pcap,
     /// Linux AF_PACKET: every worker reads its own ring of each interface,
     /// the kernel's fanout program sharding the frames; no capture thread,
     /// no queue.
+    #[default]
     AfPacket,
 }
 

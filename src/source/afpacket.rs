@@ -186,15 +186,6 @@ impl FanoutSocket {
         Ok(())
     }
 
-    pub fn interface(&self) -> &str {
-        &self.interface
-    }
-
-    /// Every capture here is Ethernet (loopback devices frame as Ethernet).
-    pub fn link(&self) -> LinkType {
-        LinkType::Ethernet
-    }
-
     /// Puts the real filter on: from now on the socket takes its share.
     pub fn arm(&mut self) -> Result<(), SourceError> {
         self.filter_with(true)

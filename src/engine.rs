@@ -394,8 +394,9 @@ impl Engine {
     fn end_flow(&mut self, mut flow: Flow, reason: EndReason, sink: &mut dyn EventSink) {
         sink.flow_ending((flow.start().as_nanos(), flow.id()));
         let last = flow.last();
+        let ctx = context(&flow);
         if let Some(app) = flow.app.as_mut() {
-            app.finish(&self.protocols, last, &mut self.emit);
+            app.finish(&self.protocols, &ctx, last, &mut self.emit);
             if reason != EndReason::Active {
                 self.stats.tunnels += u64::from(!app.tunnel().is_empty());
                 self.stats.tunnels_unfollowed += u64::from(app.tunnel_bounded());
@@ -571,12 +572,7 @@ fn saved(flow: &Flow) -> Option<SavedFlow> {
 fn restored(s: SavedFlow) -> Option<Flow> {
     let analyzer = Restored::new(s.app)?;
     let mut flow = Flow::restore(s.flow, None);
-    let ctx = FlowContext {
-        client: flow.client(),
-        server: flow.server(),
-        proto: flow.key.proto,
-    };
-    flow.app = Some(Box::new(AppSlot::restored(ctx, Box::new(analyzer))));
+    flow.app = Some(Box::new(AppSlot::restored(Box::new(analyzer))));
     flow.marks.set(Marks::APP_DONE, true);
     flow.marks.set(Marks::TUNNEL, true);
     Some(flow)
@@ -613,6 +609,15 @@ fn is_reuse(flow: &Flow, pkt: &Packet<'_>) -> bool {
     tcp.flags.syn() && !tcp.flags.ack() && flow.tcp.closed()
 }
 
+/// What the flow's analyzers know of it.
+fn context(flow: &Flow) -> FlowContext {
+    FlowContext {
+        client: flow.client(),
+        server: flow.server(),
+        proto: flow.key.proto,
+    }
+}
+
 /// Hands the packet to the flow's protocol analysis, creating it when the
 /// flow first carries payload. False when the analysis did not run (so
 /// its facts cannot have changed).
@@ -632,21 +637,18 @@ fn analyze(
         if pkt.payload_len == 0 || flow.marks.has(Marks::APP_UNKNOWN) {
             return false;
         }
-        let ctx = FlowContext {
-            client: flow.client(),
-            server: flow.server(),
-            proto: flow.key.proto,
-        };
-        let mut slot = Box::new(AppSlot::new(ctx));
+        let mut slot = Box::new(AppSlot::new());
         if flow.is_tcp() && flow.basis == OriginBasis::PortGuess {
             slot.set_midstream();
         }
         flow.app = Some(slot);
     }
+    let ctx = context(flow);
     let Some(app) = flow.app.as_mut() else {
         return false;
     };
     let input = PacketInput {
+        flow: &ctx,
         view: PacketView {
             index,
             ts: pkt.ts,

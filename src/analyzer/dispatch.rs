@@ -43,7 +43,6 @@ pub struct AppSlot {
     /// Sequence number of each direction's first stream byte, once known:
     /// where tunnel layers count their handshake bytes from.
     origins: [Option<u32>; 2],
-    ctx: FlowContext,
 }
 
 /// What every layer needs from the slot: the protocols, the flow and
@@ -116,6 +115,8 @@ impl std::fmt::Debug for AppSlot {
 
 /// What the flow needs to hand a packet to its analyzer.
 pub struct PacketInput<'a> {
+    /// The flow's endpoints (the flow keeps them: the slot does not).
+    pub flow: &'a FlowContext,
     pub view: PacketView<'a>,
     /// TCP only: where this direction's data starts, when the SYN was seen.
     pub data_start: Option<u32>,
@@ -123,14 +124,19 @@ pub struct PacketInput<'a> {
     pub budget: u64,
 }
 
+impl Default for AppSlot {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl AppSlot {
-    pub fn new(ctx: FlowContext) -> Self {
+    pub fn new() -> Self {
         AppSlot {
             layer: Layer::new(0),
             finished: false,
             streams: Default::default(),
             origins: [None; 2],
-            ctx,
         }
     }
 
@@ -142,7 +148,7 @@ impl AppSlot {
 
     /// A slot whose analysis is `analyzer`, already claimed and finished
     /// (a flow restored from the state file).
-    pub fn restored(ctx: FlowContext, analyzer: Box<dyn Analyzer>) -> Self {
+    pub fn restored(analyzer: Box<dyn Analyzer>) -> Self {
         AppSlot {
             layer: Layer {
                 state: State::Active(analyzer),
@@ -151,7 +157,7 @@ impl AppSlot {
                 midstream: false,
             },
             finished: true,
-            ..AppSlot::new(ctx)
+            ..AppSlot::new()
         }
     }
 
@@ -203,7 +209,7 @@ impl AppSlot {
         }
         let cx = Cx {
             protocols,
-            flow: &self.ctx,
+            flow: input.flow,
             origins: self.origins,
         };
         self.layer.on_packet(&cx, view, out);
@@ -247,7 +253,7 @@ impl AppSlot {
         if !self.layer.wants_stream(dir) || self.streams[dir.index()].delivered() >= input.budget {
             return;
         }
-        let (layer, streams, cx) = self.parts(protocols);
+        let (layer, streams, cx) = self.parts(protocols, input.flow);
         let stream = &mut streams[dir.index()];
         if let Some(start) = input.data_start {
             if stream.delivered() == 0 && !syn {
@@ -267,10 +273,11 @@ impl AppSlot {
     fn parts<'a>(
         &'a mut self,
         protocols: &'a Protocols,
+        flow: &'a FlowContext,
     ) -> (&'a mut Layer, &'a mut [Stream; 2], Cx<'a>) {
         let cx = Cx {
             protocols,
-            flow: &self.ctx,
+            flow,
             origins: self.origins,
         };
         (&mut self.layer, &mut self.streams, cx)
@@ -278,8 +285,14 @@ impl AppSlot {
 
     /// The flow ended: held stream bytes are flushed to the analyzer, which
     /// then writes its final events.
-    pub fn finish(&mut self, protocols: &Protocols, last_ts: Timestamp, out: &mut Emit) {
-        let (layer, streams, cx) = self.parts(protocols);
+    pub fn finish(
+        &mut self,
+        protocols: &Protocols,
+        flow: &FlowContext,
+        last_ts: Timestamp,
+        out: &mut Emit,
+    ) {
+        let (layer, streams, cx) = self.parts(protocols, flow);
         if !layer.is_probing() {
             for dir in [Dir::ToServer, Dir::ToClient] {
                 if layer.wants_stream(dir) {

@@ -120,9 +120,10 @@ pub fn probe(dir: Dir, data: &[u8]) -> Probe {
     }
 }
 
-/// What a ClientHello says.
+/// What a ClientHello says, as parsed: every list in a `Vec` of its own.
+/// [`ClientHello`] keeps the same packed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ClientHello {
+pub struct ClientHelloFields {
     pub legacy_version: u16,
     pub ciphers: Vec<u16>,
     /// Extension types in the order sent.
@@ -136,6 +137,65 @@ pub struct ClientHello {
     pub point_formats: Vec<u8>,
     /// signature_algorithms, in the order sent.
     pub sig_algs: Vec<u16>,
+}
+
+/// What a ClientHello says. A TLS flow keeps its hello for life (each
+/// alert renders its JA3 and JA4), so the five lists of numbers share one
+/// allocation and nothing has spare room: 104 bytes, not 224.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClientHello {
+    pub legacy_version: u16,
+    /// Where each list of `numbers` ends, in [`List`] order.
+    ends: [u32; List::COUNT],
+    /// Ciphers, extensions, supported versions, groups and signature
+    /// algorithms, end to end.
+    numbers: Box<[u16]>,
+    sni: Option<Box<str>>,
+    alpn: Box<[Box<str>]>,
+    alpn_first: Option<Box<[u8]>>,
+    point_formats: Box<[u8]>,
+}
+
+/// The lists of numbers a [`ClientHello`] packs, in their order there.
+#[derive(Copy, Clone)]
+enum List {
+    Ciphers,
+    Extensions,
+    SupportedVersions,
+    Groups,
+    SigAlgs,
+}
+
+impl List {
+    const COUNT: usize = 5;
+}
+
+impl From<ClientHelloFields> for ClientHello {
+    fn from(f: ClientHelloFields) -> ClientHello {
+        let lists = [
+            &f.ciphers,
+            &f.extensions,
+            &f.supported_versions,
+            &f.groups,
+            &f.sig_algs,
+        ];
+        let mut numbers = Vec::with_capacity(lists.iter().map(|l| l.len()).sum());
+        let mut ends = [0; List::COUNT];
+        for (end, list) in ends.iter_mut().zip(lists) {
+            numbers.extend_from_slice(list);
+            // A hello is at most a handshake message: far below u32::MAX.
+            *end = u32::try_from(numbers.len()).unwrap_or(u32::MAX);
+        }
+        ClientHello {
+            legacy_version: f.legacy_version,
+            ends,
+            numbers: numbers.into_boxed_slice(),
+            sni: f.sni.map(String::into_boxed_str),
+            alpn: f.alpn.into_iter().map(String::into_boxed_str).collect(),
+            alpn_first: f.alpn_first.map(Vec::into_boxed_slice),
+            point_formats: f.point_formats.into_boxed_slice(),
+        }
+    }
 }
 
 /// What a ServerHello says.
@@ -190,7 +250,7 @@ fn u16_list(bytes: &[u8]) -> Vec<u16> {
 }
 
 /// Extensions as (type, data) pairs; `None` when the block is malformed.
-fn extensions(c: &mut Cursor<'_>) -> Option<Vec<(u16, Vec<u8>)>> {
+fn extensions<'a>(c: &mut Cursor<'a>) -> Option<Vec<(u16, &'a [u8])>> {
     if c.is_empty() {
         return Some(Vec::new());
     }
@@ -199,7 +259,7 @@ fn extensions(c: &mut Cursor<'_>) -> Option<Vec<(u16, Vec<u8>)>> {
     while !block.is_empty() {
         let t = block.u16()?;
         let data = block.vec16()?;
-        out.push((t, data.to_vec()));
+        out.push((t, data));
     }
     Some(out)
 }
@@ -208,10 +268,88 @@ impl ClientHello {
     /// Parses the body of a ClientHello handshake message (after its
     /// 4-byte header).
     pub fn parse(body: &[u8]) -> Option<ClientHello> {
+        ClientHelloFields::parse(body).map(ClientHello::from)
+    }
+
+    fn list(&self, list: List) -> &[u16] {
+        let i = list as usize;
+        let start = i.checked_sub(1).map_or(0, |p| self.ends[p] as usize);
+        self.numbers
+            .get(start..self.ends[i] as usize)
+            .unwrap_or_default()
+    }
+
+    pub fn ciphers(&self) -> &[u16] {
+        self.list(List::Ciphers)
+    }
+
+    /// Extension types in the order sent.
+    pub fn extensions(&self) -> &[u16] {
+        self.list(List::Extensions)
+    }
+
+    pub fn supported_versions(&self) -> &[u16] {
+        self.list(List::SupportedVersions)
+    }
+
+    pub fn groups(&self) -> &[u16] {
+        self.list(List::Groups)
+    }
+
+    /// signature_algorithms, in the order sent.
+    pub fn sig_algs(&self) -> &[u16] {
+        self.list(List::SigAlgs)
+    }
+
+    pub fn point_formats(&self) -> &[u8] {
+        &self.point_formats
+    }
+
+    pub fn sni(&self) -> Option<&str> {
+        self.sni.as_deref()
+    }
+
+    pub fn alpn(&self) -> impl Iterator<Item = &str> {
+        self.alpn.iter().map(|a| &**a)
+    }
+
+    /// The first ALPN value's bytes, as sent (JA4 reads its ends).
+    pub fn alpn_first(&self) -> Option<&[u8]> {
+        self.alpn_first.as_deref()
+    }
+
+    /// The highest version offered (supported_versions, else legacy).
+    pub fn max_version(&self) -> u16 {
+        self.supported_versions()
+            .iter()
+            .copied()
+            .filter(|&v| !is_grease(v))
+            .max()
+            .unwrap_or(self.legacy_version)
+    }
+
+    pub fn ja3_string(&self) -> String {
+        let mut s = String::with_capacity(128);
+        push_number(&mut s, self.legacy_version);
+        for list in [self.ciphers(), self.extensions(), self.groups()] {
+            s.push(',');
+            push_no_grease(&mut s, list);
+        }
+        s.push(',');
+        let formats: Vec<u16> = self.point_formats.iter().map(|&f| u16::from(f)).collect();
+        push_no_grease(&mut s, &formats);
+        s
+    }
+}
+
+impl ClientHelloFields {
+    /// Parses the body of a ClientHello handshake message (after its
+    /// 4-byte header).
+    pub fn parse(body: &[u8]) -> Option<ClientHelloFields> {
         let mut c = Cursor { buf: body };
-        let mut hello = ClientHello {
+        let mut hello = ClientHelloFields {
             legacy_version: c.u16()?,
-            ..ClientHello::default()
+            ..ClientHelloFields::default()
         };
         c.take(32)?; // random
         c.vec8()?; // session id
@@ -219,11 +357,11 @@ impl ClientHello {
         c.vec8()?; // compression methods
         for (t, data) in extensions(&mut c)? {
             hello.extensions.push(t);
-            let mut d = Cursor { buf: &data };
+            let mut d = Cursor { buf: data };
             match t {
                 ext::SERVER_NAME => hello.sni = server_name(&mut d),
                 ext::ALPN => {
-                    hello.alpn_first = first_alpn(&data).map(<[u8]>::to_vec);
+                    hello.alpn_first = first_alpn(data).map(<[u8]>::to_vec);
                     hello.alpn = alpn_list(&mut d);
                 }
                 ext::SIGNATURE_ALGORITHMS => {
@@ -239,33 +377,7 @@ impl ClientHello {
                 _ => {}
             }
         }
-        // Kept for the flow's life: no room to spare (pushes left some).
-        hello.extensions.shrink_to_fit();
-        hello.alpn.shrink_to_fit();
         Some(hello)
-    }
-
-    /// The highest version offered (supported_versions, else legacy).
-    pub fn max_version(&self) -> u16 {
-        self.supported_versions
-            .iter()
-            .copied()
-            .filter(|&v| !is_grease(v))
-            .max()
-            .unwrap_or(self.legacy_version)
-    }
-
-    pub fn ja3_string(&self) -> String {
-        let mut s = String::with_capacity(128);
-        push_number(&mut s, self.legacy_version);
-        for list in [&self.ciphers, &self.extensions, &self.groups] {
-            s.push(',');
-            push_no_grease(&mut s, list);
-        }
-        s.push(',');
-        let formats: Vec<u16> = self.point_formats.iter().map(|&f| u16::from(f)).collect();
-        push_no_grease(&mut s, &formats);
-        s
     }
 }
 
@@ -282,7 +394,7 @@ impl ServerHello {
         c.u8()?; // compression method
         for (t, data) in extensions(&mut c)? {
             hello.extensions.push(t);
-            let mut d = Cursor { buf: &data };
+            let mut d = Cursor { buf: data };
             match t {
                 ext::SUPPORTED_VERSIONS => hello.selected_version = d.u16(),
                 ext::ALPN => hello.alpn = alpn_list(&mut d).into_iter().next(),
@@ -707,7 +819,7 @@ impl TlsAnalyzer {
         let next = match (dir, kind) {
             (Dir::ToServer, CLIENT_HELLO) => {
                 let hello = ClientHello::parse(body).ok_or(TlsError::Malformed)?;
-                self.set_server_name(hello.sni.as_deref());
+                self.set_server_name(hello.sni());
                 self.check_pool(pkt);
                 self.client = Some(hello);
                 Want::Nothing
@@ -864,7 +976,7 @@ impl TlsAnalyzer {
             if let Some(c) = &self.cert {
                 c.eve_names(o);
             }
-            if let Some(sni) = self.client.as_ref().and_then(|c| c.sni.as_deref()) {
+            if let Some(sni) = self.client.as_ref().and_then(ClientHello::sni) {
                 o.str("sni", sni);
             }
             let version = match (&self.server, &self.client) {
@@ -886,8 +998,8 @@ impl TlsAnalyzer {
             }
             if let Some(c) = &self.client {
                 o.str("ja4", &ja4(c));
-                if !c.alpn.is_empty() {
-                    o.strs("client_alpns", c.alpn.iter().map(String::as_str));
+                if c.alpn().next().is_some() {
+                    o.strs("client_alpns", c.alpn());
                 }
             }
             if let Some(a) = self.server.as_ref().and_then(|s| s.alpn.as_ref()) {
@@ -912,7 +1024,7 @@ impl TlsAnalyzer {
             if let Some(c) = &self.client {
                 o.str("client_legacy_version", &version_name(c.legacy_version));
                 o.arr("client_supported_versions", |a| {
-                    for &v in c.supported_versions.iter().filter(|&&v| !is_grease(v)) {
+                    for &v in c.supported_versions().iter().filter(|&&v| !is_grease(v)) {
                         a.str(&version_name(v));
                     }
                 });

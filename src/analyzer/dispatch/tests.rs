@@ -63,6 +63,7 @@ impl Analyzer for RecAnalyzer {
 /// Plays a TCP flow (handshake seen, ISNs 1000 and 5000) through a slot.
 struct Player {
     slot: AppSlot,
+    flow: FlowContext,
     protocols: Vec<Box<dyn Protocol>>,
     seq: [u32; 2],
     index: u64,
@@ -73,9 +74,9 @@ struct Player {
 
 impl Player {
     fn new(protocols: Vec<Box<dyn Protocol>>) -> Player {
-        let c = ctx(proto::TCP, "10.81.1.10:40000", "10.81.2.10:3128");
         Player {
-            slot: AppSlot::new(c),
+            slot: AppSlot::new(),
+            flow: ctx(proto::TCP, "10.81.1.10:40000", "10.81.2.10:3128"),
             protocols,
             seq: [1001, 5001],
             index: 0,
@@ -96,6 +97,7 @@ impl Player {
         self.index += 1;
         let d = dir.index();
         let input = PacketInput {
+            flow: &self.flow,
             view: PacketView {
                 index: self.index,
                 ts: Timestamp::from_secs(1_000 + self.index),
@@ -118,8 +120,12 @@ impl Player {
     }
 
     fn finish(&mut self) {
-        self.slot
-            .finish(&self.protocols, Timestamp::from_secs(2_000), &mut self.out);
+        self.slot.finish(
+            &self.protocols,
+            &self.flow,
+            Timestamp::from_secs(2_000),
+            &mut self.out,
+        );
     }
 }
 
@@ -291,4 +297,15 @@ fn unclaimed_midstream_flow_is_checked_for_ssh_by_its_sizes() {
     let mut p = Player::midstream(with_recorder());
     play_typing(&mut p);
     assert!(p.slot.is_unknown());
+}
+
+/// A slot rides on every flow that carries payload: the flow's endpoints
+/// stay on the flow ([`PacketInput::flow`]), not in the slot.
+#[test]
+fn slot_layout_stays_small() {
+    assert!(
+        std::mem::size_of::<AppSlot>() <= 104,
+        "{}",
+        std::mem::size_of::<AppSlot>()
+    );
 }

@@ -19,9 +19,9 @@ use std::fmt::Write as _;
 
 /// The JA4 fingerprint of a ClientHello, e.g. `t13d1516h2_8daaf6152771_e5627efa2ab1`.
 pub fn ja4(hello: &ClientHello) -> String {
-    let ciphers = sorted_no_grease(&hello.ciphers);
+    let ciphers = sorted_no_grease(hello.ciphers());
     let exts: Vec<u16> = hello
-        .extensions
+        .extensions()
         .iter()
         .copied()
         .filter(|&e| !is_grease(e))
@@ -35,7 +35,7 @@ pub fn ja4(hello: &ClientHello) -> String {
         'i'
     });
     let _ = write!(out, "{:02}{:02}", ciphers.len().min(99), exts.len().min(99));
-    let [first, last] = alpn_chars(hello.alpn_first.as_deref());
+    let [first, last] = alpn_chars(hello.alpn_first());
     out.push(first);
     out.push(last);
     out.push('_');
@@ -48,7 +48,7 @@ pub fn ja4(hello: &ClientHello) -> String {
     sorted_exts.sort_unstable();
     let mut c = hex_list(&sorted_exts);
     let sigs: Vec<u16> = hello
-        .sig_algs
+        .sig_algs()
         .iter()
         .copied()
         .filter(|&s| !is_grease(s))
@@ -130,10 +130,15 @@ fn truncated_sha256(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::analyzer::tls::ClientHelloFields;
+
+    fn ja4_of(h: &ClientHelloFields) -> String {
+        ja4(&h.clone().into())
+    }
 
     /// The worked example of FoxIO's JA4 description.
-    fn spec_example() -> ClientHello {
-        ClientHello {
+    fn spec_example() -> ClientHelloFields {
+        ClientHelloFields {
             legacy_version: 0x0303,
             ciphers: vec![
                 0x1301, 0x1302, 0x1303, 0xc02b, 0xc02f, 0xc02c, 0xc030, 0xcca9, 0xcca8, 0xc013,
@@ -148,13 +153,16 @@ mod tests {
                 0x0403, 0x0804, 0x0401, 0x0503, 0x0805, 0x0501, 0x0806, 0x0601,
             ],
             alpn_first: Some(b"h2".to_vec()),
-            ..ClientHello::default()
+            ..ClientHelloFields::default()
         }
     }
 
     #[test]
     fn spec_worked_example() {
-        assert_eq!(ja4(&spec_example()), "t13d1516h2_8daaf6152771_e5627efa2ab1");
+        assert_eq!(
+            ja4_of(&spec_example()),
+            "t13d1516h2_8daaf6152771_e5627efa2ab1"
+        );
     }
 
     #[test]
@@ -165,7 +173,7 @@ mod tests {
         h.extensions.push(0xfafa);
         h.sig_algs.insert(2, 0x2a2a);
         h.supported_versions.insert(0, 0x3a3a);
-        assert_eq!(ja4(&h), "t13d1516h2_8daaf6152771_e5627efa2ab1");
+        assert_eq!(ja4_of(&h), "t13d1516h2_8daaf6152771_e5627efa2ab1");
     }
 
     #[test]
@@ -174,34 +182,34 @@ mod tests {
         // signature algorithms.
         let mut h = spec_example();
         h.sig_algs.clear();
-        assert!(ja4(&h).ends_with("_6d807ffa2a79"), "{}", ja4(&h));
+        assert!(ja4_of(&h).ends_with("_6d807ffa2a79"), "{}", ja4_of(&h));
     }
 
     #[test]
     fn empty_lists_and_no_sni_or_alpn() {
-        let h = ClientHello {
+        let h = ClientHelloFields {
             legacy_version: 0x0301,
-            ..ClientHello::default()
+            ..ClientHelloFields::default()
         };
-        assert_eq!(ja4(&h), "t10i000000_000000000000_000000000000");
-        let h = ClientHello {
+        assert_eq!(ja4_of(&h), "t10i000000_000000000000_000000000000");
+        let h = ClientHelloFields {
             legacy_version: 0x0303,
             extensions: vec![0x0000, 0x0010],
             alpn_first: Some(b"http/1.1".to_vec()),
-            ..ClientHello::default()
+            ..ClientHelloFields::default()
         };
-        assert_eq!(ja4(&h), "t12d0002h1_000000000000_000000000000");
+        assert_eq!(ja4_of(&h), "t12d0002h1_000000000000_000000000000");
     }
 
     #[test]
     fn counts_stop_at_99() {
-        let h = ClientHello {
+        let h = ClientHelloFields {
             legacy_version: 0x0303,
             ciphers: (1..200).collect(),
             extensions: (1..200).collect(),
-            ..ClientHello::default()
+            ..ClientHelloFields::default()
         };
-        assert!(ja4(&h).starts_with("t12i999900_"), "{}", ja4(&h));
+        assert!(ja4_of(&h).starts_with("t12i999900_"), "{}", ja4_of(&h));
     }
 
     #[test]

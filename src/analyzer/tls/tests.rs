@@ -227,7 +227,7 @@ fn grease_is_left_out_of_ja3() {
     let hello = ClientHello::parse(&rec[9..]).unwrap();
     assert_eq!(hello.ja3_string(), "771,4865-49195,0-10-11-16-43,29-23,0");
     assert_eq!(hello.max_version(), 0x0304);
-    assert_eq!(hello.sni.as_deref(), Some("Pool.Example.NET."));
+    assert_eq!(hello.sni(), Some("Pool.Example.NET."));
     let (a, events, _) = run(&[&rec], &[]);
     assert_eq!(a.facts().server_name.as_deref(), Some("pool.example.net"));
     assert_eq!(events[0].body.to_value()["sni"], "Pool.Example.NET.");
@@ -587,9 +587,15 @@ proptest! {
 fn analyzer_layout_stays_small() {
     use std::mem::size_of;
     assert!(
-        size_of::<TlsAnalyzer>() <= 432,
+        size_of::<TlsAnalyzer>() <= 312,
         "{}",
         size_of::<TlsAnalyzer>()
+    );
+    // Its five lists of numbers in one allocation, no spare room.
+    assert!(
+        size_of::<ClientHello>() <= 104,
+        "{}",
+        size_of::<ClientHello>()
     );
     assert!(size_of::<Shape>() <= 160, "{}", size_of::<Shape>());
     assert_eq!(size_of::<Option<Box<Shape>>>(), 8);
@@ -625,4 +631,38 @@ fn handshake_state_is_freed_once_read() {
     );
     assert!(a.shape.is_none());
     assert!(a.done());
+}
+
+proptest! {
+    /// The packed hello gives back every list as parsed, whatever their
+    /// lengths (empty ones included).
+    #[test]
+    fn packing_keeps_every_list(
+        lists in proptest::collection::vec(proptest::collection::vec(any::<u16>(), 0..40), 5),
+        formats in proptest::collection::vec(any::<u8>(), 0..4),
+        alpn in proptest::collection::vec("[a-z0-9/.]{1,8}", 0..3),
+    ) {
+        let fields = ClientHelloFields {
+            legacy_version: 0x0303,
+            ciphers: lists[0].clone(),
+            extensions: lists[1].clone(),
+            supported_versions: lists[2].clone(),
+            groups: lists[3].clone(),
+            sig_algs: lists[4].clone(),
+            point_formats: formats.clone(),
+            sni: Some("example.com".into()),
+            alpn_first: alpn.first().map(|a| a.as_bytes().to_vec()),
+            alpn: alpn.clone(),
+        };
+        let packed = ClientHello::from(fields);
+        prop_assert_eq!(packed.ciphers(), &lists[0][..]);
+        prop_assert_eq!(packed.extensions(), &lists[1][..]);
+        prop_assert_eq!(packed.supported_versions(), &lists[2][..]);
+        prop_assert_eq!(packed.groups(), &lists[3][..]);
+        prop_assert_eq!(packed.sig_algs(), &lists[4][..]);
+        prop_assert_eq!(packed.point_formats(), &formats[..]);
+        prop_assert_eq!(packed.sni(), Some("example.com"));
+        prop_assert_eq!(packed.alpn().collect::<Vec<_>>(), alpn.iter().map(String::as_str).collect::<Vec<_>>());
+        prop_assert_eq!(packed.alpn_first(), alpn.first().map(|a| a.as_bytes()));
+    }
 }

@@ -255,14 +255,25 @@ impl Shared {
     /// broken by client and address: the same entries go whatever order
     /// the table (its hasher seeded per process) iterates in.
     fn evict_soonest(&self, count: usize) {
-        let mut entries = Vec::with_capacity(self.map.len());
+        let mut expiries = Vec::with_capacity(self.map.len());
         self.map
-            .for_each(|client, addr, names| entries.push((last_expiry(names), client, addr)));
-        if count == 0 || count > entries.len() {
+            .for_each(|_, _, names| expiries.push(last_expiry(names)));
+        if count == 0 || count > expiries.len() {
             return;
         }
-        entries.select_nth_unstable(count - 1);
-        for &(_, client, addr) in &entries[..count] {
+        let (_, &mut threshold, _) = expiries.select_nth_unstable(count - 1);
+        // Every entry that expires sooner goes (fewer than `count`), then
+        // the first of those at the threshold, as many as are left to go.
+        let sooner = expiries.iter().filter(|&&e| e < threshold).count();
+        let mut ties = Vec::new();
+        self.map.for_each(|client, addr, names| {
+            if last_expiry(names) == threshold {
+                ties.push((client, addr));
+            }
+        });
+        ties.sort_unstable();
+        self.map.retain(|names| last_expiry(names) >= threshold);
+        for &(client, addr) in ties.iter().take(count - sooner) {
             self.map.remove(&Pair::of(client, addr));
         }
         self.evicted.fetch_add(count as u64, Ordering::Relaxed);

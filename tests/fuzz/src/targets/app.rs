@@ -111,7 +111,7 @@ fn play(protocol: Box<dyn Protocol>, kinds: &[&str], data: &[u8]) -> bool {
     };
     let name = protocol.name();
     let protocols = [protocol];
-    let mut slot = AppSlot::new(ctx);
+    let mut slot = AppSlot::new();
     let mut events = Vec::new();
     let mut next_seq = ISN.map(|isn| isn.wrapping_add(1));
     let budget = FlowConfig::default().stream_budget_bytes;
@@ -134,6 +134,7 @@ fn play(protocol: Box<dyn Protocol>, kinds: &[&str], data: &[u8]) -> bool {
         });
         next_seq[d] = next_seq[d].wrapping_add(payload.len() as u32);
         let packet = PacketInput {
+            flow: &ctx,
             view: PacketView {
                 index,
                 ts: Timestamp::from_secs(START_SECS + index),
@@ -148,7 +149,7 @@ fn play(protocol: Box<dyn Protocol>, kinds: &[&str], data: &[u8]) -> bool {
         slot.on_packet(&protocols, &packet, &mut events);
     }
     let last = Timestamp::from_secs(START_SECS + index);
-    slot.finish(&protocols, last, &mut events);
+    slot.finish(&protocols, &ctx, last, &mut events);
     if let Some(facts) = slot.facts() {
         // `None` until the protocol is confirmed (Stratum waits for it).
         assert!(

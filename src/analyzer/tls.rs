@@ -343,9 +343,8 @@ impl ClientHello {
 }
 
 impl ClientHelloFields {
-    /// Parses the body of a ClientHello handshake message (after its
-    /// 4-byte header).
-    pub fn parse(body: &[u8]) -> Option<ClientHelloFields> {
+    /// [`ClientHello::parse`] before the lists are packed.
+    fn parse(body: &[u8]) -> Option<ClientHelloFields> {
         let mut c = Cursor { buf: body };
         let mut hello = ClientHelloFields {
             legacy_version: c.u16()?,
